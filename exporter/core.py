@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import math
 import re
 from collections.abc import AsyncIterator, Iterable, Mapping
@@ -133,15 +132,11 @@ def parse_period(period: Period | timedelta | None, default: timedelta, *, name:
         delta = period
     else:
         if not isinstance(period, Mapping) or not period:
-            raise InvalidInput(
-                f"{name} must be a non-empty dict such as {{'hours': 10}}, got {period!r}", field=name
-            )
+            raise InvalidInput(f"{name} must be a non-empty dict such as {{'hours': 10}}, got {period!r}", field=name)
         parts: dict[str, float] = {}
         for unit, value in period.items():
             if unit not in PERIOD_UNITS:
-                raise InvalidInput(
-                    f"{name}: unknown unit {unit!r}; use one of {', '.join(PERIOD_UNITS)}", field=name
-                )
+                raise InvalidInput(f"{name}: unknown unit {unit!r}; use one of {', '.join(PERIOD_UNITS)}", field=name)
             if isinstance(value, bool) or not isinstance(value, int | float):
                 raise InvalidInput(f"{name}.{unit} must be a number, got {value!r}", field=name)
             if not math.isfinite(value):
@@ -185,9 +180,7 @@ def parse_session_id(value: object) -> ObjectId:
     if isinstance(value, str) and ObjectId.is_valid(value):
         return ObjectId(value)
     shown = repr(value) if len(repr(value)) <= 64 else repr(value)[:61] + "..."
-    raise InvalidInput(
-        f"malformed session id {shown}: expected a 24-character hex ObjectId", field="session_id"
-    )
+    raise InvalidInput(f"malformed session id {shown}: expected a 24-character hex ObjectId", field="session_id")
 
 
 def _check_keys(payload: Mapping[str, Any], where: str, *, depth: int = 0) -> None:
@@ -375,9 +368,7 @@ class MongoSessions:
             raise InvalidInput(f"timeout must be between 0 and 3600 seconds, got {timeout!r}", field="timeout")
         self._timeout = float(timeout)
         if w == 0:
-            raise InvalidInput(
-                "w=0 (unacknowledged writes) is refused: a pool must know its writes landed", field="w"
-            )
+            raise InvalidInput("w=0 (unacknowledged writes) is refused: a pool must know its writes landed", field="w")
         try:
             self._write_concern = WriteConcern(w=w, j=j, wtimeout=wtimeout)
         except (TypeError, ValueError, PyMongoError) as exc:
@@ -514,7 +505,7 @@ class MongoSessions:
         """Use another collection of the same database from now on."""
         if not isinstance(collection, str) or not collection or "$" in collection:
             raise InvalidInput(f"invalid collection name {collection!r}", field="collection")
-        codec = CodecOptions(tz_aware=True, tzinfo=UTC)
+        codec: CodecOptions[Document] = CodecOptions(tz_aware=True, tzinfo=UTC)
         self._collection = self._client[self._db_name].get_collection(
             collection, codec_options=codec, write_concern=self._write_concern
         )
@@ -625,9 +616,7 @@ class MongoSessions:
     ) -> UpdateResult:  # fmt: skip
         oid = parse_session_id(session)
         update = [{"$set": {self.next_use: self._now_expr(delta), self.hold: str(hold)}}]
-        return await self.update_one(
-            filter={"_id": oid}, update=update, session=_driver_session(db_session), _op=op
-        )
+        return await self.update_one(filter={"_id": oid}, update=update, session=_driver_session(db_session), _op=op)
 
     def _available(self) -> dict[str, Any]:
         return {"$expr": {"$lte": [f"${self.next_use}", self._now_expr()]}}
@@ -647,9 +636,7 @@ class MongoSessions:
     async def get_sessions(self, *, db_session: DbSession = None) -> list[Document]:
         """All sessions matching `default_filter`, with `projection`'s fields."""
         async with self._guard("get_sessions"):
-            cursor = self._collection.find(
-                self.default_filter, self.projection, session=_driver_session(db_session)
-            )
+            cursor = self._collection.find(self.default_filter, self.projection, session=_driver_session(db_session))
             return [self._convert(doc) async for doc in cursor]
 
     def _check_delay(self, delay: object) -> float:
@@ -978,7 +965,7 @@ class MongoSessions:
                 yield
         except SessionPoolError:
             raise
-        except (ExecutionTimeout, NetworkTimeout, WTimeoutError, asyncio.TimeoutError) as exc:
+        except (TimeoutError, ExecutionTimeout, NetworkTimeout, WTimeoutError) as exc:
             raise OperationTimeout(
                 f"{operation} timed out after {self._timeout:g} s: {exc}", timeout=self._timeout, operation=operation
             ) from None
@@ -1030,7 +1017,7 @@ class MongoSessions:
     async def index_information(self, _op: str = "index_information", **kwargs: Any) -> dict[str, Any]:
         """`Collection.index_information` with the timeout and error mapping."""
         async with self._guard(_op):
-            return await self._collection.index_information(**kwargs)
+            return dict(await self._collection.index_information(**kwargs))
 
     async def create_index(self, _op: str = "create_index", **kwargs: Any) -> str:
         """`Collection.create_index` with the timeout and error mapping."""

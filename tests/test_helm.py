@@ -1,0 +1,749 @@
+"""The Helm chart: Helm's own lint and renderer, schema-validated manifests, helm-unittest-style checks."""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import importlib
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+from types import ModuleType
+from typing import Any
+
+import pytest
+import yaml
+
+ROOT = Path(__file__).resolve().parent.parent
+CHART = ROOT / "helm" / "session-pool-exporter"
+CI_VALUES = sorted((CHART / "ci").glob("*-values.yaml"))
+KUBE_VERSION = "1.30.0"
+RELEASE = "spe"
+NAMESPACE = "monitoring-test"
+PORT = 9810
+CONFIG_PATH = "/etc/session-pool-exporter/config.yaml"
+# Every optional part of the chart; each must be switched on by at least one ci/*-values.yaml.
+OPTIONAL_PARTS = (
+    "serviceMonitor.enabled",
+    "prometheusRule.enabled",
+    "grafanaDashboards.enabled",
+    "networkPolicy.enabled",
+    "podDisruptionBudget.enabled",
+    "existingSecret",
+    "tls.enabled",
+)
+DURATION = re.compile(r"([0-9]+(ms|s|m|h|d|w|y))+")
+DNS_SUBDOMAIN = re.compile(r"[a-z0-9]([-a-z0-9.]{0,251}[a-z0-9])?")
+
+
+def _missing(what: str) -> None:
+    """A tool CI installs is missing: fail under CI=true, skip on a developer machine."""
+    if os.environ.get("CI") == "true":
+        pytest.fail(f"{what} is missing (CI=true: a missing CI tool is a failure)")
+    pytest.skip(f"{what} is missing")
+
+
+def _module(name: str, package: str) -> ModuleType:
+    """Import a test-only library, or fail/skip as `_missing` says."""
+    try:
+        return importlib.import_module(name)
+    except ImportError:
+        _missing(f"Python module {name} (PyPI {package})")
+        raise
+
+
+@pytest.fixture(scope="module")
+def helm() -> ModuleType:
+    """Helm's Go SDK, embedded by the PyPI package helm-python-sdk."""
+    return _module("helm_python", "helm-python-sdk")
+
+
+@pytest.fixture(scope="module")
+def kubernetes_validate() -> ModuleType:
+    """Kubernetes JSON schemas and their validator (PyPI kubernetes-validate)."""
+    return _module("kubernetes_validate", "kubernetes-validate")
+
+
+def _values_file(path: Path | None) -> dict[str, Any]:
+    """The values of a ci/*-values.yaml (None: the chart's defaults, i.e. no user values)."""
+    if path is None:
+        return {}
+    loaded = yaml.safe_load(path.read_text(encoding="utf-8"))
+    return loaded if isinstance(loaded, dict) else {}
+
+
+def _cases() -> list[Any]:
+    """Default values plus every ci/*-values.yaml, as pytest params."""
+    return [pytest.param(None, id="defaults")] + [
+        pytest.param(path, id=path.name.removesuffix("-values.yaml")) for path in CI_VALUES
+    ]
+
+
+def render(helm: ModuleType, values: dict[str, Any] | None) -> list[dict[str, Any]]:
+    """Render the chart offline with Helm's engine; every non-empty manifest, tagged with its template."""
+    with helm.Chart.load(str(CHART)) as chart:
+        rendered: dict[str, str] = chart.render(values or {}, name=RELEASE, namespace=NAMESPACE)
+    docs: list[dict[str, Any]] = []
+    for template, text in sorted(rendered.items()):
+        if template.endswith("NOTES.txt"):
+            continue
+        for doc in yaml.safe_load_all(text):
+            if doc:
+                assert isinstance(doc, dict), f"{template}: not a mapping"
+                doc["__template__"] = template
+                docs.append(doc)
+    return docs
+
+
+def notes(helm: ModuleType, values: dict[str, Any] | None) -> str:
+    """The rendered NOTES.txt."""
+    with helm.Chart.load(str(CHART)) as chart:
+        rendered: dict[str, str] = chart.render(values or {}, name=RELEASE, namespace=NAMESPACE)
+    return next(text for template, text in rendered.items() if template.endswith("NOTES.txt"))
+
+
+def of_kind(docs: list[dict[str, Any]], kind: str) -> list[dict[str, Any]]:
+    """The manifests of one kind."""
+    return [doc for doc in docs if doc["kind"] == kind]
+
+
+def one(docs: list[dict[str, Any]], kind: str) -> dict[str, Any]:
+    """The single manifest of a kind."""
+    found = of_kind(docs, kind)
+    assert len(found) == 1, f"expected one {kind}, got {len(found)}"
+    return found[0]
+
+
+def container(docs: list[dict[str, Any]]) -> dict[str, Any]:
+    """The exporter container of the Deployment."""
+    containers = one(docs, "Deployment")["spec"]["template"]["spec"]["containers"]
+    assert len(containers) == 1
+    result: dict[str, Any] = containers[0]
+    return result
+
+
+def config_of(docs: list[dict[str, Any]]) -> dict[str, Any]:
+    """The exporter's config file, parsed from the config ConfigMap."""
+    configmaps = [cm for cm in of_kind(docs, "ConfigMap") if "config.yaml" in cm.get("data", {})]
+    assert len(configmaps) == 1
+    parsed: dict[str, Any] = yaml.safe_load(configmaps[0]["data"]["config.yaml"])
+    return parsed
+
+
+def rule_sources() -> dict[str, Path]:
+    """alerts/*.yml rule files (top-level `groups:`), by file name."""
+    found: dict[str, Path] = {}
+    for path in sorted((ROOT / "alerts").glob("*.yml")):
+        doc = yaml.safe_load(path.read_text(encoding="utf-8"))
+        if isinstance(doc, dict) and "groups" in doc:
+            found[path.name] = path
+    return found
+
+
+def dashboard_sources() -> dict[str, Path]:
+    """dashboards/*.json, by file name."""
+    return {path.name: path for path in sorted((ROOT / "dashboards").glob("*.json"))}
+
+
+def _get(values: dict[str, Any], dotted: str) -> Any:
+    """A nested value by dotted path (None when absent)."""
+    node: Any = values
+    for key in dotted.split("."):
+        if not isinstance(node, dict):
+            return None
+        node = node.get(key)
+    return node
+
+
+def _walk_strings(node: Any) -> Iterator[str]:
+    """Every string (keys and values) inside a parsed manifest."""
+    if isinstance(node, dict):
+        for key, value in node.items():
+            yield str(key)
+            yield from _walk_strings(value)
+    elif isinstance(node, list):
+        for item in node:
+            yield from _walk_strings(item)
+    elif isinstance(node, str):
+        yield node
+
+
+# ---- lint and render -------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("values_file", _cases())
+def test_lint_has_no_errors_or_warnings(helm: ModuleType, values_file: Path | None) -> None:
+    """`helm lint --strict` (Helm's own code) finds nothing above info level."""
+    report = helm.lint(str(CHART), _values_file(values_file), strict=True, kube_version=f"v{KUBE_VERSION}")
+    assert report["total_charts_linted"] == 1
+    serious = [m for m in report["messages"] if m["severity"] >= 2]
+    assert serious == [], serious
+    assert report["errors"] == []
+
+
+def test_ci_values_switch_on_every_optional_part() -> None:
+    """Each optional part of the chart is rendered by at least one ci/*-values.yaml."""
+    assert CI_VALUES, "no ci/*-values.yaml"
+    switched = {part: False for part in OPTIONAL_PARTS}
+    for path in CI_VALUES:
+        values = _values_file(path)
+        for part in OPTIONAL_PARTS:
+            switched[part] = switched[part] or bool(_get(values, part))
+    assert all(switched.values()), [part for part, on in switched.items() if not on]
+
+
+def test_ci_values_pass_the_values_schema(helm: ModuleType) -> None:
+    """Defaults and every ci values file satisfy values.schema.json."""
+    with helm.Chart.load(str(CHART)) as chart:
+        assert chart.schema is not None
+        for path in [None, *CI_VALUES]:
+            chart.validate_schema(chart.merge_values(_values_file(path)))
+
+
+@pytest.mark.parametrize("values_file", _cases())
+def test_rendered_manifests_validate(
+    helm: ModuleType, kubernetes_validate: ModuleType, values_file: Path | None
+) -> None:
+    """Core kinds validate (strict) against Kubernetes schemas; CRD kinds against their structure."""
+    docs = render(helm, _values_file(values_file))
+    assert {"Deployment", "Service", "ServiceAccount", "ConfigMap"} <= {d["kind"] for d in docs}
+    names: set[tuple[str, str]] = set()
+    for doc in docs:
+        template = doc.pop("__template__")
+        kind, meta = doc["kind"], doc["metadata"]
+        assert DNS_SUBDOMAIN.fullmatch(meta["name"]) and len(meta["name"]) <= 63, meta["name"]
+        assert meta.get("namespace"), f"{template}: {kind} without a namespace"
+        assert (kind, meta["name"]) not in names, f"duplicate {kind} {meta['name']}"
+        names.add((kind, meta["name"]))
+        assert meta["labels"]["app.kubernetes.io/instance"] == RELEASE
+        if kind == "ServiceMonitor":
+            check_service_monitor(doc, docs)
+        elif kind == "PrometheusRule":
+            check_prometheus_rule(doc)
+        else:
+            try:
+                kubernetes_validate.validate(doc, KUBE_VERSION, strict=True)
+            except kubernetes_validate.ValidationError as error:
+                path = ".".join(str(p) for p in error.path)
+                pytest.fail(f"{template}: {kind} invalid at {path}: {error.message}")
+        doc["__template__"] = template
+
+
+def check_service_monitor(doc: dict[str, Any], docs: list[dict[str, Any]]) -> None:
+    """A monitoring.coreos.com/v1 ServiceMonitor that selects our Service by its port name."""
+    assert doc["apiVersion"] == "monitoring.coreos.com/v1"
+    assert set(doc) <= {"apiVersion", "kind", "metadata", "spec", "__template__"}
+    spec = doc["spec"]
+    assert set(spec) <= {"jobLabel", "namespaceSelector", "selector", "endpoints"}
+    service = one(docs, "Service")
+    labels = spec["selector"]["matchLabels"]
+    assert labels.items() <= service["metadata"]["labels"].items()
+    assert spec["namespaceSelector"]["matchNames"] == [service["metadata"]["namespace"]]
+    port_names = {port["name"] for port in service["spec"]["ports"]}
+    assert isinstance(spec["endpoints"], list)
+    assert spec["endpoints"]
+    allowed = {
+        "port",
+        "path",
+        "scheme",
+        "interval",
+        "scrapeTimeout",
+        "tlsConfig",
+        "relabelings",
+        "metricRelabelings",
+    }
+    for endpoint in spec["endpoints"]:
+        assert set(endpoint) <= allowed, set(endpoint) - allowed
+        assert endpoint["port"] in port_names
+        assert endpoint["path"] == "/metrics"
+        assert endpoint["scheme"] in ("http", "https")
+        for key in ("interval", "scrapeTimeout"):
+            assert DURATION.fullmatch(endpoint[key]), endpoint[key]
+        for key in ("relabelings", "metricRelabelings"):
+            for relabel in endpoint.get(key, []):
+                assert isinstance(relabel, dict)
+                assert relabel.get("action", "replace") in {
+                    "replace",
+                    "keep",
+                    "drop",
+                    "keepequal",
+                    "dropequal",
+                    "hashmod",
+                    "labelmap",
+                    "labeldrop",
+                    "labelkeep",
+                    "lowercase",
+                    "uppercase",
+                }
+
+
+def check_prometheus_rule(doc: dict[str, Any]) -> None:
+    """A monitoring.coreos.com/v1 PrometheusRule whose spec.groups is a valid rule-group list."""
+    assert doc["apiVersion"] == "monitoring.coreos.com/v1"
+    assert set(doc["spec"]) == {"groups"}
+    groups = doc["spec"]["groups"]
+    assert isinstance(groups, list)
+    assert groups
+    group_keys = {"name", "interval", "rules", "limit", "partial_response_strategy", "labels"}
+    rule_keys = {"record", "alert", "expr", "for", "keep_firing_for", "labels", "annotations"}
+    seen: set[str] = set()
+    for group in groups:
+        assert set(group) <= group_keys, set(group) - group_keys
+        assert isinstance(group["name"], str)
+        assert group["name"] not in seen, f"duplicate group {group['name']}"
+        seen.add(group["name"])
+        if "interval" in group:
+            assert DURATION.fullmatch(group["interval"])
+        assert isinstance(group["rules"], list)
+        for rule in group["rules"]:
+            assert set(rule) <= rule_keys, set(rule) - rule_keys
+            assert ("record" in rule) != ("alert" in rule), rule
+            assert isinstance(rule["expr"], str | int | float)
+            assert str(rule["expr"]).strip()
+            for key in ("for", "keep_firing_for"):
+                if key in rule:
+                    assert DURATION.fullmatch(rule[key]), rule[key]
+            for key in ("labels", "annotations"):
+                for name, value in rule.get(key, {}).items():
+                    assert isinstance(name, str)
+                    assert isinstance(value, str), f"{rule}: {key}.{name} is not a string"
+
+
+# ---- what the pods run ------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("values_file", _cases())
+def test_probes_and_ports(helm: ModuleType, values_file: Path | None) -> None:
+    """Liveness /healthz, readiness /readyz, on the named port 9810 the Service targets."""
+    values = _values_file(values_file)
+    docs = render(helm, values)
+    box = container(docs)
+    scheme = "HTTPS" if _get(values, "tls.enabled") else "HTTP"
+    assert box["ports"] == [{"name": "metrics", "containerPort": PORT, "protocol": "TCP"}]
+    assert box["livenessProbe"]["httpGet"] == {"path": "/healthz", "port": "metrics", "scheme": scheme}
+    assert box["readinessProbe"]["httpGet"] == {"path": "/readyz", "port": "metrics", "scheme": scheme}
+    service = one(docs, "Service")
+    assert service["spec"]["ports"][0]["targetPort"] == "metrics"
+    assert service["spec"]["ports"][0]["port"] == PORT
+    deployment = one(docs, "Deployment")
+    selector = deployment["spec"]["selector"]["matchLabels"]
+    assert service["spec"]["selector"] == selector
+    assert selector.items() <= deployment["spec"]["template"]["metadata"]["labels"].items()
+    assert box["args"] == ["run", "--config", CONFIG_PATH]
+    assert config_of(docs)["listen"] == f"0.0.0.0:{PORT}"
+
+
+@pytest.mark.parametrize("values_file", _cases())
+def test_secure_defaults(helm: ModuleType, values_file: Path | None) -> None:
+    """Non-root, read-only root, no privilege escalation, no capabilities, RuntimeDefault seccomp."""
+    docs = render(helm, _values_file(values_file))
+    pod = one(docs, "Deployment")["spec"]["template"]["spec"]
+    assert pod["securityContext"]["runAsNonRoot"] is True
+    assert pod["securityContext"]["runAsUser"] != 0
+    assert pod["securityContext"]["seccompProfile"] == {"type": "RuntimeDefault"}
+    assert pod["automountServiceAccountToken"] is False
+    assert not pod.get("hostNetwork")
+    assert not pod.get("hostPID")
+    for volume in pod["volumes"]:
+        assert "hostPath" not in volume
+    box = container(docs)
+    ctx = box["securityContext"]
+    assert ctx["runAsNonRoot"] is True
+    assert ctx["runAsUser"] != 0
+    assert ctx["readOnlyRootFilesystem"] is True
+    assert ctx["allowPrivilegeEscalation"] is False
+    assert ctx["privileged"] is False
+    assert ctx["capabilities"] == {"drop": ["ALL"]}
+    assert ctx["seccompProfile"] == {"type": "RuntimeDefault"}
+    for key in ("requests", "limits"):
+        assert {"cpu", "memory"} <= set(box["resources"][key])
+    account = one(docs, "ServiceAccount")
+    assert account["automountServiceAccountToken"] is False
+    assert pod["serviceAccountName"] == account["metadata"]["name"]
+    mounts = {m["name"]: m for m in box["volumeMounts"]}
+    assert mounts["config"]["mountPath"] == CONFIG_PATH
+    assert mounts["config"]["readOnly"] is True
+    assert mounts["tmp"]["mountPath"] == "/tmp"
+
+
+def test_schema_refuses_insecure_or_secret_bearing_values(helm: ModuleType) -> None:
+    """Secrets in the config, root, privilege escalation, TLS without a Secret: all rejected."""
+    bad: list[dict[str, Any]] = [
+        {"config": {"mongodb": {"uri": "mongodb://u:p@h/"}}},
+        {"config": {"mongodb": {"uri_file": "/x"}}},
+        {"config": {"admin": {"tokens": [{"name": "a", "role": "write", "token": "t"}]}}},
+        {"securityContext": {"runAsNonRoot": False}},
+        {"securityContext": {"allowPrivilegeEscalation": True}},
+        {"podSecurityContext": {"runAsUser": 0}},
+        {"tls": {"enabled": True}},
+        {"config": {"pools": [{"name": "bad name", "database": "d", "collection": "c"}]}},
+        {"secret": {"mongodbUri": "http://not-mongo"}},
+    ]
+    with helm.Chart.load(str(CHART)) as chart:
+        for values in bad:
+            with pytest.raises(helm.HelmValuesError):
+                chart.render(values, name=RELEASE, namespace=NAMESPACE)
+
+
+# ---- secrets ----------------------------------------------------------------------------------
+
+SECRET_VALUES = {
+    "secret": {
+        "mongodbUri": "mongodb://exporter:s3cret-pw@mongo:27017/?replicaSet=rs0",
+        "adminToken": "admin-s3cret",
+        "adminTokens": {"alice": "alice-s3cret"},
+    },
+    "config": {
+        "pools": [{"name": "telegram", "database": "sessions", "collection": "telegram"}],
+        "admin": {"tokens": [{"name": "alice", "role": "write"}]},
+    },
+}
+
+
+def _env(box: dict[str, Any]) -> dict[str, Any]:
+    """The container's env as name -> entry."""
+    return {entry["name"]: entry for entry in box.get("env", [])}
+
+
+def test_chart_secret_carries_the_secrets_and_nothing_else_does(helm: ModuleType) -> None:
+    """URI and tokens live only in the Secret; pods reference them; the ConfigMap has file paths."""
+    docs = render(helm, SECRET_VALUES)
+    secret = one(docs, "Secret")
+    name = secret["metadata"]["name"]
+    decoded = {k: base64.b64decode(v).decode() for k, v in secret["data"].items()}
+    assert decoded == {
+        "mongodb-uri": SECRET_VALUES["secret"]["mongodbUri"],
+        "admin-token": "admin-s3cret",
+        "admin-token-alice": "alice-s3cret",
+    }
+    env = _env(container(docs))
+    assert env["SESSION_POOL_EXPORTER_MONGODB__URI"]["valueFrom"]["secretKeyRef"] == {
+        "name": name,
+        "key": "mongodb-uri",
+    }
+    assert env["SESSION_POOL_EXPORTER_ADMIN_TOKEN"]["valueFrom"]["secretKeyRef"] == {
+        "name": name,
+        "key": "admin-token",
+        "optional": False,
+    }
+    for entry in env.values():
+        assert "value" not in entry or "s3cret" not in entry["value"]
+    config = config_of(docs)
+    assert "uri" not in config.get("mongodb", {})
+    assert config["admin"]["tokens"] == [
+        {
+            "name": "alice",
+            "role": "write",
+            "token_file": "/etc/session-pool-exporter/tokens/admin-token-alice",
+        }
+    ]
+    pod = one(docs, "Deployment")["spec"]["template"]["spec"]
+    tokens = next(v for v in pod["volumes"] if v["name"] == "admin-tokens")
+    assert tokens["secret"]["secretName"] == name
+    assert tokens["secret"]["items"] == [{"key": "admin-token-alice", "path": "admin-token-alice"}]
+    mounts = {m["name"]: m["mountPath"] for m in container(docs)["volumeMounts"]}
+    assert mounts["admin-tokens"] == "/etc/session-pool-exporter/tokens"
+    for doc in docs:
+        if doc["kind"] == "Secret":
+            continue
+        for text in _walk_strings(doc):
+            assert "s3cret" not in text, f"a secret value leaked into {doc['kind']}"
+            for value in decoded.values():
+                assert base64.b64encode(value.encode()).decode() not in text
+
+
+def test_named_token_without_a_secret_value_fails_to_render(helm: ModuleType) -> None:
+    """A token named in config.admin.tokens but absent from secret.adminTokens is an error."""
+    values = {"config": {"admin": {"tokens": [{"name": "bob", "role": "read"}]}}}
+    with helm.Chart.load(str(CHART)) as chart, pytest.raises(helm.HelmRenderError, match="bob"):
+        chart.render(values, name=RELEASE, namespace=NAMESPACE)
+
+
+def test_existing_secret_replaces_the_chart_secret(helm: ModuleType) -> None:
+    """With existingSecret no Secret is rendered and every reference points at the given one."""
+    values = {
+        "existingSecret": "creds",
+        "secretKeys": {"mongodbUri": "uri", "adminToken": "token"},
+        "config": {"admin": {"tokens": [{"name": "ops", "role": "write"}]}},
+    }
+    docs = render(helm, values)
+    assert of_kind(docs, "Secret") == []
+    env = _env(container(docs))
+    assert env["SESSION_POOL_EXPORTER_MONGODB__URI"]["valueFrom"]["secretKeyRef"] == {
+        "name": "creds",
+        "key": "uri",
+    }
+    admin = env["SESSION_POOL_EXPORTER_ADMIN_TOKEN"]["valueFrom"]["secretKeyRef"]
+    assert admin == {"name": "creds", "key": "token", "optional": True}
+    pod = one(docs, "Deployment")["spec"]["template"]["spec"]
+    tokens = next(v for v in pod["volumes"] if v["name"] == "admin-tokens")
+    assert tokens["secret"]["secretName"] == "creds"
+    assert "WARNING: no MongoDB URI" not in notes(helm, values)
+
+
+def test_defaults_warn_about_what_must_be_set(helm: ModuleType) -> None:
+    """With no user values there is no Secret, no secret env, and NOTES says what is missing."""
+    docs = render(helm, {})
+    assert of_kind(docs, "Secret") == []
+    assert "env" not in container(docs)
+    text = notes(helm, {})
+    assert "secret.mongodbUri" in text
+    assert "config.pools" in text
+
+
+def test_tls_mounts_the_certificate_and_configures_the_exporter(helm: ModuleType) -> None:
+    """tls.enabled mounts the kubernetes.io/tls Secret and points the config at its files."""
+    docs = render(helm, {"tls": {"enabled": True, "secretName": "spe-tls"}})
+    config = config_of(docs)
+    assert config["tls"] == {
+        "cert_file": "/etc/session-pool-exporter/tls/tls.crt",
+        "key_file": "/etc/session-pool-exporter/tls/tls.key",
+    }
+    pod = one(docs, "Deployment")["spec"]["template"]["spec"]
+    tls = next(v for v in pod["volumes"] if v["name"] == "tls")
+    assert tls["secret"]["secretName"] == "spe-tls"
+    mounts = {m["name"]: m["mountPath"] for m in container(docs)["volumeMounts"]}
+    assert mounts["tls"] == "/etc/session-pool-exporter/tls"
+    assert "tls" not in config_of(render(helm, {}))
+
+
+# ---- config and its checksum ------------------------------------------------------------------
+
+
+def test_config_is_rendered_from_values(helm: ModuleType) -> None:
+    """pools, defaults, mongodb options and admin settings reach the config file unchanged."""
+    pools = [
+        {"name": "telegram", "database": "sessions", "collection": "telegram"},
+        {
+            "name": "mail",
+            "database": "sessions",
+            "collection": "mail",
+            "interval": 30,
+            "min_active_sessions": 5,
+            "stored_timezone": "Europe/Moscow",
+            "fields": {"active": "enabled"},
+        },
+    ]
+    values = {
+        "config": {
+            "pools": pools,
+            "defaults": {"interval": 20, "max_age": 90},
+            "log": {"level": "debug"},
+        }
+    }
+    config = config_of(render(helm, values))
+    assert config["pools"] == pools
+    assert config["defaults"]["interval"] == 20
+    assert config["defaults"]["max_age"] == 90
+    assert config["defaults"]["lock_time"] == 600
+    assert config["log"] == {"level": "debug", "format": "json"}
+    assert config["mongodb"]["write_concern"]["w"] == "majority"
+    assert config["admin"]["max_period"] == 604800
+    assert config["admin"]["audit"]["collection"] == "audit"
+
+
+def _checksums(helm: ModuleType, values: dict[str, Any]) -> dict[str, str]:
+    """The pod template's checksum/* annotations."""
+    docs = render(helm, values)
+    annotations = one(docs, "Deployment")["spec"]["template"]["metadata"]["annotations"]
+    return {k: v for k, v in annotations.items() if k.startswith("checksum/")}
+
+
+def test_checksum_annotation_follows_the_config(helm: ModuleType) -> None:
+    """Same values, same checksum; any config or Secret change, a new one (the pods roll)."""
+    base = {
+        "secret": {"mongodbUri": "mongodb://a/"},
+        "config": {"pools": [{"name": "p", "database": "d", "collection": "c"}]},
+    }
+    first = _checksums(helm, base)
+    assert set(first) == {"checksum/config", "checksum/secret"}
+    assert _checksums(helm, base) == first
+    assert re.fullmatch(r"[0-9a-f]{64}", first["checksum/config"])
+    changed_pool = {**base, "config": {"pools": [{"name": "p", "database": "d", "collection": "x"}]}}
+    assert _checksums(helm, changed_pool)["checksum/config"] != first["checksum/config"]
+    changed_interval = {**base, "config": {**base["config"], "defaults": {"interval": 60}}}
+    assert _checksums(helm, changed_interval)["checksum/config"] != first["checksum/config"]
+    changed_uri = {**base, "secret": {"mongodbUri": "mongodb://b/"}}
+    after = _checksums(helm, changed_uri)
+    assert after["checksum/secret"] != first["checksum/secret"]
+    assert after["checksum/config"] == first["checksum/config"]
+    assert hashlib.sha256(b"").hexdigest() != first["checksum/secret"]
+
+
+# ---- optional parts ---------------------------------------------------------------------------
+
+
+def test_optional_parts_are_off_by_default(helm: ModuleType) -> None:
+    """Defaults render no CRDs, no dashboards, no NetworkPolicy, no PodDisruptionBudget."""
+    kinds = {doc["kind"] for doc in render(helm, {})}
+    assert kinds == {"Deployment", "Service", "ServiceAccount", "ConfigMap"}
+
+
+def test_service_monitor_scrapes_the_service(helm: ModuleType) -> None:
+    """ServiceMonitor: our Service's port, /metrics, https + tlsConfig with TLS, extra labels."""
+    values = {"serviceMonitor": {"enabled": True, "labels": {"release": "kps"}, "interval": "15s"}}
+    docs = render(helm, values)
+    monitor = one(docs, "ServiceMonitor")
+    assert monitor["metadata"]["labels"]["release"] == "kps"
+    endpoint = monitor["spec"]["endpoints"][0]
+    assert endpoint["scheme"] == "http"
+    assert endpoint["interval"] == "15s"
+    assert "tlsConfig" not in endpoint
+    values["tls"] = {"enabled": True, "secretName": "t"}
+    endpoint = one(render(helm, values), "ServiceMonitor")["spec"]["endpoints"][0]
+    assert endpoint["scheme"] == "https"
+    assert endpoint["tlsConfig"] == {"insecureSkipVerify": True}
+
+
+def test_prometheus_rules_equal_the_alert_files(helm: ModuleType) -> None:
+    """One PrometheusRule per alerts/*.yml rule file, spec.groups equal to the file's groups."""
+    sources = rule_sources()
+    assert sources, "alerts/ has no rule file"
+    rules = of_kind(render(helm, {"prometheusRule": {"enabled": True, "labels": {"r": "x"}}}), "PrometheusRule")
+    by_source = {rule["metadata"]["annotations"]["session-pool-exporter/source"]: rule for rule in rules}
+    assert set(by_source) == {f"alerts/{name}" for name in sources}
+    for name, path in sources.items():
+        rule = by_source[f"alerts/{name}"]
+        assert rule["spec"]["groups"] == yaml.safe_load(path.read_text(encoding="utf-8"))["groups"]
+        assert rule["metadata"]["labels"]["r"] == "x"
+
+
+def test_prometheus_rules_pass_promtool(helm: ModuleType, tmp_path: Path) -> None:
+    """What the PrometheusRule deploys is a rule file Prometheus itself accepts."""
+    promtool = shutil.which("promtool")
+    if promtool is None:
+        _missing("promtool (Debian package prometheus)")
+    assert promtool is not None
+    rules = of_kind(render(helm, {"prometheusRule": {"enabled": True}}), "PrometheusRule")
+    assert rules
+    for index, rule in enumerate(rules):
+        target = tmp_path / f"rules-{index}.yml"
+        target.write_text(yaml.safe_dump(rule["spec"]), encoding="utf-8")
+        proc = subprocess.run(
+            [promtool, "check", "rules", str(target)],
+            capture_output=True,
+            text=True,
+            check=False,
+            timeout=120,
+        )
+        assert proc.returncode == 0, proc.stdout + proc.stderr
+
+
+def test_dashboard_configmap_equals_the_dashboard_files(helm: ModuleType) -> None:
+    """The sidecar ConfigMap holds each dashboards/*.json byte for byte, labelled for Grafana."""
+    values = {"grafanaDashboards": {"enabled": True, "namespace": "grafana", "folder": "Pools"}}
+    docs = render(helm, values)
+    dashboards = [doc for doc in of_kind(docs, "ConfigMap") if doc["metadata"]["name"].endswith("-dashboards")]
+    sources = dashboard_sources()
+    if not sources:
+        assert dashboards == [], "no dashboards/*.json, so no dashboard ConfigMap"
+        return
+    assert len(dashboards) == 1
+    configmap = dashboards[0]
+    assert configmap["metadata"]["labels"]["grafana_dashboard"] == "1"
+    assert configmap["metadata"]["namespace"] == "grafana"
+    assert configmap["metadata"]["annotations"] == {"grafana_folder": "Pools"}
+    expected = {name: path.read_text(encoding="utf-8") for name, path in sources.items()}
+    assert configmap["data"] == expected
+    for name, text in configmap["data"].items():
+        assert isinstance(json.loads(text), dict), name
+    assert len(json.dumps(configmap["data"])) < 1_000_000, "over the ConfigMap size limit"
+
+
+def test_network_policy_admits_only_the_metrics_port(helm: ModuleType) -> None:
+    """NetworkPolicy selects our pods, admits the metrics port, restricts egress when asked."""
+    docs = render(helm, {"networkPolicy": {"enabled": True}})
+    policy = one(docs, "NetworkPolicy")
+    deployment = one(docs, "Deployment")
+    assert policy["spec"]["podSelector"]["matchLabels"] == deployment["spec"]["selector"]["matchLabels"]
+    assert policy["spec"]["policyTypes"] == ["Ingress"]
+    assert policy["spec"]["ingress"] == [{"ports": [{"port": "metrics", "protocol": "TCP"}]}]
+    egress = [{"ports": [{"port": 27017, "protocol": "TCP"}]}]
+    peers = [{"podSelector": {"matchLabels": {"app": "prometheus"}}}]
+    values = {"networkPolicy": {"enabled": True, "egress": egress, "ingressFrom": peers}}
+    policy = one(render(helm, values), "NetworkPolicy")
+    assert policy["spec"]["policyTypes"] == ["Ingress", "Egress"]
+    assert policy["spec"]["egress"] == egress
+    assert policy["spec"]["ingress"][0]["from"] == peers
+
+
+def test_pod_disruption_budget(helm: ModuleType) -> None:
+    """PodDisruptionBudget selects our pods with maxUnavailable by default, or minAvailable."""
+    docs = render(helm, {"podDisruptionBudget": {"enabled": True}})
+    budget = one(docs, "PodDisruptionBudget")
+    assert budget["spec"]["maxUnavailable"] == 1
+    assert "minAvailable" not in budget["spec"]
+    assert budget["spec"]["selector"]["matchLabels"] == one(docs, "Deployment")["spec"]["selector"]["matchLabels"]
+    values = {"replicaCount": 3, "podDisruptionBudget": {"enabled": True, "minAvailable": 2}}
+    budget = one(render(helm, values), "PodDisruptionBudget")
+    assert budget["spec"] == {
+        "minAvailable": 2,
+        "selector": budget["spec"]["selector"],
+    }
+
+
+# ---- one source of truth ----------------------------------------------------------------------
+
+
+def test_chart_copies_have_not_drifted_from_alerts_and_dashboards() -> None:
+    """files/alerts and files/dashboards hold exactly alerts/*.yml rule files and dashboards/*.json."""
+    chart_files = CHART / "files"
+    pairs = [
+        (rule_sources(), {p.name: p for p in (chart_files / "alerts").glob("*.yml")}),
+        (dashboard_sources(), {p.name: p for p in (chart_files / "dashboards").glob("*.json")}),
+    ]
+    hint = "run `python scripts/sync_chart.py` and commit the chart copies"
+    for sources, copies in pairs:
+        assert set(copies) == set(sources), f"{sorted(copies)} != {sorted(sources)}: {hint}"
+        for name, source in sources.items():
+            assert copies[name].read_bytes() == source.read_bytes(), f"{name} drifted: {hint}"
+
+
+def test_sync_script_check_mode_agrees() -> None:
+    """`scripts/sync_chart.py --check` exits 0 on the committed tree."""
+    proc = subprocess.run(
+        [sys.executable, str(ROOT / "scripts" / "sync_chart.py"), "--check"],
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=60,
+    )
+    assert proc.returncode == 0, proc.stderr
+
+
+def test_sync_script_detects_and_repairs_drift(tmp_path: Path) -> None:
+    """On a scratch tree: a changed, a new and a removed source are reported, then synced away."""
+    tree = tmp_path / "repo"
+    shutil.copytree(ROOT / "alerts", tree / "alerts")
+    shutil.copytree(ROOT / "dashboards", tree / "dashboards")
+    shutil.copytree(ROOT / "scripts", tree / "scripts")
+    (tree / "helm" / "session-pool-exporter" / "files").mkdir(parents=True)
+    script = [sys.executable, str(tree / "scripts" / "sync_chart.py")]
+
+    def run(*args: str) -> subprocess.CompletedProcess[str]:
+        """Run the copied script against the scratch tree."""
+        return subprocess.run([*script, *args], capture_output=True, text=True, check=False, timeout=60)
+
+    assert run().returncode == 0
+    assert run("--check").returncode == 0
+    (tree / "alerts" / "extra.yml").write_text("groups: []\n", encoding="utf-8")
+    (tree / "dashboards" / "new.json").write_text('{"title": "x"}\n', encoding="utf-8")
+    proc = run("--check")
+    assert proc.returncode == 1
+    assert "extra.yml" in proc.stderr
+    assert "new.json" in proc.stderr
+    assert run().returncode == 0
+    assert run("--check").returncode == 0
+    (tree / "dashboards" / "new.json").unlink()
+    (tree / "alerts" / "extra.yml").write_text("groups: [{name: g, rules: []}]\n", encoding="utf-8")
+    proc = run("--check")
+    assert proc.returncode == 1
+    assert "new.json: no source" in proc.stderr
+    assert "extra.yml: differs" in proc.stderr
+    assert run().returncode == 0
+    assert run("--check").returncode == 0

@@ -1,0 +1,8 @@
+"""`python -m exporter`: the same command line as `session-pool-exporter`."""
+
+import sys
+
+from exporter.cli import main
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,188 @@
+"""The HTTP side: /metrics from memory, /healthz, /readyz, the admin routes, and one error mapping."""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import AsyncIterator, Sequence
+from typing import Any
+
+from pydantic import ValidationError
+from starlette.applications import Starlette
+from starlette.exceptions import HTTPException
+from starlette.middleware import Middleware
+from starlette.requests import Request
+from starlette.responses import JSONResponse, PlainTextResponse, Response
+from starlette.routing import BaseRoute, Route
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from exporter.admin import (
+    AdminDisabled,
+    AdminError,
+    BodyTooLarge,
+    Conflict,
+    Forbidden,
+    InvalidRequest,
+    PoolNotFound,
+    Unauthorized,
+)
+from exporter.collector import Collector
+from exporter.config import Config
+from exporter.core import (
+    InvalidInput,
+    OperationFailed,
+    OperationTimeout,
+    SessionNotFound,
+    SessionPoolError,
+    TransactionsUnsupported,
+    Unavailable,
+)
+from exporter.log import get_logger
+from exporter.metrics import Metrics
+
+log = get_logger("exporter.api")
+
+RETRY_AFTER_SECONDS = 5
+
+
+def error_response(exc: BaseException) -> JSONResponse:
+    """The single place mapping an exception to an HTTP status and a JSON body (no stack traces)."""
+    if isinstance(exc, HTTPException):
+        body: dict[str, Any] = {"error": _http_error_name(exc.status_code), "message": exc.detail}
+        return JSONResponse(body, status_code=exc.status_code, headers=exc.headers)
+    if isinstance(exc, ValidationError):
+        problems = [
+            {"location": ".".join(str(p) for p in e["loc"]), "message": e["msg"]}
+            for e in exc.errors(include_input=False, include_url=False)
+        ]
+        return JSONResponse({"error": "invalid_input", "message": "invalid request", "problems": problems}, 400)
+    if isinstance(exc, AdminError):
+        status, name = _ADMIN_STATUS.get(type(exc), (400, "bad_request"))
+        body = {"error": name, "message": exc.message}
+        if isinstance(exc, InvalidRequest) and exc.errors:
+            body["problems"] = exc.errors
+        challenge = {"WWW-Authenticate": 'Bearer realm="admin"'} if status == 401 else {}
+        return JSONResponse(body, status_code=status, headers=challenge)
+    if isinstance(exc, SessionPoolError):
+        body = {"error": "", "message": exc.message}
+        headers: dict[str, str] = {}
+        if isinstance(exc, InvalidInput):
+            body["error"], status = "invalid_input", 400
+            if exc.field:
+                body["field"] = exc.field
+        elif isinstance(exc, SessionNotFound):
+            body["error"], status = "not_found", 404
+        elif isinstance(exc, Unavailable):
+            body["error"], status = "unavailable", 503
+            headers["Retry-After"] = str(RETRY_AFTER_SECONDS)
+        elif isinstance(exc, OperationTimeout):
+            body["error"], status = "timeout", 504
+        elif isinstance(exc, OperationFailed):
+            body["error"], status = "operation_failed", 502
+        elif isinstance(exc, TransactionsUnsupported):
+            body["error"], status = "transactions_unsupported", 503
+        else:
+            body["error"], status = "pool_error", 500
+        if exc.operation:
+            body["operation"] = exc.operation
+        return JSONResponse(body, status_code=status, headers=headers)
+    return JSONResponse({"error": "internal", "message": "internal server error"}, status_code=500)
+
+
+_ADMIN_STATUS: dict[type[AdminError], tuple[int, str]] = {
+    Unauthorized: (401, "unauthorized"),
+    Forbidden: (403, "forbidden"),
+    AdminDisabled: (404, "not_found"),
+    PoolNotFound: (404, "not_found"),
+    Conflict: (409, "conflict"),
+    BodyTooLarge: (413, "too_large"),
+    InvalidRequest: (422, "invalid_input"),
+}
+
+
+def _http_error_name(status: int) -> str:
+    return {400: "bad_request", 401: "unauthorized", 403: "forbidden", 404: "not_found",
+            405: "method_not_allowed", 409: "conflict", 413: "too_large", 415: "unsupported_media_type",
+            422: "invalid_input", 429: "too_many_requests"}.get(status, "http_error")  # fmt: skip
+
+
+async def _handle(request: Request, exc: Exception) -> Response:
+    return error_response(exc)
+
+
+class CatchAllMiddleware:
+    """Outermost guard: any exception escaping a route becomes the generic JSON 500, logged once."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        """Run the app; on an unhandled error answer 500 unless a response already started."""
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        started = False
+
+        async def guarded_send(message: Message) -> None:
+            nonlocal started
+            if message["type"] == "http.response.start":
+                started = True
+            await send(message)
+
+        try:
+            await self.app(scope, receive, guarded_send)
+        except Exception as exc:
+            log.error("request_failed", path=scope.get("path"), error_type=type(exc).__name__)
+            if not started:
+                await error_response(exc)(scope, receive, send)
+
+
+def create_app(
+    config: Config,
+    collector: Collector,
+    metrics: Metrics,
+    admin_routes: Sequence[BaseRoute] | None = None,
+) -> Starlette:
+    """The ASGI app; `admin_routes` (Route/Mount objects) are mounted as given, e.g. under /admin."""
+
+    async def metrics_endpoint(request: Request) -> Response:
+        # Rendered from memory: never waits for MongoDB.
+        body, content_type = metrics.render(request.headers.get("accept"))
+        return Response(body, media_type=content_type, headers={"Cache-Control": "no-store"})
+
+    async def healthz(request: Request) -> Response:
+        return PlainTextResponse("ok\n")
+
+    async def readyz(request: Request) -> Response:
+        ready, reasons = await collector.readiness()
+        body = {"ready": ready, "reasons": reasons, "pools": collector.pool_status()}
+        return JSONResponse(body, status_code=200 if ready else 503, headers={"Cache-Control": "no-store"})
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        collector.start()
+        try:
+            yield
+        finally:
+            await collector.stop()
+
+    routes: list[BaseRoute] = [
+        Route("/metrics", metrics_endpoint, methods=["GET"]),
+        Route("/healthz", healthz, methods=["GET"]),
+        Route("/readyz", readyz, methods=["GET"]),
+        *(admin_routes or []),
+    ]
+    app = Starlette(
+        routes=routes,
+        lifespan=lifespan,
+        middleware=[Middleware(CatchAllMiddleware)],
+        exception_handlers={
+            HTTPException: _handle,
+            SessionPoolError: _handle,
+            ValidationError: _handle,
+            AdminError: _handle,
+        },
+    )
+    app.state.config = config
+    app.state.collector = collector
+    app.state.metrics = metrics
+    return app

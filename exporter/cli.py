@@ -1,0 +1,232 @@
+"""Command line: `session-pool-exporter [run] | check-config | demo`, `--version`, `--help`."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import importlib
+import importlib.util
+import os
+import platform
+import signal
+import sys
+import threading
+from collections.abc import Generator, Mapping, Sequence
+from typing import Any
+
+import pymongo
+import uvicorn
+from starlette.routing import BaseRoute
+
+from exporter import __version__
+from exporter.api import create_app
+from exporter.collector import Collector
+from exporter.config import ADMIN_TOKEN_ENV, DEFAULT_LISTEN, ENV_PREFIX, Config, ConfigError, load_config
+from exporter.log import get_logger, setup_logging
+from exporter.metrics import Metrics
+
+EXIT_CONFIG = 2
+SUBCOMMANDS = ("run", "check-config", "demo")
+
+log = get_logger("exporter")
+
+_EPILOG = f"""\
+Precedence: flags > environment > YAML file > built-in defaults.
+Environment: {ENV_PREFIX}<SECTION>__<KEY>, e.g. {ENV_PREFIX}MONGODB__URI,
+{ENV_PREFIX}DEFAULTS__INTERVAL=30, {ENV_PREFIX}LISTEN=127.0.0.1:9810;
+{ADMIN_TOKEN_ENV} adds an admin API token named 'admin' with role write.
+Prefer the environment or mongodb.uri_file for a URI with a password: flags show up in `ps`.
+Commands: run (default) serves /metrics, /healthz, /readyz; check-config validates and exits
+(0 ok, {EXIT_CONFIG} invalid); demo starts a throwaway mongod with simulated handlers.
+"""
+
+
+def _config_options(parser: argparse.ArgumentParser) -> None:
+    g = parser.add_argument_group("configuration (override the YAML file and the environment)")
+    g.add_argument("--config", "-c", metavar="FILE", help="YAML config file (see README, Configuration)")
+    g.add_argument(
+        "--mongo-uri", metavar="URI", help="MongoDB connection string (mongodb.uri); secret: prefer the env var"
+    )
+    g.add_argument("--database", metavar="DB", help="database of the single pool (quick single-pool mode)")
+    g.add_argument("--collection", metavar="C", help="collection of the single pool (quick single-pool mode)")
+    g.add_argument(
+        "--pool-name", metavar="NAME", help="pool label of the single pool (default: the collection name)"
+    )
+    g.add_argument(
+        "--interval", metavar="S", type=float, help="seconds between refreshes, for every pool (default 15)"
+    )
+    g.add_argument("--listen", metavar="HOST:PORT", help=f"HTTP listen address (default {DEFAULT_LISTEN})")
+    g.add_argument(
+        "--log-level", metavar="L", choices=["debug", "info", "warning", "error", "critical"],
+        help="debug, info (default), warning, error or critical",
+    )  # fmt: skip
+    g.add_argument(
+        "--log-format", metavar="F", choices=["auto", "json", "console"],
+        help="auto (default: json unless stderr is a terminal), json or console",
+    )  # fmt: skip
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The argument parser with its three commands."""
+    parser = argparse.ArgumentParser(
+        prog="session-pool-exporter",
+        description="Prometheus exporter and admin API for MongoDB-backed session pools.",
+        epilog=_EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("--version", action="version", version=version_text())
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    run = sub.add_parser(
+        "run", help="run the exporter (default command)", epilog=_EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )  # fmt: skip
+    _config_options(run)
+    check = sub.add_parser(
+        "check-config",
+        help=f"validate the configuration, list every problem, exit {EXIT_CONFIG} if any",
+        epilog=_EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    _config_options(check)
+    demo = sub.add_parser("demo", help="start a throwaway mongod, simulated handlers and the exporter")
+    demo.add_argument("--pools", type=int, default=3, metavar="N", help="number of pools (default 3)")
+    demo.add_argument("--sessions", type=int, default=300, metavar="N", help="sessions per pool (default 300)")
+    demo.add_argument(
+        "--handlers", type=int, default=20, metavar="N", help="simulated handlers per pool (default 20)"
+    )
+    demo.add_argument(
+        "--listen", default="127.0.0.1:9810", metavar="HOST:PORT", help="listen address (default 127.0.0.1:9810)"
+    )
+    demo.add_argument("--interval", type=float, default=2.0, metavar="S", help="refresh interval (default 2)")
+    demo.add_argument(
+        "--duration", type=float, default=None, metavar="S", help="stop by itself after S seconds (default: never)"
+    )
+    demo.add_argument(
+        "--log-level", default="info", choices=["debug", "info", "warning", "error"], help="log level (default info)"
+    )
+    demo.add_argument(
+        "--log-format", default="auto", choices=["auto", "json", "console"], help="log format (default auto)"
+    )
+    return parser
+
+
+def version_text() -> str:
+    """Version line printed by --version."""
+    return (
+        f"session-pool-exporter {__version__} (python {platform.python_version()}, pymongo {pymongo.version})"
+    )
+
+
+def _flags(args: argparse.Namespace) -> dict[str, Any]:
+    keys = ("mongo_uri", "database", "collection", "pool_name", "interval", "listen", "log_level", "log_format")
+    return {k: getattr(args, k) for k in keys if getattr(args, k, None) is not None}
+
+
+def _print_problems(error: ConfigError) -> None:
+    print(f"configuration invalid ({len(error.problems)} problem(s)):", file=sys.stderr)
+    for line in error.lines():
+        print(f"  {line}", file=sys.stderr)
+
+
+def check_config(args: argparse.Namespace, environ: Mapping[str, str]) -> int:
+    """Validate and report: 0 with a summary when fine, EXIT_CONFIG with every problem otherwise."""
+    try:
+        config = load_config(args.config, environ, _flags(args))
+    except ConfigError as exc:
+        _print_problems(exc)
+        return EXIT_CONFIG
+    pools = ", ".join(f"{p.name} ({p.database}.{p.collection}, every {p.interval:g} s)" for p in config.pool_settings())
+    admin = f"{len(config.admin.tokens)} admin token(s)" if config.admin.enabled else "admin API off"
+    print(f"config ok: listen {config.listen}, {len(config.pools)} pool(s): {pools}; {admin}")
+    return 0
+
+
+class _Server(uvicorn.Server):
+    """uvicorn server whose SIGTERM/SIGINT end the process with exit code 0 after a graceful shutdown."""
+
+    @contextlib.contextmanager
+    def capture_signals(self) -> Generator[None, None, None]:
+        """Install the shutdown handlers without re-raising the signal afterwards (uvicorn does)."""
+        if threading.current_thread() is not threading.main_thread():
+            yield
+            return
+        handled = (signal.SIGINT, signal.SIGTERM)
+        original = {sig: signal.signal(sig, self.handle_exit) for sig in handled}
+        try:
+            yield
+        finally:
+            for sig, handler in original.items():
+                signal.signal(sig, handler)
+
+
+def admin_routes(config: Config, collector: Collector, metrics: Metrics) -> list[BaseRoute]:
+    """Routes of the admin API, when exporter/admin.py provides `build_routes(config, collector, metrics)`."""
+    if importlib.util.find_spec("exporter.admin") is None:
+        return []
+    module = importlib.import_module("exporter.admin")
+    build = getattr(module, "build_routes", None)
+    if build is None:
+        return []
+    routes: list[BaseRoute] = list(build(config, collector, metrics))
+    return routes
+
+
+def make_server(config: Config, collector: Collector, metrics: Metrics, routes: Sequence[BaseRoute]) -> uvicorn.Server:
+    """The uvicorn server (one process, one event loop) for the app."""
+    app = create_app(config, collector, metrics, admin_routes=list(routes))
+    uv = uvicorn.Config(
+        app,
+        host=config.listen_host,
+        port=config.listen_port,
+        log_config=None,
+        access_log=config.log.level == "debug",
+        server_header=False,
+        lifespan="on",
+        timeout_graceful_shutdown=10,
+        ssl_certfile=str(config.tls.cert_file) if config.tls else None,
+        ssl_keyfile=str(config.tls.key_file) if config.tls else None,
+    )
+    return _Server(uv)
+
+
+async def serve(config: Config) -> int:
+    """Run the exporter until SIGTERM/SIGINT; 0 after a clean shutdown."""
+    metrics = Metrics()
+    collector = Collector(config, metrics)
+    server = make_server(config, collector, metrics, admin_routes(config, collector, metrics))
+    scheme = "https" if config.tls else "http"
+    log.info("listening", url=f"{scheme}://{config.listen}/metrics")
+    await server.serve()
+    if not server.started:
+        log.error("startup_failed")
+        return 1
+    log.info("shutdown_complete")
+    return 0
+
+
+def run(args: argparse.Namespace, environ: Mapping[str, str]) -> int:
+    """The `run` command."""
+    try:
+        config = load_config(args.config, environ, _flags(args))
+    except ConfigError as exc:
+        _print_problems(exc)
+        return EXIT_CONFIG
+    setup_logging(config.log.level, config.log.format)
+    log.info("startup", version=__version__, config=config.redacted())
+    return asyncio.run(serve(config))
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the console script and of `python -m exporter`."""
+    args_list = list(sys.argv[1:] if argv is None else argv)
+    if not args_list or (args_list[0] not in SUBCOMMANDS and args_list[0] not in ("-h", "--help", "--version")):
+        args_list.insert(0, "run")
+    args = build_parser().parse_args(args_list)
+    if args.command == "check-config":
+        return check_config(args, os.environ)
+    if args.command == "demo":
+        from exporter.demo import run_demo
+
+        return run_demo(args)
+    return run(args, os.environ)

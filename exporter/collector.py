@@ -1,0 +1,274 @@
+"""Scheduled refreshes: one APScheduler job per pool keeps the pool's last statistics in memory."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+import pymongo
+from apscheduler.schedulers.asyncio import AsyncIOScheduler
+from apscheduler.triggers.interval import IntervalTrigger
+from pymongo import AsyncMongoClient
+from pymongo.errors import PyMongoError
+
+from exporter.config import Config, PoolSettings
+from exporter.core import MongoSessions, SessionPoolError, Statistics, redact
+from exporter.log import get_logger
+from exporter.metrics import Metrics
+
+log = get_logger("exporter.collector")
+
+_PING_TIMEOUT = 1.0
+_PING_CACHE = 1.0
+
+
+@dataclass
+class PoolRuntime:
+    """One pool's client and the result of its last refreshes (read by /metrics, /readyz, admin)."""
+
+    name: str
+    config: PoolSettings
+    sessions: MongoSessions
+    stats: Statistics | None = None
+    active: int | None = None
+    up: bool = False
+    last_success: float | None = None
+    last_error: str | None = None
+    last_duration: float | None = None
+    refreshes: int = 0
+    _last_success_monotonic: float | None = None
+    _connected: bool = False
+    _lock: asyncio.Lock = field(default_factory=asyncio.Lock)
+
+    @property
+    def interval(self) -> float:
+        """Seconds between scheduled refreshes."""
+        return self.config.interval
+
+    @property
+    def max_age(self) -> float:
+        """Age after which the pool's state series are stale."""
+        return self.config.max_age
+
+    @property
+    def min_active_sessions(self) -> int:
+        """Alert threshold from the config."""
+        return self.config.min_active_sessions
+
+    def age(self, now: float | None = None) -> float | None:
+        """Seconds since the last successful refresh (monotonic clock), None before the first."""
+        del now  # the wall clock may jump; the age uses the monotonic clock
+        if self._last_success_monotonic is None:
+            return None
+        return time.monotonic() - self._last_success_monotonic
+
+    @property
+    def fresh(self) -> bool:
+        """True when the last success is younger than max_age."""
+        age = self.age()
+        return age is not None and age <= self.max_age
+
+
+class Collector:
+    """Owns the shared MongoDB client, the scheduler and every pool's runtime state."""
+
+    def __init__(self, config: Config, metrics: Metrics, *, client: AsyncMongoClient[dict[str, Any]] | None = None):
+        self.config = config
+        self.metrics = metrics
+        wc = config.mongodb.write_concern
+        self.client: AsyncMongoClient[dict[str, Any]] = client or AsyncMongoClient(
+            config.mongodb.uri_value(),
+            tz_aware=True,
+            tzinfo=UTC,
+            appname="session-pool-exporter",
+            serverSelectionTimeoutMS=int(config.mongodb.server_selection_timeout * 1000),
+            connectTimeoutMS=int(min(config.mongodb.server_selection_timeout, 10) * 1000),
+        )
+        self._owns_client = client is None
+        self.pools: dict[str, PoolRuntime] = {}
+        for settings in config.pool_settings():
+            sessions = MongoSessions(
+                db=settings.database,
+                collection=settings.collection,
+                client=self.client,
+                fields=settings.fields,
+                lock_time=settings.lock_time,
+                block_time=settings.block_time,
+                grace=settings.grace,
+                stored_timezone=settings.stored_timezone,
+                timeout=min(config.mongodb.timeout, settings.refresh_timeout),
+                w=wc.w,
+                j=wc.j,
+                wtimeout=wc.wtimeout,
+                create_indexes=settings.create_indexes,
+            )
+            self.pools[settings.name] = PoolRuntime(settings.name, settings, sessions)
+            metrics.add_pool(settings.name)
+        metrics.bind(lambda: list(self.pools.values()))
+        self._scheduler: AsyncIOScheduler | None = None
+        self._ping_at = 0.0
+        self._ping_ok: bool | None = None
+        self._ping_error: str | None = None
+        self._ping_lock: asyncio.Lock | None = None
+        self._stopping = False
+
+    # -- scheduling --
+
+    def start(self) -> None:
+        """Schedule every pool (first run right away); needs a running event loop."""
+        self._stopping = False
+        scheduler = AsyncIOScheduler(timezone=UTC)
+        now = datetime.now(UTC)
+        for pool in self.pools.values():
+            scheduler.add_job(
+                self._scheduled,
+                IntervalTrigger(seconds=pool.interval, jitter=pool.config.jitter or None, timezone=UTC),
+                args=[pool.name],
+                id=f"refresh:{pool.name}",
+                name=f"refresh {pool.name}",
+                next_run_time=now,
+                max_instances=1,
+                coalesce=True,
+                misfire_grace_time=None,
+            )
+        scheduler.start()
+        self._scheduler = scheduler
+        log.info("scheduler_started", pools=list(self.pools))
+
+    async def stop(self) -> None:
+        """Stop scheduling, wait briefly for running refreshes, and close the client."""
+        self._stopping = True
+        if self._scheduler is not None:
+            self._scheduler.shutdown(wait=False)
+            self._scheduler = None
+        # Let in-flight refreshes end (each is bounded by its refresh_timeout) before closing.
+        running = [p._lock for p in self.pools.values() if p._lock.locked()]
+        if running:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(asyncio.gather(*(self._wait_lock(lk) for lk in running)), timeout=5)
+        if self._owns_client:
+            await self.client.close()
+        log.info("collector_stopped")
+
+    @staticmethod
+    async def _wait_lock(lock: asyncio.Lock) -> None:
+        async with lock:
+            pass
+
+    async def _scheduled(self, name: str) -> None:
+        if self._stopping:
+            return
+        await self.refresh(name)
+
+    # -- refreshing --
+
+    async def refresh(self, name: str) -> PoolRuntime:
+        """Refresh one pool now (never raises; the outcome is in the returned runtime state)."""
+        pool = self.pools[name]
+        async with pool._lock:
+            await self._refresh_locked(pool)
+        return pool
+
+    async def refresh_all(self) -> None:
+        """Refresh every pool concurrently."""
+        await asyncio.gather(*(self.refresh(name) for name in self.pools))
+
+    async def _refresh_locked(self, pool: PoolRuntime) -> None:
+        self.metrics.refreshes.labels(pool.name).inc()
+        pool.refreshes += 1
+        started = time.monotonic()
+        error: str | None = None
+        try:
+            stats, active = await asyncio.wait_for(self._fetch(pool), timeout=pool.config.refresh_timeout)
+        except TimeoutError:
+            error = f"refresh timed out after {pool.config.refresh_timeout:g} s"
+        except SessionPoolError as exc:
+            error = exc.message
+        except PyMongoError as exc:  # defensive: the core maps driver errors, but never crash the job
+            error = redact(f"{type(exc).__name__}: {exc}")
+        except Exception as exc:
+            error = redact(f"unexpected {type(exc).__name__}: {exc}")
+            log.exception("refresh_crashed", pool=pool.name)
+        pool.last_duration = time.monotonic() - started
+        if error is None:
+            pool.stats, pool.active = stats, active
+            pool.last_success = time.time()
+            pool._last_success_monotonic = time.monotonic()
+            if not pool.up:
+                if pool.last_error is not None:
+                    log.info("refresh_recovered", pool=pool.name, previous_error=pool.last_error)
+                else:
+                    log.info("pool_up", pool=pool.name, total=stats.total)
+            pool.up = True
+            pool.last_error = None
+            self._ping_ok, self._ping_at = True, time.monotonic()
+            return
+        self.metrics.refresh_failures.labels(pool.name).inc()
+        if pool.up or pool.last_error is None:
+            # Log state changes only: a pool that stays down is not logged on every run.
+            log.warning("refresh_failed", pool=pool.name, error=error)
+        pool.up = False
+        pool.last_error = error
+
+    async def _fetch(self, pool: PoolRuntime) -> tuple[Statistics, int]:
+        if not pool._connected:
+            await pool.sessions.connect()
+            pool._connected = True
+        stats = await pool.sessions.aggregate_statistics()
+        active = await pool.sessions.count_active()
+        return stats, active
+
+    # -- readiness --
+
+    async def mongodb_reachable(self) -> tuple[bool, str | None]:
+        """Ping MongoDB (bounded, cached for a second): (reachable, redacted error)."""
+        if self._ping_lock is None:
+            self._ping_lock = asyncio.Lock()
+        async with self._ping_lock:
+            if self._ping_ok is not None and time.monotonic() - self._ping_at < _PING_CACHE:
+                return self._ping_ok, self._ping_error
+            try:
+                with pymongo.timeout(_PING_TIMEOUT):
+                    await self.client.admin.command("ping")
+                self._ping_ok, self._ping_error = True, None
+            except PyMongoError as exc:
+                self._ping_ok, self._ping_error = False, redact(f"MongoDB unreachable: {type(exc).__name__}")
+            self._ping_at = time.monotonic()
+            return self._ping_ok, self._ping_error
+
+    async def readiness(self) -> tuple[bool, list[str]]:
+        """Whether the daemon is ready and, if not, every reason why."""
+        reasons: list[str] = []
+        ok, error = await self.mongodb_reachable()
+        if not ok:
+            reasons.append(error or "MongoDB unreachable")
+        for pool in self.pools.values():
+            age = pool.age()
+            if age is None:
+                detail = f": {pool.last_error}" if pool.last_error else ""
+                reasons.append(f"pool {pool.name}: no successful refresh yet{detail}")
+            elif age > pool.max_age:
+                reasons.append(
+                    f"pool {pool.name}: last successful refresh {age:.0f} s ago (max_age {pool.max_age:g} s)"
+                    + (f": {pool.last_error}" if pool.last_error else "")
+                )
+        return not reasons, reasons
+
+    def pool_status(self) -> dict[str, dict[str, Any]]:
+        """Per-pool summary for /readyz."""
+        out: dict[str, dict[str, Any]] = {}
+        for pool in self.pools.values():
+            age = pool.age()
+            out[pool.name] = {
+                "up": pool.up,
+                "fresh": pool.fresh,
+                "last_success": pool.last_success,
+                "age_seconds": round(age, 3) if age is not None else None,
+                "max_age_seconds": pool.max_age,
+                "last_error": pool.last_error,
+            }
+        return out

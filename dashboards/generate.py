@@ -311,8 +311,11 @@ def health() -> dash.Dashboard:
                 "{{pool}} {{action}}",
             ),
             (
+                # Failure series only exist after a first failure: show 0 for every action used.
                 "sum by (pool, action) "
-                f"(increase(session_pool_admin_action_failures_total{{{POOL}}}[$__rate_interval]))",
+                f"(increase(session_pool_admin_action_failures_total{{{POOL}}}[$__rate_interval]))"
+                " or sum by (pool, action) "
+                f"(increase(session_pool_admin_actions_total{{{POOL}}}[$__rate_interval])) * 0",
                 "{{pool}} {{action}} failed",
             ),
         )

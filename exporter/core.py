@@ -323,9 +323,10 @@ async def guard(operation: str, timeout: float) -> AsyncIterator[None]:  # noqa:
     except DriverOperationFailure as exc:
         if exc.timeout:
             raise OperationTimeout(
-                f"{operation} timed out after {timeout:g} s: {exc}", timeout=timeout,
+                f"{operation} timed out after {timeout:g} s: {exc}",
+                timeout=timeout,
                 operation=operation,
-            ) from None  # fmt: skip
+            ) from None
         raise OperationFailed(
             f"{operation} failed: {exc}",
             code=exc.code,
@@ -335,9 +336,10 @@ async def guard(operation: str, timeout: float) -> AsyncIterator[None]:  # noqa:
     except PyMongoError as exc:
         if exc.timeout:
             raise OperationTimeout(
-                f"{operation} timed out after {timeout:g} s: {exc}", timeout=timeout,
+                f"{operation} timed out after {timeout:g} s: {exc}",
+                timeout=timeout,
                 operation=operation,
-            ) from None  # fmt: skip
+            ) from None
         raise OperationFailed(f"{operation} failed: {exc}", operation=operation) from None
 
 
@@ -635,25 +637,35 @@ class MongoSessions:
     # -- the seed's API --
 
     async def session_lock(
-        self, session: Mapping[str, Any] | ObjectId | str, period: Period | None = None, *,
+        self,
+        session: Mapping[str, Any] | ObjectId | str,
+        period: Period | None = None,
+        *,
         db_session: DbSession = None,
-    ) -> UpdateResult:  # fmt: skip
+    ) -> UpdateResult:
         """Hold a session for `period` (default `lock_time`): the source rate-limited it."""
         delta = parse_period(period, self.lock_time)
         return await self._hold(session, delta, Hold.LOCK, "session_lock", db_session)
 
     async def session_block(
-        self, session: Mapping[str, Any] | ObjectId | str, period: Period | None = None, *,
+        self,
+        session: Mapping[str, Any] | ObjectId | str,
+        period: Period | None = None,
+        *,
         db_session: DbSession = None,
-    ) -> UpdateResult:  # fmt: skip
+    ) -> UpdateResult:
         """Hold a session for a long `period` (default `block_time`): the source banned it."""
         delta = parse_period(period, self.block_time)
         return await self._hold(session, delta, Hold.BLOCK, "session_block", db_session)
 
     async def _hold(
-        self, session: Mapping[str, Any] | ObjectId | str, delta: timedelta, hold: Hold, op: str,
+        self,
+        session: Mapping[str, Any] | ObjectId | str,
+        delta: timedelta,
+        hold: Hold,
+        op: str,
         db_session: DbSession,
-    ) -> UpdateResult:  # fmt: skip
+    ) -> UpdateResult:
         oid = parse_session_id(session)
         update = [{"$set": {self.next_use: self._now_expr(delta), self.hold: str(hold)}}]
         return await self.update_one(filter={"_id": oid}, update=update, session=_driver_session(db_session), _op=op)
@@ -724,9 +736,13 @@ class MongoSessions:
         return self._convert(doc) if doc is not None else None
 
     async def session_success(
-        self, session: Mapping[str, Any] | ObjectId | str, count_success: int = 1,
-        next_use_delay: float | None = None, *, db_session: DbSession = None,
-    ) -> UpdateResult:  # fmt: skip
+        self,
+        session: Mapping[str, Any] | ObjectId | str,
+        count_success: int = 1,
+        next_use_delay: float | None = None,
+        *,
+        db_session: DbSession = None,
+    ) -> UpdateResult:
         """Count successful uses of a session and hold it for `next_use_delay` seconds."""
         oid = parse_session_id(session)
         count = self._check_count(count_success, "count_success")
@@ -801,9 +817,13 @@ class MongoSessions:
         return await self.insert_one(document=doc, session=_driver_session(db_session), _op="add")
 
     async def session_update(
-        self, session: Mapping[str, Any] | ObjectId | str, payload: Mapping[str, Any],
-        unset_payload: Mapping[str, Any] | Iterable[str] | None = None, *, db_session: DbSession = None,
-    ) -> UpdateResult:  # fmt: skip
+        self,
+        session: Mapping[str, Any] | ObjectId | str,
+        payload: Mapping[str, Any],
+        unset_payload: Mapping[str, Any] | Iterable[str] | None = None,
+        *,
+        db_session: DbSession = None,
+    ) -> UpdateResult:
         """Set fields (dotted paths such as 'session.phone') and optionally unset others."""
         oid = parse_session_id(session)
         if not isinstance(payload, Mapping):
@@ -891,9 +911,16 @@ class MongoSessions:
         live = {"$in": [True, None]}
 
         def count(key: str, match: dict[str, Any]) -> dict[str, Any]:
-            return {"$unionWith": {"coll": coll, "pipeline": [
-                {"$match": match}, {"$count": "n"}, {"$set": {"k": key}},
-            ]}}  # fmt: skip
+            return {
+                "$unionWith": {
+                    "coll": coll,
+                    "pipeline": [
+                        {"$match": match},
+                        {"$count": "n"},
+                        {"$set": {"k": key}},
+                    ],
+                }
+            }
 
         branches = self._state_branches(now)
         inactive = branches.pop(State.INACTIVE)[0]
@@ -903,29 +930,56 @@ class MongoSessions:
             {"$set": {"k": "inactive"}},
             count("live", {f.active: live}),
             *(count(str(state), match) for state, matches in branches.items() for match in matches),
-            {"$unionWith": {"coll": coll, "pipeline": [
-                {"$group": {
-                    "_id": None,
-                    "uses": {"$sum": f"${f.count_use}"},
-                    "successes": {"$sum": f"${f.count_success}"},
-                }},
-                {"$set": {"k": "sums"}},
-            ]}},
-            {"$unionWith": {"coll": coll, "pipeline": [
-                {"$match": {f.active: live, f.hold: {"$in": [str(Hold.LOCK), str(Hold.BLOCK), None]},
-                            f.next_use: {"$gt": now_s}}},
-                {"$sort": {f.next_use: 1}},
-                {"$limit": 1},
-                {"$project": {"_id": 0, "k": "next_unlock", "v": f"${f.next_use}"}},
-            ]}},
-            {"$unionWith": {"coll": coll, "pipeline": [
-                {"$match": {f.active: live, f.last_use: {"$type": "date"},
-                            "$expr": {"$lte": [f"${f.next_use}", now_s]}}},
-                {"$sort": {f.last_use: 1}},
-                {"$limit": 1},
-                {"$project": {"_id": 0, "k": "oldest", "v": f"${f.last_use}"}},
-            ]}},
-        ]  # fmt: skip
+            {
+                "$unionWith": {
+                    "coll": coll,
+                    "pipeline": [
+                        {
+                            "$group": {
+                                "_id": None,
+                                "uses": {"$sum": f"${f.count_use}"},
+                                "successes": {"$sum": f"${f.count_success}"},
+                            }
+                        },
+                        {"$set": {"k": "sums"}},
+                    ],
+                }
+            },
+            {
+                "$unionWith": {
+                    "coll": coll,
+                    "pipeline": [
+                        {
+                            "$match": {
+                                f.active: live,
+                                f.hold: {"$in": [str(Hold.LOCK), str(Hold.BLOCK), None]},
+                                f.next_use: {"$gt": now_s},
+                            }
+                        },
+                        {"$sort": {f.next_use: 1}},
+                        {"$limit": 1},
+                        {"$project": {"_id": 0, "k": "next_unlock", "v": f"${f.next_use}"}},
+                    ],
+                }
+            },
+            {
+                "$unionWith": {
+                    "coll": coll,
+                    "pipeline": [
+                        {
+                            "$match": {
+                                f.active: live,
+                                f.last_use: {"$type": "date"},
+                                "$expr": {"$lte": [f"${f.next_use}", now_s]},
+                            }
+                        },
+                        {"$sort": {f.last_use: 1}},
+                        {"$limit": 1},
+                        {"$project": {"_id": 0, "k": "oldest", "v": f"${f.last_use}"}},
+                    ],
+                }
+            },
+        ]
 
     async def aggregate_statistics(self, *, db_session: DbSession = None) -> Statistics:
         """Counts per state, totals, sums and key times of the pool, all for one moment."""

@@ -145,10 +145,14 @@ def check_config(args: argparse.Namespace, environ: Mapping[str, str]) -> int:
 class _Server(uvicorn.Server):
     """uvicorn server whose SIGTERM/SIGINT end the process with exit code 0 after a graceful shutdown."""
 
+    def __init__(self, config: uvicorn.Config, *, install_signals: bool = True) -> None:
+        super().__init__(config)
+        self.install_signals = install_signals
+
     @contextlib.contextmanager
     def capture_signals(self) -> Generator[None, None, None]:
         """Install the shutdown handlers without re-raising the signal afterwards (uvicorn does)."""
-        if threading.current_thread() is not threading.main_thread():
+        if not self.install_signals or threading.current_thread() is not threading.main_thread():
             yield
             return
         handled = (signal.SIGINT, signal.SIGTERM)
@@ -172,7 +176,10 @@ def admin_routes(config: Config, collector: Collector, metrics: Metrics) -> list
     return routes
 
 
-def make_server(config: Config, collector: Collector, metrics: Metrics, routes: Sequence[BaseRoute]) -> uvicorn.Server:
+def make_server(
+    config: Config, collector: Collector, metrics: Metrics, routes: Sequence[BaseRoute], *,
+    install_signals: bool = True,
+) -> uvicorn.Server:  # fmt: skip
     """The uvicorn server (one process, one event loop) for the app."""
     app = create_app(config, collector, metrics, admin_routes=list(routes))
     uv = uvicorn.Config(
@@ -187,7 +194,7 @@ def make_server(config: Config, collector: Collector, metrics: Metrics, routes: 
         ssl_certfile=str(config.tls.cert_file) if config.tls else None,
         ssl_keyfile=str(config.tls.key_file) if config.tls else None,
     )
-    return _Server(uv)
+    return _Server(uv, install_signals=install_signals)
 
 
 async def serve(config: Config) -> int:

@@ -145,7 +145,7 @@ class Metrics:
 
     def __init__(self, version: str = __version__) -> None:
         # `_created` series only add noise to an exporter's counters.
-        disable_created_metrics()
+        disable_created_metrics()  # type: ignore[no-untyped-call]
         self.registry = CollectorRegistry(auto_describe=True)
         self._pools: Callable[[], Iterable[PoolView]] = list
         ProcessCollector(registry=self.registry)

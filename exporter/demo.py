@@ -1,0 +1,216 @@
+"""`session-pool-exporter demo`: a throwaway mongod, simulated handlers and the exporter, all in one process."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import random
+import signal
+import socket
+import sys
+from datetime import UTC
+from typing import Any
+
+from pymongo import AsyncMongoClient
+
+from exporter.cli import make_server
+from exporter.collector import Collector
+from exporter.config import Config, parse_listen
+from exporter.core import MongoSessions, SessionPoolError
+from exporter.log import get_logger, setup_logging
+from exporter.metrics import Metrics
+from exporter.mongod import Mongod, MongodNotFound
+
+log = get_logger("exporter.demo")
+
+DATABASE = "demo"
+POOL_NAMES = ("telegram", "instagram", "twitter", "vk", "discord", "reddit", "tiktok", "youtube", "twitch", "x")
+
+# Verdict odds of one use, chosen so every state moves within seconds and the pool stays usable.
+P_SUCCESS = 0.86
+P_LOCK = 0.06
+P_BLOCK = 0.02
+P_INACTIVE = 0.01
+# Rest: the handler gave up without a verdict (the session stays in use until next_use).
+
+
+def run_demo(args: argparse.Namespace) -> int:
+    """The `demo` command; returns the exit code."""
+    problems = []
+    if not 1 <= args.pools <= len(POOL_NAMES):
+        problems.append(f"--pools must be between 1 and {len(POOL_NAMES)}")
+    if not 1 <= args.sessions <= 100_000:
+        problems.append("--sessions must be between 1 and 100000")
+    if not 1 <= args.handlers <= 500:
+        problems.append("--handlers must be between 1 and 500")
+    if not args.interval > 0:
+        problems.append("--interval must be > 0")
+    if args.duration is not None and not args.duration > 0:
+        problems.append("--duration must be > 0")
+    try:
+        host, port = parse_listen(args.listen)
+    except ValueError as exc:
+        problems.append(f"--listen: {exc}")
+    if problems:
+        for problem in problems:
+            print(f"demo: {problem}", file=sys.stderr)
+        return 2
+    setup_logging(args.log_level, args.log_format)
+    if not _port_free(host, port):
+        print(f"demo: {args.listen} is already in use; pick another with --listen HOST:PORT", file=sys.stderr)
+        return 1
+    try:
+        return asyncio.run(_demo(args))
+    except KeyboardInterrupt:
+        return 0
+
+
+def _port_free(host: str, port: int) -> bool:
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    with socket.socket(family, socket.SOCK_STREAM) as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            sock.bind((host, port))
+        except OSError:
+            return False
+    return True
+
+
+async def _demo(args: argparse.Namespace) -> int:
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    server = Mongod()
+    try:
+        print("demo: starting a throwaway mongod ...", flush=True)
+        try:
+            await asyncio.to_thread(server.start)
+        except MongodNotFound as exc:
+            print(f"demo: {exc}", file=sys.stderr)
+            return 1
+        if stop.is_set():
+            return 0
+        return await _run(args, server, stop)
+    finally:
+        await asyncio.to_thread(server.cleanup)
+        print("demo: stopped; mongod and its data directory are gone", flush=True)
+
+
+def _config(args: argparse.Namespace, uri: str) -> Config:
+    data: dict[str, Any] = {
+        "listen": args.listen,
+        "mongodb": {"uri": uri, "timeout": 5},
+        "log": {"level": args.log_level, "format": args.log_format},
+        "defaults": {"interval": args.interval, "jitter": min(0.5, args.interval / 4), "lock_time": 120},
+        "pools": [{"name": name, "database": DATABASE, "collection": name} for name in POOL_NAMES[: args.pools]],
+    }
+    return Config.model_validate(data)
+
+
+async def _seed(client: AsyncMongoClient[dict[str, Any]], names: list[str], count: int) -> list[MongoSessions]:
+    pools = []
+    rng = random.Random(7)  # noqa: S311 - simulation, not security
+    for name in names:
+        pool = MongoSessions(db=DATABASE, collection=name, client=client, lock_time=120, block_time=900)
+        await pool.connect()
+        await pool.collection.drop()
+        await pool.ensure_indexes()
+        for start in range(0, count, 1000):
+            batch = [
+                {"session": {"login": f"{name}-{i:05d}", "token": f"demo-{rng.getrandbits(64):016x}"}}
+                for i in range(start, min(start + 1000, count))
+            ]
+            for doc in batch:
+                await pool.add(doc)
+        pools.append(pool)
+    return pools
+
+
+async def _handler(pool: MongoSessions, seed: int, stop: asyncio.Event) -> None:
+    rng = random.Random(seed)  # noqa: S311 - simulation, not security
+    failing = False
+    while not stop.is_set():
+        try:
+            doc = await pool.get_session()
+            if doc is None:
+                await asyncio.sleep(rng.uniform(0.2, 0.6))
+                continue
+            await asyncio.sleep(rng.uniform(0.05, 0.4))  # "work" with the account
+            roll = rng.random()
+            if roll < P_SUCCESS:
+                await pool.session_success(doc)
+            elif roll < P_SUCCESS + P_LOCK:
+                await pool.session_lock(doc, {"seconds": rng.uniform(10, 60)})
+            elif roll < P_SUCCESS + P_LOCK + P_BLOCK:
+                await pool.session_block(doc, {"seconds": rng.uniform(60, 300)})
+            elif roll < P_SUCCESS + P_LOCK + P_BLOCK + P_INACTIVE:
+                await pool.session_inactive(doc)
+            failing = False
+            await asyncio.sleep(rng.uniform(0.2, 1.0))
+        except SessionPoolError as exc:
+            if not failing:
+                log.warning("demo_handler_error", pool=pool.collection.name, error=exc.message)
+            failing = True
+            await asyncio.sleep(1)
+
+
+async def _activator(pool: MongoSessions, seed: int, stop: asyncio.Event) -> None:
+    """An operator bringing disabled accounts back now and then, so `inactive` goes down too."""
+    rng = random.Random(seed)  # noqa: S311 - simulation, not security
+    while not stop.is_set():
+        await asyncio.sleep(rng.uniform(3, 7))
+        with contextlib.suppress(SessionPoolError):
+            docs = await pool.collection.find({pool.active: False}, {"_id": 1}).to_list(50)
+            if docs:
+                await pool.session_activate(rng.choice(docs))
+
+
+async def _run(args: argparse.Namespace, server: Mongod, stop: asyncio.Event) -> int:
+    config = _config(args, server.uri)
+    names = [p.name for p in config.pools]
+    fleet_client: AsyncMongoClient[dict[str, Any]] = AsyncMongoClient(
+        server.uri, tz_aware=True, tzinfo=UTC, appname="demo-fleet"
+    )
+    metrics = Metrics()
+    collector = Collector(config, metrics)
+    uv = make_server(config, collector, metrics, [], install_signals=False)
+    tasks: list[asyncio.Task[None]] = []
+    try:
+        print(f"demo: seeding {len(names)} pools x {args.sessions} sessions ...", flush=True)
+        pools = await _seed(fleet_client, names, args.sessions)
+        for i, pool in enumerate(pools):
+            tasks += [asyncio.create_task(_handler(pool, i * 1000 + h, stop)) for h in range(args.handlers)]
+            tasks.append(asyncio.create_task(_activator(pool, i, stop)))
+        serving = asyncio.create_task(uv.serve())
+        while not uv.started and not serving.done():  # noqa: ASYNC110 - uvicorn has no startup event
+            await asyncio.sleep(0.05)
+        if serving.done():
+            print("demo: the HTTP server did not start", file=sys.stderr)
+            return 1
+        host, port = parse_listen(args.listen)
+        shown = "127.0.0.1" if host in ("0.0.0.0", "::") else host
+        base = f"http://{f'[{shown}]' if ':' in shown else shown}:{port}"
+        print(
+            f"demo: {len(names)} pools ({', '.join(names)}), {args.sessions} sessions each, "
+            f"{args.handlers} simulated handlers per pool\n"
+            f"  metrics:  {base}/metrics\n"
+            f"  ready:    {base}/readyz\n"
+            f"  health:   {base}/healthz\n"
+            f"  mongodb:  {server.uri}\n"
+            + ("Press Ctrl-C to stop." if args.duration is None else f"Stopping after {args.duration:g} s."),
+            flush=True,
+        )
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(stop.wait(), timeout=args.duration)
+        stop.set()
+        uv.should_exit = True
+        await serving
+        return 0
+    finally:
+        stop.set()
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        await fleet_client.close()

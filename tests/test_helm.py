@@ -747,3 +747,85 @@ def test_sync_script_detects_and_repairs_drift(tmp_path: Path) -> None:
     assert "extra.yml: differs" in proc.stderr
     assert run().returncode == 0
     assert run("--check").returncode == 0
+
+
+# ---- the exporter accepts what the chart deploys ----------------------------------------------
+
+
+def _schema_model_pairs() -> list[tuple[str, str, set[str]]]:
+    """(schema path under config, exporter.config model, fields the chart deliberately leaves out)."""
+    return [
+        ("", "Config", {"listen", "tls"}),
+        ("mongodb", "MongoConfig", {"uri", "uri_file"}),
+        ("mongodb.write_concern", "WriteConcernConfig", set()),
+        ("log", "LogConfig", set()),
+        ("defaults", "PoolDefaults", set()),
+        ("pools[]", "PoolConfig", set()),
+        ("pools[].fields", "FieldsConfig", set()),
+        ("admin", "AdminConfig", set()),
+        ("admin.tokens[]", "AdminToken", {"token", "token_file"}),
+        ("admin.audit", "AuditConfig", set()),
+        ("admin.write_concern", "WriteConcernConfig", set()),
+    ]
+
+
+def _schema_node(schema: dict[str, Any], node: dict[str, Any]) -> dict[str, Any]:
+    """Follow a local $ref (or the non-null branch of a oneOf) to the object schema it names."""
+    while True:
+        if "$ref" in node:
+            target: Any = schema
+            for part in node["$ref"].removeprefix("#/").split("/"):
+                target = target[part]
+            node = target
+        elif "oneOf" in node:
+            node = next(branch for branch in node["oneOf"] if branch.get("type") != "null")
+        else:
+            return node
+
+
+def test_values_schema_mirrors_the_exporter_config_models() -> None:
+    """Every config key the schema allows exists in exporter.config, and none is missing from it."""
+    models = _module("exporter.config", "session-pool-exporter")
+    schema = json.loads((CHART / "values.schema.json").read_text(encoding="utf-8"))
+    for path, model_name, left_out in _schema_model_pairs():
+        node = _schema_node(schema, schema["properties"]["config"])
+        for part in [p for p in path.split(".") if p]:
+            node = _schema_node(schema, node["properties"][part.removesuffix("[]")])
+            if part.endswith("[]"):
+                node = _schema_node(schema, node["items"])
+        assert node.get("additionalProperties") is False, f"config.{path}: unknown keys must be refused"
+        fields = set(getattr(models, model_name).model_fields)
+        allowed = set(node["properties"])
+        assert allowed <= fields, f"config.{path}: {allowed - fields} unknown to {model_name}"
+        assert fields - left_out <= allowed, f"config.{path}: {fields - left_out - allowed} not allowed"
+        assert not allowed & left_out, f"config.{path}: {allowed & left_out} must not be set here"
+
+
+@pytest.mark.parametrize("values_file", CI_VALUES, ids=[p.name.removesuffix("-values.yaml") for p in CI_VALUES])
+def test_exporter_loads_the_rendered_config(helm: ModuleType, values_file: Path, tmp_path: Path) -> None:
+    """exporter.config.load_config accepts the ConfigMap with the env and files the pod gets."""
+    models = _module("exporter.config", "session-pool-exporter")
+    values = _values_file(values_file)
+    if not _get(values, "config.pools"):
+        values = {**values, "config": {**values.get("config", {}), "pools": [SECRET_VALUES["config"]["pools"][0]]}}
+    docs = render(helm, values)
+    text = next(cm for cm in of_kind(docs, "ConfigMap") if "config.yaml" in cm["data"])["data"]["config.yaml"]
+    # The pod sees Secret keys as files under these directories; recreate them under tmp_path.
+    mount = "/etc/session-pool-exporter"
+    for mounted in ("tokens", "tls"):
+        (tmp_path / mounted).mkdir()
+    for token in yaml.safe_load(text)["admin"]["tokens"]:
+        (tmp_path / "tokens" / Path(token["token_file"]).name).write_text(f"token-of-{token['name']}\n")
+    for name in ("tls.crt", "tls.key"):
+        (tmp_path / "tls" / name).write_text("placeholder\n")
+    config_file = tmp_path / "config.yaml"
+    config_file.write_text(text.replace(mount, str(tmp_path)), encoding="utf-8")
+    env = {
+        "SESSION_POOL_EXPORTER_MONGODB__URI": "mongodb://127.0.0.1:27017/?replicaSet=rs0",
+        "SESSION_POOL_EXPORTER_ADMIN_TOKEN": "token-from-env",
+    }
+    config = models.load_config(config_file, env)
+    assert config.listen == f"0.0.0.0:{PORT}"
+    assert [pool.name for pool in config.pools] == [pool["name"] for pool in yaml.safe_load(text)["pools"]]
+    assert {token.name for token in config.admin.tokens} >= {"admin"}
+    assert (config.tls is not None) == bool(_get(values, "tls.enabled"))

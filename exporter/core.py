@@ -928,7 +928,6 @@ class MongoSessions:
             {"$match": inactive},
             {"$count": "n"},
             {"$set": {"k": "inactive"}},
-            count("live", {f.active: live}),
             *(count(str(state), match) for state, matches in branches.items() for match in matches),
             {
                 "$unionWith": {
@@ -937,6 +936,7 @@ class MongoSessions:
                         {
                             "$group": {
                                 "_id": None,
+                                "total": {"$sum": 1},
                                 "uses": {"$sum": f"${f.count_use}"},
                                 "successes": {"$sum": f"${f.count_success}"},
                             }
@@ -995,7 +995,8 @@ class MongoSessions:
                 snapshot = True
             else:
                 rows = await (await self._collection.aggregate(pipeline, session=driver_session)).to_list(None)
-        counts = {"inactive": 0, "live": 0, "blocked": 0, "locked": 0, "in_use": 0}
+        counts = {"inactive": 0, "blocked": 0, "locked": 0, "in_use": 0}
+        total = 0
         uses = successes = 0
         next_unlock = oldest = None
         for row in rows:
@@ -1003,6 +1004,7 @@ class MongoSessions:
             if key in counts:
                 counts[key] += int(row["n"])
             elif key == "sums":
+                total = int(row.get("total") or 0)
                 uses, successes = int(row.get("uses") or 0), int(row.get("successes") or 0)
             elif key == "next_unlock" and isinstance(row.get("v"), datetime):
                 next_unlock = self.from_stored(row["v"])
@@ -1010,7 +1012,7 @@ class MongoSessions:
                 oldest = self.from_stored(row["v"])
         held = counts["blocked"] + counts["locked"] + counts["in_use"]
         states = {
-            State.ACTIVE: max(counts["live"] - held, 0),
+            State.ACTIVE: max(total - counts["inactive"] - held, 0),
             State.IN_USE: counts["in_use"],
             State.LOCKED: counts["locked"],
             State.BLOCKED: counts["blocked"],
@@ -1019,7 +1021,7 @@ class MongoSessions:
         return Statistics(
             time=now,
             states=states,
-            total=counts["live"] + counts["inactive"],
+            total=total,
             uses=uses,
             successes=successes,
             next_unlock=next_unlock,

@@ -380,6 +380,9 @@ async def test_aggregate_statistics_matches_independent_counts(
     assert abs(stats.time - now) < timedelta(seconds=30)
     assert await pool.count_active() == 6
     assert set(stats.to_dict()["states"]) == {s.value for s in STATES}
+    # state_filter (used by the admin bulk unlock) selects exactly the same sessions.
+    for state in STATES:
+        assert coll.count_documents(pool.state_filter(state, stats.time)) == stats.states[state], state
 
 
 async def test_statistics_of_an_empty_pool_has_every_state(pool_factory: PoolFactory) -> None:

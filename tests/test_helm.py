@@ -11,13 +11,17 @@ import re
 import shutil
 import subprocess
 import sys
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from types import ModuleType
 from typing import Any
 
+import httpx
 import pytest
 import yaml
+
+from exporter.mongod import free_port
 
 ROOT = Path(__file__).resolve().parent.parent
 CHART = ROOT / "helm" / "session-pool-exporter"
@@ -829,3 +833,84 @@ def test_exporter_loads_the_rendered_config(helm: ModuleType, values_file: Path,
     assert [pool.name for pool in config.pools] == [pool["name"] for pool in yaml.safe_load(text)["pools"]]
     assert {token.name for token in config.admin.tokens} >= {"admin"}
     assert (config.tls is not None) == bool(_get(values, "tls.enabled"))
+
+
+def _healthcheck_argv() -> list[str]:
+    """The Dockerfile's HEALTHCHECK command (exec form), continuation lines joined."""
+    text = (ROOT / "Dockerfile").read_text(encoding="utf-8").replace("\\\n", " ")
+    line = next(line for line in text.splitlines() if line.startswith("HEALTHCHECK "))
+    argv: list[str] = json.loads(line[line.index("CMD") + 3 :].strip())
+    return argv
+
+
+def _wait_for_status(url: str, process: subprocess.Popen[bytes], log: Path) -> None:
+    """Poll a URL until it answers 200; fail with the daemon's log if it exits or never does."""
+    last = "no answer"
+    for _ in range(240):
+        if process.poll() is not None:
+            pytest.fail(f"the exporter exited with {process.returncode}:\n{log.read_text(errors='replace')}")
+        try:
+            response = httpx.get(url, timeout=2.0)
+            if response.status_code == 200:
+                return
+            last = f"{response.status_code} {response.text[:300]}"
+        except httpx.HTTPError as exc:
+            last = repr(exc)
+        time.sleep(0.25)
+    pytest.fail(f"{url} never answered 200 (last: {last}):\n{log.read_text(errors='replace')}")
+
+
+def test_rendered_pod_answers_its_probes(helm: ModuleType, mongo_uri: str, tmp_path: Path) -> None:
+    """The rendered pod's command, env (from the Secret) and config serve its probes; HEALTHCHECK passes."""
+    port = free_port()
+    values = {
+        "containerPort": port,
+        "secret": {"mongodbUri": mongo_uri, "adminToken": "pod-contract-token"},
+        "config": {"pools": [{"name": "podcheck", "database": "spe_helm_podcheck", "collection": "sessions"}]},
+    }
+    docs = render(helm, values)
+    secret = {k: base64.b64decode(v).decode() for k, v in one(docs, "Secret")["data"].items()}
+    box = container(docs)
+    env = {**os.environ}
+    for entry in box["env"]:
+        env[entry["name"]] = secret[entry["valueFrom"]["secretKeyRef"]["key"]]
+    config_file = tmp_path / "config.yaml"
+    config_file.write_text(config_of_text(docs), encoding="utf-8")
+    entrypoint = Path(sys.executable).with_name("session-pool-exporter")
+    if not entrypoint.exists():
+        _missing("the session-pool-exporter console script (pip install -e .)")
+    args = [str(config_file) if arg == CONFIG_PATH else arg for arg in box["args"]]
+    log = tmp_path / "exporter.log"
+    with log.open("wb") as handle:
+        process = subprocess.Popen([str(entrypoint), *args], stdout=handle, stderr=subprocess.STDOUT, env=env)
+    try:
+        for probe in ("livenessProbe", "readinessProbe"):
+            get = box[probe]["httpGet"]
+            assert get["port"] == box["ports"][0]["name"]
+            _wait_for_status(f"{get['scheme'].lower()}://127.0.0.1:{port}{get['path']}", process, log)
+        argv = _healthcheck_argv()
+        argv[0] = sys.executable if argv[0] == "python" else argv[0]
+        check_env = {**os.environ, "HEALTHCHECK_URL": f"http://127.0.0.1:{port}/healthz"}
+        result = subprocess.run(argv, env=check_env, capture_output=True, text=True, check=False, timeout=30)
+        assert result.returncode == 0, result.stderr
+        check_env["HEALTHCHECK_URL"] = f"http://127.0.0.1:{port}/no-such-path"
+        result = subprocess.run(argv, env=check_env, capture_output=True, text=True, check=False, timeout=30)
+        assert result.returncode != 0, "the HEALTHCHECK must fail when /healthz does not answer 200"
+        metrics = httpx.get(f"http://127.0.0.1:{port}/metrics", timeout=5.0).text
+        assert 'session_pool_up{pool="podcheck"} 1.0' in metrics
+        assert "pod-contract-token" not in log.read_text(errors="replace")
+    finally:
+        process.terminate()
+        try:
+            process.wait(15)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait(15)
+
+
+def config_of_text(docs: list[dict[str, Any]]) -> str:
+    """The raw config.yaml text of the config ConfigMap."""
+    configmaps = [cm for cm in of_kind(docs, "ConfigMap") if "config.yaml" in cm.get("data", {})]
+    assert len(configmaps) == 1
+    text: str = configmaps[0]["data"]["config.yaml"]
+    return text

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import importlib.util
 import json
 import os
@@ -32,6 +33,7 @@ from exporter import MongoSessions
 ROOT = Path(__file__).resolve().parent.parent
 EXPORTER = Path(sys.executable).with_name("session-pool-exporter")
 LOW_ALERT = "SessionPoolActiveSessionsLow"
+STALE_ALERT = "SessionPoolStatisticsStale"
 # The whole test is bounded: every wait below has its own deadline well inside this.
 pytestmark = pytest.mark.timeout(150)
 
@@ -191,9 +193,9 @@ def rules_without_for(paths: list[Path]) -> list[dict[str, Any]]:
     ]
 
 
-@pytest.fixture
-def stack(tmp_path: Path, mongo_uri: str) -> Iterator[dict[str, Any]]:
-    """Exporter + Prometheus + Alertmanager + webhook, all on loopback ports, torn down afterwards."""
+@contextlib.contextmanager
+def running_stack(tmp_path: Path, mongo_uri: str, pools: dict[str, int]) -> Iterator[dict[str, Any]]:
+    """Exporter (pools: name -> min_active_sessions) + Prometheus + Alertmanager + webhook on loopback."""
     prometheus_bin = binary("prometheus")
     alertmanager_bin = binary("prometheus-alertmanager")
     assert EXPORTER.exists(), f"{EXPORTER} missing: pip install -e ."
@@ -212,8 +214,8 @@ def stack(tmp_path: Path, mongo_uri: str) -> Iterator[dict[str, Any]]:
             "log": {"level": "info", "format": "json"},
             "defaults": {"interval": 1, "jitter": 0, "refresh_timeout": 5, "min_active_sessions": 1},
             "pools": [
-                {"name": "drain", "database": database, "collection": "drain", "min_active_sessions": 2},
-                {"name": "steady", "database": database, "collection": "steady"},
+                {"name": name, "database": database, "collection": name, "min_active_sessions": minimum}
+                for name, minimum in pools.items()
             ],
         }
         (tmp_path / "exporter.yaml").write_text(yaml.safe_dump(config))
@@ -296,6 +298,13 @@ def stack(tmp_path: Path, mongo_uri: str) -> Iterator[dict[str, Any]]:
         for process in reversed(processes):
             process.stop()
         webhook.close()
+
+
+@pytest.fixture
+def stack(tmp_path: Path, mongo_uri: str) -> Iterator[dict[str, Any]]:
+    """The stack on the session's mongod, with a pool to drain (minimum 2) and a steady one."""
+    with running_stack(tmp_path, mongo_uri, {"drain": 2, "steady": 1}) as running:
+        yield running
 
 
 def instant(prometheus: str, expr: str) -> list[dict[str, Any]]:
@@ -414,3 +423,53 @@ async def test_dashboards_have_data_and_low_active_alert_reaches_the_webhook(
     assert alert["annotations"]["summary"] == "Pool drain has fewer active sessions than its minimum"
     # The healthy pool stays quiet.
     assert not low_alerts(webhook.alerts(), "steady")
+
+
+async def test_mongodb_outage_fires_the_stale_alert_instead_of_going_quiet(
+    tmp_path: Path, mongod_factory: Callable[..., Any]
+) -> None:
+    """Killing MongoDB withdraws the low-count gauges, and the stale alert reaches the webhook instead."""
+    server = mongod_factory()
+    async with MongoSessions(server.uri, "outage", "lonely") as pool:
+        await pool.add({"session": {"name": "only-one"}})
+    with running_stack(tmp_path, server.uri, {"lonely": 5}) as stack:
+        prometheus, logs = stack["urls"]["prometheus"], stack["logs"]
+        # 1 active of a minimum of 5: the low-count alert fires while MongoDB is up.
+        await asyncio.to_thread(
+            wait_for, f"{LOW_ALERT} firing", lambda: firing(prometheus, LOW_ALERT, "lonely"), 30, logs
+        )
+        assert not firing(prometheus, STALE_ALERT, "lonely")
+
+        server.kill()
+
+        def outage_seen() -> bool:
+            return (
+                bool(firing(prometheus, STALE_ALERT, "lonely"))
+                and not instant(prometheus, 'session_pool_active_sessions{pool="lonely"}')
+                and not firing(prometheus, LOW_ALERT, "lonely")
+            )
+
+        # The gauges are gone (so the low-count alert resolved) and the stale alert fires instead.
+        await asyncio.to_thread(wait_for, "the stale alert replacing the low-count one", outage_seen, 45, logs)
+        # The failed refreshes show too (a refresh in flight ends at refresh_timeout).
+        await asyncio.to_thread(
+            wait_for,
+            "SessionPoolRefreshFailing firing",
+            lambda: firing(prometheus, "SessionPoolRefreshFailing", "lonely"),
+            30,
+            logs,
+        )
+        webhook: Webhook = stack["webhook"]
+
+        def delivered() -> list[dict[str, Any]]:
+            return [
+                a
+                for a in webhook.alerts()
+                if a["status"] == "firing"
+                and a["labels"].get("alertname") == STALE_ALERT
+                and a["labels"].get("pool") == "lonely"
+            ]
+
+        received = await asyncio.to_thread(wait_for, f"{STALE_ALERT} at the webhook", delivered, 30, logs)
+        assert received[0]["labels"]["severity"] == "critical"
+        assert received[0]["annotations"]["runbook_url"] == "docs/runbooks.md#sessionpoolstatisticsstale"

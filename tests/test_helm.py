@@ -598,6 +598,14 @@ def test_service_monitor_scrapes_the_service(helm: ModuleType) -> None:
     assert endpoint["scheme"] == "http"
     assert endpoint["interval"] == "15s"
     assert "tlsConfig" not in endpoint
+    # Prometheus Operator sets `job` to the Service's value of the jobLabel label; the alerts'
+    # `job=~"..."` matchers (absent/up alerts) must select that job, or they never fire.
+    job = one(docs, "Service")["metadata"]["labels"][monitor["spec"]["jobLabel"]]
+    matchers = set()
+    for path in rule_sources().values():
+        matchers |= set(re.findall(r'job=~?"([^"]+)"', path.read_text(encoding="utf-8")))
+    for pattern in matchers:
+        assert re.fullmatch(pattern, job), f"job {job!r} escapes the alerts' matcher {pattern!r}"
     values["tls"] = {"enabled": True, "secretName": "t"}
     endpoint = one(render(helm, values), "ServiceMonitor")["spec"]["endpoints"][0]
     assert endpoint["scheme"] == "https"

@@ -5,8 +5,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
-import importlib
-import importlib.util
 import os
 import platform
 import signal
@@ -165,15 +163,11 @@ class _Server(uvicorn.Server):
 
 
 def admin_routes(config: Config, collector: Collector, metrics: Metrics) -> list[BaseRoute]:
-    """Routes of the admin API, when exporter/admin.py provides `build_routes(config, collector, metrics)`."""
-    if importlib.util.find_spec("exporter.admin") is None:
-        return []
-    module = importlib.import_module("exporter.admin")
-    build = getattr(module, "build_routes", None)
-    if build is None:
-        return []
-    routes: list[BaseRoute] = list(build(config, collector, metrics))
-    return routes
+    """Routes of the admin API (none when no admin token is configured: /admin/... is then a 404)."""
+    from exporter.admin import build_admin
+
+    admin = build_admin(config, collector, metrics)
+    return admin.routes() if admin is not None else []
 
 
 def make_server(

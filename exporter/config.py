@@ -637,6 +637,14 @@ def _validation_problems(exc: ValidationError) -> list[tuple[str, str]]:
 def _cross_checks(data: Mapping[str, Any]) -> list[tuple[str, str]]:
     """Problems across entries that pydantic's per-field checks cannot see."""
     problems: list[tuple[str, str]] = []
+    mongodb = data.get("mongodb")
+    if not isinstance(mongodb, Mapping) or (mongodb.get("uri") is None and mongodb.get("uri_file") is None):
+        problems.append(
+            ("mongodb.uri", "required: set mongodb.uri or mongodb.uri_file, "
+             f"{ENV_PREFIX}MONGODB__URI, or --mongo-uri"),
+        )  # fmt: skip
+    if not data.get("pools"):
+        problems.append(("pools", "at least one pool is required (or give --database and --collection)"))
     for section, key, what in (("pools", "name", "pool name"), ("admin.tokens", "name", "token name")):
         node: Any = data
         for part in section.split("."):
@@ -656,13 +664,6 @@ def _cross_checks(data: Mapping[str, Any]) -> list[tuple[str, str]]:
 
 def _semantic_checks(config: Config) -> list[tuple[str, str]]:
     problems: list[tuple[str, str]] = []
-    if config.mongodb.uri is None:
-        problems.append(
-            ("mongodb.uri", "required: set mongodb.uri or mongodb.uri_file, "
-             f"{ENV_PREFIX}MONGODB__URI, or --mongo-uri"),
-        )  # fmt: skip
-    if not config.pools:
-        problems.append(("pools", "at least one pool is required (or give --database and --collection)"))
     d = config.defaults
     if d.max_age is not None and d.max_age < d.interval:
         problems.append(("defaults.max_age", f"must be >= defaults.interval ({d.interval:g})"))

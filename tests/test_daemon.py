@@ -1,0 +1,296 @@
+"""The daemon as a real subprocess over HTTP against a real mongod: truthful gauges, outages, shutdown."""
+
+from __future__ import annotations
+
+import json
+import signal
+import uuid
+from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import pytest
+from pymongo import MongoClient
+from pymongo.collection import Collection
+
+from exporter.core import STATES
+from exporter.mongod import Mongod
+from tests.daemon_helpers import Samples, running_daemon, value
+
+LOCK_TIME = 6000.0
+GRACE = 3000.0
+TOKEN = "daemon-test-token-" + uuid.uuid4().hex
+
+Doc = dict[str, Any]
+
+
+def _config(uri_env: bool, pools: list[dict[str, Any]], **defaults: Any) -> dict[str, Any]:
+    return {
+        "log": {"level": "info", "format": "json"},
+        "mongodb": {"timeout": 2, "server_selection_timeout": 1},
+        "defaults": {"interval": 0.5, "jitter": 0, "refresh_timeout": 2, "lock_time": LOCK_TIME, "grace": GRACE,
+                     **defaults},
+        "pools": pools,
+    }  # fmt: skip
+
+
+# --- an independent model of the pool, written with plain PyMongo queries -------------------------
+
+
+def _live(active: str) -> Doc:
+    return {"$or": [{active: True}, {active: None}]}  # None also matches a missing field
+
+
+def expected(coll: Collection[Doc], now: datetime, active: str = "active", next_use: str = "next_use") -> dict[str, Any]:
+    """Counts and key values of a pool, computed with queries of this test (not the code under test)."""
+    live = _live(active)
+    held_by = {"in_use": "use", "locked": "lock", "blocked": "block"}
+    free = {"$or": [{next_use: None}, {next_use: {"$lte": now}}]}
+    legacy = {"hold": {"$nin": ["use", "lock", "block"]}}
+    lock_edge, grace_edge = now + timedelta(seconds=LOCK_TIME), now + timedelta(seconds=GRACE)
+    ranges = {
+        "in_use": {"$gt": now, "$lte": grace_edge},
+        "locked": {"$gt": grace_edge, "$lte": lock_edge},
+        "blocked": {"$gt": lock_edge},
+    }
+    states = {
+        "active": coll.count_documents({"$and": [live, free]}),
+        "inactive": coll.count_documents({"$nor": [live]}),
+    }
+    for state, hold in held_by.items():
+        states[state] = coll.count_documents({"$and": [live, {"hold": hold, next_use: {"$gt": now}}]})
+        states[state] += coll.count_documents({"$and": [live, legacy, {next_use: ranges[state]}]})
+    docs = list(coll.find({}))
+    held_until = [
+        d[next_use]
+        for d in coll.find({"$and": [live, {next_use: {"$gt": grace_edge}}]})
+        if d.get("hold") in ("lock", "block", None)
+    ]
+    held_until += [d[next_use] for d in coll.find({"$and": [live, {"hold": {"$in": ["lock", "block"]}},
+                                                               {next_use: {"$gt": now}}]})]  # fmt: skip
+    oldest = coll.find_one({"$and": [live, free, {"last_use": {"$type": "date"}}]}, sort=[("last_use", 1)])
+    return {
+        "states": states,
+        "active_sessions": states["active"],
+        "uses": sum(d.get("count_use", 0) for d in docs),
+        "successes": sum(d.get("count_success", 0) for d in docs),
+        "next_unlock": min(held_until).timestamp() if held_until else None,
+        "oldest": oldest["last_use"].timestamp() if oldest else None,
+    }
+
+
+def observed(samples: Samples, pool: str) -> dict[str, Any]:
+    """The same values as the daemon exports them."""
+    states = {str(s): value(samples, "session_pool_sessions", pool=pool, state=str(s)) for s in STATES}
+    return {
+        "states": states,
+        "active_sessions": value(samples, "session_pool_active_sessions", pool=pool),
+        "uses": value(samples, "session_pool_uses", pool=pool),
+        "successes": value(samples, "session_pool_successes", pool=pool),
+        "next_unlock": value(samples, "session_pool_next_unlock_timestamp_seconds", pool=pool),
+        "oldest": value(samples, "session_pool_oldest_active_last_use_timestamp_seconds", pool=pool),
+    }
+
+
+def assert_matches(samples: Samples, pool: str, want: dict[str, Any]) -> None:
+    """Exported values equal the independent ones (timestamps to the millisecond BSON keeps)."""
+    got = observed(samples, pool)
+    assert got["states"] == {k: float(v) for k, v in want["states"].items()}, pool
+    for key in ("active_sessions", "uses", "successes"):
+        assert got[key] == float(want[key]), (pool, key)
+    for key in ("next_unlock", "oldest"):
+        if want[key] is None:
+            assert got[key] is None, (pool, key)
+        else:
+            assert got[key] == pytest.approx(want[key], abs=0.002), (pool, key)
+
+
+# --- data ------------------------------------------------------------------------------------------
+
+
+def seed_main(coll: Collection[Doc], now: datetime) -> None:
+    """Every state, with explicit holds and with the original library's hold-less documents."""
+    s = timedelta(seconds=1)
+    docs: list[Doc] = []
+
+    def add(n: int, **fields: Any) -> None:
+        for _ in range(n):
+            i = len(docs)
+            docs.append({"active": True, "count_use": i * 3, "count_success": i, "last_use": now - (100 + i) * s,
+                         "next_use": None, "session": {"login": f"u{i}"}, **fields})  # fmt: skip
+
+    add(6)
+    add(2, next_use=now - 30 * s)
+    add(1, active=None)
+    docs.append({"count_use": 2, "session": {"login": "bare"}})  # no active, no next_use at all
+    add(3, hold="use", next_use=now + 3600 * s)
+    add(3, hold="lock", next_use=now + 1000 * s)
+    add(1, hold="lock", next_use=now + 900 * s)
+    add(2, hold="block", next_use=now + 20000 * s)
+    add(1, next_use=now + 7000 * s)  # legacy: beyond lock_time -> blocked
+    add(2, next_use=now + 4000 * s)  # legacy: beyond grace -> locked
+    add(1, next_use=now + 2000 * s)  # legacy: within grace -> in use
+    add(3, active=False)
+    add(1, active=False, hold="lock", next_use=now + 1000 * s)
+    add(1, active="no")
+    coll.insert_many(docs)
+
+
+def seed_renamed(coll: Collection[Doc], now: datetime) -> None:
+    """A pool with renamed `active` and `next_use` fields."""
+    docs: list[Doc] = [{"enabled": True, "free_at": None, "count_use": 1, "last_use": now - timedelta(hours=1)}
+                       for _ in range(4)]  # fmt: skip
+    docs += [{"enabled": False, "free_at": None, "count_use": 5, "count_success": 2} for _ in range(2)]
+    docs += [{"enabled": True, "free_at": now + timedelta(hours=5), "hold": "block"}]
+    coll.insert_many(docs)
+
+
+# --- tests -----------------------------------------------------------------------------------------
+
+
+def test_gauges_equal_independent_counts_and_follow_changes(
+    mongo_uri: str, sync_client: MongoClient[Doc], unique_name: str
+) -> None:
+    """Every exported value matches plain PyMongo queries, before and after the data changes."""
+    db = sync_client["spe_daemon"]
+    main, renamed = db[unique_name], db[unique_name + "_r"]
+    now = datetime.now(UTC)
+    seed_main(main, now)
+    seed_renamed(renamed, now)
+    pools = [
+        {"name": "main", "database": "spe_daemon", "collection": main.name, "min_active_sessions": 3},
+        {"name": "renamed", "database": "spe_daemon", "collection": renamed.name, "interval": 0.7,
+         "fields": {"active": "enabled", "next_use": "free_at"}},
+    ]  # fmt: skip
+    env = {"SESSION_POOL_EXPORTER_MONGODB__URI": mongo_uri, "SESSION_POOL_EXPORTER_ADMIN_TOKEN": TOKEN}
+    with running_daemon(_config(True, pools), env) as daemon:
+        daemon.wait_ready()
+        daemon.wait_refreshes(["main", "renamed"])
+        samples = daemon.samples()
+        t = datetime.now(UTC)
+        assert_matches(samples, "main", expected(main, t))
+        assert_matches(samples, "renamed", expected(renamed, t, active="enabled", next_use="free_at"))
+        assert value(samples, "session_pool_up", pool="main") == 1.0
+        assert value(samples, "session_pool_min_active_sessions", pool="main") == 3.0
+        assert value(samples, "session_pool_min_active_sessions", pool="renamed") == 1.0
+        assert value(samples, "session_pool_refresh_interval_seconds", pool="renamed") == 0.7
+        assert value(samples, "session_pool_refresh_failures_total", pool="main") == 0.0
+        assert (value(samples, "session_pool_last_success_timestamp_seconds", pool="main") or 0) > now.timestamp()
+        assert any(name == "session_pool_build_info" for name, _ in samples)
+        assert any(name.startswith("process_") for name, _ in samples)
+        assert any(name.startswith("python_") for name, _ in samples)
+
+        # Change the database behind the daemon's back; the next refreshes must show it.
+        actives = [d["_id"] for d in main.find({"hold": {"$exists": False}, "active": True, "next_use": None})]
+        later = datetime.now(UTC)
+        main.update_many({"_id": {"$in": actives[:2]}}, {"$set": {"hold": "lock", "next_use": later + timedelta(
+            seconds=500)}})  # fmt: skip
+        main.update_one({"_id": actives[2]}, {"$set": {"active": False}})
+        main.delete_one({"hold": "block"})
+        main.insert_many([{"active": True, "count_use": 40, "count_success": 7, "last_use": later - timedelta(
+            days=3)} for _ in range(3)])  # fmt: skip
+        renamed.update_many({"enabled": False}, {"$set": {"enabled": True}})
+        daemon.wait_refreshes(["main", "renamed"])
+        samples = daemon.samples()
+        t = datetime.now(UTC)
+        assert_matches(samples, "main", expected(main, t))
+        assert_matches(samples, "renamed", expected(renamed, t, active="enabled", next_use="free_at"))
+        assert observed(samples, "main")["next_unlock"] == pytest.approx((later + timedelta(seconds=500)).timestamp(),
+                                                                         abs=0.002)  # fmt: skip
+
+        assert daemon.terminate(signal.SIGTERM) == 0
+        logs = daemon.logs()
+    assert TOKEN not in logs
+    events = [json.loads(line) for line in logs.splitlines() if line.startswith("{")]
+    startup = next(e for e in events if e["event"] == "startup")
+    assert startup["config"]["pools"][1]["fields"]["active"] == "enabled"
+    assert startup["config"]["admin"]["tokens"][0]["token"] != TOKEN
+    assert not [e for e in events if e["event"] == "refresh_failed"]
+
+
+def test_outage_keeps_serving_and_recovers_without_restart(
+    mongod_factory: Callable[..., Mongod], unique_name: str
+) -> None:
+    """MongoDB stops: /metrics still 200, up 0, /readyz 503, state series go stale; back: up 1 again."""
+    server = mongod_factory()
+    client: MongoClient[Doc] = MongoClient(server.uri, tz_aware=True)
+    coll = client["spe_outage"][unique_name]
+    coll.insert_many([{"active": True, "next_use": None, "count_use": 1} for _ in range(5)])
+    client.close()
+    pools = [{"name": "p", "database": "spe_outage", "collection": unique_name}]
+    config = _config(False, pools, max_age=2)
+    config["mongodb"]["uri"] = server.uri
+    with running_daemon(config) as daemon:
+        daemon.wait_ready()
+        assert value(daemon.samples(), "session_pool_sessions", pool="p", state="active") == 5.0
+
+        server.stop()
+        daemon.wait_for(lambda: value(daemon.samples(), "session_pool_up", pool="p") == 0.0, "up == 0")
+        response = daemon.get("/metrics", timeout=3)
+        assert response.status_code == 200
+        ready = daemon.get("/readyz", timeout=5)
+        assert ready.status_code == 503
+        body = ready.json()
+        assert body["ready"] is False
+        assert any("MongoDB" in reason for reason in body["reasons"])
+        assert body["pools"]["p"]["up"] is False
+        # Past max_age the state series disappear; up, last success and counters stay.
+        daemon.wait_for(
+            lambda: value(daemon.samples(), "session_pool_sessions", pool="p", state="active") is None,
+            "stale series dropped",
+        )
+        samples = daemon.samples()
+        assert value(samples, "session_pool_active_sessions", pool="p") is None
+        assert value(samples, "session_pool_uses", pool="p") is None
+        assert value(samples, "session_pool_up", pool="p") == 0.0
+        assert value(samples, "session_pool_last_success_timestamp_seconds", pool="p") is not None
+        assert (value(samples, "session_pool_refresh_failures_total", pool="p") or 0) >= 1
+        assert daemon.get("/healthz").status_code == 200
+        assert daemon.process is not None and daemon.process.poll() is None
+
+        server.restart()
+        daemon.wait_for(lambda: value(daemon.samples(), "session_pool_up", pool="p") == 1.0, "up == 1 again")
+        assert value(daemon.samples(), "session_pool_sessions", pool="p", state="active") == 5.0
+        daemon.wait_ready()
+        assert daemon.terminate(signal.SIGTERM) == 0
+        logs = daemon.logs()
+    events = [json.loads(line) for line in logs.splitlines() if line.startswith("{")]
+    failed = [e for e in events if e["event"] == "refresh_failed"]
+    recovered = [e for e in events if e["event"] == "refresh_recovered"]
+    assert len(failed) == 1 and failed[0]["pool"] == "p"
+    assert len(recovered) == 1
+
+
+def test_sigint_and_unknown_routes(mongo_uri: str, unique_name: str) -> None:
+    """Unknown paths answer JSON 404, the admin API is off without tokens, SIGINT exits 0."""
+    pools = [{"name": "p", "database": "spe_daemon", "collection": unique_name}]
+    with running_daemon(_config(True, pools), {"SESSION_POOL_EXPORTER_MONGODB__URI": mongo_uri}) as daemon:
+        daemon.wait_ready()
+        for path in ("/nope", "/admin/pools"):
+            response = daemon.get(path)
+            assert response.status_code == 404
+            assert response.json()["error"] == "not_found"
+        response = daemon.get("/metrics", headers={"Accept": "application/openmetrics-text; version=1.0.0"})
+        assert response.headers["content-type"].startswith("application/openmetrics-text")
+        assert response.text.rstrip().endswith("# EOF")
+        assert "Refreshed every" in daemon.get("/metrics").text
+        # An empty collection still exports all five states, as zeros.
+        samples = daemon.samples()
+        assert {str(s): value(samples, "session_pool_sessions", pool="p", state=str(s)) for s in STATES} == {
+            str(s): 0.0 for s in STATES
+        }
+        assert value(samples, "session_pool_next_unlock_timestamp_seconds", pool="p") is None
+        assert daemon.terminate(signal.SIGINT) == 0
+
+
+def test_invalid_config_on_run_exits_nonzero(tmp_path: Any) -> None:
+    """`run` with an invalid config lists the problems and exits 2 without serving."""
+    from tests.daemon_helpers import run_cli
+
+    path = tmp_path / "bad.yaml"
+    path.write_text("pools:\n  - name: 'bad name'\n    database: d\n")
+    result = run_cli("run", "--config", str(path))
+    assert result.returncode == 2
+    assert "pools[0].name: must be 1-64 characters" in result.stderr
+    assert "pools[0].collection: required" in result.stderr
+    assert "mongodb.uri: required" in result.stderr

@@ -48,12 +48,8 @@ def _config_options(parser: argparse.ArgumentParser) -> None:
     )
     g.add_argument("--database", metavar="DB", help="database of the single pool (quick single-pool mode)")
     g.add_argument("--collection", metavar="C", help="collection of the single pool (quick single-pool mode)")
-    g.add_argument(
-        "--pool-name", metavar="NAME", help="pool label of the single pool (default: the collection name)"
-    )
-    g.add_argument(
-        "--interval", metavar="S", type=float, help="seconds between refreshes, for every pool (default 15)"
-    )
+    g.add_argument("--pool-name", metavar="NAME", help="pool label of the single pool (default: the collection name)")
+    g.add_argument("--interval", metavar="S", type=float, help="seconds between refreshes, for every pool (default 15)")
     g.add_argument("--listen", metavar="HOST:PORT", help=f"HTTP listen address (default {DEFAULT_LISTEN})")
     g.add_argument(
         "--log-level", metavar="L", choices=["debug", "info", "warning", "error", "critical"],
@@ -90,9 +86,7 @@ def build_parser() -> argparse.ArgumentParser:
     demo = sub.add_parser("demo", help="start a throwaway mongod, simulated handlers and the exporter")
     demo.add_argument("--pools", type=int, default=3, metavar="N", help="number of pools (default 3)")
     demo.add_argument("--sessions", type=int, default=300, metavar="N", help="sessions per pool (default 300)")
-    demo.add_argument(
-        "--handlers", type=int, default=20, metavar="N", help="simulated handlers per pool (default 20)"
-    )
+    demo.add_argument("--handlers", type=int, default=20, metavar="N", help="simulated handlers per pool (default 20)")
     demo.add_argument(
         "--listen", default="127.0.0.1:9810", metavar="HOST:PORT", help="listen address (default 127.0.0.1:9810)"
     )
@@ -111,9 +105,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def version_text() -> str:
     """Version line printed by --version."""
-    return (
-        f"session-pool-exporter {__version__} (python {platform.python_version()}, pymongo {pymongo.version})"
-    )
+    return f"session-pool-exporter {__version__} (python {platform.python_version()}, pymongo {pymongo.version})"
 
 
 def _flags(args: argparse.Namespace) -> dict[str, Any]:

@@ -508,11 +508,23 @@ def _env_layer(environ: Mapping[str, str]) -> tuple[dict[str, Any], list[tuple[s
             top = upper[len(ENV_PREFIX) :].split("__", 1)[0].lower()
             if top not in known:
                 problems.append((f"env {key}", "unknown environment variable"))
-    try:
-        data = _MappingEnvSource(environ)()
-    except SettingsError as exc:
-        problems.append(("environment", str(exc)))
-        data = {}
+    remaining = dict(environ)
+    data: dict[str, Any] = {}
+    for _attempt in range(len(known) + 1):
+        try:
+            data = _MappingEnvSource(remaining)()
+            break
+        except SettingsError as exc:
+            # Report the variable whose value is not valid JSON, then go on without it.
+            match = re.search(r'field "(\w+)"', str(exc))
+            if match is None:
+                problems.append(("environment", str(exc)))
+                break
+            top = match[1]
+            bad = [k for k in remaining if k.upper().startswith(f"{ENV_PREFIX}{top.upper()}")]
+            for key in bad:
+                problems.append((f"env {key}", "is not valid JSON for this list/section"))
+                remaining.pop(key)
     token = next((v for k, v in environ.items() if k.upper() == ADMIN_TOKEN_ENV), None)
     if token is not None:
         if not token.strip():
@@ -606,8 +618,12 @@ def _message(error: Any) -> str:
         return "unknown key"
     if kind == "missing":
         return "required"
-    for name, op in (("greater_than", ">"), ("greater_than_equal", ">="), ("less_than", "<"),
-                     ("less_than_equal", "<=")):
+    for name, op in (
+        ("greater_than", ">"),
+        ("greater_than_equal", ">="),
+        ("less_than", "<"),
+        ("less_than_equal", "<="),
+    ):
         if kind == name:
             bound = ctx.get({">": "gt", ">=": "ge", "<": "lt", "<=": "le"}[op])
             return f"must be {op} {_num(bound)}"

@@ -41,7 +41,9 @@ def _live(active: str) -> Doc:
     return {"$or": [{active: True}, {active: None}]}  # None also matches a missing field
 
 
-def expected(coll: Collection[Doc], now: datetime, active: str = "active", next_use: str = "next_use") -> dict[str, Any]:
+def expected(
+    coll: Collection[Doc], now: datetime, active: str = "active", next_use: str = "next_use"
+) -> dict[str, Any]:
     """Counts and key values of a pool, computed with queries of this test (not the code under test)."""
     live = _live(active)
     held_by = {"in_use": "use", "locked": "lock", "blocked": "block"}

@@ -243,6 +243,11 @@ class Admin:
         self._write_concern = write_concern
         self._tokens = [(t.secret().encode(), Caller(t.name, t.role)) for t in config.tokens]
         self._audit_ready = False
+        # Known label values start at 0, so rate() and increase() see the first action or failure.
+        for name in pools:
+            for action in [*(a.value for a in Action), "bulk_unlock"]:
+                actions.labels(pool=name, action=action)
+                failures.labels(pool=name, action=action)
 
     async def _ensure_audit(self, op_timeout: float) -> None:
         # Lazily, so a daemon started while MongoDB is down still comes up.

@@ -172,6 +172,9 @@ async def test_every_action_before_after_and_unchanged(daemon: Daemon, pool_name
     async with daemon.client(None) as http:
         metrics = (await http.get("/metrics")).text
     assert f'session_pool_admin_actions_total{{action="lock",pool="{pool_name}"}} 2.0' in metrics
+    # Every action starts at 0 so rate() sees the first one.
+    assert f'session_pool_admin_action_failures_total{{action="block",pool="{pool_name}"}} 0.0' in metrics
+    assert f'session_pool_admin_actions_total{{action="bulk_unlock",pool="{pool_name}"}} 0.0' in metrics
     assert WRITE_TOKEN not in metrics
 
 

@@ -140,16 +140,18 @@ class Collector:
         log.info("scheduler_started", pools=list(self.pools))
 
     async def stop(self) -> None:
-        """Stop scheduling, wait briefly for running refreshes, and close the client."""
+        """Stop scheduling, let running refreshes finish (bounded), and close the client."""
         self._stopping = True
-        if self._scheduler is not None:
-            self._scheduler.shutdown(wait=False)
-            self._scheduler = None
-        # Let in-flight refreshes end (each is bounded by its refresh_timeout) before closing.
+        scheduler, self._scheduler = self._scheduler, None
+        if scheduler is not None:
+            scheduler.pause()
+        # Each refresh is bounded by its refresh_timeout; wait for them rather than cancel mid-way.
         running = [p._lock for p in self.pools.values() if p._lock.locked()]
         if running:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(asyncio.gather(*(self._wait_lock(lk) for lk in running)), timeout=5)
+        if scheduler is not None:
+            scheduler.shutdown(wait=False)
         if self._owns_client:
             await self.client.close()
         log.info("collector_stopped")

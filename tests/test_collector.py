@@ -1,0 +1,151 @@
+"""Collector in-process against a real mongod: refresh results, isolation of broken/slow pools, state logs."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from typing import Any
+
+import pytest
+from pymongo import MongoClient
+from structlog.testing import capture_logs
+
+from exporter.collector import Collector
+from exporter.config import Config
+from exporter.core import MongoSessions, State
+from exporter.metrics import Metrics
+
+Doc = dict[str, Any]
+
+
+def make_config(uri: str, collections: dict[str, str], **defaults: Any) -> Config:
+    """A validated config with one pool per (name, collection) in database spe_collector."""
+    return Config.model_validate(
+        {
+            "mongodb": {"uri": uri, "timeout": 2, "server_selection_timeout": 1},
+            "defaults": {"interval": 0.3, "jitter": 0, "refresh_timeout": 1, **defaults},
+            "pools": [{"name": n, "database": "spe_collector", "collection": c} for n, c in collections.items()],
+        }
+    )
+
+
+async def wait_until(predicate: Any, what: str, deadline: float = 30.0) -> None:
+    """Poll an in-process condition (liveness, not timing)."""
+    end = time.monotonic() + deadline
+    while not predicate():
+        if time.monotonic() > end:
+            pytest.fail(f"timed out waiting for {what}")
+        await asyncio.sleep(0.05)
+
+
+async def test_refresh_records_statistics_and_active_count(
+    mongo_uri: str, sync_client: MongoClient[Doc], unique_name: str
+) -> None:
+    """refresh(name) stores the pool's statistics, count_active, success time and up flag."""
+    coll = sync_client["spe_collector"][unique_name]
+    coll.insert_many([{"active": True, "next_use": None, "count_use": 2, "count_success": 1} for _ in range(4)])
+    coll.insert_many([{"active": False, "count_use": 1} for _ in range(2)])
+    metrics = Metrics()
+    collector = Collector(make_config(mongo_uri, {"p": unique_name}), metrics)
+    try:
+        pool = await collector.refresh("p")
+        assert pool is collector.pools["p"]
+        assert pool.up and pool.last_error is None
+        assert pool.stats is not None
+        assert pool.stats.states[State.ACTIVE] == 4
+        assert pool.stats.states[State.INACTIVE] == 2
+        assert (pool.stats.uses, pool.stats.successes, pool.active) == (10, 4, 4)
+        assert pool.last_success is not None and pool.last_success <= time.time()
+        assert pool.fresh
+        assert isinstance(pool.sessions, MongoSessions)
+        assert pool.config.name == "p"
+        # Writes made through the pool's own client show up at the next refresh.
+        doc = await pool.sessions.get_session()
+        assert doc is not None
+        await pool.sessions.session_lock(doc)
+        await collector.refresh("p")
+        assert pool.stats.states[State.LOCKED] == 1
+        assert pool.active == 3
+        assert metrics.registry.get_sample_value("session_pool_refreshes_total", {"pool": "p"}) == 2
+        assert await collector.mongodb_reachable() == (True, None)
+        ready, reasons = await collector.readiness()
+        assert ready, reasons
+    finally:
+        await collector.stop()
+
+
+async def test_broken_and_slow_pools_do_not_delay_the_others(mongo_uri: str, unique_name: str) -> None:
+    """One pool pointing at a dead server and one hanging never stop a healthy pool's schedule."""
+    metrics = Metrics()
+    collector = Collector(make_config(mongo_uri, {"good": unique_name, "dead": "x", "slow": "y"}), metrics)
+    dead, slow = collector.pools["dead"], collector.pools["slow"]
+    # Real unreachable servers: nothing listens on port 1; the blackhole address never answers.
+    dead.sessions = MongoSessions(
+        "mongodb://user:hunter2@127.0.0.1:1/?directConnection=true", "spe_collector", "x",
+        serverSelectionTimeoutMS=200, timeout=5,
+    )  # fmt: skip
+    slow.sessions = MongoSessions(
+        "mongodb://192.0.2.1:27017/?directConnection=true", "spe_collector", "y",
+        serverSelectionTimeoutMS=60_000, connectTimeoutMS=60_000, timeout=60,
+    )  # fmt: skip
+    with capture_logs() as logs:
+        collector.start()
+        try:
+            await wait_until(lambda: collector.pools["good"].refreshes >= 6, "six refreshes of the good pool")
+            await wait_until(lambda: slow.last_error is not None, "the slow pool's timeout")
+        finally:
+            await collector.stop()
+            await dead.sessions.close()
+            await slow.sessions.close()
+    good = collector.pools["good"]
+    assert good.up and good.last_error is None
+    assert not dead.up and not slow.up
+    assert dead.last_error is not None and "hunter2" not in dead.last_error
+    assert slow.last_error == "refresh timed out after 1 s"
+    # No overlapping runs: the slow pool (1 s timeout, 0.3 s interval) ran far fewer times.
+    assert slow.refreshes < good.refreshes
+    failed = [e for e in logs if e["event"] == "refresh_failed"]
+    assert sorted(e["pool"] for e in failed) == ["dead", "slow"]  # one event per state change, not per run
+    assert all("hunter2" not in str(e) for e in logs)
+    assert metrics.registry.get_sample_value("session_pool_refresh_failures_total", {"pool": "dead"}) == dead.refreshes
+
+
+async def test_recovery_is_logged_once(mongo_uri: str, unique_name: str) -> None:
+    """A pool failing, then working again logs refresh_failed once and refresh_recovered once."""
+    collector = Collector(make_config(mongo_uri, {"p": unique_name}), Metrics())
+    pool = collector.pools["p"]
+    working = pool.sessions
+    broken = MongoSessions("mongodb://127.0.0.1:1/?directConnection=true", "spe_collector", unique_name,
+                           serverSelectionTimeoutMS=100)  # fmt: skip
+    try:
+        with capture_logs() as logs:
+            await collector.refresh("p")
+            pool.sessions = broken
+            for _ in range(3):
+                await collector.refresh("p")
+            assert not pool.up
+            pool.sessions = working
+            await collector.refresh("p")
+        assert pool.up
+        events = [e["event"] for e in logs]
+        assert events.count("refresh_failed") == 1
+        assert events.count("refresh_recovered") == 1
+        ready, reasons = await collector.readiness()
+        assert ready, reasons
+    finally:
+        await broken.close()
+        await collector.stop()
+
+
+async def test_readiness_reasons_before_first_refresh(mongo_uri: str, unique_name: str) -> None:
+    """Not ready until every pool has refreshed; the reasons name the pool."""
+    collector = Collector(make_config(mongo_uri, {"a": unique_name, "b": unique_name + "b"}), Metrics())
+    try:
+        await collector.refresh("a")
+        ready, reasons = await collector.readiness()
+        assert not ready
+        assert reasons == ["pool b: no successful refresh yet"]
+        status = collector.pool_status()
+        assert status["a"]["up"] and not status["b"]["up"]
+    finally:
+        await collector.stop()

@@ -1,0 +1,105 @@
+"""`session-pool-exporter demo` as a new user runs it: every state moves on /metrics, then it cleans up."""
+
+from __future__ import annotations
+
+import os
+import re
+import signal
+import subprocess
+import time
+from collections import defaultdict
+
+import httpx
+import pytest
+from pymongo import MongoClient
+from pymongo.errors import PyMongoError
+
+from exporter.core import STATES
+from exporter.mongod import free_port
+from tests.daemon_helpers import cli_command, parse_metrics, value
+
+POOLS = ("telegram", "instagram")
+
+
+def start_demo(port: int, *extra: str) -> subprocess.Popen[str]:
+    """Start the demo subprocess with small, fast settings."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("SESSION_POOL_EXPORTER_")}
+    return subprocess.Popen(
+        [*cli_command(), "demo", "--pools", "2", "--sessions", "60", "--handlers", "25", "--interval", "0.5",
+         "--listen", f"127.0.0.1:{port}", "--log-format", "json", *extra],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env,
+    )  # fmt: skip
+
+
+def mongod_gone(stdout: str) -> bool:
+    """True when the mongod the demo printed no longer answers."""
+    match = re.search(r"mongodb:\s+(mongodb://\S+)", stdout)
+    assert match, stdout
+    client: MongoClient[dict[str, object]] = MongoClient(match[1], serverSelectionTimeoutMS=500)
+    try:
+        client.admin.command("ping")
+    except PyMongoError:
+        return True
+    finally:
+        client.close()
+    return False
+
+
+def test_demo_moves_every_state_and_cleans_up() -> None:
+    """Scraping the demo shows each of the five states changing; it exits 0 after --duration."""
+    port = free_port()
+    process = start_demo(port, "--duration", "25")
+    seen: dict[str, set[float]] = defaultdict(set)
+    try:
+        deadline = time.monotonic() + 120
+        while process.poll() is None and time.monotonic() < deadline:
+            try:
+                response = httpx.get(f"http://127.0.0.1:{port}/metrics", timeout=5)
+            except httpx.TransportError:
+                time.sleep(0.3)
+                continue
+            assert response.status_code == 200
+            samples = parse_metrics(response.text)
+            for pool in POOLS:
+                for state in STATES:
+                    got = value(samples, "session_pool_sessions", pool=pool, state=str(state))
+                    if got is not None:
+                        seen[str(state)].add(got)
+            time.sleep(0.5)
+        stdout, stderr = process.communicate(timeout=60)
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.communicate()
+    assert process.returncode == 0, stderr[-3000:]
+    assert f"http://127.0.0.1:{port}/metrics" in stdout
+    assert f"http://127.0.0.1:{port}/readyz" in stdout
+    moved = {state: len(values) >= 2 for state, values in seen.items()}
+    assert moved == {str(s): True for s in STATES}, dict(seen)
+    assert "stopped" in stdout
+    assert mongod_gone(stdout)
+
+
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT])
+def test_demo_stops_cleanly_on_signal(sig: signal.Signals) -> None:
+    """Ctrl-C or SIGTERM: exporter, handlers and mongod stop; exit code 0."""
+    port = free_port()
+    process = start_demo(port)
+    try:
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline and process.poll() is None:
+            try:
+                if httpx.get(f"http://127.0.0.1:{port}/readyz", timeout=5).status_code == 200:
+                    break
+            except httpx.TransportError:
+                pass
+            time.sleep(0.3)
+        assert process.poll() is None, process.communicate()[1][-3000:]
+        process.send_signal(sig)
+        stdout, stderr = process.communicate(timeout=60)
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.communicate()
+    assert process.returncode == 0, stderr[-3000:]
+    assert mongod_gone(stdout)

@@ -1,0 +1,175 @@
+"""Metrics: own registry, every contract metric, the staleness rule, exposition formats (promtool-linted)."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import time
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+import pytest
+from prometheus_client import REGISTRY
+from prometheus_client.parser import text_string_to_metric_families
+
+from exporter.core import STATES, State, Statistics
+from exporter.metrics import Metrics
+from tests.daemon_helpers import parse_metrics, value
+
+
+@dataclass
+class View:
+    """A pool's runtime state as the metrics read it (plain data, no MongoDB involved)."""
+
+    name: str
+    stats: Statistics | None = None
+    active: int | None = None
+    up: bool = False
+    last_success: float | None = None
+    last_duration: float | None = None
+    interval: float = 15.0
+    max_age: float = 45.0
+    min_active_sessions: int = 1
+    success_monotonic: float | None = None
+
+    def age(self, now: float) -> float | None:
+        """Seconds since the last success."""
+        return None if self.success_monotonic is None else time.monotonic() - self.success_monotonic
+
+
+def stats(**counts: int) -> Statistics:
+    """Statistics with the given per-state counts."""
+    states = {s: counts.get(str(s), 0) for s in STATES}
+    return Statistics(
+        time=datetime.now(UTC),
+        states=states,
+        total=sum(states.values()),
+        uses=120,
+        successes=80,
+        next_unlock=datetime(2030, 1, 1, tzinfo=UTC),
+        oldest_active_last_use=None,
+    )
+
+
+def fresh(name: str, **counts: int) -> View:
+    """A pool refreshed just now."""
+    return View(name, stats(**counts), active=counts.get("active", 0), up=True, last_success=time.time(),
+                last_duration=0.01, success_monotonic=time.monotonic())  # fmt: skip
+
+
+def test_own_registry_and_several_instances() -> None:
+    """Metrics never touch prometheus_client's global registry, so instances do not clash."""
+    first, second = Metrics(), Metrics()
+    first.refreshes.labels("a").inc()
+    assert REGISTRY.get_sample_value("session_pool_refreshes_total", {"pool": "a"}) is None
+    assert first.registry.get_sample_value("session_pool_refreshes_total", {"pool": "a"}) == 1
+    assert second.registry.get_sample_value("session_pool_refreshes_total", {"pool": "a"}) is None
+
+
+def test_fresh_pool_exports_every_series_with_zeros() -> None:
+    """All five states always, zeros included; absent timestamps stay absent."""
+    metrics = Metrics(version="9.9.9")
+    pool = fresh("tg", active=3, locked=2)
+    pool.min_active_sessions = 5
+    metrics.bind(lambda: [pool])
+    metrics.add_pool("tg")
+    samples = parse_metrics(metrics.render()[0].decode())
+    got = {str(s): value(samples, "session_pool_sessions", pool="tg", state=str(s)) for s in STATES}
+    assert got == {"active": 3.0, "in_use": 0.0, "locked": 2.0, "blocked": 0.0, "inactive": 0.0}
+    assert value(samples, "session_pool_active_sessions", pool="tg") == 3
+    assert value(samples, "session_pool_uses", pool="tg") == 120
+    assert value(samples, "session_pool_successes", pool="tg") == 80
+    assert value(samples, "session_pool_next_unlock_timestamp_seconds", pool="tg") == datetime(
+        2030, 1, 1, tzinfo=UTC
+    ).timestamp()
+    assert value(samples, "session_pool_oldest_active_last_use_timestamp_seconds", pool="tg") is None
+    assert value(samples, "session_pool_min_active_sessions", pool="tg") == 5
+    assert value(samples, "session_pool_refresh_interval_seconds", pool="tg") == 15
+    assert value(samples, "session_pool_up", pool="tg") == 1
+    assert value(samples, "session_pool_last_success_timestamp_seconds", pool="tg") == pytest.approx(time.time(), abs=60)
+    assert value(samples, "session_pool_refresh_duration_seconds", pool="tg") == 0.01
+    assert value(samples, "session_pool_refreshes_total", pool="tg") == 0
+    assert value(samples, "session_pool_refresh_failures_total", pool="tg") == 0
+    build = [labels for (name, labels) in samples if name == "session_pool_build_info"]
+    assert dict(build[0])["version"] == "9.9.9"
+    assert {"python_version", "pymongo_version"} <= set(dict(build[0]))
+
+
+def test_never_refreshed_pool_exports_only_health_series() -> None:
+    """Before the first success there is no state to report: up 0, config gauges, counters."""
+    metrics = Metrics()
+    metrics.bind(lambda: [View("new")])
+    samples = parse_metrics(metrics.render()[0].decode())
+    assert value(samples, "session_pool_up", pool="new") == 0
+    assert value(samples, "session_pool_refresh_interval_seconds", pool="new") == 15
+    assert value(samples, "session_pool_last_success_timestamp_seconds", pool="new") is None
+    assert not [name for (name, labels) in samples if name == "session_pool_sessions"]
+
+
+def test_staleness_rule_drops_state_series_only() -> None:
+    """Older than max_age: sessions, active, uses, successes, next_unlock, oldest vanish; the rest stays."""
+    metrics = Metrics()
+    pool = fresh("old", active=4)
+    pool.up = False
+    pool.max_age = 30
+    pool.success_monotonic = time.monotonic() - 31
+    metrics.bind(lambda: [pool])
+    samples = parse_metrics(metrics.render()[0].decode())
+    for name in ("session_pool_sessions", "session_pool_active_sessions", "session_pool_uses",
+                 "session_pool_successes", "session_pool_next_unlock_timestamp_seconds",
+                 "session_pool_oldest_active_last_use_timestamp_seconds"):  # fmt: skip
+        assert not [n for (n, labels) in samples if n == name], name
+    assert value(samples, "session_pool_up", pool="old") == 0
+    assert value(samples, "session_pool_last_success_timestamp_seconds", pool="old") is not None
+    assert value(samples, "session_pool_min_active_sessions", pool="old") == 1
+    # Within max_age the last values stay, even while up is 0.
+    pool.success_monotonic = time.monotonic() - 29
+    samples = parse_metrics(metrics.render()[0].decode())
+    assert value(samples, "session_pool_sessions", pool="old", state=str(State.ACTIVE)) == 4
+
+
+def test_help_types_and_admin_counters() -> None:
+    """HELP says values are refreshed on an interval; types and names follow the contract."""
+    metrics = Metrics()
+    metrics.bind(lambda: [fresh("p")])
+    metrics.admin_actions.labels("p", "lock").inc()
+    metrics.admin_action_failures.labels("p", "unlock").inc(2)
+    families = {f.name: f for f in text_string_to_metric_families(metrics.render()[0].decode())}
+    for name in ("session_pool_sessions", "session_pool_active_sessions", "session_pool_uses", "session_pool_up"):
+        assert families[name].type == "gauge"
+        assert "Refreshed every" in families[name].documentation
+    for name in ("session_pool_refreshes", "session_pool_refresh_failures", "session_pool_admin_actions",
+                 "session_pool_admin_action_failures"):  # fmt: skip
+        assert families[name].type == "counter"
+    samples = parse_metrics(metrics.render()[0].decode())
+    assert value(samples, "session_pool_admin_actions_total", pool="p", action="lock") == 1
+    assert value(samples, "session_pool_admin_action_failures_total", pool="p", action="unlock") == 2
+    assert not [n for (n, labels) in samples if n.endswith("_created")]
+
+
+def test_openmetrics_negotiation() -> None:
+    """Prometheus text by default; OpenMetrics when the scraper asks for it."""
+    metrics = Metrics()
+    metrics.bind(lambda: [fresh("p")])
+    body, content_type = metrics.render(None)
+    assert content_type.startswith("text/plain; version=0.0.4")
+    body, content_type = metrics.render("application/openmetrics-text; version=1.0.0")
+    assert content_type.startswith("application/openmetrics-text")
+    assert body.decode().endswith("# EOF\n")
+
+
+def test_exposition_passes_promtool_lint(tmp_path: object) -> None:
+    """`promtool check metrics` accepts the exposition (names, units, HELP, counters)."""
+    promtool = shutil.which("promtool")
+    if promtool is None:
+        if os.environ.get("CI") == "true":
+            pytest.fail("promtool is required in CI (Debian package prometheus)")
+        pytest.skip("promtool not installed")
+    metrics = Metrics()
+    metrics.bind(lambda: [fresh("a", active=1), View("b")])
+    metrics.add_pool("a")
+    metrics.admin_actions.labels("a", "lock").inc()
+    body, _ = metrics.render()
+    result = subprocess.run([promtool, "check", "metrics"], input=body, capture_output=True, check=False)
+    assert result.returncode == 0, result.stdout.decode() + result.stderr.decode()

@@ -396,7 +396,7 @@ def test_schema_refuses_insecure_or_secret_bearing_values(helm: ModuleType) -> N
 
 # ---- secrets ----------------------------------------------------------------------------------
 
-SECRET_VALUES = {
+SECRET_VALUES: dict[str, Any] = {
     "secret": {
         "mongodbUri": "mongodb://exporter:s3cret-pw@mongo:27017/?replicaSet=rs0",
         "adminToken": "admin-s3cret",
@@ -560,7 +560,7 @@ def _checksums(helm: ModuleType, values: dict[str, Any]) -> dict[str, str]:
 
 def test_checksum_annotation_follows_the_config(helm: ModuleType) -> None:
     """Same values, same checksum; any config or Secret change, a new one (the pods roll)."""
-    base = {
+    base: dict[str, Any] = {
         "secret": {"mongodbUri": "mongodb://a/"},
         "config": {"pools": [{"name": "p", "database": "d", "collection": "c"}]},
     }

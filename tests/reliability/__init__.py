@@ -1,0 +1,1 @@
+"""Reliability and security suite: faults, load and hostile input against real components."""

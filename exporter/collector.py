@@ -16,7 +16,7 @@ from pymongo import AsyncMongoClient
 from pymongo.errors import PyMongoError
 
 from exporter.config import Config, PoolSettings
-from exporter.core import MongoSessions, SessionPoolError, Statistics, redact
+from exporter.core import MongoSessions, OperationFailed, SessionPoolError, Statistics, redact
 from exporter.log import get_logger
 from exporter.metrics import Metrics
 
@@ -218,7 +218,13 @@ class Collector:
 
     async def _fetch(self, pool: PoolRuntime) -> tuple[Statistics, int]:
         if not pool._connected:
-            await pool.sessions.connect()
+            try:
+                await pool.sessions.connect()
+            except OperationFailed as exc:
+                # A read-only monitoring user may not create indexes; statistics still work.
+                if pool.sessions.topology is None:
+                    raise
+                log.warning("create_indexes_failed", pool=pool.name, error=exc.message)
             pool._connected = True
         stats = await pool.sessions.aggregate_statistics()
         active = await pool.sessions.count_active()

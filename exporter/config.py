@@ -22,6 +22,8 @@ from pydantic import (
 from pydantic_settings import BaseSettings, EnvSettingsSource, PydanticBaseSettingsSource, SettingsConfigDict
 from pydantic_settings.exceptions import SettingsError
 from pydantic_settings.sources.utils import parse_env_vars
+from pymongo.errors import PyMongoError
+from pymongo.uri_parser import parse_uri
 
 from exporter.core import MAX_PERIOD, Fields, InvalidInput, redact
 
@@ -67,6 +69,18 @@ def _check_file(path: Path) -> Path:
     except OSError as exc:
         raise ValueError(f"file {str(path)!r} cannot be read: {exc.strerror}") from None
     return path
+
+
+def _check_uri(uri: str) -> None:
+    """Reject a malformed connection string without echoing it (it may hold a password)."""
+    if not uri.startswith(("mongodb://", "mongodb+srv://")):
+        raise ValueError("must start with mongodb:// or mongodb+srv://")
+    if uri.startswith("mongodb+srv://"):
+        return  # parsing an SRV URI needs DNS; the driver checks it at startup
+    try:
+        parse_uri(uri, warn=False)
+    except (PyMongoError, ValueError) as exc:
+        raise ValueError(f"invalid MongoDB URI: {redact(str(exc))}") from None
 
 
 def _read_secret(path: Path) -> str:
@@ -132,8 +146,8 @@ class MongoConfig(_Strict):
     @field_validator("uri")
     @classmethod
     def _scheme(cls, value: SecretStr | None) -> SecretStr | None:
-        if value is not None and not value.get_secret_value().startswith(("mongodb://", "mongodb+srv://")):
-            raise ValueError("must start with mongodb:// or mongodb+srv://")
+        if value is not None:
+            _check_uri(value.get_secret_value())
         return value
 
     @model_validator(mode="after")
@@ -142,8 +156,10 @@ class MongoConfig(_Strict):
             raise ValueError("set only one of uri and uri_file")
         if self.uri_file is not None:
             text = _read_secret(self.uri_file)
-            if not text.startswith(("mongodb://", "mongodb+srv://")):
-                raise ValueError("uri_file must contain a mongodb:// or mongodb+srv:// URI")
+            try:
+                _check_uri(text)
+            except ValueError as exc:
+                raise ValueError(f"uri_file: {exc}") from None
             self.uri = SecretStr(text)
         return self
 

@@ -296,3 +296,104 @@ def test_invalid_config_on_run_exits_nonzero(tmp_path: Any) -> None:
     assert "pools[0].name: must be 1-64 characters" in result.stderr
     assert "pools[0].collection: required" in result.stderr
     assert "mongodb.uri: required" in result.stderr
+
+
+# --- the HTTP error mapping, in-process over a real socket ---------------------------------------
+
+
+async def test_error_mapping_over_http(mongo_uri: str, unique_name: str) -> None:
+    """Core errors map to 400/404/503+Retry-After/504/502; anything else is a generic JSON 500."""
+    import asyncio
+
+    import httpx
+    from pydantic import BaseModel
+    from starlette.requests import Request
+    from starlette.responses import Response
+    from starlette.routing import Route
+
+    from exporter.cli import make_server
+    from exporter.collector import Collector
+    from exporter.config import load_config
+    from exporter.core import InvalidInput, OperationFailed, OperationTimeout, SessionNotFound, Unavailable
+    from exporter.metrics import Metrics
+    from exporter.mongod import free_port
+
+    class Body(BaseModel):
+        period: int
+
+    errors: dict[str, Exception] = {
+        "invalid": InvalidInput("period must be positive", field="period", operation="session_lock"),
+        "missing": SessionNotFound("64b000000000000000000000", operation="get"),
+        "down": Unavailable("get: MongoDB is unreachable: mongodb://u:pw@h:1", operation="get"),
+        "slow": OperationTimeout("get timed out after 2 s", timeout=2, operation="get"),
+        "refused": OperationFailed("update failed: not primary", code=10107, operation="session_lock"),
+        "bug": RuntimeError("secret detail mongodb://u:pw@h:1"),
+    }
+
+    async def boom(request: Request) -> Response:
+        kind = request.path_params["kind"]
+        if kind == "validation":
+            Body.model_validate({"period": "soon"})
+        raise errors[kind]
+
+    port = free_port()
+    config = load_config(None, {}, {"mongo_uri": mongo_uri, "database": "spe_daemon", "collection": unique_name,
+                                    "listen": f"127.0.0.1:{port}"})  # fmt: skip
+    metrics = Metrics()
+    collector = Collector(config, metrics)
+    server = make_server(config, collector, metrics, [Route("/boom/{kind}", boom)], install_signals=False)
+    serving = asyncio.create_task(server.serve())
+    try:
+        async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}", timeout=10) as http:
+            for _ in range(200):
+                if server.started:
+                    break
+                await asyncio.sleep(0.05)
+            expected = {"invalid": 400, "missing": 404, "down": 503, "slow": 504, "refused": 502, "bug": 500,
+                        "validation": 400}  # fmt: skip
+            for kind, status in expected.items():
+                response = await http.get(f"/boom/{kind}")
+                assert response.status_code == status, (kind, response.text)
+                body = response.json()
+                assert set(body) >= {"error", "message"}
+                assert "pw" not in response.text and "Traceback" not in response.text
+            assert (await http.get("/boom/invalid")).json()["field"] == "period"
+            assert (await http.get("/boom/down")).headers["retry-after"] == "5"
+            assert (await http.get("/boom/bug")).json() == {"error": "internal", "message": "internal server error"}
+            response = await http.post("/metrics")
+            assert response.status_code == 405
+            assert response.json()["error"] == "method_not_allowed"
+            assert (await http.get("/healthz")).text == "ok\n"
+    finally:
+        server.should_exit = True
+        await serving
+
+
+def test_tls_listener(mongo_uri: str, unique_name: str, tmp_path: Any) -> None:
+    """With tls.cert_file/key_file the daemon serves HTTPS."""
+    import shutil
+    import ssl
+    import subprocess
+
+    import httpx
+
+    openssl = shutil.which("openssl")
+    assert openssl, "openssl is needed to make a test certificate"
+    cert, key = tmp_path / "cert.pem", tmp_path / "key.pem"
+    subprocess.run(
+        [openssl, "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1", "-subj", "/CN=127.0.0.1",
+         "-addext", "subjectAltName=IP:127.0.0.1", "-keyout", str(key), "-out", str(cert)],
+        check=True, capture_output=True,
+    )  # fmt: skip
+    pools = [{"name": "p", "database": "spe_daemon", "collection": unique_name}]
+    config = {**_config(True, pools), "tls": {"cert_file": str(cert), "key_file": str(key)}}
+    trust = ssl.create_default_context(cafile=str(cert))
+    with running_daemon(config, {"SESSION_POOL_EXPORTER_MONGODB__URI": mongo_uri}) as daemon:
+        url = f"https://127.0.0.1:{daemon.port}"
+
+        def ready() -> bool:
+            return httpx.get(url + "/readyz", verify=trust, timeout=5).status_code == 200
+
+        daemon.wait_for(ready, "HTTPS /readyz 200")
+        assert "session_pool_up" in httpx.get(url + "/metrics", verify=trust, timeout=5).text
+        assert daemon.terminate(signal.SIGTERM) == 0

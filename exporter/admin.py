@@ -175,6 +175,18 @@ class AuditQuery(BaseModel):
             raise ValueError("must be a 24-character hex ObjectId")
         return value
 
+    @field_validator("since", "until", mode="before")
+    @classmethod
+    def _iso(cls, value: object) -> object:
+        # pydantic would read "0.5" or "1700000000" as a Unix time: only ISO 8601 is documented.
+        if isinstance(value, str):
+            try:
+                float(value)
+            except ValueError:
+                return value
+            raise ValueError("must be an ISO 8601 date-time such as 2026-11-01T00:00:00Z, not a number")
+        return value
+
     @field_validator("since", "until")
     @classmethod
     def _aware(cls, value: datetime | None) -> datetime | None:
@@ -889,6 +901,13 @@ def openapi_document() -> dict[str, Any]:
         }.items()
     ]
     action_body = _strip_titles(ActionBody.model_json_schema())
+    # The model takes any dict; parse_period accepts only these units, non-negative and finite.
+    action_body["properties"]["period"]["anyOf"][0] = {
+        "type": "object",
+        "minProperties": 1,
+        "additionalProperties": False,
+        "properties": {unit: {"type": "number", "minimum": 0} for unit in PERIOD_UNITS},
+    }
     bulk_body = _strip_titles(BulkUnlockBody.model_json_schema())
     return {
         "openapi": "3.1.0",

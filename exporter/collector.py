@@ -189,7 +189,8 @@ class Collector:
         except TimeoutError:
             error = f"refresh timed out after {pool.config.refresh_timeout:g} s"
         except SessionPoolError as exc:
-            error = exc.message
+            # The driver appends its whole topology description; the first part says what happened.
+            error = exc.message.split(", Topology Description:", 1)[0]
         except PyMongoError as exc:  # defensive: the core maps driver errors, but never crash the job
             error = redact(f"{type(exc).__name__}: {exc}")
         except Exception as exc:

@@ -24,7 +24,7 @@ TOKEN = "daemon-test-token-" + uuid.uuid4().hex
 Doc = dict[str, Any]
 
 
-def _config(uri_env: bool, pools: list[dict[str, Any]], **defaults: Any) -> dict[str, Any]:
+def _config(pools: list[dict[str, Any]], **defaults: Any) -> dict[str, Any]:
     return {
         "log": {"level": "info", "format": "json"},
         "mongodb": {"timeout": 2, "server_selection_timeout": 1},
@@ -165,7 +165,7 @@ def test_gauges_equal_independent_counts_and_follow_changes(
          "fields": {"active": "enabled", "next_use": "free_at"}},
     ]  # fmt: skip
     env = {"SESSION_POOL_EXPORTER_MONGODB__URI": mongo_uri, "SESSION_POOL_EXPORTER_ADMIN_TOKEN": TOKEN}
-    with running_daemon(_config(True, pools), env) as daemon:
+    with running_daemon(_config(pools), env) as daemon:
         daemon.wait_ready()
         daemon.wait_refreshes(["main", "renamed"])
         samples = daemon.samples()
@@ -220,7 +220,7 @@ def test_outage_keeps_serving_and_recovers_without_restart(
     coll.insert_many([{"active": True, "next_use": None, "count_use": 1} for _ in range(5)])
     client.close()
     pools = [{"name": "p", "database": "spe_outage", "collection": unique_name}]
-    config = _config(False, pools, max_age=2)
+    config = _config(pools, max_age=2)
     config["mongodb"]["uri"] = server.uri
     with running_daemon(config) as daemon:
         daemon.wait_ready()
@@ -266,7 +266,7 @@ def test_outage_keeps_serving_and_recovers_without_restart(
 def test_sigint_and_unknown_routes(mongo_uri: str, unique_name: str) -> None:
     """Unknown paths answer JSON 404, the admin API is off without tokens, SIGINT exits 0."""
     pools = [{"name": "p", "database": "spe_daemon", "collection": unique_name}]
-    with running_daemon(_config(True, pools), {"SESSION_POOL_EXPORTER_MONGODB__URI": mongo_uri}) as daemon:
+    with running_daemon(_config(pools), {"SESSION_POOL_EXPORTER_MONGODB__URI": mongo_uri}) as daemon:
         daemon.wait_ready()
         for path in ("/nope", "/admin/pools"):
             response = daemon.get(path)
@@ -386,7 +386,7 @@ def test_tls_listener(mongo_uri: str, unique_name: str, tmp_path: Any) -> None:
         check=True, capture_output=True,
     )  # fmt: skip
     pools = [{"name": "p", "database": "spe_daemon", "collection": unique_name}]
-    config = {**_config(True, pools), "tls": {"cert_file": str(cert), "key_file": str(key)}}
+    config = {**_config(pools), "tls": {"cert_file": str(cert), "key_file": str(key)}}
     trust = ssl.create_default_context(cafile=str(cert))
     with running_daemon(config, {"SESSION_POOL_EXPORTER_MONGODB__URI": mongo_uri}) as daemon:
         url = f"https://127.0.0.1:{daemon.port}"

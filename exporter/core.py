@@ -142,6 +142,9 @@ def parse_period(period: Period | timedelta | None, default: timedelta, *, name:
                 raise InvalidInput(f"{name}: unknown unit {unit!r}; use one of {', '.join(PERIOD_UNITS)}", field=name)
             if isinstance(value, bool) or not isinstance(value, int | float):
                 raise InvalidInput(f"{name}.{unit} must be a number, got {value!r}", field=name)
+            if isinstance(value, int) and abs(value) > 10**15:
+                # Larger than any unit's bound (366 days in microseconds is 3.2e13), and too big for a float.
+                raise InvalidInput(f"{name}.{unit} is absurdly large: {value}", field=name)
             if not math.isfinite(value):
                 raise InvalidInput(f"{name}.{unit} must be finite, got {value!r}", field=name)
             if value < 0:

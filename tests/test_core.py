@@ -70,6 +70,7 @@ def test_parse_period_units_and_default() -> None:
         ({}, "non-empty"),
         ("1h", "non-empty dict"),
         ({"weeks": 1e300}, "absurd"),
+        ({"seconds": 10**400}, "absurd"),
     ],
 )
 def test_parse_period_rejects(period: Any, needle: str) -> None:

@@ -366,6 +366,10 @@ class Admin:
             delta = parse_period(period, default)
         except InvalidInput as exc:
             raise InvalidRequest(exc.message, errors=[{"loc": ["period"], "msg": exc.message}]) from None
+        except OverflowError:
+            # JSON integers have no size limit; parse_period's float checks overflow on huge ones.
+            message = "period is absurdly large"
+            raise InvalidRequest(message, errors=[{"loc": ["period"], "msg": message}]) from None
         limit = timedelta(seconds=self.config.max_period)
         if delta > limit:
             raise InvalidRequest(

@@ -155,7 +155,8 @@ def _attacks() -> list[tuple[str, str, str, str, Any]]:
     ]:
         out.append(("injection: action body", "POST", f"{act}/lock", needle, body))
     for raw, needle in [(b'{"period": {"hours": NaN}}', "finite"), (b'{"period": {"hours": Infinity}}', "finite"),
-                        (b'{"period": {"hours": -Infinity}}', "period")]:  # fmt: skip
+                        (b'{"period": {"hours": -Infinity}}', "period"),
+                        (b'{"period": {"hours": 1' + b"0" * 400 + b"}}", "period")]:  # fmt: skip
         out.append(("injection: action body", "POST", f"{act}/block", needle, raw))
     for body, needle in [
         ({"state": {"$ne": "locked"}}, "state"),

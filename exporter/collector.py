@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import random
 import time
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pymongo
@@ -130,7 +131,8 @@ class Collector:
                 args=[pool.name],
                 id=f"refresh:{pool.name}",
                 name=f"refresh {pool.name}",
-                next_run_time=now,
+                # First run at startup, spread over the jitter so many pools do not start at once.
+                next_run_time=now + timedelta(seconds=random.uniform(0, min(pool.config.jitter, pool.interval))),  # noqa: S311
                 max_instances=1,
                 coalesce=True,
                 misfire_grace_time=None,

@@ -149,3 +149,29 @@ async def test_readiness_reasons_before_first_refresh(mongo_uri: str, unique_nam
         assert status["a"]["up"] and not status["b"]["up"]
     finally:
         await collector.stop()
+
+
+async def test_read_only_user_gets_statistics_without_creating_indexes(
+    mongod_factory: Any, unique_name: str
+) -> None:
+    """A monitoring user without createIndex still gets statistics; its password never shows up."""
+    server = mongod_factory(replica_set=None, extra_args=["--auth"])
+    admin_uri = f"mongodb://root:rootpw-123@127.0.0.1:{server.port}/?authSource=admin"
+    # The localhost exception allows creating the first user on a fresh --auth server.
+    with MongoClient(server.uri) as bootstrap:
+        bootstrap.admin.command("createUser", "root", pwd="rootpw-123", roles=["root"])
+    with MongoClient(admin_uri) as root:
+        root["spe_collector"][unique_name].insert_many([{"active": True, "next_use": None} for _ in range(3)])
+        root.admin.command("createUser", "monitor", pwd="monitor-pw-456",
+                           roles=[{"role": "read", "db": "spe_collector"}])  # fmt: skip
+    uri = f"mongodb://monitor:monitor-pw-456@127.0.0.1:{server.port}/?authSource=admin"
+    collector = Collector(make_config(uri, {"p": unique_name}), Metrics())
+    try:
+        with capture_logs() as logs:
+            pool = await collector.refresh("p")
+        assert pool.up, pool.last_error
+        assert pool.stats is not None and pool.stats.states[State.ACTIVE] == 3
+        assert [e["event"] for e in logs if e["event"] == "create_indexes_failed"] == ["create_indexes_failed"]
+        assert all("monitor-pw-456" not in str(e) for e in logs)
+    finally:
+        await collector.stop()

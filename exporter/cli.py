@@ -66,7 +66,10 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="session-pool-exporter",
         description="Prometheus exporter and admin API for MongoDB-backed session pools.",
-        epilog=_EPILOG,
+        epilog=_EPILOG
+        + "Options of run and check-config (see `session-pool-exporter run --help`): --config FILE,\n"
+        "--mongo-uri URI, --database DB, --collection C, --pool-name NAME, --interval S,\n"
+        "--listen HOST:PORT, --log-level L, --log-format F. Without a command, `run` is assumed.\n",
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument("--version", action="version", version=version_text())

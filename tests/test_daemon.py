@@ -397,3 +397,27 @@ def test_tls_listener(mongo_uri: str, unique_name: str, tmp_path: Any) -> None:
         daemon.wait_for(ready, "HTTPS /readyz 200")
         assert "session_pool_up" in httpx.get(url + "/metrics", verify=trust, timeout=5).text
         assert daemon.terminate(signal.SIGTERM) == 0
+
+
+def test_starts_while_mongodb_is_down_and_connects_later(
+    mongod_factory: Callable[..., Mongod], unique_name: str
+) -> None:
+    """MongoDB down at startup: the daemon serves (up 0, /readyz 503) and connects once it is back."""
+    server = mongod_factory()
+    with MongoClient(server.uri) as client:
+        client["spe_late"][unique_name].insert_many([{"active": True} for _ in range(2)])
+    server.stop()
+    config = _config([{"name": "late", "database": "spe_late", "collection": unique_name}])
+    config["mongodb"]["uri"] = server.uri
+    with running_daemon(config) as daemon:
+        daemon.wait_for(lambda: daemon.refreshes("late") >= 2, "failed refreshes")
+        samples = daemon.samples()
+        assert value(samples, "session_pool_up", pool="late") == 0.0
+        assert value(samples, "session_pool_sessions", pool="late", state="active") is None
+        ready = daemon.get("/readyz")
+        assert ready.status_code == 503
+        assert "pool late: no successful refresh yet" in " ".join(ready.json()["reasons"])
+        server.restart()
+        daemon.wait_ready()
+        assert value(daemon.samples(), "session_pool_sessions", pool="late", state="active") == 2.0
+        assert daemon.terminate(signal.SIGTERM) == 0

@@ -100,12 +100,14 @@ _ADMIN_STATUS: dict[type[AdminError], tuple[int, str]] = {
 
 
 def _http_error_name(status: int) -> str:
+    """Short error kind for an HTTP status."""
     return {400: "bad_request", 401: "unauthorized", 403: "forbidden", 404: "not_found",
             405: "method_not_allowed", 409: "conflict", 413: "too_large", 415: "unsupported_media_type",
             422: "invalid_input", 429: "too_many_requests"}.get(status, "http_error")  # fmt: skip
 
 
 async def _handle(request: Request, exc: Exception) -> Response:
+    """Starlette exception handler delegating to error_response."""
     return error_response(exc)
 
 
@@ -123,6 +125,7 @@ class CatchAllMiddleware:
         started = False
 
         async def guarded_send(message: Message) -> None:
+            """Pass the message on, remembering whether the response started."""
             nonlocal started
             if message["type"] == "http.response.start":
                 started = True
@@ -146,19 +149,23 @@ def create_app(
 
     async def metrics_endpoint(request: Request) -> Response:
         # Rendered from memory: never waits for MongoDB.
+        """GET /metrics."""
         body, content_type = metrics.render(request.headers.get("accept"))
         return Response(body, media_type=content_type, headers={"Cache-Control": "no-store"})
 
     async def healthz(request: Request) -> Response:
+        """GET /healthz."""
         return PlainTextResponse("ok\n")
 
     async def readyz(request: Request) -> Response:
+        """GET /readyz."""
         ready, reasons = await collector.readiness()
         body = {"ready": ready, "reasons": reasons, "pools": collector.pool_status()}
         return JSONResponse(body, status_code=200 if ready else 503, headers={"Cache-Control": "no-store"})
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        """Start the collector with the server and stop it on shutdown."""
         collector.start()
         try:
             yield

@@ -41,6 +41,7 @@ Commands: run (default) serves /metrics, /healthz, /readyz; check-config validat
 
 
 def _config_options(parser: argparse.ArgumentParser) -> None:
+    """Add the configuration options shared by run and check-config."""
     g = parser.add_argument_group("configuration (override the YAML file and the environment)")
     g.add_argument("--config", "-c", metavar="FILE", help="YAML config file (see README, Configuration)")
     g.add_argument(
@@ -112,11 +113,13 @@ def version_text() -> str:
 
 
 def _flags(args: argparse.Namespace) -> dict[str, Any]:
+    """The configuration flags the user gave."""
     keys = ("mongo_uri", "database", "collection", "pool_name", "interval", "listen", "log_level", "log_format")
     return {k: getattr(args, k) for k in keys if getattr(args, k, None) is not None}
 
 
 def _print_problems(error: ConfigError) -> None:
+    """Print every configuration problem to stderr."""
     print(f"configuration invalid ({len(error.problems)} problem(s)):", file=sys.stderr)
     for line in error.lines():
         print(f"  {line}", file=sys.stderr)

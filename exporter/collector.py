@@ -160,10 +160,12 @@ class Collector:
 
     @staticmethod
     async def _wait_lock(lock: asyncio.Lock) -> None:
+        """Return once the lock is free."""
         async with lock:
             pass
 
     async def _scheduled(self, name: str) -> None:
+        """The scheduler's job: refresh one pool unless stopping."""
         if self._stopping:
             return
         await self.refresh(name)
@@ -182,6 +184,7 @@ class Collector:
         await asyncio.gather(*(self.refresh(name) for name in self.pools))
 
     async def _refresh_locked(self, pool: PoolRuntime) -> None:
+        """One refresh of a pool (caller holds its lock); records the outcome and logs state changes."""
         self.metrics.refreshes.labels(pool.name).inc()
         pool.refreshes += 1
         started = time.monotonic()
@@ -220,6 +223,7 @@ class Collector:
         pool.last_error = error
 
     async def _fetch(self, pool: PoolRuntime) -> tuple[Statistics, int]:
+        """Connect if needed, then read the statistics and the active count."""
         if not pool._connected:
             try:
                 await pool.sessions.connect()

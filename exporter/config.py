@@ -97,6 +97,7 @@ class TLSConfig(_Strict):
     @field_validator("cert_file", "key_file")
     @classmethod
     def _exists(cls, value: Path) -> Path:
+        """The certificate or key file must exist and be readable."""
         return _check_file(value)
 
 
@@ -109,6 +110,7 @@ class LogConfig(_Strict):
     @field_validator("level", "format", mode="before")
     @classmethod
     def _lower(cls, value: object) -> object:
+        """Accept INFO as well as info."""
         return value.lower() if isinstance(value, str) else value
 
 
@@ -122,6 +124,7 @@ class WriteConcernConfig(_Strict):
     @field_validator("w")
     @classmethod
     def _acknowledged(cls, value: int | str | None) -> int | str | None:
+        """Refuse unacknowledged writes (w=0)."""
         if isinstance(value, int) and value < 1:
             raise ValueError("must be >= 1 or 'majority' (unacknowledged writes are refused)")
         if isinstance(value, str) and not value:
@@ -141,17 +144,20 @@ class MongoConfig(_Strict):
     @field_validator("uri_file")
     @classmethod
     def _uri_file_exists(cls, value: Path | None) -> Path | None:
+        """The URI file must exist and be readable."""
         return _check_file(value) if value is not None else None
 
     @field_validator("uri")
     @classmethod
     def _scheme(cls, value: SecretStr | None) -> SecretStr | None:
+        """The URI must be a well-formed MongoDB connection string."""
         if value is not None:
             _check_uri(value.get_secret_value())
         return value
 
     @model_validator(mode="after")
     def _one_source(self) -> MongoConfig:
+        """Exactly one source of the secret; a file's content is loaded here."""
         if self.uri is not None and self.uri_file is not None:
             raise ValueError("set only one of uri and uri_file")
         if self.uri_file is not None:
@@ -202,6 +208,7 @@ class FieldsConfig(_Strict):
 
     @model_validator(mode="after")
     def _usable(self) -> FieldsConfig:
+        """The field names must be usable by the client core."""
         try:
             self.as_fields()
         except InvalidInput as exc:
@@ -230,6 +237,7 @@ class PoolConfig(_Strict):
     @field_validator("name")
     @classmethod
     def _name(cls, value: str) -> str:
+        """Names are label-safe identifiers."""
         if not POOL_NAME.match(value):
             raise ValueError("must be 1-64 characters of letters, digits, '_' or '-'")
         return value
@@ -237,6 +245,7 @@ class PoolConfig(_Strict):
     @field_validator("database")
     @classmethod
     def _database(cls, value: str) -> str:
+        """A database name MongoDB accepts."""
         bad = sorted(set(value) & _BAD_DB_CHARS)
         if not value or bad or len(value) > 63 or "\x00" in value:
             raise ValueError(f"{value!r} is not a valid MongoDB database name")
@@ -245,6 +254,7 @@ class PoolConfig(_Strict):
     @field_validator("collection")
     @classmethod
     def _collection(cls, value: str) -> str:
+        """A collection name MongoDB accepts."""
         if not value or "$" in value or "\x00" in value or value.startswith("system."):
             raise ValueError(f"{value!r} is not a valid MongoDB collection name")
         return value
@@ -252,6 +262,7 @@ class PoolConfig(_Strict):
     @field_validator("stored_timezone")
     @classmethod
     def _zone(cls, value: str | None) -> str | None:
+        """A known IANA time zone."""
         if value is None or value.upper() == "UTC":
             return value
         try:
@@ -292,6 +303,7 @@ class AdminToken(_Strict):
     @field_validator("name")
     @classmethod
     def _name(cls, value: str) -> str:
+        """Names are label-safe identifiers."""
         if not POOL_NAME.match(value):
             raise ValueError("must be 1-64 characters of letters, digits, '_' or '-'")
         return value
@@ -299,10 +311,12 @@ class AdminToken(_Strict):
     @field_validator("token_file")
     @classmethod
     def _file(cls, value: Path | None) -> Path | None:
+        """The token file must exist and be readable."""
         return _check_file(value) if value is not None else None
 
     @model_validator(mode="after")
     def _one_source(self) -> AdminToken:
+        """Exactly one source of the secret; a file's content is loaded here."""
         if (self.token is None) == (self.token_file is None):
             raise ValueError("set exactly one of token and token_file")
         if self.token_file is not None:
@@ -376,6 +390,7 @@ class Config(BaseSettings):
     @field_validator("listen")
     @classmethod
     def _listen(cls, value: str) -> str:
+        """HOST:PORT with a valid port."""
         parse_listen(value)
         return value
 
@@ -435,6 +450,7 @@ class Config(BaseSettings):
 
 
 def _settings_dict(settings: PoolSettings) -> dict[str, Any]:
+    """A pool's effective settings as plain data, without its identity keys."""
     out = dict(settings.__dict__)
     out["fields"] = dict(settings.fields.__dict__)
     for key in ("name", "database", "collection"):
@@ -443,6 +459,7 @@ def _settings_dict(settings: PoolSettings) -> dict[str, Any]:
 
 
 def _pick(value: _T | None, default: _T) -> _T:
+    """The override when set, else the default."""
     return default if value is None else value
 
 
@@ -466,6 +483,7 @@ class _UniqueKeyLoader(yaml.SafeLoader):
 
 
 def _construct_mapping(loader: _UniqueKeyLoader, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
+    """Build a mapping, failing on a key seen twice (with both line numbers)."""
     seen: dict[Any, int] = {}
     for key_node, _value in node.value:
         key = loader.construct_object(key_node, deep=deep)
@@ -482,6 +500,7 @@ _UniqueKeyLoader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG,
 
 
 def _read_yaml(path: Path) -> dict[str, Any]:
+    """Parse the YAML file into a dict; syntax errors become located problems."""
     try:
         text = path.read_text(encoding="utf-8")
     except FileNotFoundError:
@@ -512,10 +531,12 @@ class _MappingEnvSource(EnvSettingsSource):
         super().__init__(Config)
 
     def _load_env_vars(self) -> Mapping[str, str | None]:
+        """Read the given mapping instead of os.environ."""
         return parse_env_vars(self._environ, self.case_sensitive, self.env_ignore_empty, self.env_parse_none_str)
 
 
 def _env_layer(environ: Mapping[str, str]) -> tuple[dict[str, Any], list[tuple[str, str]]]:
+    """The environment as nested config data, plus the problems found in it."""
     problems: list[tuple[str, str]] = []
     known = set(Config.model_fields)
     for key in environ:
@@ -553,6 +574,7 @@ def _env_layer(environ: Mapping[str, str]) -> tuple[dict[str, Any], list[tuple[s
 
 
 def _deep_merge(base: dict[str, Any], top: Mapping[str, Any]) -> dict[str, Any]:
+    """Merge `top` over `base`, section by section."""
     out = dict(base)
     for key, value in top.items():
         if isinstance(value, Mapping) and isinstance(out.get(key), dict):
@@ -613,11 +635,13 @@ def _apply_flags(data: dict[str, Any], flags: Mapping[str, Any]) -> list[tuple[s
 
 
 def _default_pool_name(collection: str) -> str:
+    """A valid pool label derived from a collection name."""
     name = re.sub(r"[^a-zA-Z0-9_-]", "_", collection)[:64]
     return name or "pool"
 
 
 def _loc(parts: tuple[int | str, ...]) -> str:
+    """Render a pydantic location as `pools[1].interval`."""
     out = ""
     for part in parts:
         if isinstance(part, int):
@@ -628,6 +652,7 @@ def _loc(parts: tuple[int | str, ...]) -> str:
 
 
 def _message(error: Any) -> str:
+    """A short human message for one pydantic error."""
     kind = error["type"]
     ctx = error.get("ctx") or {}
     if kind == "extra_forbidden":
@@ -652,10 +677,12 @@ def _message(error: Any) -> str:
 
 
 def _num(value: object) -> str:
+    """A number without a pointless `.0`."""
     return f"{value:g}" if isinstance(value, float) else str(value)
 
 
 def _validation_problems(exc: ValidationError) -> list[tuple[str, str]]:
+    """Every pydantic error as a (location, message) pair."""
     problems: list[tuple[str, str]] = []
     for error in exc.errors(include_input=False, include_url=False):
         loc = list(error["loc"])
@@ -695,6 +722,7 @@ def _cross_checks(data: Mapping[str, Any]) -> list[tuple[str, str]]:
 
 
 def _semantic_checks(config: Config) -> list[tuple[str, str]]:
+    """Checks spanning several fields of an otherwise valid config."""
     problems: list[tuple[str, str]] = []
     d = config.defaults
     if d.max_age is not None and d.max_age < d.interval:

@@ -67,6 +67,7 @@ def run_demo(args: argparse.Namespace) -> int:
 
 
 def _port_free(host: str, port: int) -> bool:
+    """True when the listen address can be bound now."""
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
     with socket.socket(family, socket.SOCK_STREAM) as sock:
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
@@ -78,6 +79,7 @@ def _port_free(host: str, port: int) -> bool:
 
 
 async def _demo(args: argparse.Namespace) -> int:
+    """Start mongod, run the demo, always clean up."""
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
@@ -99,6 +101,7 @@ async def _demo(args: argparse.Namespace) -> int:
 
 
 def _config(args: argparse.Namespace, uri: str) -> Config:
+    """The demo's exporter configuration."""
     data: dict[str, Any] = {
         "listen": args.listen,
         "mongodb": {"uri": uri, "timeout": 5},
@@ -110,6 +113,7 @@ def _config(args: argparse.Namespace, uri: str) -> Config:
 
 
 async def _seed(client: AsyncMongoClient[dict[str, Any]], names: list[str], count: int) -> list[MongoSessions]:
+    """Fresh collections with `count` sessions each."""
     pools = []
     rng = random.Random(7)  # noqa: S311 - simulation, not security
     for name in names:
@@ -129,6 +133,7 @@ async def _seed(client: AsyncMongoClient[dict[str, Any]], names: list[str], coun
 
 
 async def _handler(pool: MongoSessions, seed: int, stop: asyncio.Event) -> None:
+    """One simulated handler: take a session, use it, report a verdict."""
     rng = random.Random(seed)  # noqa: S311 - simulation, not security
     failing = False
     while not stop.is_set():
@@ -168,6 +173,7 @@ async def _activator(pool: MongoSessions, seed: int, stop: asyncio.Event) -> Non
 
 
 async def _run(args: argparse.Namespace, server: Mongod, stop: asyncio.Event) -> int:
+    """Seed, start the fleet and the exporter, wait for Ctrl-C or --duration."""
     config = _config(args, server.uri)
     names = [p.name for p in config.pools]
     fleet_client: AsyncMongoClient[dict[str, Any]] = AsyncMongoClient(

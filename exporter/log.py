@@ -14,6 +14,7 @@ from exporter.core import redact
 
 def _redact_strings(_logger: Any, _method: str, event: MutableMapping[str, Any]) -> MutableMapping[str, Any]:
     # Last line of defence: no connection string with credentials leaves the process.
+    """Scrub credentials from any connection string in an event's values."""
     for key, value in event.items():
         if isinstance(value, str) and "@" in value:
             event[key] = redact(value)

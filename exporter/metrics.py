@@ -68,6 +68,7 @@ class PoolView(Protocol):
 
 
 def _ts(when: datetime | None) -> float | None:
+    """Unix time of an aware datetime, or None."""
     return when.timestamp() if when is not None else None
 
 
@@ -82,7 +83,9 @@ class PoolCollector(Collector):
         return list(self._families())
 
     def _families(self) -> list[GaugeMetricFamily]:
+        """Fresh, empty metric families of the pool gauges."""
         def gauge(name: str, doc: str, labels: list[str] | None = None) -> GaugeMetricFamily:
+            """One pool gauge family with the refresh note in its HELP."""
             return GaugeMetricFamily(PREFIX + name, f"{doc} {_EVERY}", labels=labels or ["pool"])
 
         return [

@@ -25,6 +25,7 @@ Doc = dict[str, Any]
 
 
 def _config(pools: list[dict[str, Any]], **defaults: Any) -> dict[str, Any]:
+    """A daemon config for the given pools."""
     return {
         "log": {"level": "info", "format": "json"},
         "mongodb": {"timeout": 2, "server_selection_timeout": 1},
@@ -38,6 +39,7 @@ def _config(pools: list[dict[str, Any]], **defaults: Any) -> dict[str, Any]:
 
 
 def _live(active: str) -> Doc:
+    """Filter of documents whose active field is true or missing."""
     return {"$or": [{active: True}, {active: None}]}  # None also matches a missing field
 
 
@@ -116,6 +118,7 @@ def seed_main(coll: Collection[Doc], now: datetime) -> None:
     docs: list[Doc] = []
 
     def add(n: int, **fields: Any) -> None:
+        """Append n documents with the given fields."""
         for _ in range(n):
             i = len(docs)
             docs.append({"active": True, "count_use": i * 3, "count_success": i, "last_use": now - (100 + i) * s,
@@ -319,6 +322,7 @@ async def test_error_mapping_over_http(mongo_uri: str, unique_name: str) -> None
     from exporter.mongod import free_port
 
     class Body(BaseModel):
+        """A request body with a typed field."""
         period: int
 
     errors: dict[str, Exception] = {
@@ -331,6 +335,7 @@ async def test_error_mapping_over_http(mongo_uri: str, unique_name: str) -> None
     }
 
     async def boom(request: Request) -> Response:
+        """Raise the error named in the path."""
         kind = request.path_params["kind"]
         if kind == "validation":
             Body.model_validate({"period": "soon"})
@@ -392,6 +397,7 @@ def test_tls_listener(mongo_uri: str, unique_name: str, tmp_path: Any) -> None:
         url = f"https://127.0.0.1:{daemon.port}"
 
         def ready() -> bool:
+            """True when HTTPS /readyz answers 200."""
             return httpx.get(url + "/readyz", verify=trust, timeout=5).status_code == 200
 
         daemon.wait_for(ready, "HTTPS /readyz 200")

@@ -52,6 +52,7 @@ def test_demo_moves_every_state_and_cleans_up() -> None:
 
     def all_moved() -> bool:
         # Each state changed value in at least one pool.
+        """True when each state changed in at least one pool."""
         return all(any(len(seen[(p, str(s))]) >= 2 for p in POOLS) for s in STATES)
 
     try:

@@ -158,10 +158,13 @@ async def test_read_only_user_gets_statistics_without_creating_indexes(
     server = mongod_factory(replica_set=None, extra_args=["--auth"])
     admin_uri = f"mongodb://root:rootpw-123@127.0.0.1:{server.port}/?authSource=admin"
     # The localhost exception allows creating the first user on a fresh --auth server.
-    with MongoClient(server.uri) as bootstrap:
+    bootstrap: MongoClient[Doc] = MongoClient(server.uri)
+    root: MongoClient[Doc] = MongoClient(admin_uri)
+    with bootstrap:
         bootstrap.admin.command("createUser", "root", pwd="rootpw-123", roles=["root"])
-    with MongoClient(admin_uri) as root:
-        root["spe_collector"][unique_name].insert_many([{"active": True, "next_use": None} for _ in range(3)])
+    with root:
+        docs: list[Doc] = [{"active": True, "next_use": None} for _ in range(3)]
+        root["spe_collector"][unique_name].insert_many(docs)
         root.admin.command("createUser", "monitor", pwd="monitor-pw-456",
                            roles=[{"role": "read", "db": "spe_collector"}])  # fmt: skip
     uri = f"mongodb://monitor:monitor-pw-456@127.0.0.1:{server.port}/?authSource=admin"

@@ -410,8 +410,10 @@ def test_starts_while_mongodb_is_down_and_connects_later(
 ) -> None:
     """MongoDB down at startup: the daemon serves (up 0, /readyz 503) and connects once it is back."""
     server = mongod_factory()
-    with MongoClient(server.uri) as client:
-        client["spe_late"][unique_name].insert_many([{"active": True} for _ in range(2)])
+    client: MongoClient[Doc] = MongoClient(server.uri)
+    with client:
+        docs: list[Doc] = [{"active": True} for _ in range(2)]
+        client["spe_late"][unique_name].insert_many(docs)
     server.stop()
     config = _config([{"name": "late", "database": "spe_late", "collection": unique_name}])
     config["mongodb"]["uri"] = server.uri

@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import os
 import shutil
+import ssl
 import subprocess
 import sys
 import tempfile
@@ -90,6 +91,11 @@ def base_config(mongo_uri: str, pools: list[dict[str, Any]], **sections: Any) ->
     return config
 
 
+def tls_verify(verify: str | bool) -> ssl.SSLContext | bool:
+    """httpx's verify argument: a CA file becomes an SSL context trusting only it."""
+    return ssl.create_default_context(cafile=verify) if isinstance(verify, str) else verify
+
+
 @dataclass
 class Daemon:
     """`session-pool-exporter run --config FILE` as a child process on a free port."""
@@ -135,16 +141,17 @@ class Daemon:
     def client(self, token: str | None = WRITE_TOKEN, timeout: float = 30) -> httpx.Client:
         """A sync client sending `token` as bearer."""
         headers = {"Authorization": f"Bearer {token}"} if token else {}
-        return httpx.Client(base_url=self.url, headers=headers, timeout=timeout, verify=self.verify)
+        return httpx.Client(base_url=self.url, headers=headers, timeout=timeout, verify=tls_verify(self.verify))
 
     def async_client(self, token: str | None = WRITE_TOKEN, timeout: float = 30, **kw: Any) -> httpx.AsyncClient:
         """An async client sending `token` as bearer."""
         headers = {"Authorization": f"Bearer {token}"} if token else {}
-        return httpx.AsyncClient(base_url=self.url, headers=headers, timeout=timeout, verify=self.verify, **kw)
+        verify = tls_verify(self.verify)
+        return httpx.AsyncClient(base_url=self.url, headers=headers, timeout=timeout, verify=verify, **kw)
 
     def get(self, path: str, timeout: float = 10) -> httpx.Response:
         """One unauthenticated GET."""
-        return httpx.get(self.url + path, timeout=timeout, verify=self.verify)
+        return httpx.get(self.url + path, timeout=timeout, verify=tls_verify(self.verify))
 
     def samples(self) -> Samples:
         """Parsed /metrics."""
@@ -230,7 +237,7 @@ class Poller:
         self._thread.join(timeout=30)
 
     def _run(self) -> None:
-        with httpx.Client(base_url=self.daemon.url, timeout=5, verify=self.daemon.verify) as http:
+        with httpx.Client(base_url=self.daemon.url, timeout=5, verify=tls_verify(self.daemon.verify)) as http:
             while not self._stop.is_set():
                 t = time.time()
                 probe = Probe(t, None, None, None, None, {}, None)

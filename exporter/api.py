@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import time
 from collections.abc import AsyncIterator, Sequence
 from typing import Any
 
@@ -112,7 +113,7 @@ async def _handle(request: Request, exc: Exception) -> Response:
 
 
 class CatchAllMiddleware:
-    """Outermost guard: any exception escaping a route becomes the generic JSON 500, logged once."""
+    """Outermost guard: unhandled errors become the generic JSON 500; debug-level access log without query."""
 
     def __init__(self, app: ASGIApp) -> None:
         self.app = app
@@ -122,21 +123,29 @@ class CatchAllMiddleware:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        started = False
+        status = 0
+        started_at = time.monotonic()
 
         async def guarded_send(message: Message) -> None:
-            """Pass the message on, remembering whether the response started."""
-            nonlocal started
+            """Pass the message on, remembering the response status once it started."""
+            nonlocal status
             if message["type"] == "http.response.start":
-                started = True
+                status = int(message["status"])
             await send(message)
 
         try:
             await self.app(scope, receive, guarded_send)
         except Exception as exc:
             log.error("request_failed", path=scope.get("path"), error_type=type(exc).__name__)
-            if not started:
+            if not status:
+                status = 500
                 await error_response(exc)(scope, receive, send)
+        finally:
+            # The path only: a query string may carry a secret a client put there by mistake.
+            log.debug(
+                "request", method=scope.get("method"), path=scope.get("path"), status=status,
+                duration_ms=round((time.monotonic() - started_at) * 1000, 1),
+            )  # fmt: skip
 
 
 def create_app(

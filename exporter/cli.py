@@ -179,7 +179,7 @@ def make_server(
         host=config.listen_host,
         port=config.listen_port,
         log_config=None,
-        access_log=config.log.level == "debug",
+        access_log=False,  # uvicorn's would log query strings; the app logs requests at debug
         server_header=False,
         lifespan="on",
         timeout_graceful_shutdown=10,

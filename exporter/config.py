@@ -516,6 +516,8 @@ def _read_yaml(path: Path) -> dict[str, Any]:
         raise ConfigError([(where, f"YAML syntax error: {what}")]) from None
     except yaml.YAMLError as exc:
         raise ConfigError([(str(path), f"YAML error: {exc}")]) from None
+    except RecursionError:
+        raise ConfigError([(str(path), "YAML nested too deeply")]) from None
     if data is None:
         return {}
     if not isinstance(data, dict):
@@ -767,12 +769,14 @@ def load_config(
             tokens: list[Any] = raw_tokens if isinstance(raw_tokens, list) else []
             tokens = [t for t in tokens if not (isinstance(t, dict) and t.get("name") == "admin")]
             admin["tokens"] = [*tokens, {"name": "admin", "role": "write", "token": env_token}]
-    problems += _apply_flags(data, flags or {})
-    problems += _cross_checks(data)
     try:
+        problems += _apply_flags(data, flags or {})
+        problems += _cross_checks(data)
         config = Config.model_validate(data)
     except ValidationError as exc:
         problems += _validation_problems(exc)
+    except RecursionError:
+        problems.append(("config", "nested too deeply"))
     else:
         problems += _semantic_checks(config)
     if problems:

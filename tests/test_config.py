@@ -37,6 +37,7 @@ def problems_of(tmp_path: Path, text: str, env: dict[str, str] | None = None) ->
         ("pools: [\n  {name: a,\n", ":3:1: YAML syntax error"),
         ("listen: a\nlisten: b\n", ":2:1: YAML syntax error: while constructing a mapping found duplicate key"),
         ("- just\n- a list\n", "the top level must be a mapping"),
+        ("pools: " + "[" * 5000 + "]" * 5000 + "\n", "YAML nested too deeply"),
         (BASE + "colour: blue\n", "colour: unknown key"),
         (BASE + "defaults: {intervall: 3}\n", "defaults.intervall: unknown key"),
         (BASE + "  - {name: b, database: d, colection: c}\n", "pools[1].colection: unknown key"),

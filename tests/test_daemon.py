@@ -269,8 +269,13 @@ def test_outage_keeps_serving_and_recovers_without_restart(
 def test_sigint_and_unknown_routes(mongo_uri: str, unique_name: str) -> None:
     """Unknown paths answer JSON 404, the admin API is off without tokens, SIGINT exits 0."""
     pools = [{"name": "p", "database": "spe_daemon", "collection": unique_name}]
-    with running_daemon(_config(pools), {"SESSION_POOL_EXPORTER_MONGODB__URI": mongo_uri}) as daemon:
+    env = {"SESSION_POOL_EXPORTER_MONGODB__URI": mongo_uri}
+    with running_daemon(_config(pools), env, ["--log-level", "debug"]) as daemon:
         daemon.wait_ready()
+        # At debug level requests are logged, by path only: a query string may carry a secret.
+        assert daemon.get("/healthz", params={"token": "query-secret-123"}).status_code == 200
+        daemon.wait_for(lambda: '"path": "/healthz"' in daemon.logs(), "the request log line")
+        assert "query-secret-123" not in daemon.logs()
         for path in ("/nope", "/admin/pools"):
             response = daemon.get(path)
             assert response.status_code == 404

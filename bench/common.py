@@ -1,0 +1,210 @@
+"""Shared bench helpers: percentiles, the machine description, and seeding a pool with a realistic mix."""
+
+from __future__ import annotations
+
+import os
+import platform
+import random
+import shutil
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import prometheus_client
+import psutil  # type: ignore[import-untyped]
+import pymongo
+from pymongo import MongoClient
+
+DATABASE = "bench"
+
+# Share of each state in a seeded pool. Holds are set to outlast the run (hours), so the mix does
+# not drift while the benchmarks read it; real in-use holds are seconds long.
+MIX = (("inactive", 0.05), ("blocked", 0.04), ("locked", 0.06), ("in_use", 0.05))
+LEGACY_SHARE = 0.2  # documents written by the original library: no `hold`, some without `active`
+SEED_BATCH = 10_000
+
+
+def percentile(values: list[float], q: float) -> float:
+    """The q-th percentile (0-100) by linear interpolation; nan for no values."""
+    if not values:
+        return float("nan")
+    ordered = sorted(values)
+    rank = (len(ordered) - 1) * q / 100
+    low = int(rank)
+    high = min(low + 1, len(ordered) - 1)
+    return ordered[low] + (ordered[high] - ordered[low]) * (rank - low)
+
+
+def median(values: list[float]) -> float:
+    """The 50th percentile."""
+    return percentile(values, 50)
+
+
+def ratio(a: float, b: float) -> float:
+    """a / b, nan when b is zero or either is nan."""
+    if b == 0 or a != a or b != b:
+        return float("nan")
+    return a / b
+
+
+def ms(seconds: float) -> str:
+    """Seconds shown as milliseconds with sensible precision."""
+    if seconds != seconds:
+        return "n/a"
+    value = seconds * 1000
+    return f"{value:.2f}" if value < 10 else f"{value:.1f}" if value < 100 else f"{value:.0f}"
+
+
+def fx(value: float) -> str:
+    """A ratio shown as `0.42x`."""
+    return "n/a" if value != value else f"{value:.2f}x" if value < 100 else f"{value:.0f}x"
+
+
+def _cpu_model() -> str:
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8") as fh:
+            for line in fh:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def _tool_version(args: list[str]) -> str | None:
+    if shutil.which(args[0]) is None:
+        return None
+    try:
+        out = subprocess.run(args, capture_output=True, text=True, timeout=10, check=False)
+    except (OSError, subprocess.SubprocessError):
+        return None
+    text = (out.stdout or out.stderr).strip().splitlines()
+    return text[0] if text else None
+
+
+def machine(mongo_uri: str) -> dict[str, Any]:
+    """What the figures were measured on."""
+    client: MongoClient[dict[str, Any]] = MongoClient(mongo_uri, serverSelectionTimeoutMS=5000)
+    try:
+        info = client.admin.command("buildInfo")
+    finally:
+        client.close()
+    return {
+        "cpu": _cpu_model(),
+        "cores": os.cpu_count(),
+        "ram_gb": round(psutil.virtual_memory().total / 2**30, 1),
+        "os": f"{platform.system()} {platform.release()}",
+        "mongod": info.get("version"),
+        "python": platform.python_version(),
+        "pymongo": pymongo.version,
+        "prometheus_client": getattr(prometheus_client, "__version__", None) or _dist_version("prometheus_client"),
+        "wrk": _tool_version(["wrk", "--version"]),
+        "mongodb_exporter": _tool_version(["prometheus-mongodb-exporter", "--version"]),
+    }
+
+
+def _dist_version(name: str) -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version(name)
+    except PackageNotFoundError:
+        return "?"
+
+
+@dataclass
+class SeedResult:
+    """How a collection was seeded."""
+
+    collection: str
+    size: int
+    seconds: float
+    expected: dict[str, int]
+
+
+def _doc(rng: random.Random, now: datetime) -> tuple[dict[str, Any], str]:
+    """One session document and the state it was seeded in."""
+    legacy = rng.random() < LEGACY_SHARE
+    u = rng.random()
+    state = "active"
+    acc = 0.0
+    for name, share in MIX:
+        acc += share
+        if u < acc:
+            state = name
+            break
+    if legacy and state in ("locked", "in_use"):
+        # A legacy hold is told apart by its length only; short ones would change state mid-run.
+        state = "blocked"
+    uses = rng.randrange(0, 5000)
+    last_use = now - timedelta(seconds=rng.uniform(2, 30 * 86400)) if uses else None
+    doc: dict[str, Any] = {
+        "active": state != "inactive",
+        "count_use": uses,
+        "count_success": int(uses * rng.uniform(0.5, 1.0)),
+        "created": now - timedelta(days=rng.uniform(30, 365)),
+        "last_use": last_use,
+        "next_use": (last_use + timedelta(seconds=1)) if last_use else None,
+        "session": {"phone": f"+7900{rng.randrange(10**7):07d}", "token": f"{rng.getrandbits(128):032x}"},
+    }
+    if state == "blocked":
+        doc["next_use"] = now + timedelta(hours=rng.uniform(3, 8))
+        doc["hold"] = "block"
+    elif state == "locked":
+        doc["next_use"] = now + timedelta(hours=rng.uniform(2, 3))
+        doc["hold"] = "lock"
+    elif state == "in_use":
+        doc["next_use"] = now + timedelta(hours=rng.uniform(1, 2))
+        doc["hold"] = "use"
+    elif last_use is not None:
+        doc["hold"] = "use"
+    if legacy:
+        doc.pop("hold", None)
+        if state != "inactive" and rng.random() < 0.25:
+            del doc["active"]  # the original's "does not have false in active"
+    return doc, state
+
+
+def seed(mongo_uri: str, collection: str, size: int, *, seed_value: int = 7) -> SeedResult:
+    """Fill `bench.<collection>` with `size` sessions (insert_many, batches of 10 000), then index it."""
+    from exporter.core import MongoSessions
+
+    client: MongoClient[dict[str, Any]] = MongoClient(mongo_uri, tz_aware=True)
+    started = time.monotonic()
+    expected = {"active": 0, "in_use": 0, "locked": 0, "blocked": 0, "inactive": 0}
+    try:
+        coll = client[DATABASE][collection]
+        coll.drop()
+        rng = random.Random(seed_value)
+        now = datetime.now(UTC)
+        left = size
+        while left:
+            batch = []
+            for _ in range(min(left, SEED_BATCH)):
+                doc, state = _doc(rng, now)
+                expected[state] += 1
+                batch.append(doc)
+            coll.insert_many(batch, ordered=False)
+            left -= len(batch)
+        # The indexes MongoSessions.connect() creates, built once after the load (faster than during it).
+        keys = MongoSessions(client=_dummy_async(), db=DATABASE, collection=collection).index_specs()
+        for spec, _why in keys:
+            coll.create_index(spec)
+    finally:
+        client.close()
+    return SeedResult(collection, size, time.monotonic() - started, expected)
+
+
+def _dummy_async() -> Any:
+    """An unconnected async client, only to ask MongoSessions for its index specs."""
+    from pymongo import AsyncMongoClient
+
+    return AsyncMongoClient("mongodb://127.0.0.1:1", connect=False)
+
+
+def python() -> str:
+    """The interpreter running the bench (subprocesses use the same one)."""
+    return sys.executable

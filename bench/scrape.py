@@ -1,0 +1,146 @@
+"""Scrape: `/metrics` of the daemon against the stock prometheus_client server and Debian's mongodb exporter."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from datetime import UTC
+from typing import Any
+
+from pymongo import AsyncMongoClient
+
+from bench.common import DATABASE
+from bench.procs import Proc, WrkResult, daemon, http_get, mongodb_exporter, pools_config, stock_server, wait_http, wrk
+from exporter.core import MongoSessions
+
+TARGETS = ("ours", "stock", "mongodb_exporter")
+LABELS = {
+    "ours": "session-pool-exporter (`run`, uvicorn)",
+    "stock": "(a) `prometheus_client.start_http_server`, same registry",
+    "mongodb_exporter": "(b) Debian `prometheus-mongodb-exporter`",
+}
+
+
+@dataclass
+class ScrapeResult:
+    """wrk figures per target and condition ('idle' or 'refreshing'), plus notes."""
+
+    results: dict[tuple[str, str], WrkResult] = field(default_factory=dict)
+    notes: list[str] = field(default_factory=list)
+    refreshes_during: dict[str, int] = field(default_factory=dict)
+
+
+def refreshes_total(proc: Proc) -> int:
+    """session_pool_refreshes_total summed over pools, read from the target itself."""
+    try:
+        _, body = http_get(proc.url(), timeout=30)
+    except OSError:
+        return -1
+    total = 0.0
+    for line in body.decode().splitlines():
+        if line.startswith("session_pool_refreshes_total{"):
+            total += float(line.rsplit(" ", 1)[1])
+    return int(total)
+
+
+@contextmanager
+def refresh_loop(mongo_uri: str, collection: str) -> Iterator[list[int]]:
+    """Refresh one pool back to back in a background thread (load on mongod for the Debian exporter's runs)."""
+    stop = threading.Event()
+    count = [0]
+
+    async def loop() -> None:
+        client: AsyncMongoClient[dict[str, Any]] = AsyncMongoClient(mongo_uri, tz_aware=True, tzinfo=UTC)
+        pool = MongoSessions(client=client, db=DATABASE, collection=collection, timeout=900, create_indexes=False)
+        await pool.connect()
+        try:
+            while not stop.is_set():
+                await pool.aggregate_statistics()
+                await pool.count_active()
+                count[0] += 1
+        finally:
+            await client.close()
+
+    thread = threading.Thread(target=lambda: asyncio.run(loop()), daemon=True)
+    thread.start()
+    try:
+        yield count
+    finally:
+        stop.set()
+        thread.join(timeout=600)
+
+
+def run(
+    mongo_uri: str,
+    mongo_port: int,
+    collections: list[str],
+    busy: str,
+    *,
+    duration: float,
+    log: Any,
+    mongodb_exporter_seconds: float | None = None,
+) -> ScrapeResult:
+    """Every target, idle and while `busy` refreshes in a loop."""
+    out = ScrapeResult()
+    slow = duration if mongodb_exporter_seconds is None else mongodb_exporter_seconds
+    for condition in ("idle", "refreshing"):
+        pools = pools_config(collections, busy=busy if condition == "refreshing" else None)
+        for target in TARGETS:
+            proc: Proc | None
+            if target == "ours":
+                proc = daemon(mongo_uri, pools)
+            elif target == "stock":
+                proc = stock_server(mongo_uri, pools, busy=busy if condition == "refreshing" else None)
+            else:
+                proc = mongodb_exporter(mongo_port) if slow > 0 else None
+                if proc is None and slow <= 0:
+                    if condition == "idle":
+                        out.notes.append("prometheus-mongodb-exporter was skipped (--mongodb-exporter-seconds 0).")
+                    continue
+                if proc is None:
+                    if condition == "idle":
+                        out.notes.append("prometheus-mongodb-exporter is not installed: its rows were not run.")
+                    continue
+            proc.start()
+            try:
+                if target == "ours":
+                    wait_http(proc.url("/readyz"), timeout=900)
+                else:
+                    wait_http(proc.url(), timeout=900, request_timeout=60)
+                if target == "mongodb_exporter":
+                    _, body = http_get(proc.url(), timeout=60)
+                    if b"mongodb_up 1" not in body:
+                        note = (
+                            "prometheus-mongodb-exporter answered `mongodb_up 0`: its driver (mgo, 2018) speaks"
+                            " the legacy OP_QUERY protocol, which MongoDB 6.0 removed, so it cannot collect from"
+                            " this mongod. Every scrape tries to connect and waits for its dial timeout; its"
+                            " figures are measured as it behaves here (wrk --timeout 30s)."
+                        )
+                        if note not in out.notes:
+                            out.notes.append(note)
+                if condition == "refreshing" and target == "mongodb_exporter":
+                    with refresh_loop(mongo_uri, busy) as count:
+                        out.results[(target, condition)] = wrk(proc.url(), duration=slow)
+                    out.refreshes_during[target] = count[0]
+                else:
+                    before = refreshes_total(proc) if condition == "refreshing" else 0
+                    seconds = slow if target == "mongodb_exporter" else duration
+                    out.results[(target, condition)] = wrk(proc.url(), duration=seconds)
+                    if condition == "refreshing":
+                        out.refreshes_during[target] = refreshes_total(proc) - before
+                _, body = http_get(proc.url(), timeout=60)
+                out.results[(target, condition)].body_bytes = len(body)
+                r = out.results[(target, condition)]
+                log(
+                    f"  {target:>16} {condition:>10}: {r.rps:9.1f} req/s,"
+                    f" p50 {r.p50 * 1000:.2f} ms, p99 {r.p99 * 1000:.2f} ms"
+                )
+            except Exception as exc:
+                out.notes.append(f"{target} ({condition}) failed: {type(exc).__name__}: {exc}; stderr: {proc.tail(5)}")
+                log(f"  {target} {condition} FAILED: {exc}")
+            finally:
+                proc.stop()
+    return out

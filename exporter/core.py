@@ -948,23 +948,24 @@ class MongoSessions:
                     ],
                 }
             },
-            {
-                "$unionWith": {
-                    "coll": coll,
-                    "pipeline": [
-                        {
-                            "$match": {
-                                f.active: live,
-                                f.hold: {"$in": [str(Hold.LOCK), str(Hold.BLOCK), None]},
-                                f.next_use: {"$gt": now_s},
-                            }
-                        },
-                        {"$sort": {f.next_use: 1}},
-                        {"$limit": 1},
-                        {"$project": {"_id": 0, "k": "next_unlock", "v": f"${f.next_use}"}},
-                    ],
+            # The earliest end of a lock or block: recorded ones, and legacy holds beyond the grace.
+            *(
+                {
+                    "$unionWith": {
+                        "coll": coll,
+                        "pipeline": [
+                            {"$match": {f.active: live, f.hold: hold, f.next_use: {"$gt": after}}},
+                            {"$sort": {f.next_use: 1}},
+                            {"$limit": 1},
+                            {"$project": {"_id": 0, "k": "next_unlock", "v": f"${f.next_use}"}},
+                        ],
+                    }
                 }
-            },
+                for hold, after in (
+                    ({"$in": [str(Hold.LOCK), str(Hold.BLOCK)]}, now_s),
+                    ({"$nin": [str(h) for h in Hold]}, now_s + self.grace),
+                )
+            ),
             {
                 "$unionWith": {
                     "coll": coll,
@@ -1010,7 +1011,8 @@ class MongoSessions:
                 total = int(row.get("total") or 0)
                 uses, successes = int(row.get("uses") or 0), int(row.get("successes") or 0)
             elif key == "next_unlock" and isinstance(row.get("v"), datetime):
-                next_unlock = self.from_stored(row["v"])
+                candidate = self.from_stored(row["v"])
+                next_unlock = candidate if next_unlock is None else min(next_unlock, candidate)
             elif key == "oldest" and isinstance(row.get("v"), datetime):
                 oldest = self.from_stored(row["v"])
         held = counts["blocked"] + counts["locked"] + counts["in_use"]

@@ -410,6 +410,8 @@ async def test_legacy_documents_classify_by_remaining_time(pool_factory: PoolFac
         ]
     )
     stats = await pool.aggregate_statistics()
+    # The pick-up hold (20 s) is no unlock: the earliest unlock is the legacy lock's end.
+    assert stats.next_unlock == now + timedelta(minutes=10) - timedelta(seconds=5)
     assert stats.states == {
         State.BLOCKED: 1, State.LOCKED: 1, State.IN_USE: 1, State.ACTIVE: 2, State.INACTIVE: 1,
     }  # fmt: skip

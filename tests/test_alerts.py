@@ -2,15 +2,15 @@
 
 from __future__ import annotations
 
-import os
 import re
-import shutil
 import subprocess
 from pathlib import Path
 from typing import Any
 
 import pytest
 import yaml
+
+from tests.conftest import require_binary
 
 ROOT = Path(__file__).resolve().parent.parent
 RULE_FILES = sorted((ROOT / "alerts").glob("*.yml"))
@@ -21,13 +21,8 @@ SEVERITIES = {"critical", "warning", "info"}
 
 
 def promtool() -> str:
-    """Path of promtool; fails under CI (which installs it), skips elsewhere when missing."""
-    found = shutil.which("promtool") or ("/usr/bin/promtool" if Path("/usr/bin/promtool").exists() else None)
-    if found is None:
-        if os.environ.get("CI", "").lower() == "true":
-            pytest.fail("promtool is missing but CI=true: .ci/run must install Debian's prometheus")
-        pytest.skip("promtool not installed (apt-get install prometheus)")
-    return found
+    """Path of promtool (Debian's prometheus package)."""
+    return require_binary("promtool", "Debian package prometheus")
 
 
 def alerting_rules() -> list[dict[str, Any]]:

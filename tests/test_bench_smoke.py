@@ -2,24 +2,19 @@
 
 from __future__ import annotations
 
-import os
 import re
-import shutil
 import subprocess
 import sys
 from pathlib import Path
 
-import pytest
+from tests.conftest import require_binary
 
 ROOT = Path(__file__).resolve().parent.parent
 
 
 def test_quick_bench_writes_every_section(tmp_path: Path) -> None:
     """`python -m bench --quick` on a 200-session pool fills every table of docs/benchmarks.md's format."""
-    if shutil.which("wrk") is None:
-        if os.environ.get("CI") == "true":
-            pytest.fail("wrk is required in CI (Debian package wrk)")
-        pytest.skip("wrk is not installed")
+    require_binary("wrk", "Debian package wrk")
     out = tmp_path / "benchmarks.md"
     proc = subprocess.run(
         [

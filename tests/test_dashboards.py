@@ -4,9 +4,7 @@ from __future__ import annotations
 
 import importlib.util
 import json
-import os
 import re
-import shutil
 import subprocess
 from pathlib import Path
 from types import ModuleType
@@ -14,6 +12,8 @@ from typing import Any
 
 import pytest
 import yaml
+
+from tests.conftest import require_binary
 
 ROOT = Path(__file__).resolve().parent.parent
 DASHBOARD_DIR = ROOT / "dashboards"
@@ -60,13 +60,8 @@ def committed(name: str) -> dict[str, Any]:
 
 
 def promtool() -> str:
-    """Path of promtool; fails under CI (which installs it), skips elsewhere when missing."""
-    found = shutil.which("promtool") or ("/usr/bin/promtool" if Path("/usr/bin/promtool").exists() else None)
-    if found is None:
-        if os.environ.get("CI", "").lower() == "true":
-            pytest.fail("promtool is missing but CI=true: .ci/run must install Debian's prometheus")
-        pytest.skip("promtool not installed (apt-get install prometheus)")
-    return found
+    """Path of promtool (Debian's prometheus package)."""
+    return require_binary("promtool", "Debian package prometheus")
 
 
 def test_the_dashboards_are_the_ones_generated() -> None:

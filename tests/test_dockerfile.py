@@ -11,7 +11,7 @@ import sys
 import tomllib
 from pathlib import Path
 
-import pytest
+from tests.conftest import missing_tool
 
 ROOT = Path(__file__).resolve().parent.parent
 DOCKERFILE = ROOT / "Dockerfile"
@@ -19,11 +19,7 @@ DOCKERIGNORE = ROOT / ".dockerignore"
 PORT = "9810"
 
 
-def _missing(what: str) -> None:
-    """A tool CI installs is missing: fail under CI=true, skip on a developer machine."""
-    if os.environ.get("CI") == "true":
-        pytest.fail(f"{what} is missing (CI=true: a missing CI tool is a failure)")
-    pytest.skip(f"{what} is missing")
+_missing = missing_tool
 
 
 def _hadolint() -> str:

@@ -10,7 +10,6 @@ import os
 import queue
 import re
 import secrets
-import shutil
 import socket
 import subprocess
 import sys
@@ -29,6 +28,7 @@ import pytest
 import yaml
 
 from exporter import MongoSessions
+from tests.conftest import require_binary
 
 ROOT = Path(__file__).resolve().parent.parent
 EXPORTER = Path(sys.executable).with_name("session-pool-exporter")
@@ -39,13 +39,8 @@ pytestmark = pytest.mark.timeout(150)
 
 
 def binary(name: str) -> str:
-    """A Debian binary the test needs: fail under CI (which installs it), skip elsewhere."""
-    found = shutil.which(name) or (f"/usr/bin/{name}" if Path(f"/usr/bin/{name}").exists() else None)
-    if found is None:
-        if os.environ.get("CI", "").lower() == "true":
-            pytest.fail(f"{name} is missing but CI=true: .ci/run must install it with apt")
-        pytest.skip(f"{name} not installed")
-    return found
+    """A Debian binary the test needs (prometheus, prometheus-alertmanager)."""
+    return require_binary(name, "Debian packages prometheus, prometheus-alertmanager")
 
 
 def load_generator() -> Any:

@@ -22,6 +22,7 @@ import pytest
 import yaml
 
 from exporter.mongod import free_port
+from tests.conftest import missing_tool
 
 ROOT = Path(__file__).resolve().parent.parent
 CHART = ROOT / "helm" / "session-pool-exporter"
@@ -45,11 +46,7 @@ DURATION = re.compile(r"([0-9]+(ms|s|m|h|d|w|y))+")
 DNS_SUBDOMAIN = re.compile(r"[a-z0-9]([-a-z0-9.]{0,251}[a-z0-9])?")
 
 
-def _missing(what: str) -> None:
-    """A tool CI installs is missing: fail under CI=true, skip on a developer machine."""
-    if os.environ.get("CI") == "true":
-        pytest.fail(f"{what} is missing (CI=true: a missing CI tool is a failure)")
-    pytest.skip(f"{what} is missing")
+_missing = missing_tool
 
 
 def _module(name: str, package: str) -> ModuleType:

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import os
-import shutil
 import subprocess
 import time
 from dataclasses import dataclass
@@ -15,6 +13,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from exporter.core import STATES, State, Statistics
 from exporter.metrics import Metrics
+from tests.conftest import require_binary
 from tests.daemon_helpers import parse_metrics, value
 
 
@@ -80,9 +79,10 @@ def test_fresh_pool_exports_every_series_with_zeros() -> None:
     assert value(samples, "session_pool_active_sessions", pool="tg") == 3
     assert value(samples, "session_pool_uses", pool="tg") == 120
     assert value(samples, "session_pool_successes", pool="tg") == 80
-    assert value(samples, "session_pool_next_unlock_timestamp_seconds", pool="tg") == datetime(
-        2030, 1, 1, tzinfo=UTC
-    ).timestamp()
+    assert (
+        value(samples, "session_pool_next_unlock_timestamp_seconds", pool="tg")
+        == datetime(2030, 1, 1, tzinfo=UTC).timestamp()
+    )
     assert value(samples, "session_pool_oldest_active_last_use_timestamp_seconds", pool="tg") is None
     assert value(samples, "session_pool_min_active_sessions", pool="tg") == 5
     assert value(samples, "session_pool_refresh_interval_seconds", pool="tg") == 15
@@ -162,11 +162,7 @@ def test_openmetrics_negotiation() -> None:
 
 def test_exposition_passes_promtool_lint(tmp_path: object) -> None:
     """`promtool check metrics` accepts the exposition (names, units, HELP, counters)."""
-    promtool = shutil.which("promtool")
-    if promtool is None:
-        if os.environ.get("CI") == "true":
-            pytest.fail("promtool is required in CI (Debian package prometheus)")
-        pytest.skip("promtool not installed")
+    promtool = require_binary("promtool", "Debian package prometheus")
     metrics = Metrics()
     metrics.bind(lambda: [fresh("a", active=1), View("b")])
     metrics.add_pool("a")

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import os
-import shutil
 import subprocess
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -17,6 +15,7 @@ from pymongo import MongoClient
 
 from exporter.admin import openapi_document
 from exporter.mongod import Mongod
+from tests.conftest import require_binary
 from tests.reliability.harness import READ_TOKEN, WRITE_TOKEN, Report, running, snapshot, tls_verify
 
 SyncClient = MongoClient[dict[str, Any]]
@@ -31,12 +30,7 @@ DB = "rel_secrets"
 
 def openssl() -> str:
     """The openssl binary (Debian's); CI must have it, elsewhere the TLS checks are skipped."""
-    path = shutil.which("openssl")
-    if path is None:
-        if os.environ.get("CI") == "true":
-            pytest.fail("openssl is required in CI (Debian package openssl)")
-        pytest.skip("openssl not installed")
-    return path
+    return require_binary("openssl", "Debian package openssl")
 
 
 def self_signed(directory: Path) -> tuple[Path, Path]:
@@ -166,7 +160,7 @@ def test_access_and_secrets_over_tls(vault: Vault, tmp_path: Path, report: Repor
         assert daemon.url.startswith("https://")
         data = vault.client()
         before = snapshot(data, (DB, POOL), ("rel_secrets_audit", "events"))
-        with httpx.Client(base_url=daemon.url, verify=tls_verify(str(cert)), timeout=15,
+        with httpx.Client(base_url=daemon.url, verify=tls_verify(str(cert)), timeout=30,
                           event_hooks={"response": [capture]}) as http:  # fmt: skip
             # 1. Refused: every admin route with every kind of bad credential; a read token on writes.
             for method, path, write, body in routes(POOL, sid):

@@ -19,30 +19,19 @@ from typing import Any
 import httpx
 import pytest
 import yaml
-from prometheus_client.parser import text_string_to_metric_families
 
 from exporter.mongod import free_port
+from tests.daemon_helpers import Samples, parse_metrics
 
 WRITE_TOKEN = "rel-write-token-5f0c9a7e3b2d41c8"
 READ_TOKEN = "rel-read-token-8e1d6b2f9c4a7035"
 APP_NAME = "session-pool-exporter"
-
-Samples = dict[tuple[str, frozenset[tuple[str, str]]], float]
 
 
 def cli_command() -> list[str]:
     """The installed console script next to this interpreter (what users run)."""
     script = Path(sys.executable).parent / "session-pool-exporter"
     return [str(script)] if script.exists() else [sys.executable, "-m", "exporter"]
-
-
-def parse_metrics(text: str) -> Samples:
-    """Every sample of an exposition, keyed by (sample name, labels)."""
-    out: Samples = {}
-    for family in text_string_to_metric_families(text):
-        for sample in family.samples:
-            out[(sample.name, frozenset(sample.labels.items()))] = sample.value
-    return out
 
 
 def metric(samples: Samples, name: str, **labels: str) -> float | None:

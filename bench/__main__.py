@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import os
 import shlex
+import signal
 import sys
 import time
 from datetime import UTC, datetime
@@ -76,6 +78,8 @@ def log(message: str) -> None:
 def main(argv: list[str] | None = None) -> int:
     """Run the benches and write the report; exit 0 even when a goal is missed (the report says so)."""
     args = parse_args(argv)
+    # SIGTERM (e.g. `kill`) must still run the finally blocks that stop mongod and the daemons.
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     command = "python -m bench " + " ".join(shlex.quote(a) for a in (sys.argv[1:] if argv is None else argv))
     started = time.monotonic()
     report = Report(command=command.strip(), quick=args.quick)
@@ -112,8 +116,6 @@ def main(argv: list[str] | None = None) -> int:
             )
         if "handlers" in args.benches:
             log(f"handlers ({args.callers} callers)")
-            hp = seed(server.uri, "handlers", args.handler_pool, seed_value=3)
-            log(f"seeded the handler pool ({args.handler_pool:,}) in {hp.seconds:.1f} s")
             report.handler_pool = args.handler_pool
             report.handlers = _handlers(server.uri, largest, args)
         if "footprint" in args.benches:
@@ -130,6 +132,7 @@ def main(argv: list[str] | None = None) -> int:
     finally:
         server.cleanup()
     report.seconds = time.monotonic() - started
+    report.machine["load_after"] = " / ".join(f"{x:.2f}" for x in os.getloadavg())
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(report.render())
@@ -161,7 +164,12 @@ def _handlers(uri: str, largest: str, args: argparse.Namespace) -> dict[str, dic
     out: dict[str, dict[str, handlers.Run]] = {}
     out["idle"] = asyncio.run(
         handlers.compare(
-            uri, "handlers", callers=args.callers, duration=args.handler_seconds, rounds=args.handler_rounds
+            uri,
+            "handlers",
+            size=args.handler_pool,
+            callers=args.callers,
+            duration=args.handler_seconds,
+            rounds=args.handler_rounds,
         )
     )
     for name, r in out["idle"].items():
@@ -173,7 +181,12 @@ def _handlers(uri: str, largest: str, args: argparse.Namespace) -> dict[str, dic
         before = refreshes_total(proc)
         out["refreshing"] = asyncio.run(
             handlers.compare(
-                uri, "handlers", callers=args.callers, duration=args.handler_seconds, rounds=args.handler_rounds
+                uri,
+                "handlers",
+                size=args.handler_pool,
+                callers=args.callers,
+                duration=args.handler_seconds,
+                rounds=args.handler_rounds,
             )
         )
         out["_refreshes"] = {"count": handlers.Run(ops=refreshes_total(proc) - before)}

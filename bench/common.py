@@ -103,6 +103,7 @@ def machine(mongo_uri: str) -> dict[str, Any]:
         "prometheus_client": getattr(prometheus_client, "__version__", None) or _dist_version("prometheus_client"),
         "wrk": _tool_version(["wrk", "--version"]),
         "mongodb_exporter": _tool_version(["prometheus-mongodb-exporter", "--version"]),
+        "load_before": " / ".join(f"{x:.2f}" for x in os.getloadavg()),
     }
 
 
@@ -157,6 +158,8 @@ def _doc(rng: random.Random, now: datetime) -> tuple[dict[str, Any], str]:
         doc["next_use"] = now + timedelta(hours=rng.uniform(2, 3))
         doc["hold"] = "lock"
     elif state == "in_use":
+        # Just handed out (last_use is recent), held long enough not to come back during the run.
+        doc["last_use"] = now - timedelta(seconds=rng.uniform(0, 60))
         doc["next_use"] = now + timedelta(hours=rng.uniform(1, 2))
         doc["hold"] = "use"
     elif last_use is not None:

@@ -5,13 +5,13 @@ from __future__ import annotations
 import asyncio
 import time
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from typing import Any
 
 from bson import ObjectId
 from pymongo import AsyncMongoClient, ReturnDocument
 
-from bench.common import DATABASE, percentile
+from bench.common import DATABASE, percentile, seed
 from exporter.core import MongoSessions
 
 # Long enough that no session comes back during a run: any id handed out twice is a duplicate.
@@ -28,6 +28,7 @@ class Run:
     latencies: list[float] = field(default_factory=list)
     ids: list[ObjectId] = field(default_factory=list)
     duplicates: int = 0
+    keys_after: list[int] = field(default_factory=list)
 
     @property
     def rate(self) -> float:
@@ -94,16 +95,27 @@ async def _round(call: Any, callers: int, duration: float, run: Run) -> None:
     run.duplicates += len(taken) - len(set(taken))
 
 
-async def _release(client: AsyncMongoClient[dict[str, Any]], collection: str, ids: list[ObjectId]) -> None:
-    """Make the sessions a round took free again (their new last_use keeps them at the end of the LRU order)."""
-    coll = client[DATABASE][collection]
-    past = datetime.now(UTC) - timedelta(seconds=1)
-    for start in range(0, len(ids), 10_000):
-        await coll.update_many({"_id": {"$in": ids[start : start + 10_000]}}, {"$set": {"next_use": past}})
+async def head_keys(client: AsyncMongoClient[dict[str, Any]], collection: str) -> int:
+    """Index keys the next `get_session` query examines right now (explain, `$$NOW` as a literal)."""
+    query = {"active": {"$in": [True, None]}, "$expr": {"$lte": ["$next_use", datetime.now(UTC)]}}
+    plan = await client[DATABASE].command(
+        "explain",
+        {"find": collection, "filter": query, "sort": {"last_use": 1}, "limit": 1},
+        verbosity="executionStats",
+    )
+    return int(plan["executionStats"]["totalKeysExamined"])
 
 
-async def compare(mongo_uri: str, collection: str, *, callers: int, duration: float, rounds: int) -> dict[str, Run]:
-    """Alternate raw and ours for `rounds` rounds of `duration` s each; every round is checked for duplicates."""
+async def compare(
+    mongo_uri: str, collection: str, *, size: int, callers: int, duration: float, rounds: int
+) -> dict[str, Run]:
+    """Alternate raw and ours for `rounds` rounds of `duration` s, each on a freshly seeded pool; count duplicates."""
+
+    async def reseed() -> None:
+        # Every round starts from the same documents: taking sessions moves them to the end of the
+        # LRU order and leaves held ones at its head, so a reused pool would get slower round by round.
+        await asyncio.to_thread(seed, mongo_uri, collection, size, seed_value=3)
+
     client: AsyncMongoClient[dict[str, Any]] = AsyncMongoClient(mongo_uri, tz_aware=True, tzinfo=UTC, maxPoolSize=100)
     try:
         pool = MongoSessions(
@@ -113,14 +125,15 @@ async def compare(mongo_uri: str, collection: str, *, callers: int, duration: fl
         calls = {"raw": raw_call(client[DATABASE][collection]), "ours": pool.get_session}
         runs = {name: Run() for name in calls}
         for call in calls.values():  # warm-up: connections, plan cache
-            warm = Run()
-            await _round(call, callers, min(duration, 1.0), warm)
-            await _release(client, collection, warm.ids)
+            await reseed()
+            await _round(call, callers, min(duration, 1.0), Run())
         for rep in range(rounds):
             for name in ("raw", "ours") if rep % 2 == 0 else ("ours", "raw"):
-                before = len(runs[name].ids)
+                await reseed()
+                if rep == 0 and name == "raw":
+                    runs[name].keys_after.append(await head_keys(client, collection))
                 await _round(calls[name], callers, duration, runs[name])
-                await _release(client, collection, runs[name].ids[before:])
+                runs[name].keys_after.append(await head_keys(client, collection))
         return runs
     finally:
         await client.close()

@@ -166,6 +166,8 @@ class Report:
             ("prometheus_client", "prometheus-client"),
             ("wrk", "wrk"),
             ("mongodb_exporter", "prometheus-mongodb-exporter"),
+            ("load_before", "load average (1/5/15 min) at the start"),
+            ("load_after", "load average (1/5/15 min) at the end"),
         ):
             w(f"| {label} | {m.get(key) if m.get(key) is not None else 'not installed'} |")
         w(
@@ -334,9 +336,9 @@ class Report:
             f" {self.handler_pool:,} (seeded with the same mix) for timed rounds, raw and ours alternating."
             " Raw is `find_one_and_update` with the very filter, sort, pipeline update, projection and"
             " `ReturnDocument.BEFORE` that `get_session` sends. Each taken session is held for an hour, so"
-            " an id returned twice within a round is a duplicate; after each round the taken sessions are"
-            " released. *refreshing*: a real `session-pool-exporter run` subprocess refreshes the largest"
-            " pool back to back meanwhile.\n"
+            " an id returned twice within a round is a duplicate; every round (and each warm-up) starts on a"
+            " freshly seeded pool, so both methods meet the same documents. *refreshing*: a real"
+            " `session-pool-exporter run` subprocess refreshes the largest pool back to back meanwhile.\n"
         )
         w("| condition | method | ops | ops/s | p50 (ms) | p99 (ms) | none free | duplicates | ours vs raw |")
         w("| --- | --- | --- | --- | --- | --- | --- | --- | --- |")
@@ -353,6 +355,16 @@ class Report:
                 )
         w("")
         idle, busy = self.handlers["idle"], self.handlers["refreshing"]
+        fresh = idle["raw"].keys_after[0] if idle["raw"].keys_after else None
+        after = [k for r in idle.values() for k in r.keys_after[1 if r is idle["raw"] else 0 :]]
+        if fresh is not None and after:
+            w(
+                f"Index keys the next `get_session` examines (`explain`): {fresh:,} on a fresh pool, "
+                f"{min(after):,}-{max(after):,} after a round. Taking a session moves it to the end of the"
+                " `last_use` order; locked and blocked sessions stay where they are, so the head of the order"
+                " fills with held sessions every call must step over (the index filters them on `next_use`"
+                " without fetching, but the scan grows with them).\n"
+            )
         count = self.handlers.get("_refreshes", {}).get("count")
         w(
             f"p99 during the refresh loop against p99 without: ours {fx(ratio(busy['ours'].p99, idle['ours'].p99))},"

@@ -6,14 +6,17 @@ import argparse
 import asyncio
 import contextlib
 import random
+import secrets
 import signal
 import socket
 import sys
 from datetime import UTC
+from pathlib import Path
 from typing import Any
 
 from pymongo import AsyncMongoClient
 
+from exporter.admin import build_admin
 from exporter.cli import make_server
 from exporter.collector import Collector
 from exporter.config import Config, parse_listen
@@ -100,9 +103,10 @@ async def _demo(args: argparse.Namespace) -> int:
         print("demo: stopped; mongod and its data directory are gone", flush=True)
 
 
-def _config(args: argparse.Namespace, uri: str) -> Config:
-    """The demo's exporter configuration."""
+def _config(args: argparse.Namespace, uri: str, token_file: Path) -> Config:
+    """The demo's exporter configuration, with one write token for the admin API."""
     data: dict[str, Any] = {
+        "admin": {"tokens": [{"name": "demo", "role": "write", "token_file": str(token_file)}]},
         "listen": args.listen,
         "mongodb": {"uri": uri, "timeout": 5},
         "log": {"level": args.log_level, "format": args.log_format},
@@ -174,14 +178,20 @@ async def _activator(pool: MongoSessions, seed: int, stop: asyncio.Event) -> Non
 
 async def _run(args: argparse.Namespace, server: Mongod, stop: asyncio.Event) -> int:
     """Seed, start the fleet and the exporter, wait for Ctrl-C or --duration."""
-    config = _config(args, server.uri)
+    # A throwaway admin token, in a file only this user can read: never printed or logged.
+    assert server.dbpath is not None
+    token_file = server.dbpath / "admin-token"
+    token_file.touch(mode=0o600)
+    token_file.write_text(secrets.token_urlsafe(24))
+    config = _config(args, server.uri, token_file)
     names = [p.name for p in config.pools]
     fleet_client: AsyncMongoClient[dict[str, Any]] = AsyncMongoClient(
         server.uri, tz_aware=True, tzinfo=UTC, appname="demo-fleet"
     )
     metrics = Metrics()
     collector = Collector(config, metrics)
-    uv = make_server(config, collector, metrics, [], install_signals=False)
+    admin = build_admin(config, collector, metrics)
+    uv = make_server(config, collector, metrics, admin.routes() if admin else [], install_signals=False)
     tasks: list[asyncio.Task[None]] = []
     try:
         print(f"demo: seeding {len(names)} pools x {args.sessions} sessions ...", flush=True)
@@ -204,6 +214,7 @@ async def _run(args: argparse.Namespace, server: Mongod, stop: asyncio.Event) ->
             f"  metrics:  {base}/metrics\n"
             f"  ready:    {base}/readyz\n"
             f"  health:   {base}/healthz\n"
+            f'  admin:    curl -H "Authorization: Bearer $(cat {token_file})" {base}/admin/pools\n'
             f"  mongodb:  {server.uri}\n"
             + ("Press Ctrl-C to stop." if args.duration is None else f"Stopping after {args.duration:g} s."),
             flush=True,

@@ -17,6 +17,9 @@ from grafana_foundation_sdk.cog.encoder import JSONEncoder
 from grafana_foundation_sdk.models.common import BigValueColorMode, BigValueGraphMode, StackingMode
 from grafana_foundation_sdk.models.dashboard import (
     DataSourceRef,
+    RangeMap,
+    RegexMap,
+    SpecialValueMap,
     Threshold,
     ThresholdsMode,
     ValueMap,
@@ -227,7 +230,7 @@ def health() -> dash.Dashboard:
     board = board.time("now-6h", "now").refresh("30s").timezone("browser").editable()
     for variable in variables():
         board = board.with_variable(variable)
-    up_mappings = [
+    up_mappings: list[ValueMap | RangeMap | RegexMap | SpecialValueMap] = [
         ValueMap(
             options={
                 "0": ValueMappingResult(text="DOWN", color="red"),

@@ -173,7 +173,7 @@ def test_substitution_leaves_no_template_variable() -> None:
 
 def test_metrics_exist() -> None:
     """Every metric a dashboard reads is in the exporter's contract or is one of our recording rules."""
-    recorded = set()
+    recorded: set[str] = set()
     for path in (ROOT / "alerts").glob("*.yml"):
         for group in yaml.safe_load(path.read_text())["groups"]:
             recorded.update(rule["record"] for rule in group["rules"] if "record" in rule)

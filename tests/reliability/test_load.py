@@ -15,6 +15,7 @@ import psutil  # type: ignore[import-untyped,unused-ignore]
 from pymongo import AsyncMongoClient, MongoClient
 
 from exporter import MongoSessions
+from tests.daemon_helpers import parse_metrics
 from tests.reliability.harness import (
     READ_TOKEN,
     WRITE_TOKEN,
@@ -22,7 +23,6 @@ from tests.reliability.harness import (
     base_config,
     latency_summary,
     metric,
-    parse_metrics,
     running,
 )
 

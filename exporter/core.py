@@ -630,9 +630,9 @@ class MongoSessions:
             return when if when.tzinfo else when.replace(tzinfo=UTC)
         return when.replace(tzinfo=self._stored_tz).astimezone(UTC)
 
-    async def server_time(self) -> datetime:
+    async def server_time(self, _op: str = "server_time") -> datetime:
         """The server's clock (`hello.localTime`), aware UTC."""
-        async with self._guard("server_time"):
+        async with self._guard(_op):
             hello = await self._client.admin.command("hello")
         now: datetime = hello["localTime"]
         return now if now.tzinfo else now.replace(tzinfo=UTC)
@@ -684,9 +684,13 @@ class MongoSessions:
 
     async def count_active(self, *, db_session: DbSession = None) -> int:
         """Count sessions matching `default_filter` that are not held right now."""
-        return await self.count_documents(
-            filter=self._selectable(), session=_driver_session(db_session), _op="count_active"
-        )
+        # The server's time as a literal, not $$NOW inside $expr: a plain range on next_use is
+        # answered from the index alone, where $expr made the server fetch every live document.
+        now = self._to_stored(await self.server_time("count_active"))
+        not_held = {self.next_use: {"$not": {"$gt": now}}}
+        base = self.default_filter
+        query = {"$and": [base, not_held]} if self.next_use in base or "$and" in base else {**base, **not_held}
+        return await self.count_documents(filter=query, session=_driver_session(db_session), _op="count_active")
 
     async def get_sessions(self, *, db_session: DbSession = None) -> list[Document]:
         """All sessions matching `default_filter`, with `projection`'s fields."""
@@ -987,7 +991,7 @@ class MongoSessions:
 
     async def aggregate_statistics(self, *, db_session: DbSession = None) -> Statistics:
         """Counts per state, totals, sums and key times of the pool, all for one moment."""
-        now = await self.server_time()
+        now = await self.server_time("aggregate_statistics")
         pipeline = self._statistics_pipeline(now)
         driver_session = _driver_session(db_session)
         snapshot = False

@@ -283,9 +283,9 @@ class Report:
         share = ratio(big.med("active"), big.med("stats") + big.med("active"))
         w(
             f"`count_active()` is {share:.0%} of the refresh time at {big.size:,} sessions"
-            f" ({ms(big.med('active'))} ms of {ms(big.med('ours'))} ms): its filter compares `next_use` with"
-            " `$$NOW` inside `$expr`, which the server evaluates on every fetched document, so it reads"
-            " every live session. `aggregate_statistics()` alone is"
+            f" ({ms(big.med('active'))} ms of {ms(big.med('ours'))} ms). The plan above is `explain` of its"
+            " filter with `$$NOW` replaced by the same instant as a literal (explain cannot evaluate `$$NOW`):"
+            " that form fetches every live session to evaluate `$expr`. `aggregate_statistics()` alone is"
             f" {fx(ratio(big.med('stats'), big.med('group')))} the `$group` scan: its state counts are"
             " index-only, and its floor is the one `$group` pass that sums `count_use`/`count_success`"
             " over every document.\n"

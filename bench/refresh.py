@@ -131,9 +131,8 @@ async def run_original(pool: MongoSessions, now: datetime) -> list[int]:
 
 
 async def run_ours(pool: MongoSessions) -> tuple[Statistics, int]:
-    """What the daemon does every interval (exporter.collector.Collector._fetch)."""
-    stats = await pool.aggregate_statistics()
-    active = await pool.count_active()
+    """What the daemon does every interval (exporter.collector.Collector._fetch): both at once."""
+    stats, active = await asyncio.gather(pool.aggregate_statistics(), pool.count_active())
     return stats, active
 
 
@@ -230,11 +229,11 @@ async def bench_size(
         "explain",
         {
             "count": collection,
-            "query": {"active": {"$in": [True, None]}, "$expr": {"$lte": ["$next_use", stats.time]}},
+            "query": {"active": {"$in": [True, None]}, "next_use": {"$not": {"$gt": stats.time}}},
         },
         verbosity="executionStats",
     )
-    # count_active's filter with $$NOW (which explain cannot evaluate) replaced by the same instant.
+    # count_active's filter: the server's time as a literal, exactly as MongoSessions.count_active sends it.
     es = count_plan.get("executionStats", {})
     result.plans["count_active"] = _chain(count_plan["queryPlanner"]["winningPlan"])
     result.count_active_examined = (int(es.get("totalKeysExamined", 0)), int(es.get("totalDocsExamined", 0)))

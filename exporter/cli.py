@@ -183,6 +183,9 @@ def make_server(
         server_header=False,
         lifespan="on",
         timeout_graceful_shutdown=10,
+        # Longer than any client's idle timeout (httpx 5 s, a 60 s scrape interval), so the
+        # server never closes a kept-alive connection at the moment a client reuses it.
+        timeout_keep_alive=75,
         ssl_certfile=str(config.tls.cert_file) if config.tls else None,
         ssl_keyfile=str(config.tls.key_file) if config.tls else None,
     )

@@ -10,7 +10,7 @@ from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from enum import StrEnum
-from typing import Any, Literal, Protocol
+from typing import Any, Literal, Protocol, TypeVar
 
 import structlog
 from bson import ObjectId
@@ -31,9 +31,11 @@ from exporter.core import (
     InvalidInput,
     MongoSessions,
     OperationFailed,
+    SessionNotFound,
     SessionPoolError,
     State,
     Statistics,
+    Transaction,
     guard,
     parse_period,
     parse_session_id,
@@ -46,6 +48,7 @@ MAX_BODY_BYTES = 16 * 1024
 _REQUEST_ID = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
 _NAME = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
 _TRANSACTION_ATTEMPTS = 5
+_T = TypeVar("_T")
 
 
 class Action(StrEnum):
@@ -261,12 +264,57 @@ class Admin:
                 actions.labels(pool=name, action=action)
                 failures.labels(pool=name, action=action)
 
-    async def _ensure_audit(self, op_timeout: float) -> None:
+    async def _prepare(self, sessions: MongoSessions) -> None:
         # Lazily, so a daemon started while MongoDB is down still comes up.
+        if sessions.topology is None:
+            await sessions.connect()
         if not self._audit_ready:
-            async with guard("audit_indexes", op_timeout):
+            async with guard("audit_indexes", sessions.timeout):
                 await self.audit.ensure()
             self._audit_ready = True
+
+    async def _in_transaction(self, sessions: MongoSessions, unit: Callable[[Transaction], Awaitable[_T]]) -> _T:
+        """Run `unit` in a transaction, again from the start after a transient write conflict."""
+        for attempt in range(_TRANSACTION_ATTEMPTS):
+            try:
+                async with sessions.transaction(write_concern=self._transaction_write_concern(sessions)) as txn:
+                    result = await unit(txn)
+                return result
+            except OperationFailed as exc:
+                # A write conflict with a handler's get_session: run the whole unit again.
+                if not exc.transient or attempt + 1 == _TRANSACTION_ATTEMPTS:
+                    raise
+        raise AssertionError("unreachable")  # pragma: no cover
+
+    def _count_failure(self, pool: str, action: str, exc: Exception) -> bool:
+        """Count a write MongoDB failed (not a client error); True when it was counted."""
+        if isinstance(exc, InvalidInput | SessionNotFound | AdminError):
+            return False
+        self.failures.labels(pool=pool, action=action).inc()
+        return True
+
+    def _answer(
+        self,
+        pool: PoolRuntime,
+        oid: ObjectId,
+        action: Action,
+        result: str,
+        before: State,
+        doc: Document,
+        now: datetime,
+        rid: str,
+    ) -> dict[str, Any]:
+        """The JSON answer of a single-session action."""
+        return {
+            "pool": pool.name,
+            "id": str(oid),
+            "action": str(action),
+            "result": result,
+            "state_before": str(before),
+            "state_after": str(pool.sessions.state_of(doc, now)),
+            "request_id": rid,
+            "session": self._view(pool, doc, now),
+        }
 
     # -- plumbing --
 
@@ -366,10 +414,6 @@ class Admin:
             delta = parse_period(period, default)
         except InvalidInput as exc:
             raise InvalidRequest(exc.message, errors=[{"loc": ["period"], "msg": exc.message}]) from None
-        except OverflowError:
-            # JSON integers have no size limit; parse_period's float checks overflow on huge ones.
-            message = "period is absurdly large"
-            raise InvalidRequest(message, errors=[{"loc": ["period"], "msg": message}]) from None
         limit = timedelta(seconds=self.config.max_period)
         if delta > limit:
             raise InvalidRequest(
@@ -470,9 +514,8 @@ class Admin:
         period = self._period(action, body.period, pool.sessions)
         try:
             result = await self._apply(pool, oid, action, period, reason, caller, rid)
-        except (SessionPoolError, Conflict) as exc:
-            if not isinstance(exc, InvalidInput | Conflict) and not _is_not_found(exc):
-                self.failures.labels(pool=pool.name, action=str(action)).inc()
+        except (SessionPoolError, AdminError) as exc:
+            if self._count_failure(pool.name, str(action), exc):
                 log.warning(
                     "admin_action_failed",
                     pool=pool.name,
@@ -540,57 +583,42 @@ class Admin:
         rid: str,
     ) -> dict[str, Any]:
         sessions = pool.sessions
-        if sessions.topology is None:
-            await sessions.connect()
-        await self._ensure_audit(sessions.timeout)
+        await self._prepare(sessions)
         details = {"period_seconds": period.total_seconds()} if period else None
         if not sessions.supports_transactions:
             return await self._apply_standalone(pool, oid, action, period, reason, caller, rid, details)
-        for attempt in range(_TRANSACTION_ATTEMPTS):
-            try:
-                async with sessions.transaction(write_concern=self._transaction_write_concern(sessions)) as txn:
-                    doc = await sessions.get(oid, db_session=txn)
-                    now = await sessions.server_time()
-                    before = sessions.state_of(doc, now)
-                    plan = self._plan(action, before)
-                    if plan not in ("apply", "unchanged"):
-                        raise Conflict(plan)
-                    if plan == "apply":
-                        await self._change(sessions, oid, action, period, txn)
-                        doc = await sessions.get(oid, db_session=txn)
-                    after = sessions.state_of(doc, now)
-                    result = "changed" if plan == "apply" else "unchanged"
-                    event = event_document(
-                        time=now,
-                        actor=caller.name,
-                        action=str(action),
-                        pool=pool.name,
-                        session_id=str(oid),
-                        state_before=str(before),
-                        state_after=str(after),
-                        result=result,
-                        reason=reason,
-                        request_id=rid,
-                        details=details,
-                    )
-                    async with guard("audit", sessions.timeout):
-                        await self.audit.record(event, db_session=txn.db_session)
-                break
-            except OperationFailed as exc:
-                # A write conflict with a handler's get_session: run the whole unit again.
-                if exc.transient and attempt + 1 < _TRANSACTION_ATTEMPTS:
-                    continue
-                raise
-        return {
-            "pool": pool.name,
-            "id": str(oid),
-            "action": str(action),
-            "result": result,
-            "state_before": str(before),
-            "state_after": str(after),
-            "request_id": rid,
-            "session": self._view(pool, doc, now),
-        }
+
+        async def unit(txn: Transaction) -> dict[str, Any]:
+            doc = await sessions.get(oid, db_session=txn)
+            now = await sessions.server_time()
+            before = sessions.state_of(doc, now)
+            plan = self._plan(action, before)
+            if plan not in ("apply", "unchanged"):
+                raise Conflict(plan)
+            if plan == "apply":
+                await self._change(sessions, oid, action, period, txn)
+                doc = await sessions.get(oid, db_session=txn)
+            answer = self._answer(
+                pool, oid, action, "changed" if plan == "apply" else "unchanged", before, doc, now, rid
+            )
+            event = event_document(
+                time=now,
+                actor=caller.name,
+                action=str(action),
+                pool=pool.name,
+                session_id=str(oid),
+                state_before=answer["state_before"],
+                state_after=answer["state_after"],
+                result=answer["result"],
+                reason=reason,
+                request_id=rid,
+                details=details,
+            )
+            async with guard("audit", sessions.timeout):
+                await self.audit.record(event, db_session=txn.db_session)
+            return answer
+
+        return await self._in_transaction(sessions, unit)
 
     async def _apply_standalone(
         self,
@@ -635,20 +663,10 @@ class Admin:
                     await self.audit.update(event_id, {"result": "failed", "error": str(exc)})
                 raise
             doc = await sessions.get(oid)
-        after = sessions.state_of(doc, now)
-        result = "changed" if plan == "apply" else "unchanged"
+        answer = self._answer(pool, oid, action, "changed" if plan == "apply" else "unchanged", before, doc, now, rid)
         async with guard("audit", sessions.timeout):
-            await self.audit.update(event_id, {"result": result, "state_after": str(after)})
-        return {
-            "pool": pool.name,
-            "id": str(oid),
-            "action": str(action),
-            "result": result,
-            "state_before": str(before),
-            "state_after": str(after),
-            "request_id": rid,
-            "session": self._view(pool, doc, now),
-        }
+            await self.audit.update(event_id, {"result": answer["result"], "state_after": answer["state_after"]})
+        return answer
 
     async def bulk_unlock(self, request: Request) -> Response:
         """Unlock every session of a pool in state locked or blocked (dry_run counts them)."""
@@ -680,9 +698,8 @@ class Admin:
             )
         try:
             changed = await self._bulk(pool, state, reason, caller, rid)
-        except (SessionPoolError, Conflict) as exc:
-            if not isinstance(exc, InvalidInput | Conflict):
-                self.failures.labels(pool=pool.name, action="bulk_unlock").inc()
+        except (SessionPoolError, AdminError) as exc:
+            self._count_failure(pool.name, "bulk_unlock", exc)
             raise
         self.actions.labels(pool=pool.name, action="bulk_unlock").inc()
         log.info(
@@ -704,9 +721,7 @@ class Admin:
 
     async def _bulk(self, pool: PoolRuntime, state: State, reason: str | None, caller: Caller, rid: str) -> int:
         sessions = pool.sessions
-        if sessions.topology is None:
-            await sessions.connect()
-        await self._ensure_audit(sessions.timeout)
+        await self._prepare(sessions)
         f = sessions.fields
         cap = self.config.bulk_unlock_cap
         unlock = {"$set": {f.next_use: None}, "$unset": {f.hold: ""}}
@@ -743,33 +758,24 @@ class Admin:
                     {"request_id": rid, "result": "pending"}, {"$set": {"result": "changed", "state_after": "active"}}
                 )
             return len(ids)
-        for attempt in range(_TRANSACTION_ATTEMPTS):
-            try:
-                async with sessions.transaction(write_concern=self._transaction_write_concern(sessions)) as txn:
-                    now = await sessions.server_time()
-                    docs = await sessions.find(
-                        filter=sessions.state_filter(state, now),
-                        projection={"_id": 1},
-                        limit=cap + 1,
-                        session=txn.db_session,
-                    )
-                    ids = [d["_id"] for d in docs]
-                    if len(ids) > cap:
-                        raise Conflict(
-                            f"more than admin.bulk_unlock_cap ({cap}) sessions are {state}; nothing was changed"
-                        )
-                    if ids:
-                        await sessions.update_many(
-                            filter={"_id": {"$in": ids}}, update=unlock, session=txn.db_session, _op="bulk_unlock"
-                        )
-                        async with guard("audit", sessions.timeout):
-                            await self.audit.record_many(events(ids, now, "changed"), db_session=txn.db_session)
-                return len(ids)
-            except OperationFailed as exc:
-                if exc.transient and attempt + 1 < _TRANSACTION_ATTEMPTS:
-                    continue
-                raise
-        raise AssertionError("unreachable")  # pragma: no cover
+
+        async def unit(txn: Transaction) -> int:
+            now = await sessions.server_time()
+            docs = await sessions.find(
+                filter=sessions.state_filter(state, now), projection={"_id": 1}, limit=cap + 1, session=txn.db_session
+            )
+            ids = [d["_id"] for d in docs]
+            if len(ids) > cap:
+                raise Conflict(f"more than admin.bulk_unlock_cap ({cap}) sessions are {state}; nothing was changed")
+            if ids:
+                await sessions.update_many(
+                    filter={"_id": {"$in": ids}}, update=unlock, session=txn.db_session, _op="bulk_unlock"
+                )
+                async with guard("audit", sessions.timeout):
+                    await self.audit.record_many(events(ids, now, "changed"), db_session=txn.db_session)
+            return len(ids)
+
+        return await self._in_transaction(sessions, unit)
 
     async def search_audit(self, request: Request) -> Response:
         """Search the audit trail by pool, action, session, actor, time range; paginated."""
@@ -834,12 +840,6 @@ def build_admin(config: Config, collector: Collector, metrics: Metrics) -> Admin
         metrics.admin_action_failures,
         write_concern=config.admin.write_concern,
     )
-
-
-def _is_not_found(exc: Exception) -> bool:
-    from exporter.core import SessionNotFound
-
-    return isinstance(exc, SessionNotFound)
 
 
 def _invalid(exc: ValidationError) -> InvalidRequest:

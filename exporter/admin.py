@@ -23,7 +23,7 @@ from starlette.routing import BaseRoute, Route
 
 from exporter.audit import AuditFilters, AuditLog, event_document
 from exporter.collector import Collector
-from exporter.config import AdminConfig, Config, WriteConcernConfig
+from exporter.config import AdminConfig, Config, WriteConcernConfig, check_name
 from exporter.core import (
     PERIOD_UNITS,
     Document,
@@ -46,7 +46,6 @@ log = structlog.get_logger("exporter.admin")
 
 MAX_BODY_BYTES = 16 * 1024
 _REQUEST_ID = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
-_NAME = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
 _TRANSACTION_ATTEMPTS = 5
 _T = TypeVar("_T")
 
@@ -160,9 +159,7 @@ class AuditQuery(BaseModel):
     @field_validator("pool", "actor")
     @classmethod
     def _name(cls, value: str | None) -> str | None:
-        if value is not None and not _NAME.match(value):
-            raise ValueError("must be 1-64 characters of letters, digits, '_' or '-'")
-        return value
+        return check_name(value) if value is not None else None
 
     @field_validator("request_id")
     @classmethod

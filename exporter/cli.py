@@ -18,6 +18,7 @@ import uvicorn
 from starlette.routing import BaseRoute
 
 from exporter import __version__
+from exporter.admin import build_admin
 from exporter.api import create_app
 from exporter.collector import Collector
 from exporter.config import ADMIN_TOKEN_ENV, DEFAULT_LISTEN, ENV_PREFIX, Config, ConfigError, load_config
@@ -67,8 +68,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="session-pool-exporter",
         description="Prometheus exporter and admin API for MongoDB-backed session pools.",
-        epilog=_EPILOG
-        + "Options of run and check-config (see `session-pool-exporter run --help`): --config FILE,\n"
+        epilog=_EPILOG + "Options of run and check-config (see `session-pool-exporter run --help`): --config FILE,\n"
         "--mongo-uri URI, --database DB, --collection C, --pool-name NAME, --interval S,\n"
         "--listen HOST:PORT, --log-level L, --log-format F. Without a command, `run` is assumed.\n",
         formatter_class=argparse.RawDescriptionHelpFormatter,
@@ -118,19 +118,21 @@ def _flags(args: argparse.Namespace) -> dict[str, Any]:
     return {k: getattr(args, k) for k in keys if getattr(args, k, None) is not None}
 
 
-def _print_problems(error: ConfigError) -> None:
-    """Print every configuration problem to stderr."""
-    print(f"configuration invalid ({len(error.problems)} problem(s)):", file=sys.stderr)
-    for line in error.lines():
-        print(f"  {line}", file=sys.stderr)
+def _load_or_report(args: argparse.Namespace, environ: Mapping[str, str]) -> Config | None:
+    """The configuration, or None after printing every problem to stderr."""
+    try:
+        return load_config(args.config, environ, _flags(args))
+    except ConfigError as error:
+        print(f"configuration invalid ({len(error.problems)} problem(s)):", file=sys.stderr)
+        for line in error.lines():
+            print(f"  {line}", file=sys.stderr)
+        return None
 
 
 def check_config(args: argparse.Namespace, environ: Mapping[str, str]) -> int:
     """Validate and report: 0 with a summary when fine, EXIT_CONFIG with every problem otherwise."""
-    try:
-        config = load_config(args.config, environ, _flags(args))
-    except ConfigError as exc:
-        _print_problems(exc)
+    config = _load_or_report(args, environ)
+    if config is None:
         return EXIT_CONFIG
     pools = ", ".join(f"{p.name} ({p.database}.{p.collection}, every {p.interval:g} s)" for p in config.pool_settings())
     admin = f"{len(config.admin.tokens)} admin token(s)" if config.admin.enabled else "admin API off"
@@ -162,8 +164,6 @@ class _Server(uvicorn.Server):
 
 def admin_routes(config: Config, collector: Collector, metrics: Metrics) -> list[BaseRoute]:
     """Routes of the admin API (none when no admin token is configured: /admin/... is then a 404)."""
-    from exporter.admin import build_admin
-
     admin = build_admin(config, collector, metrics)
     return admin.routes() if admin is not None else []
 
@@ -209,10 +209,8 @@ async def serve(config: Config) -> int:
 
 def run(args: argparse.Namespace, environ: Mapping[str, str]) -> int:
     """The `run` command."""
-    try:
-        config = load_config(args.config, environ, _flags(args))
-    except ConfigError as exc:
-        _print_problems(exc)
+    config = _load_or_report(args, environ)
+    if config is None:
         return EXIT_CONFIG
     setup_logging(config.log.level, config.log.format)
     log.info("startup", version=__version__, config=config.redacted())

@@ -48,6 +48,13 @@ class ConfigError(Exception):
         return [f"{loc}: {msg}" if loc else msg for loc, msg in self.problems]
 
 
+def check_name(value: str) -> str:
+    """Pool and token names are label-safe identifiers."""
+    if not POOL_NAME.match(value):
+        raise ValueError("must be 1-64 characters of letters, digits, '_' or '-'")
+    return value
+
+
 class _Strict(BaseModel):
     """Base of every config section: unknown keys are errors."""
 
@@ -234,13 +241,7 @@ class PoolConfig(_Strict):
     min_active_sessions: Annotated[int, Field(ge=0)] | None = None
     create_indexes: bool | None = None
 
-    @field_validator("name")
-    @classmethod
-    def _name(cls, value: str) -> str:
-        """Names are label-safe identifiers."""
-        if not POOL_NAME.match(value):
-            raise ValueError("must be 1-64 characters of letters, digits, '_' or '-'")
-        return value
+    _name = field_validator("name")(check_name)
 
     @field_validator("database")
     @classmethod
@@ -300,13 +301,7 @@ class AdminToken(_Strict):
     token: SecretStr | None = None
     token_file: Path | None = None
 
-    @field_validator("name")
-    @classmethod
-    def _name(cls, value: str) -> str:
-        """Names are label-safe identifiers."""
-        if not POOL_NAME.match(value):
-            raise ValueError("must be 1-64 characters of letters, digits, '_' or '-'")
-        return value
+    _name = field_validator("name")(check_name)
 
     @field_validator("token_file")
     @classmethod

@@ -16,8 +16,7 @@ from typing import Any
 
 from pymongo import AsyncMongoClient
 
-from exporter.admin import build_admin
-from exporter.cli import make_server
+from exporter.cli import admin_routes, make_server
 from exporter.collector import Collector
 from exporter.config import Config, parse_listen
 from exporter.core import MongoSessions, SessionPoolError
@@ -190,8 +189,7 @@ async def _run(args: argparse.Namespace, server: Mongod, stop: asyncio.Event) ->
     )
     metrics = Metrics()
     collector = Collector(config, metrics)
-    admin = build_admin(config, collector, metrics)
-    uv = make_server(config, collector, metrics, admin.routes() if admin else [], install_signals=False)
+    uv = make_server(config, collector, metrics, admin_routes(config, collector, metrics), install_signals=False)
     tasks: list[asyncio.Task[None]] = []
     try:
         print(f"demo: seeding {len(names)} pools x {args.sessions} sessions ...", flush=True)

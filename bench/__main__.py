@@ -162,24 +162,9 @@ def _handlers(uri: str, largest: str, args: argparse.Namespace) -> dict[str, dic
     from bench.scrape import refreshes_total
 
     out: dict[str, dict[str, handlers.Run]] = {}
-    out["idle"] = asyncio.run(
-        handlers.compare(
-            uri,
-            "handlers",
-            size=args.handler_pool,
-            callers=args.callers,
-            duration=args.handler_seconds,
-            rounds=args.handler_rounds,
-        )
-    )
-    for name, r in out["idle"].items():
-        log(f"  {name:>4} idle: {r.rate:8.0f} ops/s, p99 {ms(r.p99)} ms, duplicates {r.duplicates}")
-    # The real daemon refreshing the largest pool back to back (1 s interval, each refresh longer).
-    proc = daemon(uri, pools_config([largest], busy=largest)).start()
-    try:
-        wait_http(proc.url("/readyz"), timeout=900)
-        before = refreshes_total(proc)
-        out["refreshing"] = asyncio.run(
+
+    def compare() -> dict[str, handlers.Run]:
+        return asyncio.run(
             handlers.compare(
                 uri,
                 "handlers",
@@ -189,6 +174,16 @@ def _handlers(uri: str, largest: str, args: argparse.Namespace) -> dict[str, dic
                 rounds=args.handler_rounds,
             )
         )
+
+    out["idle"] = compare()
+    for name, r in out["idle"].items():
+        log(f"  {name:>4} idle: {r.rate:8.0f} ops/s, p99 {ms(r.p99)} ms, duplicates {r.duplicates}")
+    # The real daemon refreshing the largest pool back to back (1 s interval, each refresh longer).
+    proc = daemon(uri, pools_config([largest], busy=largest)).start()
+    try:
+        wait_http(proc.url("/readyz"), timeout=900)
+        before = refreshes_total(proc)
+        out["refreshing"] = compare()
         out["_refreshes"] = {"count": handlers.Run(ops=refreshes_total(proc) - before)}
     finally:
         proc.stop()

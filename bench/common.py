@@ -1,4 +1,4 @@
-"""Shared bench helpers: percentiles, the machine description, and seeding a pool with a realistic mix."""
+"""Shared bench helpers: the machine description, ratios, and seeding a pool with a realistic mix."""
 
 from __future__ import annotations
 
@@ -18,6 +18,8 @@ import psutil  # type: ignore[import-untyped]
 import pymongo
 from pymongo import MongoClient
 
+from tests.support.stats import percentile
+
 DATABASE = "bench"
 
 # Share of each state in a seeded pool. Holds are set to outlast the run (hours), so the mix does
@@ -25,17 +27,6 @@ DATABASE = "bench"
 MIX = (("inactive", 0.05), ("blocked", 0.04), ("locked", 0.06), ("in_use", 0.05))
 LEGACY_SHARE = 0.2  # documents written by the original library: no `hold`, some without `active`
 SEED_BATCH = 10_000
-
-
-def percentile(values: list[float], q: float) -> float:
-    """The q-th percentile (0-100) by linear interpolation; nan for no values."""
-    if not values:
-        return float("nan")
-    ordered = sorted(values)
-    rank = (len(ordered) - 1) * q / 100
-    low = int(rank)
-    high = min(low + 1, len(ordered) - 1)
-    return ordered[low] + (ordered[high] - ordered[low]) * (rank - low)
 
 
 def median(values: list[float]) -> float:

@@ -11,8 +11,9 @@ from typing import Any
 from bson import ObjectId
 from pymongo import AsyncMongoClient, ReturnDocument
 
-from bench.common import DATABASE, percentile, seed
+from bench.common import DATABASE, seed
 from exporter.core import MongoSessions
+from tests.support.stats import percentile
 
 # Long enough that no session comes back during a run: any id handed out twice is a duplicate.
 HOLD_SECONDS = 3600

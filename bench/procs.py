@@ -21,6 +21,7 @@ import yaml
 
 from bench.common import DATABASE
 from exporter.mongod import free_port
+from tests.support.cli import cli_command
 
 
 def pools_config(
@@ -45,12 +46,6 @@ def daemon_config(mongo_uri: str, port: int, pools: list[dict[str, Any]]) -> dic
         "defaults": {"refresh_timeout": 600, "create_indexes": False},
         "pools": pools,
     }
-
-
-def cli_command() -> list[str]:
-    """The installed console script next to this interpreter, else `python -m exporter`."""
-    script = Path(sys.executable).parent / "session-pool-exporter"
-    return [str(script)] if script.exists() else [sys.executable, "-m", "exporter"]
 
 
 def http_get(url: str, timeout: float = 5.0) -> tuple[int, bytes]:

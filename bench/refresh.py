@@ -11,8 +11,9 @@ from typing import Any
 
 from pymongo import AsyncMongoClient
 
-from bench.common import DATABASE, median, percentile
-from exporter.core import STATES, MongoSessions, State, Statistics
+from bench.common import DATABASE, median
+from exporter.core import STATES, MongoSessions, State, Statistics, queries
+from tests.support.stats import percentile
 
 METHODS = ("ours", "original", "group", "stats", "active")
 LABELS = {
@@ -220,7 +221,7 @@ async def bench_size(
         stats.oldest_active_last_use, group.oldest_active_last_use
     )
     for method, pipeline in (
-        ("ours", pool._statistics_pipeline(stats.time)),
+        ("ours", queries.statistics_pipeline(pool.rules, pool.collection.name, stats.time)),
         ("group", group_pipeline(pool, stats.time)),
     ):
         plan = await explain(client, collection, pipeline)

@@ -9,16 +9,15 @@ import time
 
 from prometheus_client import start_http_server
 
-from exporter.collector import Collector
+from exporter.assembly import build
 from exporter.config import load_config
-from exporter.metrics import Metrics
 
 
 async def serve(config_path: str, port: int, busy: str | None) -> None:
     """Refresh every pool once, serve the registry, then (if `busy`) refresh that pool in a loop."""
     config = load_config(config_path, {}, {})
-    metrics = Metrics()
-    collector = Collector(config, metrics)
+    daemon = build(config)
+    collector, metrics = daemon.collector, daemon.metrics
     await collector.refresh_all()
     down = [p.name for p in collector.pools.values() if not p.up]
     if down:

@@ -16,27 +16,11 @@ from starlette.responses import JSONResponse, PlainTextResponse, Response
 from starlette.routing import BaseRoute, Route
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from exporter.admin import (
-    AdminDisabled,
-    AdminError,
-    BodyTooLarge,
-    Conflict,
-    Forbidden,
-    InvalidRequest,
-    PoolNotFound,
-    Unauthorized,
-)
+from exporter.admin import AdminError, InvalidRequest
+from exporter.admin.http import invalid
 from exporter.collector import Collector
 from exporter.config import Config
-from exporter.core import (
-    InvalidInput,
-    OperationFailed,
-    OperationTimeout,
-    SessionNotFound,
-    SessionPoolError,
-    TransactionsUnsupported,
-    Unavailable,
-)
+from exporter.core import InvalidInput, SessionPoolError, Unavailable
 from exporter.log import get_logger
 from exporter.metrics import Metrics
 
@@ -47,57 +31,28 @@ RETRY_AFTER_SECONDS = 5
 
 def error_response(exc: BaseException) -> JSONResponse:
     """The single place mapping an exception to an HTTP status and a JSON body (no stack traces)."""
+    body: dict[str, Any]
+    headers: dict[str, str] = {}
     if isinstance(exc, HTTPException):
-        body: dict[str, Any] = {"error": _http_error_name(exc.status_code), "message": exc.detail}
+        body = {"error": _http_error_name(exc.status_code), "message": exc.detail}
         return JSONResponse(body, status_code=exc.status_code, headers=exc.headers)
     if isinstance(exc, ValidationError):
-        problems = [
-            {"location": ".".join(str(p) for p in e["loc"]), "message": e["msg"]}
-            for e in exc.errors(include_input=False, include_url=False)
-        ]
-        return JSONResponse({"error": "invalid_input", "message": "invalid request", "problems": problems}, 400)
-    if isinstance(exc, AdminError):
-        status, name = _ADMIN_STATUS.get(type(exc), (400, "bad_request"))
-        body = {"error": name, "message": exc.message}
+        bad = invalid(exc)
+        return JSONResponse({"error": "invalid_input", "message": bad.message, "problems": bad.errors}, 400)
+    if isinstance(exc, AdminError | SessionPoolError):
+        body = {"error": exc.kind, "message": exc.message}
         if isinstance(exc, InvalidRequest) and exc.errors:
             body["problems"] = exc.errors
-        challenge = {"WWW-Authenticate": 'Bearer realm="admin"'} if status == 401 else {}
-        return JSONResponse(body, status_code=status, headers=challenge)
-    if isinstance(exc, SessionPoolError):
-        body = {"error": "", "message": exc.message}
-        headers: dict[str, str] = {}
-        if isinstance(exc, InvalidInput):
-            body["error"], status = "invalid_input", 400
-            if exc.field:
-                body["field"] = exc.field
-        elif isinstance(exc, SessionNotFound):
-            body["error"], status = "not_found", 404
-        elif isinstance(exc, Unavailable):
-            body["error"], status = "unavailable", 503
-            headers["Retry-After"] = str(RETRY_AFTER_SECONDS)
-        elif isinstance(exc, OperationTimeout):
-            body["error"], status = "timeout", 504
-        elif isinstance(exc, OperationFailed):
-            body["error"], status = "operation_failed", 502
-        elif isinstance(exc, TransactionsUnsupported):
-            body["error"], status = "transactions_unsupported", 503
-        else:
-            body["error"], status = "pool_error", 500
-        if exc.operation:
+        if isinstance(exc, InvalidInput) and exc.field:
+            body["field"] = exc.field
+        if isinstance(exc, SessionPoolError) and exc.operation:
             body["operation"] = exc.operation
-        return JSONResponse(body, status_code=status, headers=headers)
+        if exc.status == 401:
+            headers["WWW-Authenticate"] = 'Bearer realm="admin"'
+        if isinstance(exc, Unavailable):
+            headers["Retry-After"] = str(RETRY_AFTER_SECONDS)
+        return JSONResponse(body, status_code=exc.status, headers=headers)
     return JSONResponse({"error": "internal", "message": "internal server error"}, status_code=500)
-
-
-_ADMIN_STATUS: dict[type[AdminError], tuple[int, str]] = {
-    Unauthorized: (401, "unauthorized"),
-    Forbidden: (403, "forbidden"),
-    AdminDisabled: (404, "not_found"),
-    PoolNotFound: (404, "not_found"),
-    Conflict: (409, "conflict"),
-    BodyTooLarge: (413, "too_large"),
-    InvalidRequest: (422, "invalid_input"),
-}
 
 
 def _http_error_name(status: int) -> str:

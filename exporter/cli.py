@@ -4,26 +4,18 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import contextlib
 import os
 import platform
-import signal
 import sys
-import threading
-from collections.abc import Generator, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import pymongo
-import uvicorn
-from starlette.routing import BaseRoute
 
 from exporter import __version__
-from exporter.admin import build_admin
-from exporter.api import create_app
-from exporter.collector import Collector
+from exporter.assembly import build
 from exporter.config import ADMIN_TOKEN_ENV, DEFAULT_LISTEN, ENV_PREFIX, Config, ConfigError, load_config
 from exporter.log import get_logger, setup_logging
-from exporter.metrics import Metrics
 
 EXIT_CONFIG = 2
 SUBCOMMANDS = ("run", "check-config", "demo")
@@ -134,69 +126,15 @@ def check_config(args: argparse.Namespace, environ: Mapping[str, str]) -> int:
     config = _load_or_report(args, environ)
     if config is None:
         return EXIT_CONFIG
-    pools = ", ".join(f"{p.name} ({p.database}.{p.collection}, every {p.interval:g} s)" for p in config.pool_settings())
+    pools = ", ".join(f"{p.name} ({p.database}.{p.collection}, every {p.interval:g} s)" for p in config.pools)
     admin = f"{len(config.admin.tokens)} admin token(s)" if config.admin.enabled else "admin API off"
     print(f"config ok: listen {config.listen}, {len(config.pools)} pool(s): {pools}; {admin}")
     return 0
 
 
-class _Server(uvicorn.Server):
-    """uvicorn server whose SIGTERM/SIGINT end the process with exit code 0 after a graceful shutdown."""
-
-    def __init__(self, config: uvicorn.Config, *, install_signals: bool = True) -> None:
-        super().__init__(config)
-        self.install_signals = install_signals
-
-    @contextlib.contextmanager
-    def capture_signals(self) -> Generator[None, None, None]:
-        """Install the shutdown handlers without re-raising the signal afterwards (uvicorn does)."""
-        if not self.install_signals or threading.current_thread() is not threading.main_thread():
-            yield
-            return
-        handled = (signal.SIGINT, signal.SIGTERM)
-        original = {sig: signal.signal(sig, self.handle_exit) for sig in handled}
-        try:
-            yield
-        finally:
-            for sig, handler in original.items():
-                signal.signal(sig, handler)
-
-
-def admin_routes(config: Config, collector: Collector, metrics: Metrics) -> list[BaseRoute]:
-    """Routes of the admin API (none when no admin token is configured: /admin/... is then a 404)."""
-    admin = build_admin(config, collector, metrics)
-    return admin.routes() if admin is not None else []
-
-
-def make_server(
-    config: Config, collector: Collector, metrics: Metrics, routes: Sequence[BaseRoute], *,
-    install_signals: bool = True,
-) -> uvicorn.Server:  # fmt: skip
-    """The uvicorn server (one process, one event loop) for the app."""
-    app = create_app(config, collector, metrics, admin_routes=list(routes))
-    uv = uvicorn.Config(
-        app,
-        host=config.listen_host,
-        port=config.listen_port,
-        log_config=None,
-        access_log=False,  # uvicorn's would log query strings; the app logs requests at debug
-        server_header=False,
-        lifespan="on",
-        timeout_graceful_shutdown=10,
-        # Longer than any client's idle timeout (httpx 5 s, a 60 s scrape interval), so the
-        # server never closes a kept-alive connection at the moment a client reuses it.
-        timeout_keep_alive=75,
-        ssl_certfile=str(config.tls.cert_file) if config.tls else None,
-        ssl_keyfile=str(config.tls.key_file) if config.tls else None,
-    )
-    return _Server(uv, install_signals=install_signals)
-
-
 async def serve(config: Config) -> int:
     """Run the exporter until SIGTERM/SIGINT; 0 after a clean shutdown."""
-    metrics = Metrics()
-    collector = Collector(config, metrics)
-    server = make_server(config, collector, metrics, admin_routes(config, collector, metrics))
+    server = build(config).server()
     scheme = "https" if config.tls else "http"
     log.info("listening", url=f"{scheme}://{config.listen}/metrics")
     await server.serve()

@@ -6,7 +6,6 @@ import asyncio
 import contextlib
 import random
 import time
-from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -16,62 +15,16 @@ from apscheduler.triggers.interval import IntervalTrigger
 from pymongo import AsyncMongoClient
 from pymongo.errors import PyMongoError
 
-from exporter.config import Config, PoolSettings
+from exporter.config import Config
 from exporter.core import MongoSessions, OperationFailed, SessionPoolError, Statistics, redact
 from exporter.log import get_logger
 from exporter.metrics import Metrics
+from exporter.runtime import PoolRuntime
 
 log = get_logger("exporter.collector")
 
 _PING_TIMEOUT = 1.0
 _PING_CACHE = 1.0
-
-
-@dataclass
-class PoolRuntime:
-    """One pool's client and the result of its last refreshes (read by /metrics, /readyz, admin)."""
-
-    name: str
-    config: PoolSettings
-    sessions: MongoSessions
-    stats: Statistics | None = None
-    active: int | None = None
-    up: bool = False
-    last_success: float | None = None
-    last_error: str | None = None
-    last_duration: float | None = None
-    refreshes: int = 0
-    _last_success_monotonic: float | None = None
-    _connected: bool = False
-    _lock: asyncio.Lock = field(default_factory=asyncio.Lock)
-
-    @property
-    def interval(self) -> float:
-        """Seconds between scheduled refreshes."""
-        return self.config.interval
-
-    @property
-    def max_age(self) -> float:
-        """Age after which the pool's state series are stale."""
-        return self.config.max_age
-
-    @property
-    def min_active_sessions(self) -> int:
-        """Alert threshold from the config."""
-        return self.config.min_active_sessions
-
-    def age(self, now: float | None = None) -> float | None:
-        """Seconds since the last successful refresh (monotonic clock), None before the first."""
-        del now  # the wall clock may jump; the age uses the monotonic clock
-        if self._last_success_monotonic is None:
-            return None
-        return time.monotonic() - self._last_success_monotonic
-
-    @property
-    def fresh(self) -> bool:
-        """True when the last success is younger than max_age."""
-        age = self.age()
-        return age is not None and age <= self.max_age
 
 
 class Collector:
@@ -91,12 +44,12 @@ class Collector:
         )
         self._owns_client = client is None
         self.pools: dict[str, PoolRuntime] = {}
-        for settings in config.pool_settings():
+        for settings in config.pools:
             sessions = MongoSessions(
                 db=settings.database,
                 collection=settings.collection,
                 client=self.client,
-                fields=settings.fields,
+                fields=settings.fields.as_fields(),
                 lock_time=settings.lock_time,
                 block_time=settings.block_time,
                 grace=settings.grace,
@@ -107,7 +60,7 @@ class Collector:
                 wtimeout=wc.wtimeout,
                 create_indexes=settings.create_indexes,
             )
-            self.pools[settings.name] = PoolRuntime(settings.name, settings, sessions)
+            self.pools[settings.name] = PoolRuntime(settings, sessions)
             metrics.add_pool(settings.name)
         metrics.bind(lambda: list(self.pools.values()))
         self._scheduler: AsyncIOScheduler | None = None
@@ -148,7 +101,7 @@ class Collector:
         if scheduler is not None:
             scheduler.pause()
         # Each refresh is bounded by its refresh_timeout; wait for them rather than cancel mid-way.
-        running = [p._lock for p in self.pools.values() if p._lock.locked()]
+        running = [p.lock for p in self.pools.values() if p.lock.locked()]
         if running:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(asyncio.gather(*(self._wait_lock(lk) for lk in running)), timeout=5)
@@ -175,7 +128,7 @@ class Collector:
     async def refresh(self, name: str) -> PoolRuntime:
         """Refresh one pool now (never raises; the outcome is in the returned runtime state)."""
         pool = self.pools[name]
-        async with pool._lock:
+        async with pool.lock:
             await self._refresh_locked(pool)
         return pool
 
@@ -203,28 +156,23 @@ class Collector:
             log.exception("refresh_crashed", pool=pool.name)
         pool.last_duration = time.monotonic() - started
         if error is None:
-            pool.stats, pool.active = stats, active
-            pool.last_success = time.time()
-            pool._last_success_monotonic = time.monotonic()
             if not pool.up:
                 if pool.last_error is not None:
                     log.info("refresh_recovered", pool=pool.name, previous_error=pool.last_error)
                 else:
                     log.info("pool_up", pool=pool.name, total=stats.total)
-            pool.up = True
-            pool.last_error = None
+            pool.succeeded(stats, active)
             self._ping_ok, self._ping_at = True, time.monotonic()
             return
         self.metrics.refresh_failures.labels(pool.name).inc()
         if pool.up or pool.last_error is None:
             # Log state changes only: a pool that stays down is not logged on every run.
             log.warning("refresh_failed", pool=pool.name, error=error)
-        pool.up = False
-        pool.last_error = error
+        pool.failed(error)
 
     async def _fetch(self, pool: PoolRuntime) -> tuple[Statistics, int]:
         """Connect if needed, then read the statistics and the active count."""
-        if not pool._connected:
+        if not pool.connected:
             try:
                 await pool.sessions.connect()
             except OperationFailed as exc:
@@ -232,7 +180,7 @@ class Collector:
                 if pool.sessions.topology is None:
                     raise
                 log.warning("create_indexes_failed", pool=pool.name, error=exc.message)
-            pool._connected = True
+            pool.connected = True
         # Concurrently: the server runs both at once, so a refresh costs the slower of the two.
         stats, active = await asyncio.gather(pool.sessions.aggregate_statistics(), pool.sessions.count_active())
         return stats, active

@@ -16,12 +16,10 @@ from typing import Any
 
 from pymongo import AsyncMongoClient
 
-from exporter.cli import admin_routes, make_server
-from exporter.collector import Collector
+from exporter.assembly import build
 from exporter.config import Config, parse_listen
 from exporter.core import MongoSessions, SessionPoolError
 from exporter.log import get_logger, setup_logging
-from exporter.metrics import Metrics
 from exporter.mongod import Mongod, MongodNotFound
 
 log = get_logger("exporter.demo")
@@ -187,9 +185,7 @@ async def _run(args: argparse.Namespace, server: Mongod, stop: asyncio.Event) ->
     fleet_client: AsyncMongoClient[dict[str, Any]] = AsyncMongoClient(
         server.uri, tz_aware=True, tzinfo=UTC, appname="demo-fleet"
     )
-    metrics = Metrics()
-    collector = Collector(config, metrics)
-    uv = make_server(config, collector, metrics, admin_routes(config, collector, metrics), install_signals=False)
+    uv = build(config).server(install_signals=False)
     tasks: list[asyncio.Task[None]] = []
     try:
         print(f"demo: seeding {len(names)} pools x {args.sessions} sessions ...", flush=True)

@@ -1,12 +1,11 @@
-"""Prometheus metrics on the daemon's own registry, rendered from the last in-memory snapshot."""
+"""Prometheus metrics on the daemon's own registry, declared as tables and rendered from memory."""
 
 from __future__ import annotations
 
 import platform
-import time
 from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass
 from datetime import datetime
-from typing import Protocol
 
 import pymongo
 from prometheus_client import CollectorRegistry, Counter, Gauge, disable_created_metrics
@@ -18,53 +17,13 @@ from prometheus_client.process_collector import ProcessCollector
 from prometheus_client.registry import Collector
 
 from exporter import __version__
-from exporter.core import STATES, Statistics
+from exporter.core import STATES
+from exporter.runtime import PoolRuntime
 
 PREFIX = "session_pool_"
 _EVERY = "Refreshed every session_pool_refresh_interval_seconds, not at scrape time."
 
-
-class PoolView(Protocol):
-    """What the metrics need to know about one pool (the collector's runtime state)."""
-
-    @property
-    def name(self) -> str:
-        """Pool label value."""
-
-    @property
-    def stats(self) -> Statistics | None:
-        """Last statistics, or None before the first successful refresh."""
-
-    @property
-    def active(self) -> int | None:
-        """Last `count_active()` result."""
-
-    @property
-    def up(self) -> bool:
-        """True when the last refresh succeeded."""
-
-    @property
-    def last_success(self) -> float | None:
-        """Unix time of the last successful refresh."""
-
-    @property
-    def last_duration(self) -> float | None:
-        """Seconds the last refresh took."""
-
-    @property
-    def interval(self) -> float:
-        """Configured refresh interval in seconds."""
-
-    @property
-    def max_age(self) -> float:
-        """Age in seconds after which the state series are no longer exported."""
-
-    @property
-    def min_active_sessions(self) -> int:
-        """Configured alert threshold."""
-
-    def age(self, now: float) -> float | None:
-        """Seconds since the last successful refresh, or None before the first."""
+Samples = Iterable[tuple[tuple[str, ...], float]]
 
 
 def _ts(when: datetime | None) -> float | None:
@@ -72,85 +31,136 @@ def _ts(when: datetime | None) -> float | None:
     return when.timestamp() if when is not None else None
 
 
+def _one(value: float | None) -> Samples:
+    """A single unlabelled sample, or none when the value is absent."""
+    return [] if value is None else [((), float(value))]
+
+
+@dataclass(frozen=True)
+class PoolGauge:
+    """One per-pool gauge: its name, help, extra labels, and how to read its samples from a pool.
+
+    `stateful` gauges describe the pool's sessions and are withdrawn once the pool's last
+    successful refresh is older than its max_age (the staleness rule).
+    """
+
+    name: str
+    help: str
+    samples: Callable[[PoolRuntime], Samples]
+    labels: tuple[str, ...] = ()
+    stateful: bool = False
+
+
+POOL_GAUGES: tuple[PoolGauge, ...] = (
+    PoolGauge(
+        "sessions",
+        "Sessions per state (active, in_use, locked, blocked, inactive).",
+        lambda p: [((str(s),), p.stats.states.get(s, 0)) for s in STATES] if p.stats else [],
+        labels=("state",),
+        stateful=True,
+    ),
+    PoolGauge(
+        "active_sessions",
+        "Sessions a handler can take now: count_active() (default filter, not held).",
+        lambda p: _one(p.active),
+        stateful=True,
+    ),
+    PoolGauge(
+        "uses",
+        "Sum of count_use over the pool; use deriv()/delta(), not rate().",
+        lambda p: _one(p.stats.uses if p.stats else None),
+        stateful=True,
+    ),
+    PoolGauge(
+        "successes",
+        "Sum of count_success over the pool; use deriv()/delta(), not rate().",
+        lambda p: _one(p.stats.successes if p.stats else None),
+        stateful=True,
+    ),
+    PoolGauge(
+        "next_unlock_timestamp_seconds",
+        "Unix time of the earliest end of a lock or block (absent when none).",
+        lambda p: _one(_ts(p.stats.next_unlock) if p.stats else None),
+        stateful=True,
+    ),
+    PoolGauge(
+        "oldest_active_last_use_timestamp_seconds",
+        "Unix time of the oldest last_use among active sessions (absent when none).",
+        lambda p: _one(_ts(p.stats.oldest_active_last_use) if p.stats else None),
+        stateful=True,
+    ),
+    PoolGauge(
+        "min_active_sessions", "Configured alert threshold for active sessions.", lambda p: _one(p.min_active_sessions)
+    ),
+    PoolGauge("refresh_interval_seconds", "Configured seconds between refreshes.", lambda p: _one(p.interval)),
+    PoolGauge("up", "1 when the pool's last refresh succeeded, else 0.", lambda p: _one(1.0 if p.up else 0.0)),
+    PoolGauge(
+        "last_success_timestamp_seconds",
+        "Unix time of the pool's last successful refresh.",
+        lambda p: _one(p.last_success),
+    ),
+    PoolGauge("refresh_duration_seconds", "Seconds the pool's last refresh took.", lambda p: _one(p.last_duration)),
+)
+
+
+@dataclass(frozen=True)
+class CounterSpec:
+    """One counter of the daemon (exported with the `_total` suffix)."""
+
+    name: str
+    help: str
+    labels: tuple[str, ...]
+
+
+COUNTERS: tuple[CounterSpec, ...] = (
+    CounterSpec("refreshes", "Refreshes of the pool's statistics attempted.", ("pool",)),
+    CounterSpec("refresh_failures", "Refreshes of the pool's statistics that failed.", ("pool",)),
+    CounterSpec("admin_actions", "Admin API writes applied, per pool and action.", ("pool", "action")),
+    CounterSpec("admin_action_failures", "Admin API writes that failed, per pool and action.", ("pool", "action")),
+)
+
+
 class PoolCollector(Collector):
     """Renders the pool gauges from memory and applies the staleness rule (never touches MongoDB)."""
 
-    def __init__(self, pools: Callable[[], Iterable[PoolView]]) -> None:
+    def __init__(self, pools: Callable[[], Iterable[PoolRuntime]]) -> None:
         self._pools = pools
 
     def describe(self) -> Iterable[Metric]:
         """Metric families without samples (lets the registry check for name clashes)."""
-        return list(self._families())
+        return [self._family(gauge) for gauge in POOL_GAUGES]
 
-    def _families(self) -> list[GaugeMetricFamily]:
-        """Fresh, empty metric families of the pool gauges."""
-        def gauge(name: str, doc: str, labels: list[str] | None = None) -> GaugeMetricFamily:
-            """One pool gauge family with the refresh note in its HELP."""
-            return GaugeMetricFamily(PREFIX + name, f"{doc} {_EVERY}", labels=labels or ["pool"])
-
-        return [
-            gauge("sessions", "Sessions per state (active, in_use, locked, blocked, inactive).", ["pool", "state"]),
-            gauge("active_sessions", "Sessions a handler can take now: count_active() (default filter, not held)."),
-            gauge("uses", "Sum of count_use over the pool; use deriv()/delta(), not rate()."),
-            gauge("successes", "Sum of count_success over the pool; use deriv()/delta(), not rate()."),
-            gauge(
-                "next_unlock_timestamp_seconds",
-                "Unix time of the earliest end of a lock or block (absent when none).",
-            ),
-            gauge(
-                "oldest_active_last_use_timestamp_seconds",
-                "Unix time of the oldest last_use among active sessions (absent when none).",
-            ),
-            gauge("min_active_sessions", "Configured alert threshold for active sessions."),
-            gauge("refresh_interval_seconds", "Configured seconds between refreshes."),
-            gauge("up", "1 when the pool's last refresh succeeded, else 0."),
-            gauge("last_success_timestamp_seconds", "Unix time of the pool's last successful refresh."),
-            gauge("refresh_duration_seconds", "Seconds the pool's last refresh took."),
-        ]
+    @staticmethod
+    def _family(gauge: PoolGauge) -> GaugeMetricFamily:
+        return GaugeMetricFamily(PREFIX + gauge.name, f"{gauge.help} {_EVERY}", labels=["pool", *gauge.labels])
 
     def collect(self) -> Iterator[Metric]:
         """Current samples for every pool."""
-        (sessions, active, uses, successes, next_unlock, oldest, min_active, interval, up, last_ok,
-         duration) = self._families()  # fmt: skip
-        now = time.time()
-        for pool in self._pools():
-            name = pool.name
-            min_active.add_metric([name], pool.min_active_sessions)
-            interval.add_metric([name], pool.interval)
-            up.add_metric([name], 1.0 if pool.up else 0.0)
-            if pool.last_success is not None:
-                last_ok.add_metric([name], pool.last_success)
-            if pool.last_duration is not None:
-                duration.add_metric([name], pool.last_duration)
-            age = pool.age(now)
-            stats = pool.stats
-            # Staleness rule: state-derived series vanish once the last success is too old.
-            if stats is None or age is None or age > pool.max_age:
-                continue
-            for state in STATES:
-                sessions.add_metric([name, str(state)], stats.states.get(state, 0))
-            if pool.active is not None:
-                active.add_metric([name], pool.active)
-            uses.add_metric([name], stats.uses)
-            successes.add_metric([name], stats.successes)
-            unlock = _ts(stats.next_unlock)
-            if unlock is not None:
-                next_unlock.add_metric([name], unlock)
-            last_use = _ts(stats.oldest_active_last_use)
-            if last_use is not None:
-                oldest.add_metric([name], last_use)
-        yield from (sessions, active, uses, successes, next_unlock, oldest, min_active, interval, up, last_ok,
-                    duration)  # fmt: skip
+        pools = list(self._pools())
+        for gauge in POOL_GAUGES:
+            family = self._family(gauge)
+            for pool in pools:
+                age = pool.age()
+                if gauge.stateful and (pool.stats is None or age is None or age > pool.max_age):
+                    continue
+                for labels, sample in gauge.samples(pool):
+                    family.add_metric([pool.name, *labels], sample)
+            yield family
 
 
 class Metrics:
     """Every metric of the daemon, on a registry of its own (never prometheus_client's global one)."""
 
+    refreshes: Counter
+    refresh_failures: Counter
+    admin_actions: Counter
+    admin_action_failures: Counter
+
     def __init__(self, version: str = __version__) -> None:
         # `_created` series only add noise to an exporter's counters.
         disable_created_metrics()  # type: ignore[no-untyped-call]
         self.registry = CollectorRegistry(auto_describe=True)
-        self._pools: Callable[[], Iterable[PoolView]] = list
+        self._pools: Callable[[], Iterable[PoolRuntime]] = list
         ProcessCollector(registry=self.registry)
         PlatformCollector(registry=self.registry)
         GCCollector(registry=self.registry)
@@ -161,31 +171,21 @@ class Metrics:
             registry=self.registry,
         )
         self.build_info.labels(version, platform.python_version(), pymongo.version).set(1)
-        self.refreshes = Counter(
-            PREFIX + "refreshes", "Refreshes of the pool's statistics attempted.", ["pool"], registry=self.registry
-        )
-        self.refresh_failures = Counter(
-            PREFIX + "refresh_failures", "Refreshes of the pool's statistics that failed.", ["pool"],
-            registry=self.registry,
-        )  # fmt: skip
-        self.admin_actions = Counter(
-            PREFIX + "admin_actions", "Admin API writes applied, per pool and action.", ["pool", "action"],
-            registry=self.registry,
-        )  # fmt: skip
-        self.admin_action_failures = Counter(
-            PREFIX + "admin_action_failures", "Admin API writes that failed, per pool and action.",
-            ["pool", "action"], registry=self.registry,
-        )  # fmt: skip
+        for spec in COUNTERS:
+            setattr(self, spec.name, Counter(PREFIX + spec.name, spec.help, list(spec.labels), registry=self.registry))
         self.registry.register(PoolCollector(lambda: self._pools()))
 
-    def bind(self, pools: Callable[[], Iterable[PoolView]]) -> None:
+    def bind(self, pools: Callable[[], Iterable[PoolRuntime]]) -> None:
         """Tell the pool collector where the runtime state of the pools lives."""
         self._pools = pools
 
-    def add_pool(self, name: str) -> None:
+    def add_pool(self, name: str, actions: Iterable[str] = ()) -> None:
         """Export the pool's counters at 0 from the start, so rate()/increase() see the first failure."""
         self.refreshes.labels(name)
         self.refresh_failures.labels(name)
+        for action in actions:
+            self.admin_actions.labels(pool=name, action=action)
+            self.admin_action_failures.labels(pool=name, action=action)
 
     def render(self, accept: str | None = None) -> tuple[bytes, str]:
         """The exposition (Prometheus text, or OpenMetrics if `accept` asks for it) and its content type."""

@@ -3,12 +3,9 @@
 from __future__ import annotations
 
 import os
-import shutil
-import sys
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
-from pathlib import Path
-from typing import Any, NoReturn
+from typing import Any
 
 import pytest
 from pymongo import MongoClient
@@ -17,21 +14,6 @@ from exporter.core import MongoSessions
 from exporter.mongod import Mongod
 
 PoolFactory = Callable[..., Awaitable[MongoSessions]]
-
-
-def missing_tool(what: str) -> NoReturn:
-    """A tool .ci/run installs is missing: a failure under CI=true, a skip on a developer machine."""
-    if os.environ.get("CI", "").lower() == "true":
-        pytest.fail(f"{what} is missing, but CI=true and .ci/run installs it")
-    pytest.skip(f"{what} is missing")
-
-
-def require_binary(name: str, package: str) -> str:
-    """Path of a binary from PATH, the venv or /usr/bin; `missing_tool` when there is none."""
-    for candidate in (shutil.which(name), Path(sys.executable).parent / name, Path("/usr/bin") / name):
-        if candidate and os.access(candidate, os.X_OK) and Path(candidate).is_file():
-            return str(candidate)
-    missing_tool(f"{name} ({package})")
 
 
 @pytest.fixture(scope="session")
@@ -91,3 +73,19 @@ def mongod_factory() -> Iterator[Callable[..., Mongod]]:
     yield make
     for server in servers:
         server.cleanup()
+
+
+# Tests that need a real server or a process: `pytest -m "not integration"` runs the rest in seconds.
+_SERVER_FIXTURES = {"mongo_uri", "sync_client", "pool_factory", "mongod_factory"}
+_SLOW = ("reliability/", "test_e2e_prometheus.py", "test_bench_smoke.py", "test_demo.py")
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Mark `integration` every test using a real server, and `slow` (and integration) the long suites."""
+    root = os.path.dirname(__file__)
+    for item in items:
+        where = os.path.relpath(str(item.path), root)
+        if where.startswith(_SLOW):
+            item.add_marker(pytest.mark.slow)
+        if item.get_closest_marker("slow") or _SERVER_FIXTURES & set(getattr(item, "fixturenames", ())):
+            item.add_marker(pytest.mark.integration)

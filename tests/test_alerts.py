@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 import yaml
 
-from tests.conftest import require_binary
+from tests.support.tools import require_binary
 
 ROOT = Path(__file__).resolve().parent.parent
 RULE_FILES = sorted((ROOT / "alerts").glob("*.yml"))
@@ -53,6 +53,7 @@ def test_rule_files_exist() -> None:
     assert TEST_FILES, "no tests/rules/*.test.yml"
 
 
+@pytest.mark.integration
 @pytest.mark.parametrize("path", RULE_FILES, ids=lambda p: p.name)
 def test_promtool_check_rules(path: Path) -> None:
     """`promtool check rules` accepts every rule file (syntax, PromQL, templates)."""
@@ -61,6 +62,7 @@ def test_promtool_check_rules(path: Path) -> None:
     assert "SUCCESS" in result.stdout
 
 
+@pytest.mark.integration
 @pytest.mark.parametrize("path", TEST_FILES, ids=lambda p: p.name)
 def test_promtool_unit_tests(path: Path) -> None:
     """`promtool test rules` passes every unit test file."""

@@ -7,7 +7,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from tests.conftest import require_binary
+from tests.support.tools import require_binary
 
 ROOT = Path(__file__).resolve().parent.parent
 

@@ -15,7 +15,10 @@ from pymongo.collection import Collection
 
 from exporter.core import STATES
 from exporter.mongod import Mongod
-from tests.daemon_helpers import Samples, running_daemon, value
+from tests.support.daemon import running
+from tests.support.metrics import Samples, value
+
+pytestmark = pytest.mark.integration
 
 LOCK_TIME = 6000.0
 GRACE = 3000.0
@@ -168,7 +171,7 @@ def test_gauges_equal_independent_counts_and_follow_changes(
          "fields": {"active": "enabled", "next_use": "free_at"}},
     ]  # fmt: skip
     env = {"SESSION_POOL_EXPORTER_MONGODB__URI": mongo_uri, "SESSION_POOL_EXPORTER_ADMIN_TOKEN": TOKEN}
-    with running_daemon(_config(pools), env) as daemon:
+    with running(_config(pools), env) as daemon:
         daemon.wait_ready()
         daemon.wait_refreshes(["main", "renamed"])
         samples = daemon.samples()
@@ -225,7 +228,7 @@ def test_outage_keeps_serving_and_recovers_without_restart(
     pools = [{"name": "p", "database": "spe_outage", "collection": unique_name}]
     config = _config(pools, max_age=2)
     config["mongodb"]["uri"] = server.uri
-    with running_daemon(config) as daemon:
+    with running(config) as daemon:
         daemon.wait_ready()
         assert value(daemon.samples(), "session_pool_sessions", pool="p", state="active") == 5.0
 
@@ -270,7 +273,7 @@ def test_sigint_and_unknown_routes(mongo_uri: str, unique_name: str) -> None:
     """Unknown paths answer JSON 404, the admin API is off without tokens, SIGINT exits 0."""
     pools = [{"name": "p", "database": "spe_daemon", "collection": unique_name}]
     env = {"SESSION_POOL_EXPORTER_MONGODB__URI": mongo_uri}
-    with running_daemon(_config(pools), env, ["--log-level", "debug"]) as daemon:
+    with running(_config(pools), env, ["--log-level", "debug"]) as daemon:
         daemon.wait_ready()
         # At debug level requests are logged, by path only: a query string may carry a secret.
         assert daemon.get("/healthz", params={"token": "query-secret-123"}).status_code == 200
@@ -295,7 +298,7 @@ def test_sigint_and_unknown_routes(mongo_uri: str, unique_name: str) -> None:
 
 def test_invalid_config_on_run_exits_nonzero(tmp_path: Any) -> None:
     """`run` with an invalid config lists the problems and exits 2 without serving."""
-    from tests.daemon_helpers import run_cli
+    from tests.support.cli import run_cli
 
     path = tmp_path / "bad.yaml"
     path.write_text("pools:\n  - name: 'bad name'\n    database: d\n")
@@ -317,13 +320,10 @@ async def test_error_mapping_over_http(mongo_uri: str, unique_name: str) -> None
     from pydantic import BaseModel
     from starlette.requests import Request
     from starlette.responses import Response
-    from starlette.routing import Route
 
-    from exporter.cli import make_server
-    from exporter.collector import Collector
+    from exporter.assembly import build
     from exporter.config import load_config
     from exporter.core import InvalidInput, OperationFailed, OperationTimeout, SessionNotFound, Unavailable
-    from exporter.metrics import Metrics
     from exporter.mongod import free_port
 
     class Body(BaseModel):
@@ -349,9 +349,9 @@ async def test_error_mapping_over_http(mongo_uri: str, unique_name: str) -> None
     port = free_port()
     config = load_config(None, {}, {"mongo_uri": mongo_uri, "database": "spe_daemon", "collection": unique_name,
                                     "listen": f"127.0.0.1:{port}"})  # fmt: skip
-    metrics = Metrics()
-    collector = Collector(config, metrics)
-    server = make_server(config, collector, metrics, [Route("/boom/{kind}", boom)], install_signals=False)
+    daemon = build(config)
+    daemon.app.add_route("/boom/{kind}", boom)
+    server = daemon.server(install_signals=False)
     serving = asyncio.create_task(server.serve())
     try:
         async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}", timeout=10) as http:
@@ -398,7 +398,7 @@ def test_tls_listener(mongo_uri: str, unique_name: str, tmp_path: Any) -> None:
     pools = [{"name": "p", "database": "spe_daemon", "collection": unique_name}]
     config = {**_config(pools), "tls": {"cert_file": str(cert), "key_file": str(key)}}
     trust = ssl.create_default_context(cafile=str(cert))
-    with running_daemon(config, {"SESSION_POOL_EXPORTER_MONGODB__URI": mongo_uri}) as daemon:
+    with running(config, {"SESSION_POOL_EXPORTER_MONGODB__URI": mongo_uri}) as daemon:
         url = f"https://127.0.0.1:{daemon.port}"
 
         def ready() -> bool:
@@ -422,7 +422,7 @@ def test_starts_while_mongodb_is_down_and_connects_later(
     server.stop()
     config = _config([{"name": "late", "database": "spe_late", "collection": unique_name}])
     config["mongodb"]["uri"] = server.uri
-    with running_daemon(config) as daemon:
+    with running(config) as daemon:
         daemon.wait_for(lambda: daemon.refreshes("late") >= 2, "failed refreshes")
         samples = daemon.samples()
         assert value(samples, "session_pool_up", pool="late") == 0.0

@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 import yaml
 
-from tests.conftest import require_binary
+from tests.support.tools import require_binary
 
 ROOT = Path(__file__).resolve().parent.parent
 DASHBOARD_DIR = ROOT / "dashboards"
@@ -79,6 +79,7 @@ def test_committed_json_is_up_to_date(name: str) -> None:
     )
 
 
+@pytest.mark.integration
 def test_generator_check_mode() -> None:
     """`generate.py --check` agrees that the committed files are current."""
     assert GENERATOR.main(["--check"]) == 0
@@ -151,6 +152,7 @@ def check_as_rules(expressions: list[str], directory: Path) -> subprocess.Comple
     return subprocess.run([promtool(), "check", "rules", str(path)], capture_output=True, text=True, check=False)
 
 
+@pytest.mark.integration
 def test_every_expression_parses(tmp_path: Path) -> None:
     """promtool parses every dashboard expression (template variables substituted first)."""
     expressions = [GENERATOR.substitute(expr) for _, expr in all_expressions()]
@@ -159,6 +161,7 @@ def test_every_expression_parses(tmp_path: Path) -> None:
     assert result.returncode == 0, result.stdout + result.stderr
 
 
+@pytest.mark.integration
 def test_the_parse_check_catches_bad_promql(tmp_path: Path) -> None:
     """The same check rejects a broken expression, so a pass above means something."""
     result = check_as_rules(['sum by (pool (session_pool_up{pool=~".*"})'], tmp_path)

@@ -15,7 +15,8 @@ from pymongo.errors import PyMongoError
 
 from exporter.core import STATES
 from exporter.mongod import free_port
-from tests.daemon_helpers import cli_command, parse_metrics, value
+from tests.support.cli import cli_command
+from tests.support.metrics import parse_metrics, value
 
 POOLS = ("telegram", "instagram")
 

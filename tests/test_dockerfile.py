@@ -11,7 +11,9 @@ import sys
 import tomllib
 from pathlib import Path
 
-from tests.conftest import missing_tool
+import pytest
+
+from tests.support.tools import missing_tool
 
 ROOT = Path(__file__).resolve().parent.parent
 DOCKERFILE = ROOT / "Dockerfile"
@@ -78,6 +80,7 @@ def _only(stage: list[tuple[str, str]], keyword: str) -> str:
     return found[-1]
 
 
+@pytest.mark.integration
 def test_hadolint_passes_without_ignored_rules(tmp_path: Path) -> None:
     """Hadolint reports nothing at all, with a config that ignores no rule (not even a home one)."""
     config = tmp_path / "hadolint.yaml"

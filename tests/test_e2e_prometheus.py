@@ -28,7 +28,7 @@ import pytest
 import yaml
 
 from exporter import MongoSessions
-from tests.conftest import require_binary
+from tests.support.tools import require_binary
 
 ROOT = Path(__file__).resolve().parent.parent
 EXPORTER = Path(sys.executable).with_name("session-pool-exporter")

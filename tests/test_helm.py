@@ -22,7 +22,7 @@ import pytest
 import yaml
 
 from exporter.mongod import free_port
-from tests.conftest import missing_tool
+from tests.support.tools import missing_tool
 
 ROOT = Path(__file__).resolve().parent.parent
 CHART = ROOT / "helm" / "session-pool-exporter"
@@ -622,6 +622,7 @@ def test_prometheus_rules_equal_the_alert_files(helm: ModuleType) -> None:
         assert rule["metadata"]["labels"]["r"] == "x"
 
 
+@pytest.mark.integration
 def test_prometheus_rules_pass_promtool(helm: ModuleType, tmp_path: Path) -> None:
     """What the PrometheusRule deploys is a rule file Prometheus itself accepts."""
     promtool = shutil.which("promtool")
@@ -713,6 +714,7 @@ def test_chart_copies_have_not_drifted_from_alerts_and_dashboards() -> None:
             assert copies[name].read_bytes() == source.read_bytes(), f"{name} drifted: {hint}"
 
 
+@pytest.mark.integration
 def test_sync_script_check_mode_agrees() -> None:
     """`scripts/sync_chart.py --check` exits 0 on the committed tree."""
     proc = subprocess.run(
@@ -725,6 +727,7 @@ def test_sync_script_check_mode_agrees() -> None:
     assert proc.returncode == 0, proc.stderr
 
 
+@pytest.mark.integration
 def test_sync_script_detects_and_repairs_drift(tmp_path: Path) -> None:
     """On a scratch tree: a changed, a new and a removed source are reported, then synced away."""
     tree = tmp_path / "repo"
@@ -768,8 +771,8 @@ def _schema_model_pairs() -> list[tuple[str, str, set[str]]]:
         ("mongodb", "MongoConfig", {"uri", "uri_file"}),
         ("mongodb.write_concern", "WriteConcernConfig", set()),
         ("log", "LogConfig", set()),
-        ("defaults", "PoolDefaults", set()),
-        ("pools[]", "PoolConfig", set()),
+        ("defaults", "PoolOptions", set()),
+        ("pools[]", "Pool", set()),
         ("pools[].fields", "FieldsConfig", set()),
         ("admin", "AdminConfig", set()),
         ("admin.tokens[]", "AdminToken", {"token", "token_file"}),

@@ -4,37 +4,42 @@ from __future__ import annotations
 
 import subprocess
 import time
-from dataclasses import dataclass
 from datetime import UTC, datetime
 
 import pytest
 from prometheus_client import REGISTRY
 from prometheus_client.parser import text_string_to_metric_families
 
-from exporter.core import STATES, State, Statistics
+from exporter.config import Pool
+from exporter.core import STATES, MongoSessions, State, Statistics
 from exporter.metrics import Metrics
-from tests.conftest import require_binary
-from tests.daemon_helpers import parse_metrics, value
+from exporter.runtime import PoolRuntime
+from tests.support.metrics import parse_metrics, value
+from tests.support.tools import require_binary
+
+# A client that is never used: the metrics read only the pool's settings and last outcome.
+SESSIONS = MongoSessions("mongodb://127.0.0.1:9/", "d", "c")
 
 
-@dataclass
-class View:
-    """A pool's runtime state as the metrics read it (plain data, no MongoDB involved)."""
-
-    name: str
-    stats: Statistics | None = None
-    active: int | None = None
-    up: bool = False
-    last_success: float | None = None
-    last_duration: float | None = None
-    interval: float = 15.0
-    max_age: float = 45.0
-    min_active_sessions: int = 1
-    success_monotonic: float | None = None
-
-    def age(self, now: float) -> float | None:
-        """Seconds since the last success."""
-        return None if self.success_monotonic is None else time.monotonic() - self.success_monotonic
+def runtime(
+    name: str,
+    stats: Statistics | None = None,
+    active: int | None = None,
+    up: bool = False,
+    last_success: float | None = None,
+    last_duration: float | None = None,
+    max_age: float = 45.0,
+    min_active_sessions: int = 1,
+    success_monotonic: float | None = None,
+) -> PoolRuntime:
+    """A pool's runtime state as the collector leaves it (plain data, no MongoDB involved)."""
+    config = Pool(
+        name=name, database="d", collection="c", interval=15.0, max_age=max_age, min_active_sessions=min_active_sessions
+    )
+    return PoolRuntime(
+        config, SESSIONS, stats=stats, active=active, up=up, last_success=last_success,
+        last_success_monotonic=success_monotonic, last_duration=last_duration,
+    )  # fmt: skip
 
 
 def stats(**counts: int) -> Statistics:
@@ -51,10 +56,11 @@ def stats(**counts: int) -> Statistics:
     )
 
 
-def fresh(name: str, **counts: int) -> View:
+def fresh(name: str, max_age: float = 45.0, min_active_sessions: int = 1, **counts: int) -> PoolRuntime:
     """A pool refreshed just now."""
-    return View(name, stats(**counts), active=counts.get("active", 0), up=True, last_success=time.time(),
-                last_duration=0.01, success_monotonic=time.monotonic())  # fmt: skip
+    return runtime(name, stats(**counts), active=counts.get("active", 0), up=True, last_success=time.time(),
+                last_duration=0.01, success_monotonic=time.monotonic(), max_age=max_age,
+                min_active_sessions=min_active_sessions)  # fmt: skip
 
 
 def test_own_registry_and_several_instances() -> None:
@@ -69,8 +75,7 @@ def test_own_registry_and_several_instances() -> None:
 def test_fresh_pool_exports_every_series_with_zeros() -> None:
     """All five states always, zeros included; absent timestamps stay absent."""
     metrics = Metrics(version="9.9.9")
-    pool = fresh("tg", active=3, locked=2)
-    pool.min_active_sessions = 5
+    pool = fresh("tg", min_active_sessions=5, active=3, locked=2)
     metrics.bind(lambda: [pool])
     metrics.add_pool("tg")
     samples = parse_metrics(metrics.render()[0].decode())
@@ -100,7 +105,7 @@ def test_fresh_pool_exports_every_series_with_zeros() -> None:
 def test_never_refreshed_pool_exports_only_health_series() -> None:
     """Before the first success there is no state to report: up 0, config gauges, counters."""
     metrics = Metrics()
-    metrics.bind(lambda: [View("new")])
+    metrics.bind(lambda: [runtime("new")])
     samples = parse_metrics(metrics.render()[0].decode())
     assert value(samples, "session_pool_up", pool="new") == 0
     assert value(samples, "session_pool_refresh_interval_seconds", pool="new") == 15
@@ -111,10 +116,9 @@ def test_never_refreshed_pool_exports_only_health_series() -> None:
 def test_staleness_rule_drops_state_series_only() -> None:
     """Older than max_age: sessions, active, uses, successes, next_unlock, oldest vanish; the rest stays."""
     metrics = Metrics()
-    pool = fresh("old", active=4)
+    pool = fresh("old", max_age=30, active=4)
     pool.up = False
-    pool.max_age = 30
-    pool.success_monotonic = time.monotonic() - 31
+    pool.last_success_monotonic = time.monotonic() - 31
     metrics.bind(lambda: [pool])
     samples = parse_metrics(metrics.render()[0].decode())
     for name in ("session_pool_sessions", "session_pool_active_sessions", "session_pool_uses",
@@ -125,7 +129,7 @@ def test_staleness_rule_drops_state_series_only() -> None:
     assert value(samples, "session_pool_last_success_timestamp_seconds", pool="old") is not None
     assert value(samples, "session_pool_min_active_sessions", pool="old") == 1
     # Within max_age the last values stay, even while up is 0.
-    pool.success_monotonic = time.monotonic() - 29
+    pool.last_success_monotonic = time.monotonic() - 29
     samples = parse_metrics(metrics.render()[0].decode())
     assert value(samples, "session_pool_sessions", pool="old", state=str(State.ACTIVE)) == 4
 
@@ -160,11 +164,12 @@ def test_openmetrics_negotiation() -> None:
     assert body.decode().endswith("# EOF\n")
 
 
+@pytest.mark.integration
 def test_exposition_passes_promtool_lint(tmp_path: object) -> None:
     """`promtool check metrics` accepts the exposition (names, units, HELP, counters)."""
     promtool = require_binary("promtool", "Debian package prometheus")
     metrics = Metrics()
-    metrics.bind(lambda: [fresh("a", active=1), View("b")])
+    metrics.bind(lambda: [fresh("a", active=1), runtime("b")])
     metrics.add_pool("a")
     metrics.admin_actions.labels("a", "lock").inc()
     body, _ = metrics.render()

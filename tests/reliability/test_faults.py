@@ -15,15 +15,14 @@ from pymongo import MongoClient
 from exporter.mongod import Mongod
 from tests.reliability.harness import (
     APP_NAME,
-    Daemon,
     Poller,
     Probe,
     Report,
     base_config,
-    latency_summary,
-    metric,
-    running,
 )
+from tests.support.daemon import Daemon, running
+from tests.support.metrics import value
+from tests.support.stats import latency_summary
 
 SyncClient = MongoClient[dict[str, Any]]
 POOL = "faulty"
@@ -57,22 +56,22 @@ def fail_point(server: Mongod, mode: Any, **data: Any) -> None:
 
 def up(p: Probe) -> float | None:
     """session_pool_up of the pool in a probe."""
-    return metric(p.samples, "session_pool_up", pool=POOL)
+    return value(p.samples, "session_pool_up", pool=POOL)
 
 
 def last_success(p: Probe) -> float | None:
     """session_pool_last_success_timestamp_seconds in a probe."""
-    return metric(p.samples, "session_pool_last_success_timestamp_seconds", pool=POOL)
+    return value(p.samples, "session_pool_last_success_timestamp_seconds", pool=POOL)
 
 
 def failures(p: Probe) -> float:
     """session_pool_refresh_failures_total in a probe."""
-    return metric(p.samples, "session_pool_refresh_failures_total", pool=POOL) or 0.0
+    return value(p.samples, "session_pool_refresh_failures_total", pool=POOL) or 0.0
 
 
 def has_state_series(p: Probe) -> bool:
     """Whether the state-derived series are exported in a probe."""
-    return metric(p.samples, "session_pool_sessions", pool=POOL, state="active") is not None
+    return value(p.samples, "session_pool_sessions", pool=POOL, state="active") is not None
 
 
 def check_truth(probes: list[Probe], max_age: float) -> dict[str, int]:
@@ -137,7 +136,7 @@ def test_slow_and_failing_commands(server: Mongod, report: Report) -> None:
     interval, refresh_timeout, max_age = 1.0, 1.0, 3.0
     defaults = {"interval": interval, "refresh_timeout": refresh_timeout, "max_age": max_age}
     config = base_config(server.uri, [{"name": POOL, "database": DB, "collection": POOL}], defaults=defaults)
-    with running(config) as daemon, Poller(daemon) as poller:
+    with running(config, ready=True) as daemon, Poller(daemon) as poller:
         time.sleep(1.5)
         # 1. Slow: every aggregation and count blocks 4 s, longer than refresh_timeout.
         slow_at = time.time()
@@ -193,15 +192,15 @@ def test_kill_mid_refresh_and_restart(server: Mongod, report: Report) -> None:
     config = base_config(server.uri, [{"name": POOL, "database": DB, "collection": POOL}], defaults=defaults)
     recoveries: list[float] = []
     windows: list[tuple[float, float]] = []
-    with running(config) as daemon, Poller(daemon) as poller:
+    with running(config, ready=True) as daemon, Poller(daemon) as poller:
         time.sleep(1.5)
         for _ in range(2):
             # Hold the next aggregation on the server, wait until a refresh is stuck on it, then kill.
             fail_point(server, {"times": 1}, failCommands=["aggregate"], blockConnection=True, blockTimeMS=2500)
-            started = metric(daemon.samples(), "session_pool_refreshes_total", pool=POOL) or 0
+            started = value(daemon.samples(), "session_pool_refreshes_total", pool=POOL) or 0
 
             def refresh_started(base: float = started) -> bool:
-                return (metric(daemon.samples(), "session_pool_refreshes_total", pool=POOL) or 0) > base
+                return (value(daemon.samples(), "session_pool_refreshes_total", pool=POOL) or 0) > base
 
             daemon.wait_for(refresh_started, "a refresh to start")
             time.sleep(0.3)
@@ -281,7 +280,7 @@ def test_admin_writes_survive_kill(server: Mongod, report: Report) -> None:
     client.close()
     stop = threading.Event()
     kills = 0
-    with running(config) as daemon:
+    with running(config, ready=True) as daemon:
         operators = [Operator(daemon, i, ids[i::6], stop) for i in range(6)]
         for op in operators:
             op.start()

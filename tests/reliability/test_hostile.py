@@ -15,15 +15,8 @@ from pymongo import MongoClient
 from schemathesis import GenerationMode
 
 from exporter.admin import openapi_document
-from tests.reliability.harness import (
-    READ_TOKEN,
-    WRITE_TOKEN,
-    Daemon,
-    Report,
-    base_config,
-    running,
-    snapshot,
-)
+from tests.reliability.harness import Report, base_config, snapshot
+from tests.support.daemon import READ_TOKEN, WRITE_TOKEN, Daemon, running
 
 SyncClient = MongoClient[dict[str, Any]]
 POOL = "p"
@@ -55,7 +48,7 @@ def target(mongo_uri: str) -> Iterator[Target]:
     ids = list(client[db][POOL].insert_many(docs).inserted_ids)
     config = base_config(mongo_uri, [{"name": POOL, "database": db, "collection": POOL}],
                          admin={"audit": {"database": audit_db, "collection": "events"}})  # fmt: skip
-    with running(config) as daemon:
+    with running(config, ready=True) as daemon:
         yield Target(daemon, client, db, audit_db, ids)
     client.drop_database(db)
     client.drop_database(audit_db)

@@ -15,16 +15,13 @@ import psutil  # type: ignore[import-untyped,unused-ignore]
 from pymongo import AsyncMongoClient, MongoClient
 
 from exporter import MongoSessions
-from tests.daemon_helpers import parse_metrics
 from tests.reliability.harness import (
-    READ_TOKEN,
-    WRITE_TOKEN,
     Report,
     base_config,
-    latency_summary,
-    metric,
-    running,
 )
+from tests.support.daemon import READ_TOKEN, WRITE_TOKEN, running
+from tests.support.metrics import parse_metrics, value
+from tests.support.stats import latency_summary
 
 # CI runs 20 s (the default); docs/reliability.md is produced with RELIABILITY_LOAD_SECONDS=60.
 DURATION = float(os.environ.get("RELIABILITY_LOAD_SECONDS", "20"))
@@ -98,7 +95,7 @@ async def test_reads_under_load_with_churn(mongo_uri: str, report: Report) -> No
     pools = [{"name": name, "database": db, "collection": name} for name in ids]
     config = base_config(mongo_uri, pools, defaults={"interval": 1, "jitter": 0, "refresh_timeout": 2},
                          mongodb={"timeout": 5}, admin={"audit": {"database": db, "collection": "audit"}})  # fmt: skip
-    with running(config) as daemon:
+    with running(config, ready=True) as daemon:
         assert daemon.process is not None
         proc = psutil.Process(daemon.process.pid)
         # Some audit events to search.
@@ -155,10 +152,10 @@ async def test_reads_under_load_with_churn(mongo_uri: str, report: Report) -> No
     first_mb = sum(r for _, r in first) / len(first) / 2**20
     last_mb = sum(r for _, r in last) / len(last) / 2**20
     growth = (last_mb - first_mb) / first_mb
-    refreshes = sum((metric(after, "session_pool_refreshes_total", pool=n) or 0)
-                    - (metric(before, "session_pool_refreshes_total", pool=n) or 0) for n in ids)  # fmt: skip
-    failures = sum((metric(after, "session_pool_refresh_failures_total", pool=n) or 0)
-                   - (metric(before, "session_pool_refresh_failures_total", pool=n) or 0) for n in ids)  # fmt: skip
+    refreshes = sum((value(after, "session_pool_refreshes_total", pool=n) or 0)
+                    - (value(before, "session_pool_refreshes_total", pool=n) or 0) for n in ids)  # fmt: skip
+    failures = sum((value(after, "session_pool_refresh_failures_total", pool=n) or 0)
+                   - (value(before, "session_pool_refresh_failures_total", pool=n) or 0) for n in ids)  # fmt: skip
     total = sum(len(v) for v in latencies.values())
     report.record("load", "duration_s", round(measured, 1))
     report.record("load", "setup", {"pools": POOLS, "sessions_per_pool": SESSIONS, "interval_s": 1,

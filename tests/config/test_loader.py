@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from exporter.config import ConfigError, load_config
-from tests.daemon_helpers import run_cli
+from tests.support.cli import run_cli
 
 URI = "mongodb://127.0.0.1:27017/?directConnection=true"
 SECRET_URI = "mongodb://alice:s3cret-pass@db.example:27017/?replicaSet=rs0"
@@ -200,6 +200,7 @@ def test_secrets_from_files_and_redaction(tmp_path: Path) -> None:
     assert config.redacted()["mongodb"]["uri"] == "mongodb://***@db.example:27017/?replicaSet=rs0"
 
 
+@pytest.mark.integration
 def test_check_config_cli_lists_problems_and_exits_2(tmp_path: Path) -> None:
     """`check-config` prints every located problem to stderr and exits 2."""
     path = tmp_path / "bad.yaml"
@@ -216,6 +217,7 @@ def test_check_config_cli_lists_problems_and_exits_2(tmp_path: Path) -> None:
     assert f"{syntax}:3:1: YAML syntax error" in result.stderr
 
 
+@pytest.mark.integration
 def test_check_config_cli_ok_and_secret_free(tmp_path: Path) -> None:
     """A valid config gives exit 0 and a summary; no secret is printed."""
     path = tmp_path / "good.yaml"
@@ -232,6 +234,7 @@ def test_check_config_cli_ok_and_secret_free(tmp_path: Path) -> None:
     assert "defaults.interval: must be > 0" in result.stderr
 
 
+@pytest.mark.integration
 def test_cli_help_and_version() -> None:
     """--help explains every option; --version prints the version."""
     result = run_cli("run", "--help")

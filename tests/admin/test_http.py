@@ -14,7 +14,8 @@ from pymongo import MongoClient
 
 from exporter import MongoSessions, State
 from exporter.mongod import Mongod
-from tests.admin_helpers import READ_TOKEN, WRITE_TOKEN, Daemon, daemon_config, running_daemon
+from tests.support.daemon import READ_TOKEN, WRITE_TOKEN, config, serving, write_config
+from tests.support.daemon import InProcess as Daemon
 
 SyncClient = MongoClient[dict[str, Any]]
 AUDIT_DB = "session_pool_exporter"
@@ -37,12 +38,20 @@ async def pool_name(sync_client: SyncClient, unique_name: str) -> str:
 @pytest.fixture
 async def daemon(tmp_path: Path, mongo_uri: str, pool_name: str) -> AsyncIterator[Daemon]:
     """The daemon with admin tokens and one pool."""
-    path = daemon_config(
-        tmp_path, mongo_uri, [{"name": pool_name, "database": "spe_admin", "collection": pool_name}],
-        admin={"max_period": 86400, "bulk_unlock_cap": 3, "reason_max_length": 50,
-               "audit": {"database": AUDIT_DB, "collection": pool_name}},
-    )  # fmt: skip
-    async with running_daemon(path) as d:
+    path = write_config(
+        tmp_path,
+        config(
+            mongo_uri,
+            [{"name": pool_name, "database": "spe_admin", "collection": pool_name}],
+            admin={
+                "max_period": 86400,
+                "bulk_unlock_cap": 3,
+                "reason_max_length": 50,
+                "audit": {"database": AUDIT_DB, "collection": pool_name},
+            },
+        ),
+    )
+    async with serving(path) as d:
         yield d
 
 
@@ -55,10 +64,11 @@ def audit(sync_client: SyncClient, pool: str) -> list[dict[str, Any]]:
 
 
 async def test_admin_routes_are_off_without_tokens(tmp_path: Path, mongo_uri: str, pool_name: str) -> None:
-    path = daemon_config(
-        tmp_path, mongo_uri, [{"name": pool_name, "database": "spe_admin", "collection": pool_name}], tokens=False
+    path = write_config(
+        tmp_path,
+        config(mongo_uri, [{"name": pool_name, "database": "spe_admin", "collection": pool_name}], tokens=False),
     )
-    async with running_daemon(path) as d, d.client(WRITE_TOKEN) as http:
+    async with serving(path) as d, d.client(WRITE_TOKEN) as http:
         assert d.admin is None
         for method, url in [("GET", "/admin/pools"), ("POST", f"/admin/pools/{pool_name}/unlock"),
                             ("GET", "/admin/openapi.json"), ("GET", "/admin/audit")]:  # fmt: skip
@@ -123,12 +133,16 @@ async def test_get_session_view_hides_credentials(daemon: Daemon, pool_name: str
 async def test_credentials_only_when_config_allows(
     tmp_path: Path, mongo_uri: str, pool_name: str, sync_client: SyncClient
 ) -> None:
-    path = daemon_config(
-        tmp_path, mongo_uri, [{"name": pool_name, "database": "spe_admin", "collection": pool_name}],
-        admin={"expose_credentials": True},
-    )  # fmt: skip
+    path = write_config(
+        tmp_path,
+        config(
+            mongo_uri,
+            [{"name": pool_name, "database": "spe_admin", "collection": pool_name}],
+            admin={"expose_credentials": True},
+        ),
+    )
     sid = ids(sync_client, pool_name)[0]
-    async with running_daemon(path) as d, d.client(READ_TOKEN) as http:
+    async with serving(path) as d, d.client(READ_TOKEN) as http:
         view = (await http.get(f"/admin/pools/{pool_name}/sessions/{sid}")).json()
     assert view["session"] == {"login": "u0", "password": "secret-password-0"}
 
@@ -414,9 +428,15 @@ async def test_mongodb_down_gives_503_with_retry_after(tmp_path: Path, mongod_fa
     seed: SyncClient = MongoClient(server.uri)
     sid = seed["db"]["pool"].insert_one({"active": True, "next_use": None}).inserted_id
     seed.close()
-    path = daemon_config(tmp_path, server.uri, [{"name": "p", "database": "db", "collection": "pool"}],
-                         mongodb={"timeout": 2, "server_selection_timeout": 1})  # fmt: skip
-    async with running_daemon(path) as d:
+    path = write_config(
+        tmp_path,
+        config(
+            server.uri,
+            [{"name": "p", "database": "db", "collection": "pool"}],
+            mongodb={"timeout": 2, "server_selection_timeout": 1},
+        ),
+    )
+    async with serving(path) as d:
         server.stop()
         async with d.client() as http:
             r = await http.post(f"/admin/pools/p/sessions/{sid}/lock")
@@ -435,10 +455,16 @@ async def test_standalone_writes_intent_first(tmp_path: Path, mongod_factory: Ca
     server = mongod_factory(replica_set=None)
     seed: SyncClient = MongoClient(server.uri)
     sid = seed["db"]["pool"].insert_one({"active": True, "next_use": None}).inserted_id
-    path = daemon_config(tmp_path, server.uri, [{"name": "p", "database": "db", "collection": "pool"}],
-                         admin={"audit": {"database": "audit", "collection": "events"}})  # fmt: skip
+    path = write_config(
+        tmp_path,
+        config(
+            server.uri,
+            [{"name": "p", "database": "db", "collection": "pool"}],
+            admin={"audit": {"database": "audit", "collection": "events"}},
+        ),
+    )
     try:
-        async with running_daemon(path) as d, d.client() as http:
+        async with serving(path) as d, d.client() as http:
             ok = await http.post(f"/admin/pools/p/sessions/{sid}/deactivate", json={"reason": "dead"})
             assert ok.status_code == 200 and ok.json()["state_after"] == "inactive"
             (event,) = seed["audit"]["events"].find()

@@ -1,0 +1,33 @@
+"""The admin API: a service applying operators' actions with an audit trail, and its HTTP routes."""
+
+from exporter.admin.errors import (
+    AdminDisabled,
+    AdminError,
+    BodyTooLarge,
+    Conflict,
+    Forbidden,
+    InvalidRequest,
+    PoolNotFound,
+    Unauthorized,
+)
+from exporter.admin.http import AdminHTTP
+from exporter.admin.models import Action
+from exporter.admin.openapi import openapi_document
+from exporter.admin.service import ACTIONS, AdminService, Caller
+
+__all__ = [
+    "ACTIONS",
+    "Action",
+    "AdminDisabled",
+    "AdminError",
+    "AdminHTTP",
+    "AdminService",
+    "BodyTooLarge",
+    "Caller",
+    "Conflict",
+    "Forbidden",
+    "InvalidRequest",
+    "PoolNotFound",
+    "Unauthorized",
+    "openapi_document",
+]

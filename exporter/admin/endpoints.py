@@ -1,0 +1,94 @@
+"""The admin API's route table: paths, what each takes and answers (routes and OpenAPI come from it)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal
+
+from pydantic import BaseModel
+
+from exporter.admin.models import (
+    SESSION_ID,
+    Action,
+    ActionBody,
+    ActionResult,
+    AuditPage,
+    AuditQuery,
+    BulkUnlockBody,
+    BulkUnlockResult,
+    PoolList,
+    SessionView,
+)
+from exporter.config import NAME
+
+PATH_PARAMETERS: dict[str, dict[str, object]] = {
+    "pool": {"type": "string", "pattern": NAME.pattern},
+    "session_id": {"type": "string", "pattern": SESSION_ID.pattern},
+    "action": {"type": "string", "enum": [a.value for a in Action]},
+}
+
+
+@dataclass(frozen=True)
+class Endpoint:
+    """One admin route: what it takes and answers (the OpenAPI document is built from this table)."""
+
+    path: str
+    method: Literal["GET", "POST"]
+    operation_id: str
+    summary: str
+    handler: str
+    write: bool = False
+    body: type[BaseModel] | None = None
+    body_required: bool = False
+    query: type[BaseModel] | None = None
+    answer: type[BaseModel] | None = None
+    errors: tuple[int, ...] = (401, 403, 404)
+    documented: bool = True
+
+
+ENDPOINTS: tuple[Endpoint, ...] = (
+    Endpoint("/admin/openapi.json", "GET", "openapi", "This document.", "openapi", documented=False),
+    Endpoint("/admin/pools", "GET", "listPools", "Every pool with its last statistics.", "list_pools", answer=PoolList),
+    Endpoint(
+        "/admin/pools/{pool}/unlock",
+        "POST",
+        "bulkUnlock",
+        "Unlock every locked or blocked session of a pool.",
+        "bulk_unlock",
+        write=True,
+        body=BulkUnlockBody,
+        body_required=True,
+        answer=BulkUnlockResult,
+        errors=(400, 401, 403, 404, 409, 413, 422, 503),
+    ),
+    Endpoint(
+        "/admin/pools/{pool}/sessions/{session_id}",
+        "GET",
+        "getSession",
+        "One session.",
+        "get_session",
+        answer=SessionView,
+        errors=(400, 401, 404, 503),
+    ),
+    Endpoint(
+        "/admin/pools/{pool}/sessions/{session_id}/{action}",
+        "POST",
+        "sessionAction",
+        "Unlock, deactivate, activate, lock or block one session.",
+        "act",
+        write=True,
+        body=ActionBody,
+        answer=ActionResult,
+        errors=(400, 401, 403, 404, 409, 413, 422, 503),
+    ),
+    Endpoint(
+        "/admin/audit",
+        "GET",
+        "searchAudit",
+        "Search the audit trail.",
+        "search_audit",
+        query=AuditQuery,
+        answer=AuditPage,
+        errors=(400, 401, 403, 404, 422, 503),
+    ),
+)

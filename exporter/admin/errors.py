@@ -1,0 +1,81 @@
+"""The admin API's own errors, each with its HTTP status and error kind (mapped in exporter.api)."""
+
+from __future__ import annotations
+
+from typing import Any, ClassVar
+
+
+class AdminError(Exception):
+    """Base of the admin API's own errors."""
+
+    status: ClassVar[int] = 400
+    kind: ClassVar[str] = "bad_request"
+
+    def __init__(self, message: str) -> None:
+        self.message = message
+        super().__init__(message)
+
+
+class Unauthorized(AdminError):
+    """No token, or a token that matches none configured."""
+
+    status = 401
+    kind = "unauthorized"
+
+
+class Forbidden(AdminError):
+    """The token's role does not allow this route."""
+
+    status = 403
+    kind = "forbidden"
+
+    def __init__(self, message: str, *, role: str) -> None:
+        self.role = role
+        super().__init__(message)
+
+
+class AdminDisabled(AdminError):
+    """No admin token is configured, so the admin API does not exist."""
+
+    status = 404
+    kind = "not_found"
+
+
+class PoolNotFound(AdminError):
+    """The pool named in the path is not configured."""
+
+    status = 404
+    kind = "not_found"
+
+    def __init__(self, pool: str) -> None:
+        self.pool = pool
+        super().__init__(f"unknown pool {pool!r}")
+
+
+class Conflict(AdminError):
+    """The action cannot apply to the session or pool as it is now."""
+
+    status = 409
+    kind = "conflict"
+
+
+class BodyTooLarge(AdminError):
+    """The request body is larger than the admin API accepts."""
+
+    status = 413
+    kind = "too_large"
+
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+        super().__init__(f"request body larger than {limit} bytes")
+
+
+class InvalidRequest(AdminError):
+    """The request's JSON body or query string does not validate."""
+
+    status = 422
+    kind = "invalid_input"
+
+    def __init__(self, message: str, *, errors: list[dict[str, Any]] | None = None) -> None:
+        self.errors = errors or []
+        super().__init__(message)

@@ -1,0 +1,188 @@
+"""The admin API over HTTP: the route table, bearer-token authentication and request parsing."""
+
+from __future__ import annotations
+
+import hmac
+import json
+import uuid
+from collections.abc import Awaitable, Callable
+from typing import Any, TypeVar
+
+from pydantic import BaseModel, ValidationError
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import BaseRoute, Route
+
+from exporter.admin.endpoints import ENDPOINTS
+from exporter.admin.errors import AdminDisabled, BodyTooLarge, Forbidden, InvalidRequest, Unauthorized
+from exporter.admin.models import REQUEST_ID, Action, ActionBody, AuditQuery, Body, BulkUnlockBody
+from exporter.admin.openapi import openapi_document
+from exporter.admin.service import AdminService, Caller
+from exporter.config import AdminConfig
+from exporter.core import parse_session_id
+
+MAX_BODY_BYTES = 16 * 1024
+_B = TypeVar("_B", bound=Body)
+Handler = Callable[[Request], Awaitable[Response]]
+
+
+def invalid(exc: ValidationError) -> InvalidRequest:
+    """A pydantic validation error as the API's 422, every problem located."""
+    errors = [
+        {"loc": [str(p) for p in e["loc"]], "msg": e["msg"], "type": e["type"]}
+        for e in exc.errors(include_url=False, include_input=False, include_context=False)
+    ]
+    summary = "; ".join(
+        f"{'.'.join(e['loc']) or 'body'}: {'unknown field' if e['type'] == 'extra_forbidden' else e['msg']}"
+        for e in errors
+    )
+    return InvalidRequest(f"invalid request: {summary}", errors=errors)
+
+
+class AdminHTTP:
+    """The admin routes: authenticate, parse, call the service, answer JSON."""
+
+    def __init__(self, config: AdminConfig, service: AdminService) -> None:
+        self.service = service
+        self._tokens = [(t.secret().encode(), Caller(t.name, t.role)) for t in config.tokens]
+
+    def routes(self) -> list[BaseRoute]:
+        """The admin routes (all under /admin), from the endpoint table."""
+        return [Route(e.path, getattr(self, e.handler), methods=[e.method]) for e in ENDPOINTS]
+
+    # -- plumbing --
+
+    def authenticate(self, request: Request, *, write: bool) -> Caller:
+        """Return the caller of a valid bearer token; 404 when admin is off, 401/403 otherwise."""
+        if not self._tokens:
+            raise AdminDisabled("the admin API is disabled: no admin token is configured")
+        header = request.headers.get("authorization", "")
+        scheme, _, presented = header.partition(" ")
+        if scheme.lower() != "bearer" or not presented.strip():
+            raise Unauthorized("missing bearer token: send 'Authorization: Bearer <token>'")
+        candidate = presented.strip().encode()
+        found: Caller | None = None
+        for secret, caller in self._tokens:
+            # Compare against every token, in constant time, so timing reveals nothing.
+            if hmac.compare_digest(candidate, secret):
+                found = caller
+        if found is None:
+            raise Unauthorized("invalid token")
+        if write and found.role != "write":
+            raise Forbidden(f"token {found.name!r} has role {found.role!r}; this route needs 'write'", role=found.role)
+        request.state.actor = found.name
+        return found
+
+    @staticmethod
+    def request_id(request: Request) -> str:
+        """The caller's X-Request-ID when well formed, else a fresh one."""
+        given = request.headers.get("x-request-id", "")
+        rid = given if REQUEST_ID.match(given) else uuid.uuid4().hex
+        request.state.request_id = rid
+        return rid
+
+    @staticmethod
+    async def body(request: Request, model: type[_B]) -> _B:
+        """The JSON body validated by `model` (an empty body is the model's defaults)."""
+        length = request.headers.get("content-length")
+        if length is not None and length.isdigit() and int(length) > MAX_BODY_BYTES:
+            raise BodyTooLarge(MAX_BODY_BYTES)
+        raw = bytearray()
+        async for chunk in request.stream():
+            raw.extend(chunk)
+            if len(raw) > MAX_BODY_BYTES:
+                raise BodyTooLarge(MAX_BODY_BYTES)
+        if not raw.strip():
+            return model()
+        try:
+            text = bytes(raw).decode("utf-8")
+        except UnicodeDecodeError as exc:
+            raise InvalidRequest(f"request body is not valid UTF-8 (byte {exc.start})") from None
+        try:
+            data = json.loads(text)
+        except json.JSONDecodeError as exc:
+            raise InvalidRequest(
+                f"request body is not valid JSON: {exc.msg} at line {exc.lineno} column {exc.colno}"
+            ) from None
+        except RecursionError:
+            raise InvalidRequest("request body is nested too deeply") from None
+        if not isinstance(data, dict):
+            raise InvalidRequest("request body must be a JSON object")
+        try:
+            return model.model_validate(data)
+        except ValidationError as exc:
+            raise invalid(exc) from None
+
+    @staticmethod
+    def query(request: Request, model: type[BaseModel]) -> Any:
+        """The query string validated by `model`; a parameter given twice is refused."""
+        params: dict[str, Any] = {}
+        for key, value in request.query_params.multi_items():
+            if key in params:
+                raise InvalidRequest(f"query parameter {key!r} given more than once")
+            params[key] = value
+        try:
+            return model.model_validate(params)
+        except ValidationError as exc:
+            raise invalid(exc) from None
+
+    @staticmethod
+    def answer(model: BaseModel, headers: dict[str, str] | None = None) -> JSONResponse:
+        """A response model as JSON (optional fields left unset are left out)."""
+        return JSONResponse(model.model_dump(mode="json", exclude_unset=True), headers=headers)
+
+    # -- routes --
+
+    async def openapi(self, request: Request) -> Response:
+        """GET /admin/openapi.json."""
+        self.authenticate(request, write=False)
+        return JSONResponse(openapi_document())
+
+    async def list_pools(self, request: Request) -> Response:
+        """GET /admin/pools."""
+        self.authenticate(request, write=False)
+        return self.answer(self.service.list_pools())
+
+    async def get_session(self, request: Request) -> Response:
+        """GET /admin/pools/{pool}/sessions/{session_id}."""
+        self.authenticate(request, write=False)
+        self.service.pool(request.path_params["pool"])
+        oid = parse_session_id(request.path_params["session_id"])
+        return self.answer(await self.service.session(request.path_params["pool"], oid))
+
+    async def act(self, request: Request) -> Response:
+        """POST /admin/pools/{pool}/sessions/{session_id}/{action}."""
+        caller = self.authenticate(request, write=True)
+        rid = self.request_id(request)
+        self.service.pool(request.path_params["pool"])
+        try:
+            action = Action(request.path_params["action"])
+        except ValueError:
+            raise InvalidRequest(
+                f"unknown action {request.path_params['action']!r}; use one of {', '.join(a.value for a in Action)}"
+            ) from None
+        oid = parse_session_id(request.path_params["session_id"])
+        body = await self.body(request, ActionBody)
+        result = await self.service.act(
+            request.path_params["pool"], oid, action, period=body.period, reason=body.reason, caller=caller,
+            request_id=rid,
+        )  # fmt: skip
+        return self.answer(result, headers={"X-Request-ID": rid})
+
+    async def bulk_unlock(self, request: Request) -> Response:
+        """POST /admin/pools/{pool}/unlock."""
+        caller = self.authenticate(request, write=True)
+        rid = self.request_id(request)
+        self.service.pool(request.path_params["pool"])
+        body = await self.body(request, BulkUnlockBody)
+        result = await self.service.bulk_unlock(
+            request.path_params["pool"], body.state, dry_run=body.dry_run, reason=body.reason, caller=caller,
+            request_id=rid,
+        )  # fmt: skip
+        return self.answer(result)
+
+    async def search_audit(self, request: Request) -> Response:
+        """GET /admin/audit."""
+        self.authenticate(request, write=False)
+        query: AuditQuery = self.query(request, AuditQuery)
+        return self.answer(await self.service.search_audit(query))

@@ -1,0 +1,255 @@
+"""The admin API's request and response models; the OpenAPI document is generated from them."""
+
+from __future__ import annotations
+
+import re
+from datetime import UTC, datetime
+from enum import StrEnum
+from typing import Any, Literal
+
+from bson import ObjectId
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+from exporter.config import NAME, check_name
+from exporter.core import PERIOD_UNITS, State
+
+REQUEST_ID = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
+REQUEST_ID_RULE = "must be 1-128 characters of letters, digits, '.', '_', ':' or '-'"
+SESSION_ID = re.compile(r"^[0-9a-fA-F]{24}$")
+
+
+class Action(StrEnum):
+    """What an operator can do to one session."""
+
+    UNLOCK = "unlock"
+    DEACTIVATE = "deactivate"
+    ACTIVATE = "activate"
+    LOCK = "lock"
+    BLOCK = "block"
+
+
+# --- requests ---------------------------------------------------------------------------------------
+
+
+class Body(BaseModel):
+    """Base of request bodies: unknown fields and type coercion are refused."""
+
+    model_config = ConfigDict(extra="forbid", strict=True)
+
+
+PERIOD_SCHEMA: dict[str, Any] = {
+    "type": "object",
+    "minProperties": 1,
+    "additionalProperties": False,
+    "properties": {unit: {"type": "number", "minimum": 0} for unit in PERIOD_UNITS},
+}
+
+
+class ActionBody(Body):
+    """Optional body of a single-session action."""
+
+    reason: str | None = Field(default=None, description="Free text recorded in the audit trail.")
+    # Any dict reaches parse_period, whose messages name the bad unit or value; the document
+    # shows the shape it accepts.
+    period: dict[str, float | int] | None = Field(
+        default=None,
+        description='Lock or block period, e.g. {"hours": 10}; units: ' + ", ".join(PERIOD_UNITS),
+        json_schema_extra={"anyOf": [PERIOD_SCHEMA, {"type": "null"}]},
+    )
+
+
+class BulkUnlockBody(Body):
+    """Body of a bulk unlock."""
+
+    state: Literal["locked", "blocked"]
+    dry_run: bool = False
+    reason: str | None = None
+
+
+class AuditQuery(BaseModel):
+    """Query string of an audit search."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    pool: str | None = Field(default=None, pattern=NAME.pattern)
+    action: Action | None = None
+    session_id: str | None = Field(default=None, pattern=SESSION_ID.pattern)
+    actor: str | None = Field(default=None, pattern=NAME.pattern)
+    request_id: str | None = Field(default=None, pattern=REQUEST_ID.pattern)
+    since: datetime | None = None
+    until: datetime | None = None
+    page: int = Field(default=1, ge=1, le=1_000_000)
+    page_size: int = Field(default=100, ge=1, le=1000)
+    order: Literal["asc", "desc"] = "desc"
+
+    @field_validator("pool", "actor", mode="before")
+    @classmethod
+    def _name(cls, value: object) -> object:
+        """Pool and actor names follow the config's naming rule."""
+        return check_name(value) if isinstance(value, str) else value
+
+    @field_validator("request_id", mode="before")
+    @classmethod
+    def _request_id(cls, value: object) -> object:
+        """A request id as the API issues them."""
+        if isinstance(value, str) and not REQUEST_ID.match(value):
+            raise ValueError(REQUEST_ID_RULE)
+        return value
+
+    @field_validator("session_id", mode="before")
+    @classmethod
+    def _session_id(cls, value: object) -> object:
+        """A session id is an ObjectId's 24 hex digits."""
+        if isinstance(value, str) and not ObjectId.is_valid(value):
+            raise ValueError("must be a 24-character hex ObjectId")
+        return value
+
+    @field_validator("since", "until", mode="before")
+    @classmethod
+    def _iso(cls, value: object) -> object:
+        """Only ISO 8601: pydantic would read "0.5" or "1700000000" as a Unix time."""
+        if isinstance(value, str):
+            try:
+                float(value)
+            except ValueError:
+                return value
+            raise ValueError("must be an ISO 8601 date-time such as 2026-11-01T00:00:00Z, not a number")
+        return value
+
+    @field_validator("since", "until")
+    @classmethod
+    def _aware(cls, value: datetime | None) -> datetime | None:
+        """Times without a zone are UTC."""
+        if value is not None and value.tzinfo is None:
+            return value.replace(tzinfo=UTC)
+        return value
+
+
+# --- responses --------------------------------------------------------------------------------------
+
+
+class Answer(BaseModel):
+    """Base of response bodies."""
+
+    model_config = ConfigDict(extra="forbid")
+
+
+class StatisticsView(Answer):
+    """A pool's last statistics (times as ISO 8601)."""
+
+    time: str
+    states: dict[State, int]
+    total: int
+    uses: int
+    successes: int
+    next_unlock: str | None
+    oldest_active_last_use: str | None
+    snapshot: bool
+
+
+class PoolView(Answer):
+    """One pool with its last statistics and refresh status."""
+
+    name: str
+    database: str
+    collection: str
+    up: bool
+    last_success: str | None
+    last_error: str | None
+    active: int | None
+    statistics: StatisticsView | None
+
+
+class PoolList(Answer):
+    """Every configured pool."""
+
+    pools: list[PoolView]
+
+
+class SessionView(Answer):
+    """One session: state, times, counters and what set its hold (credentials only if allowed)."""
+
+    pool: str
+    id: str
+    state: State
+    active: Any = Field(description="The stored value of the active field, as it is.")
+    next_use: Any
+    last_use: Any
+    created: Any
+    count_use: Any
+    count_success: Any
+    hold: Any
+    set_by: str | None
+    session: Any = Field(default=None, description="Present only when admin.expose_credentials is true.")
+
+
+class ActionResult(Answer):
+    """The outcome of one action on one session."""
+
+    pool: str
+    id: str
+    action: Action
+    result: Literal["changed", "unchanged"]
+    state_before: State
+    state_after: State
+    request_id: str
+    session: SessionView
+
+
+class BulkUnlockResult(Answer):
+    """How many sessions a bulk unlock matched and changed (or, dry, would change)."""
+
+    pool: str
+    state: Literal["locked", "blocked"]
+    dry_run: bool
+    matched: int
+    cap: int
+    request_id: str
+    would_change: int | None = Field(default=None, description="Dry run only.")
+    changed: int | None = Field(default=None, description="Real run only.")
+
+
+class AuditEvent(BaseModel):
+    """One recorded admin action (extra fields: period_seconds, bulk, error)."""
+
+    model_config = ConfigDict(extra="allow")
+
+    id: str
+    time: str
+    actor: str
+    action: str
+    pool: str
+    session_id: str | None
+    state_before: str | None
+    state_after: str | None
+    result: str
+    reason: str | None
+    request_id: str
+
+
+class AuditPage(Answer):
+    """One page of an audit search."""
+
+    events: list[AuditEvent]
+    page: int
+    page_size: int
+    order: Literal["asc", "desc"]
+    total: int
+
+
+class Problem(Answer):
+    """One located problem of an invalid request."""
+
+    loc: list[str]
+    msg: str
+    type: str | None = None
+
+
+class ErrorBody(Answer):
+    """Every error answer."""
+
+    error: str
+    message: str
+    problems: list[Problem] | None = None
+    field: str | None = None
+    operation: str | None = None

@@ -1,0 +1,104 @@
+"""The one place a running daemon is put together, for the CLI, the demo, the tests and the bench."""
+
+from __future__ import annotations
+
+import contextlib
+import signal
+import threading
+from collections.abc import Generator
+from dataclasses import dataclass
+from datetime import timedelta
+from typing import Any
+
+import uvicorn
+from pymongo import AsyncMongoClient
+from pymongo.write_concern import WriteConcern
+from starlette.applications import Starlette
+
+from exporter.admin import AdminHTTP, AdminService
+from exporter.api import create_app
+from exporter.audit import AuditLog
+from exporter.collector import Collector
+from exporter.config import Config
+from exporter.metrics import Metrics
+
+
+@dataclass
+class Daemon:
+    """Everything a running daemon is made of."""
+
+    config: Config
+    metrics: Metrics
+    collector: Collector
+    admin: AdminService | None
+    app: Starlette
+
+    def server(self, *, install_signals: bool = True, **overrides: Any) -> uvicorn.Server:
+        """The uvicorn server (one process, one event loop) for the app; `overrides` for tests."""
+        tls = self.config.tls
+        settings: dict[str, Any] = {
+            "host": self.config.listen_host,
+            "port": self.config.listen_port,
+            "log_config": None,
+            "access_log": False,  # uvicorn's would log query strings; the app logs requests at debug
+            "server_header": False,
+            "lifespan": "on",
+            "timeout_graceful_shutdown": 10,
+            # Longer than any client's idle timeout (httpx 5 s, a 60 s scrape interval), so the
+            # server never closes a kept-alive connection at the moment a client reuses it.
+            "timeout_keep_alive": 75,
+            "ssl_certfile": str(tls.cert_file) if tls else None,
+            "ssl_keyfile": str(tls.key_file) if tls else None,
+            **overrides,
+        }
+        return _Server(uvicorn.Config(self.app, **settings), install_signals=install_signals)
+
+
+class _Server(uvicorn.Server):
+    """uvicorn server whose SIGTERM/SIGINT end the process with exit code 0 after a graceful shutdown."""
+
+    def __init__(self, config: uvicorn.Config, *, install_signals: bool = True) -> None:
+        super().__init__(config)
+        self.install_signals = install_signals
+
+    @contextlib.contextmanager
+    def capture_signals(self) -> Generator[None, None, None]:
+        """Install the shutdown handlers without re-raising the signal afterwards (uvicorn does)."""
+        if not self.install_signals or threading.current_thread() is not threading.main_thread():
+            yield
+            return
+        handled = (signal.SIGINT, signal.SIGTERM)
+        original = {sig: signal.signal(sig, self.handle_exit) for sig in handled}
+        try:
+            yield
+        finally:
+            for sig, handler in original.items():
+                signal.signal(sig, handler)
+
+
+def build_admin(config: Config, collector: Collector, metrics: Metrics) -> AdminService | None:
+    """The admin service for a daemon, or None when no admin token is configured."""
+    if not config.admin.enabled:
+        return None
+    audit_config = config.admin.audit
+    wc = config.admin_write_concern()
+    audit = AuditLog(
+        collector.client,
+        audit_config.database,
+        audit_config.collection,
+        retention=timedelta(seconds=audit_config.retention),
+        write_concern=WriteConcern(w=wc.w, j=wc.j, wtimeout=wc.wtimeout) if wc.given else None,
+    )
+    return AdminService(
+        config.admin, collector.pools, audit, collector.refresh, metrics, write_concern=config.admin.write_concern
+    )
+
+
+def build(config: Config, *, client: AsyncMongoClient[dict[str, Any]] | None = None) -> Daemon:
+    """The daemon for `config`: metrics, collector, admin service (when tokens exist) and the ASGI app."""
+    metrics = Metrics()
+    collector = Collector(config, metrics, client=client)
+    admin = build_admin(config, collector, metrics)
+    routes = AdminHTTP(config.admin, admin).routes() if admin is not None else []
+    app = create_app(config, collector, metrics, admin_routes=routes)
+    return Daemon(config, metrics, collector, admin, app)

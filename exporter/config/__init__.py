@@ -1,0 +1,47 @@
+"""Daemon configuration: the schema of the YAML file and the loader layering file, environment and flags."""
+
+from exporter.config.loader import load_config
+from exporter.config.schema import (
+    ADMIN_TOKEN_ENV,
+    DEFAULT_LISTEN,
+    ENV_PREFIX,
+    NAME,
+    NAME_RULE,
+    AdminConfig,
+    AdminToken,
+    AuditConfig,
+    Config,
+    ConfigError,
+    FieldsConfig,
+    LogConfig,
+    MongoConfig,
+    Pool,
+    PoolOptions,
+    TLSConfig,
+    WriteConcernConfig,
+    check_name,
+    parse_listen,
+)
+
+__all__ = [
+    "ADMIN_TOKEN_ENV",
+    "DEFAULT_LISTEN",
+    "ENV_PREFIX",
+    "NAME",
+    "NAME_RULE",
+    "AdminConfig",
+    "AdminToken",
+    "AuditConfig",
+    "Config",
+    "ConfigError",
+    "FieldsConfig",
+    "LogConfig",
+    "MongoConfig",
+    "Pool",
+    "PoolOptions",
+    "TLSConfig",
+    "WriteConcernConfig",
+    "check_name",
+    "load_config",
+    "parse_listen",
+]

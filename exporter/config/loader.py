@@ -1,0 +1,346 @@
+"""Loading the configuration: YAML file, environment and flags as plain dict layers, validated once."""
+
+from __future__ import annotations
+
+import json
+import re
+import types
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any, Union, get_args, get_origin
+
+import yaml
+from pydantic import BaseModel, ValidationError
+
+from exporter.config.schema import ADMIN_TOKEN_ENV, ENV_PREFIX, Config, ConfigError
+
+Problems = list[tuple[str, str]]
+
+
+# --- the file layer -------------------------------------------------------------------------------
+
+
+class _UniqueKeyLoader(yaml.SafeLoader):
+    """SafeLoader that refuses duplicate keys instead of silently keeping the last."""
+
+
+def _construct_mapping(loader: _UniqueKeyLoader, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
+    """Build a mapping, failing on a key seen twice (with both line numbers)."""
+    seen: dict[Any, int] = {}
+    for key_node, _value in node.value:
+        key = loader.construct_object(key_node, deep=deep)
+        if key in seen:
+            raise yaml.constructor.ConstructorError(
+                "while constructing a mapping", node.start_mark,
+                f"found duplicate key {key!r} (first at line {seen[key] + 1})", key_node.start_mark,
+            )  # fmt: skip
+        seen[key] = key_node.start_mark.line
+    return loader.construct_mapping(node, deep=deep)
+
+
+_UniqueKeyLoader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _construct_mapping)
+
+
+def file_layer(path: Path) -> dict[str, Any]:
+    """The YAML file as a dict; syntax errors become located problems."""
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise ConfigError([(str(path), "config file does not exist")]) from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError([(str(path), f"cannot read the config file: {exc}")]) from None
+    try:
+        data = yaml.load(text, Loader=_UniqueKeyLoader)  # noqa: S506 - a SafeLoader subclass
+    except yaml.MarkedYAMLError as exc:
+        mark = exc.problem_mark or exc.context_mark
+        where = f"{path}:{mark.line + 1}:{mark.column + 1}" if mark else str(path)
+        what = " ".join(p for p in (exc.context, exc.problem) if p)
+        raise ConfigError([(where, f"YAML syntax error: {what}")]) from None
+    except yaml.YAMLError as exc:
+        raise ConfigError([(str(path), f"YAML error: {exc}")]) from None
+    except RecursionError:
+        raise ConfigError([(str(path), "YAML nested too deeply")]) from None
+    if data is None:
+        return {}
+    if not isinstance(data, dict):
+        raise ConfigError([(str(path), f"the top level must be a mapping, got {type(data).__name__}")])
+    return data
+
+
+# --- the environment layer ------------------------------------------------------------------------
+
+
+def _unwrap(annotation: Any) -> Any:
+    """The type inside Optional[...] / X | None, else the annotation itself."""
+    if get_origin(annotation) in (Union, types.UnionType):
+        args = [a for a in get_args(annotation) if a is not type(None)]
+        if len(args) == 1:
+            return args[0]
+    return annotation
+
+
+def _setting(path: list[str]) -> Any:
+    """The annotation of the config key at `path` (lower-case names), or None when there is none."""
+    node: Any = Config
+    for part in path:
+        if not (isinstance(node, type) and issubclass(node, BaseModel)) or part not in node.model_fields:
+            return None
+        node = _unwrap(node.model_fields[part].annotation)
+    return node
+
+
+def _takes_json(annotation: Any) -> bool:
+    """True when the key holds a section or a list, written as JSON in a variable."""
+    return (isinstance(annotation, type) and issubclass(annotation, BaseModel)) or get_origin(annotation) in (
+        list,
+        dict,
+    )
+
+
+def env_layer(environ: Mapping[str, str]) -> tuple[dict[str, Any], Problems]:
+    """`SESSION_POOL_EXPORTER_<SECTION>__<KEY>` variables as nested config data, and their problems.
+
+    Scalars stay strings (the schema converts them); sections and lists are JSON.
+    """
+    data: dict[str, Any] = {}
+    problems: Problems = []
+    for name in sorted(environ):
+        upper = name.upper()
+        if not upper.startswith(ENV_PREFIX) or upper == ADMIN_TOKEN_ENV:
+            continue
+        path = upper[len(ENV_PREFIX) :].lower().split("__")
+        annotation = _setting(path)
+        if annotation is None or not all(path):
+            problems.append((f"env {name}", "unknown environment variable"))
+            continue
+        value: Any = environ[name]
+        if _takes_json(annotation):
+            try:
+                value = json.loads(value)
+            except (json.JSONDecodeError, RecursionError):
+                problems.append((f"env {name}", "is not valid JSON for this list/section"))
+                continue
+        node = data
+        for part in path[:-1]:
+            child = node.setdefault(part, {})
+            if not isinstance(child, dict):
+                break
+            node = child
+        else:
+            node[path[-1]] = value
+    token = next((v for k, v in environ.items() if k.upper() == ADMIN_TOKEN_ENV), None)
+    if token is not None and not token.strip():
+        problems.append((f"env {ADMIN_TOKEN_ENV}", "is empty"))
+    return data, problems
+
+
+def _admin_token_from_env(data: dict[str, Any], environ: Mapping[str, str]) -> None:
+    """`SESSION_POOL_EXPORTER_ADMIN_TOKEN` becomes the write token named 'admin' (replacing one of that name)."""
+    token = next((v.strip() for k, v in environ.items() if k.upper() == ADMIN_TOKEN_ENV), "")
+    if not token:
+        return
+    admin = data.setdefault("admin", {})
+    if isinstance(admin, dict):
+        raw = admin.get("tokens")
+        others = raw if isinstance(raw, list) else []
+        tokens = [t for t in others if not (isinstance(t, dict) and t.get("name") == "admin")]
+        admin["tokens"] = [*tokens, {"name": "admin", "role": "write", "token": token}]
+
+
+# --- the flags layer ------------------------------------------------------------------------------
+
+
+def _default_pool_name(collection: str) -> str:
+    """A valid pool label derived from a collection name."""
+    name = re.sub(r"[^a-zA-Z0-9_-]", "_", collection)[:64]
+    return name or "pool"
+
+
+def apply_flags(data: dict[str, Any], flags: Mapping[str, Any]) -> Problems:
+    """Apply command-line flags (highest precedence) to the merged data in place."""
+    problems: Problems = []
+    f = {k: v for k, v in flags.items() if v is not None}
+    if "listen" in f:
+        data["listen"] = f["listen"]
+    if "mongo_uri" in f:
+        mongodb = data.setdefault("mongodb", {})
+        if isinstance(mongodb, dict):
+            mongodb.pop("uri_file", None)
+            mongodb["uri"] = f["mongo_uri"]
+    raw_log = data.get("log")
+    log: dict[str, Any] = raw_log if isinstance(raw_log, dict) else {}
+    if "log_level" in f:
+        log["level"] = f["log_level"]
+    if "log_format" in f:
+        log["format"] = f["log_format"]
+    if log:
+        data["log"] = log
+    pools = data.get("pools")
+    if "interval" in f:
+        defaults = data.setdefault("defaults", {})
+        if isinstance(defaults, dict):
+            defaults["interval"] = f["interval"]
+        # The flag wins over every pool's own interval too.
+        for pool in pools if isinstance(pools, list) else []:
+            if isinstance(pool, dict):
+                pool.pop("interval", None)
+    single = {k: f[k] for k in ("database", "collection", "pool_name") if k in f}
+    if single:
+        if not isinstance(pools, list) or not pools:
+            if "database" not in single or "collection" not in single:
+                problems.append(("flags", "--database and --collection are both needed to define a pool"))
+            data["pools"] = [
+                {
+                    "name": single.get("pool_name") or _default_pool_name(str(single.get("collection", "pool"))),
+                    "database": single.get("database"),
+                    "collection": single.get("collection"),
+                }
+            ]
+        elif len(pools) == 1 and isinstance(pools[0], dict):
+            for key, flag in (("database", "database"), ("collection", "collection"), ("name", "pool_name")):
+                if flag in single:
+                    pools[0][key] = single[flag]
+        else:
+            problems.append(
+                ("flags", f"--database/--collection/--pool-name need a single pool; the config has {len(pools)}")
+            )
+    return problems
+
+
+# --- merging and validating -----------------------------------------------------------------------
+
+
+def deep_merge(base: dict[str, Any], top: Mapping[str, Any]) -> dict[str, Any]:
+    """Merge `top` over `base`, section by section."""
+    out = dict(base)
+    for key, value in top.items():
+        if isinstance(value, Mapping) and isinstance(out.get(key), dict):
+            out[key] = deep_merge(out[key], value)
+        else:
+            out[key] = value
+    return out
+
+
+def _loc(parts: tuple[int | str, ...]) -> str:
+    """Render a pydantic location as `pools[1].interval`."""
+    out = ""
+    for part in parts:
+        if isinstance(part, int):
+            out += f"[{part}]"
+        else:
+            # A key that is not a plain name (a typo with a space, a control character) is quoted.
+            name = part if re.fullmatch(r"[A-Za-z0-9_-]+", part) else repr(part)
+            out += f".{name}" if out else name
+    return out
+
+
+def _num(value: object) -> str:
+    """A number without a pointless `.0`."""
+    return f"{value:g}" if isinstance(value, float) else str(value)
+
+
+_BOUNDS = {"greater_than": ">", "greater_than_equal": ">=", "less_than": "<", "less_than_equal": "<="}
+_BOUND_KEYS = {">": "gt", ">=": "ge", "<": "lt", "<=": "le"}
+
+
+def _message(error: Any) -> str:
+    """A short human message for one pydantic error, from its type and context (never its wording)."""
+    kind = error["type"]
+    ctx = error.get("ctx") or {}
+    if kind == "extra_forbidden":
+        return "unknown key"
+    if kind == "missing":
+        return "required"
+    if kind in _BOUNDS:
+        op = _BOUNDS[kind]
+        return f"must be {op} {_num(ctx.get(_BOUND_KEYS[op]))}"
+    if kind == "value_error":
+        return str(ctx.get("error", error["msg"]))
+    if kind == "literal_error":
+        return f"must be one of {ctx.get('expected')}"
+    msg = str(error["msg"])
+    return msg[0].lower() + msg[1:] if msg else kind
+
+
+def validation_problems(exc: ValidationError) -> Problems:
+    """Every pydantic error as a (location, message) pair."""
+    problems: Problems = []
+    for error in exc.errors(include_input=False, include_url=False):
+        # Union branches add the type name to the location; drop it for humans.
+        loc = [
+            p for p in error["loc"] if not (isinstance(p, str) and ("[" in p or p in ("float", "int", "str", "bool")))
+        ]
+        problems.append((_loc(tuple(loc)) or "config", _message(error)))
+    # The same problem may be reported once per union branch.
+    return list(dict.fromkeys(problems))
+
+
+def _cross_checks(data: Mapping[str, Any]) -> Problems:
+    """Problems across entries that pydantic's per-field checks cannot see."""
+    problems: Problems = []
+    mongodb = data.get("mongodb")
+    if not isinstance(mongodb, Mapping) or (mongodb.get("uri") is None and mongodb.get("uri_file") is None):
+        problems.append(
+            ("mongodb.uri", "required: set mongodb.uri or mongodb.uri_file, "
+             f"{ENV_PREFIX}MONGODB__URI, or --mongo-uri"),
+        )  # fmt: skip
+    if not data.get("pools"):
+        problems.append(("pools", "at least one pool is required (or give --database and --collection)"))
+    for section, key, what in (("pools", "name", "pool name"), ("admin.tokens", "name", "token name")):
+        node: Any = data
+        for part in section.split("."):
+            node = node.get(part) if isinstance(node, Mapping) else None
+        seen: dict[str, int] = {}
+        for i, item in enumerate(node if isinstance(node, list) else []):
+            value = item.get(key) if isinstance(item, Mapping) else None
+            if isinstance(value, str):
+                if value in seen:
+                    problems.append(
+                        (f"{section}[{i}].{key}", f"duplicate {what} {value!r} (also {section}[{seen[value]}])")
+                    )
+                else:
+                    seen[value] = i
+    return problems
+
+
+def _semantic_checks(config: Config) -> Problems:
+    """Checks spanning several fields of an otherwise valid config."""
+    problems = [(f"defaults.{key}", message) for key, message in config.defaults.problems()]
+    if problems:
+        return problems  # the pools inherited nothing from the invalid defaults
+    for i, pool in enumerate(config.pools):
+        problems += [(f"pools[{i}].{key}", message) for key, message in pool.problems()]
+    secrets: dict[str, str] = {}
+    for i, token in enumerate(config.admin.tokens):
+        value = token.secret()
+        if value in secrets:
+            problems.append((f"admin.tokens[{i}]", f"same token value as {secrets[value]}"))
+        else:
+            secrets[value] = f"admin.tokens[{i}]"
+    return problems
+
+
+def load_config(
+    path: str | Path | None = None,
+    env: Mapping[str, str] | None = None,
+    flags: Mapping[str, Any] | None = None,
+) -> Config:
+    """Build the Config: defaults < YAML file < environment < flags; ConfigError lists every problem."""
+    environ = env or {}
+    data = file_layer(Path(path)) if path is not None else {}
+    env_data, problems = env_layer(environ)
+    data = deep_merge(data, env_data)
+    _admin_token_from_env(data, environ)
+    try:
+        problems += apply_flags(data, flags or {})
+        problems += _cross_checks(data)
+        config = Config.model_validate(data)
+    except ValidationError as exc:
+        problems += validation_problems(exc)
+    except RecursionError:
+        problems.append(("config", "nested too deeply"))
+    else:
+        problems += _semantic_checks(config)
+    if problems:
+        raise ConfigError(problems)
+    return config

@@ -1,0 +1,412 @@
+"""The configuration schema: pydantic models of the YAML file (unknown keys are errors)."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import Annotated, Any, Literal
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
+from pymongo.errors import PyMongoError
+from pymongo.uri_parser import parse_uri
+
+from exporter.core import MAX_PERIOD, Fields, InvalidInput, redact
+
+ENV_PREFIX = "SESSION_POOL_EXPORTER_"
+ADMIN_TOKEN_ENV = ENV_PREFIX + "ADMIN_TOKEN"
+DEFAULT_LISTEN = "0.0.0.0:9810"
+NAME = re.compile(r"^[a-zA-Z0-9_-]{1,64}$")
+NAME_RULE = "must be 1-64 characters of letters, digits, '_' or '-'"
+# MongoDB refuses these characters in database names.
+_BAD_DB_CHARS = set('/\\. "$*<>:|?')
+
+
+class ConfigError(Exception):
+    """The configuration is invalid; `problems` lists every (location, message) pair."""
+
+    def __init__(self, problems: list[tuple[str, str]]) -> None:
+        self.problems = problems
+        super().__init__("; ".join(f"{loc}: {msg}" if loc else msg for loc, msg in problems))
+
+    def lines(self) -> list[str]:
+        """One human-readable line per problem."""
+        return [f"{loc}: {msg}" if loc else msg for loc, msg in self.problems]
+
+
+def check_name(value: str) -> str:
+    """Pool, token and actor names are label-safe identifiers."""
+    if not NAME.match(value):
+        raise ValueError(NAME_RULE)
+    return value
+
+
+def parse_listen(value: str) -> tuple[str, int]:
+    """Split 'host:port' (or '[v6]:port', ':port') into its parts; ValueError if malformed."""
+    match = re.fullmatch(r"(?:\[(?P<v6>[0-9a-fA-F:.]+)\]|(?P<host>[^:\[\]\s]*)):(?P<port>\d{1,5})", value)
+    if not match:
+        raise ValueError(f"{value!r} is not HOST:PORT (e.g. 0.0.0.0:9810 or [::]:9810)")
+    port = int(match["port"])
+    if not 0 < port < 65536:
+        raise ValueError(f"port {port} is out of range 1-65535")
+    host = match["v6"] or match["host"] or "0.0.0.0"
+    return host, port
+
+
+class _Strict(BaseModel):
+    """Base of every config section: unknown keys are errors."""
+
+    model_config = ConfigDict(extra="forbid", validate_default=True)
+
+
+PositiveSeconds = Annotated[float, Field(gt=0, le=MAX_PERIOD.total_seconds())]
+Seconds = Annotated[float, Field(ge=0, le=MAX_PERIOD.total_seconds())]
+
+
+def _check_file(path: Path) -> Path:
+    """Reject a secret/cert file that does not exist or cannot be read."""
+    if not path.exists():
+        raise ValueError(f"file {str(path)!r} does not exist")
+    if not path.is_file():
+        raise ValueError(f"{str(path)!r} is not a regular file")
+    try:
+        with path.open("rb"):
+            pass
+    except OSError as exc:
+        raise ValueError(f"file {str(path)!r} cannot be read: {exc.strerror}") from None
+    return path
+
+
+def _check_uri(uri: str) -> None:
+    """Reject a malformed connection string without echoing it (it may hold a password)."""
+    if not uri.startswith(("mongodb://", "mongodb+srv://")):
+        raise ValueError("must start with mongodb:// or mongodb+srv://")
+    if uri.startswith("mongodb+srv://"):
+        return  # parsing an SRV URI needs DNS; the driver checks it at startup
+    try:
+        parse_uri(uri, warn=False)
+    except (PyMongoError, ValueError) as exc:
+        raise ValueError(f"invalid MongoDB URI: {redact(str(exc))}") from None
+
+
+def _read_secret(path: Path) -> str:
+    """Contents of a secret file, without the trailing newline editors add."""
+    return path.read_text(encoding="utf-8").strip()
+
+
+class TLSConfig(_Strict):
+    """Certificate and key for serving HTTPS."""
+
+    cert_file: Path
+    key_file: Path
+
+    @field_validator("cert_file", "key_file")
+    @classmethod
+    def _exists(cls, value: Path) -> Path:
+        """The certificate or key file must exist and be readable."""
+        return _check_file(value)
+
+
+class LogConfig(_Strict):
+    """Log level and format."""
+
+    level: Literal["debug", "info", "warning", "error", "critical"] = "info"
+    format: Literal["auto", "json", "console"] = "auto"
+
+    @field_validator("level", "format", mode="before")
+    @classmethod
+    def _lower(cls, value: object) -> object:
+        """Accept INFO as well as info."""
+        return value.lower() if isinstance(value, str) else value
+
+
+class WriteConcernConfig(_Strict):
+    """Write concern of every write (never w=0)."""
+
+    w: int | str | None = None
+    j: bool | None = None
+    wtimeout: int | None = Field(default=None, ge=0)
+
+    @field_validator("w")
+    @classmethod
+    def _acknowledged(cls, value: int | str | None) -> int | str | None:
+        """Refuse unacknowledged writes (w=0)."""
+        if isinstance(value, int) and value < 1:
+            raise ValueError("must be >= 1 or 'majority' (unacknowledged writes are refused)")
+        if isinstance(value, str) and not value:
+            raise ValueError("must not be empty")
+        return value
+
+    @property
+    def given(self) -> bool:
+        """True when any part is set (otherwise the server's default applies)."""
+        return self.w is not None or self.j is not None or self.wtimeout is not None
+
+
+class MongoConfig(_Strict):
+    """How to reach MongoDB."""
+
+    uri: SecretStr | None = None
+    uri_file: Path | None = None
+    timeout: PositiveSeconds = 10.0
+    server_selection_timeout: PositiveSeconds = 5.0
+    write_concern: WriteConcernConfig = WriteConcernConfig()
+
+    @field_validator("uri_file")
+    @classmethod
+    def _uri_file_exists(cls, value: Path | None) -> Path | None:
+        """The URI file must exist and be readable."""
+        return _check_file(value) if value is not None else None
+
+    @field_validator("uri")
+    @classmethod
+    def _scheme(cls, value: SecretStr | None) -> SecretStr | None:
+        """The URI must be a well-formed MongoDB connection string."""
+        if value is not None:
+            _check_uri(value.get_secret_value())
+        return value
+
+    @model_validator(mode="after")
+    def _one_source(self) -> MongoConfig:
+        """Exactly one source of the secret; a file's content is loaded here."""
+        if self.uri is not None and self.uri_file is not None:
+            raise ValueError("set only one of uri and uri_file")
+        if self.uri_file is not None:
+            text = _read_secret(self.uri_file)
+            try:
+                _check_uri(text)
+            except ValueError as exc:
+                raise ValueError(f"uri_file: {exc}") from None
+            self.uri = SecretStr(text)
+        return self
+
+    def uri_value(self) -> str:
+        """The connection string (secret: never log it)."""
+        if self.uri is None:
+            raise ConfigError([("mongodb.uri", "required")])
+        return self.uri.get_secret_value()
+
+
+class PoolOptions(_Strict):
+    """The options of a pool: `defaults` sets them for every pool, a pool may override each one.
+
+    A new pool option is added here only (and to the chart's values and schema).
+    """
+
+    interval: PositiveSeconds = 15.0
+    refresh_timeout: PositiveSeconds = 10.0
+    max_age: PositiveSeconds | None = None
+    jitter: Annotated[float, Field(ge=0, le=3600)] = 1.0
+    lock_time: PositiveSeconds = 600.0
+    block_time: PositiveSeconds = 28800.0
+    grace: Seconds = 60.0
+    min_active_sessions: Annotated[int, Field(ge=0)] = 1
+    create_indexes: bool = True
+
+    def problems(self) -> list[tuple[str, str]]:
+        """Checks spanning several options: (option, message) pairs."""
+        out: list[tuple[str, str]] = []
+        if self.max_age is not None and self.max_age < self.interval:
+            out.append(("max_age", f"must be >= the pool's interval ({self.interval:g})"))
+        if self.grace > self.lock_time:
+            out.append(("grace", f"must be <= lock_time ({self.lock_time:g})"))
+        return out
+
+
+class FieldsConfig(_Strict):
+    """Field-name overrides of a pool (the seed's MongoFields)."""
+
+    next_use: str | None = None
+    active: str | None = None
+    session: str | None = None
+    last_use: str | None = None
+    hold: str | None = None
+    count_use: str | None = None
+    count_success: str | None = None
+    created: str | None = None
+
+    def as_fields(self) -> Fields:
+        """The core's Fields object for these overrides."""
+        return Fields(**{k: v for k, v in self.model_dump().items() if v is not None})
+
+    @model_validator(mode="after")
+    def _usable(self) -> FieldsConfig:
+        """The field names must be usable by the client core."""
+        try:
+            self.as_fields()
+        except InvalidInput as exc:
+            raise ValueError(exc.message) from None
+        return self
+
+
+class Pool(PoolOptions):
+    """One pool: where its sessions live, and its options (unset ones inherit `defaults`)."""
+
+    name: str
+    database: str
+    collection: str
+    fields: FieldsConfig = FieldsConfig()
+    stored_timezone: str | None = None
+
+    _name = field_validator("name")(check_name)
+
+    @field_validator("database")
+    @classmethod
+    def _database(cls, value: str) -> str:
+        """A database name MongoDB accepts."""
+        bad = sorted(set(value) & _BAD_DB_CHARS)
+        if not value or bad or len(value) > 63 or "\x00" in value:
+            raise ValueError(f"{value!r} is not a valid MongoDB database name")
+        return value
+
+    @field_validator("collection")
+    @classmethod
+    def _collection(cls, value: str) -> str:
+        """A collection name MongoDB accepts."""
+        if not value or "$" in value or "\x00" in value or value.startswith("system."):
+            raise ValueError(f"{value!r} is not a valid MongoDB collection name")
+        return value
+
+    @field_validator("stored_timezone")
+    @classmethod
+    def _zone(cls, value: str | None) -> str | None:
+        """A known IANA time zone."""
+        if value is None or value.upper() == "UTC":
+            return value
+        try:
+            ZoneInfo(value)
+        except (ZoneInfoNotFoundError, ValueError):
+            raise ValueError(f"{value!r} is not a known IANA time zone (e.g. Europe/Moscow)") from None
+        return value
+
+    @model_validator(mode="after")
+    def _effective_max_age(self) -> Pool:
+        """Without a `max_age`, the state series are withdrawn after three intervals."""
+        if self.max_age is None:
+            self.max_age = 3 * self.interval
+        return self
+
+    @property
+    def staleness_limit(self) -> float:
+        """Age in seconds after which the pool's state series are withdrawn."""
+        return self.max_age if self.max_age is not None else 3 * self.interval
+
+
+class AdminToken(_Strict):
+    """One admin API credential."""
+
+    name: str
+    role: Literal["read", "write"] = "read"
+    token: SecretStr | None = None
+    token_file: Path | None = None
+
+    _name = field_validator("name")(check_name)
+
+    @field_validator("token_file")
+    @classmethod
+    def _file(cls, value: Path | None) -> Path | None:
+        """The token file must exist and be readable."""
+        return _check_file(value) if value is not None else None
+
+    @model_validator(mode="after")
+    def _one_source(self) -> AdminToken:
+        """Exactly one source of the secret; a file's content is loaded here."""
+        if (self.token is None) == (self.token_file is None):
+            raise ValueError("set exactly one of token and token_file")
+        if self.token_file is not None:
+            self.token = SecretStr(_read_secret(self.token_file))
+        if self.token is None or not self.token.get_secret_value():
+            raise ValueError("the token is empty")
+        return self
+
+    def secret(self) -> str:
+        """The token value (secret: never log it)."""
+        assert self.token is not None  # guaranteed by _one_source
+        return self.token.get_secret_value()
+
+
+class AuditConfig(_Strict):
+    """Where admin actions are recorded and for how long."""
+
+    database: str = "session_pool_exporter"
+    collection: str = "audit"
+    retention: Annotated[int, Field(gt=0)] = 7_776_000
+
+
+class AdminConfig(_Strict):
+    """The admin API (off when no token is configured)."""
+
+    tokens: list[AdminToken] = []
+    expose_credentials: bool = False
+    max_period: Annotated[int, Field(gt=0, le=int(MAX_PERIOD.total_seconds()))] = 604_800
+    bulk_unlock_cap: Annotated[int, Field(ge=1)] = 1000
+    reason_max_length: Annotated[int, Field(ge=1)] = 500
+    audit: AuditConfig = AuditConfig()
+    write_concern: WriteConcernConfig | None = None
+
+    @property
+    def enabled(self) -> bool:
+        """True when at least one token is configured."""
+        return bool(self.tokens)
+
+
+class Config(_Strict):
+    """The whole daemon configuration (see README, section Configuration)."""
+
+    listen: str = DEFAULT_LISTEN
+    tls: TLSConfig | None = None
+    log: LogConfig = LogConfig()
+    mongodb: MongoConfig = MongoConfig()
+    defaults: PoolOptions = PoolOptions()
+    pools: list[Pool] = []
+    admin: AdminConfig = AdminConfig()
+
+    @model_validator(mode="before")
+    @classmethod
+    def _inherit_defaults(cls, data: Any) -> Any:
+        """Each pool starts from `defaults` (the options set there); its own keys win."""
+        if not isinstance(data, dict) or not isinstance(data.get("pools"), list):
+            return data
+        try:
+            defaults = PoolOptions.model_validate(data.get("defaults") or {})
+        except ValueError:
+            return data  # reported at defaults.*, not again under every pool
+        if defaults.problems():
+            return data
+        inherited = defaults.model_dump(exclude_unset=True)
+        pools = [{**inherited, **pool} if isinstance(pool, dict) else pool for pool in data["pools"]]
+        return {**data, "pools": pools}
+
+    @field_validator("listen")
+    @classmethod
+    def _listen(cls, value: str) -> str:
+        """HOST:PORT with a valid port."""
+        parse_listen(value)
+        return value
+
+    @property
+    def listen_host(self) -> str:
+        """Host part of `listen`."""
+        return parse_listen(self.listen)[0]
+
+    @property
+    def listen_port(self) -> int:
+        """Port part of `listen`."""
+        return parse_listen(self.listen)[1]
+
+    def pool_settings(self) -> list[Pool]:
+        """Every pool, with what it inherits from `defaults` applied."""
+        return list(self.pools)
+
+    def admin_write_concern(self) -> WriteConcernConfig:
+        """Write concern of admin writes: `admin.write_concern`, else `mongodb.write_concern`."""
+        return self.admin.write_concern or self.mongodb.write_concern
+
+    def redacted(self) -> dict[str, Any]:
+        """The effective configuration as plain data with every secret masked (for logs)."""
+        data: dict[str, Any] = self.model_dump(mode="json")
+        if self.mongodb.uri is not None:
+            data["mongodb"]["uri"] = redact(self.mongodb.uri.get_secret_value())
+        for token in data["admin"]["tokens"]:
+            token["token"] = "**********"  # noqa: S105 - the mask, not a password
+        return data

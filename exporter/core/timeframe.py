@@ -1,0 +1,62 @@
+"""The pool's stored time frame: true UTC, or the naive local wall time the original library wrote."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta, tzinfo
+from typing import Any
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from exporter.core.errors import InvalidInput
+
+
+def zone(value: str | tzinfo | None) -> tzinfo | None:
+    """The zone of a `stored_timezone` option: None for UTC, else a tzinfo (IANA names checked)."""
+    if value is None or isinstance(value, tzinfo):
+        return value
+    if not isinstance(value, str) or not value:
+        raise InvalidInput(f"stored_timezone must be an IANA zone name, got {value!r}", field="stored_timezone")
+    if value.upper() == "UTC":
+        return None
+    try:
+        return ZoneInfo(value)
+    except (ZoneInfoNotFoundError, ValueError):
+        raise InvalidInput(
+            f"stored_timezone {value!r} is not a known IANA time zone (e.g. 'Europe/Moscow')",
+            field="stored_timezone",
+        ) from None
+
+
+class TimeFrame:
+    """Converts between true UTC instants and the values a pool stores.
+
+    Pools written by the original library hold naive local wall times labelled as UTC; with a
+    zone set, writes stay in that frame and reads are converted back to true UTC. The offset is
+    taken at the current instant, so a hold straddling a DST change shifts by the difference.
+    """
+
+    def __init__(self, stored_timezone: str | tzinfo | None = None) -> None:
+        self.zone = zone(stored_timezone)
+
+    def offset_ms(self) -> int:
+        """Milliseconds between the stored frame and UTC right now."""
+        if self.zone is None:
+            return 0
+        offset = datetime.now(UTC).astimezone(self.zone).utcoffset() or timedelta(0)
+        return int(offset.total_seconds() * 1000)
+
+    def now_expr(self, plus: timedelta = timedelta(0)) -> Any:
+        """An aggregation expression for the server's now (plus `plus`) in the stored frame."""
+        ms = self.offset_ms() + int(plus.total_seconds() * 1000)
+        return "$$NOW" if ms == 0 else {"$add": ["$$NOW", ms]}
+
+    def to_stored(self, when: datetime) -> datetime:
+        """A true instant as the pool stores it."""
+        if self.zone is None:
+            return when
+        return when.astimezone(self.zone).replace(tzinfo=UTC)
+
+    def from_stored(self, when: datetime) -> datetime:
+        """A stored time as a true aware UTC instant."""
+        if self.zone is None:
+            return when if when.tzinfo else when.replace(tzinfo=UTC)
+        return when.replace(tzinfo=self.zone).astimezone(UTC)

@@ -1,0 +1,73 @@
+"""One pool at run time: its settings, its client and the outcome of its last refreshes."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from dataclasses import dataclass, field
+
+from exporter.config import Pool
+from exporter.core import MongoSessions, Statistics
+
+
+@dataclass
+class PoolRuntime:
+    """Written by the collector's refreshes; read by /metrics, /readyz and the admin API."""
+
+    config: Pool
+    sessions: MongoSessions
+    stats: Statistics | None = None
+    active: int | None = None
+    up: bool = False
+    last_success: float | None = None
+    last_success_monotonic: float | None = None
+    last_error: str | None = None
+    last_duration: float | None = None
+    refreshes: int = 0
+    connected: bool = False
+    lock: asyncio.Lock = field(default_factory=asyncio.Lock)
+
+    @property
+    def name(self) -> str:
+        """The pool's label value."""
+        return self.config.name
+
+    @property
+    def interval(self) -> float:
+        """Seconds between scheduled refreshes."""
+        return self.config.interval
+
+    @property
+    def max_age(self) -> float:
+        """Age after which the pool's state series are stale."""
+        return self.config.staleness_limit
+
+    @property
+    def min_active_sessions(self) -> int:
+        """Alert threshold from the config."""
+        return self.config.min_active_sessions
+
+    def age(self) -> float | None:
+        """Seconds since the last successful refresh (monotonic clock), None before the first."""
+        if self.last_success_monotonic is None:
+            return None
+        return time.monotonic() - self.last_success_monotonic
+
+    @property
+    def fresh(self) -> bool:
+        """True when the last success is younger than max_age."""
+        age = self.age()
+        return age is not None and age <= self.max_age
+
+    def succeeded(self, stats: Statistics, active: int) -> None:
+        """Record a successful refresh."""
+        self.stats, self.active = stats, active
+        self.last_success = time.time()
+        self.last_success_monotonic = time.monotonic()
+        self.up = True
+        self.last_error = None
+
+    def failed(self, error: str) -> None:
+        """Record a failed refresh (the last good statistics stay until they are stale)."""
+        self.up = False
+        self.last_error = error

@@ -1,5 +1,5 @@
 # session-pool-exporter container image.
-# Build:  docker build -t session-pool-exporter:0.1.0 .
+# Build:  docker build -t session-pool-exporter .
 # Run:    see README.md, section "Docker".
 # No hadolint rule is ignored in this file.
 
@@ -13,13 +13,17 @@ WORKDIR /src
 
 # README.md is part of the package metadata (pyproject `readme`), so the build needs it.
 COPY pyproject.toml README.md ./
+COPY requirements/runtime.txt ./requirements/
 COPY exporter ./exporter
 
-# Build one wheel for the project, then install it into a venv that the final stage copies whole;
-# every dependency ships binary wheels for CPython 3.11 on linux, so no compiler is needed here either.
-RUN python -m pip wheel --no-cache-dir --no-deps --wheel-dir /wheels . \
-    && python -m venv /opt/venv \
-    && /opt/venv/bin/python -m pip install --no-cache-dir /wheels/session_pool_exporter-*.whl
+# The dependencies come from the lock file, exact versions checked against their hashes (nothing
+# is resolved at build time); then one wheel for the project, installed without dependencies into
+# the venv the final stage copies whole. Every dependency ships binary wheels for CPython 3.11 on
+# linux, so no compiler is needed here either.
+RUN python -m venv /opt/venv \
+    && /opt/venv/bin/python -m pip install --no-cache-dir --require-hashes -r requirements/runtime.txt \
+    && python -m pip wheel --no-cache-dir --no-deps --wheel-dir /wheels . \
+    && /opt/venv/bin/python -m pip install --no-cache-dir --no-deps /wheels/session_pool_exporter-*.whl
 
 # ---- runtime: the same slim base, no compilers, no build tree, a numeric non-root user ----
 FROM python:3.11.14-slim-bookworm

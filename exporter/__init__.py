@@ -1,7 +1,6 @@
 """session-pool-exporter: client core, monitoring daemon and admin API for MongoDB session pools."""
 
-from importlib.metadata import PackageNotFoundError, version
-
+from exporter._version import __version__
 from exporter.core import (
     STATES,
     Fields,
@@ -21,11 +20,6 @@ from exporter.core import (
     parse_period,
     parse_session_id,
 )
-
-try:
-    __version__ = version("session-pool-exporter")
-except PackageNotFoundError:  # pragma: no cover - running from a source tree without install
-    __version__ = "0.0.0"
 
 MongoFields = Fields
 

@@ -1,8 +1,9 @@
-"""Copy alerts/*.yml and dashboards/*.json into the Helm chart's files/, or check they match."""
+"""Copy alerts/*.yml, dashboards/*.json and the version into the Helm chart, or check they match."""
 
 from __future__ import annotations
 
 import argparse
+import re
 import sys
 from pathlib import Path
 
@@ -10,6 +11,24 @@ import yaml
 
 ROOT = Path(__file__).resolve().parent.parent
 CHART_FILES = Path("helm/session-pool-exporter/files")
+CHART_YAML = Path("helm/session-pool-exporter/Chart.yaml")
+VERSION_FILE = Path("exporter/_version.py")
+_CHART_VERSIONS = re.compile(r'^(?P<key>version|appVersion): *"?(?P<value>[^"\n]*)"?$', re.MULTILINE)
+
+
+def version(root: Path) -> str:
+    """The project's version, read from its one source (exporter/_version.py) without importing it."""
+    match = re.search(r'^__version__ = "([^"]+)"$', (root / VERSION_FILE).read_text(encoding="utf-8"), re.MULTILINE)
+    if match is None:
+        raise SystemExit(f"{VERSION_FILE}: no __version__ line")
+    return match.group(1)
+
+
+def chart_with_version(text: str, wanted: str) -> str:
+    """Chart.yaml with both its chart version and appVersion set to the project's version."""
+    return _CHART_VERSIONS.sub(
+        lambda m: f"{m['key']}: " + (f'"{wanted}"' if m["key"] == "appVersion" else wanted), text
+    )
 
 
 def is_rule_file(path: Path) -> bool:
@@ -41,6 +60,9 @@ def drift(root: Path = ROOT) -> list[str]:
     """Describe every difference between the sources and the chart copies (empty: in sync)."""
     wanted = sources(root)
     problems = [f"{copy}: no source file any more" for copy in sorted(copies(root) - set(wanted))]
+    chart = (root / CHART_YAML).read_text(encoding="utf-8")
+    if chart_with_version(chart, version(root)) != chart:
+        problems.append(f"{CHART_YAML}: version/appVersion differ from {VERSION_FILE} ({version(root)})")
     for copy, source in wanted.items():
         target = root / copy
         if not target.exists():
@@ -57,6 +79,11 @@ def sync(root: Path = ROOT) -> list[str]:
     for stale in sorted(copies(root) - set(wanted)):
         (root / stale).unlink()
         changed.append(f"removed {stale}")
+    chart = (root / CHART_YAML).read_text(encoding="utf-8")
+    updated = chart_with_version(chart, version(root))
+    if updated != chart:
+        (root / CHART_YAML).write_text(updated, encoding="utf-8")
+        changed.append(f"wrote {CHART_YAML} version {version(root)}")
     for copy, source in wanted.items():
         target = root / copy
         data = source.read_bytes()

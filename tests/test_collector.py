@@ -151,9 +151,7 @@ async def test_readiness_reasons_before_first_refresh(mongo_uri: str, unique_nam
         await collector.stop()
 
 
-async def test_read_only_user_gets_statistics_without_creating_indexes(
-    mongod_factory: Any, unique_name: str
-) -> None:
+async def test_read_only_user_gets_statistics_without_creating_indexes(mongod_factory: Any, unique_name: str) -> None:
     """A monitoring user without createIndex still gets statistics; its password never shows up."""
     server = mongod_factory(replica_set=None, extra_args=["--auth"])
     admin_uri = f"mongodb://root:rootpw-123@127.0.0.1:{server.port}/?authSource=admin"

@@ -328,6 +328,7 @@ async def test_error_mapping_over_http(mongo_uri: str, unique_name: str) -> None
 
     class Body(BaseModel):
         """A request body with a typed field."""
+
         period: int
 
     errors: dict[str, Exception] = {

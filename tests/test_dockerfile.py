@@ -223,12 +223,14 @@ def test_dockerignore_keeps_the_context_to_what_the_build_needs() -> None:
         for line in DOCKERIGNORE.read_text(encoding="utf-8").splitlines()
         if line.strip() and not line.strip().startswith("#")
     ]
-    for kept in ("pyproject.toml", "README.md", "exporter/__init__.py", "exporter/core.py"):
+    for kept in ("pyproject.toml", "README.md", "requirements/runtime.txt", "exporter/__init__.py",
+                 "exporter/core/client.py"):  # fmt: skip
         assert not _dockerignored(kept, patterns), f"{kept} must be in the build context"
     for dropped in (
         ".venv/bin/python",
         ".git/HEAD",
-        "tests/test_core.py",
+        "tests/core/test_client.py",
+        "requirements/dev.txt",
         "helm/session-pool-exporter/values.yaml",
         "session_pool_exporter.egg-info/PKG-INFO",
         "exporter/__pycache__/core.cpython-311.pyc",
@@ -240,3 +242,10 @@ def test_dockerignore_keeps_the_context_to_what_the_build_needs() -> None:
         for source in args.split()[:-1]:
             if not source.startswith("--"):
                 assert not _dockerignored(source, patterns), f"COPY {source} is dockerignored"
+
+
+def test_dependencies_come_from_the_lock_file() -> None:
+    """The image resolves nothing at build time: hash-checked pins, then the project without dependencies."""
+    runs = " ".join(args for kw, args in _stages()[0] if kw == "RUN")
+    assert "--require-hashes -r requirements/runtime.txt" in runs
+    assert re.search(r"pip install [^&]*--no-deps [^&]*session_pool_exporter-\*\.whl", runs), runs

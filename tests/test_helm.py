@@ -735,6 +735,9 @@ def test_sync_script_detects_and_repairs_drift(tmp_path: Path) -> None:
     shutil.copytree(ROOT / "dashboards", tree / "dashboards")
     shutil.copytree(ROOT / "scripts", tree / "scripts")
     (tree / "helm" / "session-pool-exporter" / "files").mkdir(parents=True)
+    shutil.copy(CHART / "Chart.yaml", tree / "helm" / "session-pool-exporter" / "Chart.yaml")
+    (tree / "exporter").mkdir()
+    shutil.copy(ROOT / "exporter" / "_version.py", tree / "exporter" / "_version.py")
     script = [sys.executable, str(tree / "scripts" / "sync_chart.py")]
 
     def run(*args: str) -> subprocess.CompletedProcess[str]:
@@ -759,6 +762,13 @@ def test_sync_script_detects_and_repairs_drift(tmp_path: Path) -> None:
     assert "extra.yml: differs" in proc.stderr
     assert run().returncode == 0
     assert run("--check").returncode == 0
+    # The version has one source: the chart follows exporter/_version.py.
+    (tree / "exporter" / "_version.py").write_text('__version__ = "9.8.7"\n', encoding="utf-8")
+    proc = run("--check")
+    assert proc.returncode == 1 and "Chart.yaml: version/appVersion differ" in proc.stderr
+    assert run().returncode == 0
+    chart = yaml.safe_load((tree / "helm" / "session-pool-exporter" / "Chart.yaml").read_text(encoding="utf-8"))
+    assert (chart["version"], chart["appVersion"]) == ("9.8.7", "9.8.7")
 
 
 # ---- the exporter accepts what the chart deploys ----------------------------------------------

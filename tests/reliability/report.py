@@ -47,7 +47,9 @@ def render(data: dict[str, dict[str, Any]]) -> str:
     w("Regenerate this page (about 3 minutes on 2 cores):")
     w("")
     w("```sh")
-    w("RELIABILITY_LOAD_SECONDS=60 RELIABILITY_REPORT=docs/reliability.md .venv/bin/python -m pytest -q tests/reliability")
+    w(
+        "RELIABILITY_LOAD_SECONDS=60 RELIABILITY_REPORT=docs/reliability.md .venv/bin/python -m pytest -q tests/reliability"
+    )
     w("```")
     w("")
     w(f"Last generated {datetime.now(UTC).strftime('%Y-%m-%d %H:%M UTC')} on {os.cpu_count()} CPUs, "

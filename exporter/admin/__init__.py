@@ -1,5 +1,6 @@
 """The admin API: a service applying operators' actions with an audit trail, and its HTTP routes."""
 
+from exporter.admin.actions import ACTIONS, Caller
 from exporter.admin.errors import (
     AdminDisabled,
     AdminError,
@@ -13,7 +14,7 @@ from exporter.admin.errors import (
 from exporter.admin.http import AdminHTTP
 from exporter.admin.models import Action
 from exporter.admin.openapi import openapi_document
-from exporter.admin.service import ACTIONS, AdminService, Caller
+from exporter.admin.service import AdminService
 
 __all__ = [
     "ACTIONS",

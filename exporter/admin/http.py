@@ -13,11 +13,12 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Route
 
+from exporter.admin.actions import Caller
 from exporter.admin.endpoints import ENDPOINTS
 from exporter.admin.errors import AdminDisabled, BodyTooLarge, Forbidden, InvalidRequest, Unauthorized
 from exporter.admin.models import REQUEST_ID, Action, ActionBody, AuditQuery, Body, BulkUnlockBody
 from exporter.admin.openapi import openapi_document
-from exporter.admin.service import AdminService, Caller
+from exporter.admin.service import AdminService
 from exporter.config import AdminConfig
 from exporter.core import parse_session_id
 

@@ -1,18 +1,16 @@
-"""The admin service: the actions operators take on sessions, applied with their audit events (no HTTP)."""
+"""The admin service: operators' reads and actions on pools, checked, counted and logged (no HTTP)."""
 
 from __future__ import annotations
 
 import json
 from collections.abc import Awaitable, Callable, Mapping
-from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from enum import StrEnum
-from typing import Any, Literal, TypeVar
+from typing import Any, Literal
 
 import structlog
 from bson import ObjectId
-from pymongo.write_concern import WriteConcern
 
+from exporter.admin.actions import ACTIONS, Caller, Plan
 from exporter.admin.errors import AdminError, Conflict, InvalidRequest, PoolNotFound
 from exporter.admin.models import (
     Action,
@@ -26,76 +24,27 @@ from exporter.admin.models import (
     SessionView,
     StatisticsView,
 )
-from exporter.audit import AuditFilters, AuditLog, event_document
+from exporter.admin.writes import AuditedWrites, Outcome
+from exporter.audit import AuditFilters, AuditLog
 from exporter.config import AdminConfig, WriteConcernConfig
 from exporter.core import (
     Document,
     Hold,
     InvalidInput,
     MongoSessions,
-    OperationFailed,
     SessionNotFound,
     SessionPoolError,
     State,
-    Transaction,
     guard,
     parse_period,
 )
-from exporter.core.queries import unlock_update
 from exporter.metrics import Metrics
 from exporter.runtime import PoolRuntime
 
 log = structlog.get_logger("exporter.admin")
 
-_TRANSACTION_ATTEMPTS = 5
-_T = TypeVar("_T")
 BULK_UNLOCK = "bulk_unlock"
 SET_BY = {Hold.USE: "get_session", Hold.LOCK: "session_lock", Hold.BLOCK: "session_block"}
-
-
-@dataclass(frozen=True)
-class Caller:
-    """Who acts: the token's name (the audit actor) and role."""
-
-    name: str
-    role: Literal["read", "write"]
-
-
-class Plan(StrEnum):
-    """What an action will do to a session in a given state."""
-
-    APPLY = "apply"
-    UNCHANGED = "unchanged"
-
-
-@dataclass(frozen=True)
-class ActionSpec:
-    """One row of the action table: the core method, the states it changes, and its period."""
-
-    method: str
-    changes: frozenset[State]
-    refuses: frozenset[State] = frozenset()
-    period: Literal["lock_time", "block_time"] | None = None
-
-    def plan(self, action: Action, before: State) -> Plan:
-        """APPLY or UNCHANGED for a session in state `before`; Conflict when the action cannot apply."""
-        if before in self.refuses:
-            raise Conflict(f"session is {before}; activate it before you {action} it")
-        return Plan.APPLY if before in self.changes else Plan.UNCHANGED
-
-
-_ALL = frozenset(State)
-ACTIONS: dict[Action, ActionSpec] = {
-    Action.UNLOCK: ActionSpec("session_unlock", frozenset({State.LOCKED, State.BLOCKED, State.IN_USE})),
-    Action.DEACTIVATE: ActionSpec("session_inactive", _ALL - {State.INACTIVE}),
-    Action.ACTIVATE: ActionSpec("session_activate", _ALL - {State.ACTIVE}),
-    Action.LOCK: ActionSpec(
-        "session_lock", _ALL - {State.LOCKED, State.INACTIVE}, frozenset({State.INACTIVE}), "lock_time"
-    ),
-    Action.BLOCK: ActionSpec(
-        "session_block", _ALL - {State.BLOCKED, State.INACTIVE}, frozenset({State.INACTIVE}), "block_time"
-    ),
-}
 
 
 def _iso(value: Any) -> Any:
@@ -127,8 +76,7 @@ class AdminService:
         self.audit = audit
         self.refresh = refresh
         self.metrics = metrics
-        self._write_concern = write_concern
-        self._audit_ready = False
+        self.writes = AuditedWrites(audit, write_concern)
         # Known label values start at 0, so rate() and increase() see the first action or failure.
         for name in pools:
             metrics.add_pool(name, actions=[*(a.value for a in Action), BULK_UNLOCK])
@@ -169,35 +117,6 @@ class AdminService:
                 errors=[{"loc": ["period"], "msg": "too long"}],
             )
         return delta
-
-    async def _prepare(self, sessions: MongoSessions) -> None:
-        # Lazily, so a daemon started while MongoDB is down still comes up.
-        if sessions.topology is None:
-            await sessions.connect()
-        if not self._audit_ready:
-            async with guard("audit_indexes", sessions.timeout):
-                await self.audit.ensure()
-            self._audit_ready = True
-
-    def _transaction_write_concern(self, sessions: MongoSessions) -> WriteConcern | None:
-        wc = self._write_concern
-        if wc is not None and wc.given:
-            return WriteConcern(w=wc.w, j=wc.j, wtimeout=wc.wtimeout)
-        # Majority where the deployment has one (a replica set), acknowledged otherwise.
-        return WriteConcern(w="majority") if sessions.supports_transactions else None
-
-    async def _in_transaction(self, sessions: MongoSessions, unit: Callable[[Transaction], Awaitable[_T]]) -> _T:
-        """Run `unit` in a transaction, again from the start after a transient write conflict."""
-        for attempt in range(_TRANSACTION_ATTEMPTS):
-            try:
-                async with sessions.transaction(write_concern=self._transaction_write_concern(sessions)) as txn:
-                    result = await unit(txn)
-                return result
-            except OperationFailed as exc:
-                # A write conflict with a handler's get_session: run the whole unit again.
-                if not exc.transient or attempt + 1 == _TRANSACTION_ATTEMPTS:
-                    raise
-        raise AssertionError("unreachable")  # pragma: no cover
 
     def _count_failure(self, pool: str, action: str, exc: Exception) -> bool:
         """Count a write MongoDB failed (not a client error); True when it was counted."""
@@ -316,7 +235,7 @@ class AdminService:
         reason = self.reason(reason)
         delta = self.period(action, period, pool.sessions)
         try:
-            result = await self._apply(pool, oid, action, delta, reason, caller, request_id)
+            outcome = await self.writes.apply(pool, oid, action, delta, reason, caller, request_id)
         except (SessionPoolError, AdminError) as exc:
             if self._count_failure(pool.name, str(action), exc):
                 log.warning(
@@ -324,6 +243,7 @@ class AdminService:
                     session_id=str(oid), request_id=request_id, error=str(exc),
                 )  # fmt: skip
             raise
+        result = self._result(pool, oid, action, outcome, request_id)
         self.metrics.admin_actions.labels(pool=pool.name, action=str(action)).inc()
         log.info(
             "admin_action", pool=pool.name, action=str(action), actor=caller.name, session_id=str(oid),
@@ -333,120 +253,17 @@ class AdminService:
             await self._after_write(pool.name)
         return result
 
-    async def _change(
-        self, sessions: MongoSessions, oid: ObjectId, action: Action, period: timedelta | None, db_session: Any
-    ) -> None:
-        method = getattr(sessions, ACTIONS[action].method)
-        if period is not None:
-            await method(oid, {"seconds": period.total_seconds()}, db_session=db_session)
-        else:
-            await method(oid, db_session=db_session)
-
-    def _result(
-        self, pool: PoolRuntime, oid: ObjectId, action: Action, plan: Plan, before: State, doc: Document,
-        now: datetime, rid: str,
-    ) -> ActionResult:  # fmt: skip
-        view = self.view(pool, doc, now)
+    def _result(self, pool: PoolRuntime, oid: ObjectId, action: Action, outcome: Outcome, rid: str) -> ActionResult:
         return ActionResult(
             pool=pool.name,
             id=str(oid),
             action=action,
-            result="changed" if plan is Plan.APPLY else "unchanged",
-            state_before=before,
-            state_after=view.state,
+            result="changed" if outcome.plan is Plan.APPLY else "unchanged",
+            state_before=outcome.before,
+            state_after=outcome.after,
             request_id=rid,
-            session=view,
+            session=self.view(pool, outcome.doc, outcome.now),
         )
-
-    async def _apply(
-        self,
-        pool: PoolRuntime,
-        oid: ObjectId,
-        action: Action,
-        period: timedelta | None,
-        reason: str | None,
-        caller: Caller,
-        rid: str,
-    ) -> ActionResult:
-        sessions = pool.sessions
-        await self._prepare(sessions)
-        details = {"period_seconds": period.total_seconds()} if period else None
-        if not sessions.supports_transactions:
-            return await self._apply_standalone(pool, oid, action, period, reason, caller, rid, details)
-
-        async def unit(txn: Transaction) -> ActionResult:
-            doc = await sessions.get(oid, db_session=txn)
-            now = await sessions.server_time()
-            before = sessions.state_of(doc, now)
-            plan = ACTIONS[action].plan(action, before)
-            if plan is Plan.APPLY:
-                await self._change(sessions, oid, action, period, txn)
-                doc = await sessions.get(oid, db_session=txn)
-            result = self._result(pool, oid, action, plan, before, doc, now, rid)
-            event = event_document(
-                time=now,
-                actor=caller.name,
-                action=str(action),
-                pool=pool.name,
-                session_id=str(oid),
-                state_before=str(result.state_before),
-                state_after=str(result.state_after),
-                result=result.result,
-                reason=reason,
-                request_id=rid,
-                details=details,
-            )
-            async with guard("audit", sessions.timeout):
-                await self.audit.record(event, db_session=txn.db_session)
-            return result
-
-        return await self._in_transaction(sessions, unit)
-
-    async def _apply_standalone(
-        self,
-        pool: PoolRuntime,
-        oid: ObjectId,
-        action: Action,
-        period: timedelta | None,
-        reason: str | None,
-        caller: Caller,
-        rid: str,
-        details: dict[str, Any] | None,
-    ) -> ActionResult:
-        # No transactions: record the intent first, then change, then settle the event. A crash
-        # in between leaves a "pending" event, never a change without an event.
-        sessions = pool.sessions
-        doc = await sessions.get(oid)
-        now = await sessions.server_time()
-        before = sessions.state_of(doc, now)
-        plan = ACTIONS[action].plan(action, before)
-        event = event_document(
-            time=now,
-            actor=caller.name,
-            action=str(action),
-            pool=pool.name,
-            session_id=str(oid),
-            state_before=str(before),
-            state_after=None,
-            result="pending" if plan is Plan.APPLY else "unchanged",
-            reason=reason,
-            request_id=rid,
-            details=details,
-        )
-        async with guard("audit", sessions.timeout):
-            event_id = await self.audit.record(event)
-        if plan is Plan.APPLY:
-            try:
-                await self._change(sessions, oid, action, period, None)
-            except SessionPoolError as exc:
-                async with guard("audit", sessions.timeout):
-                    await self.audit.update(event_id, {"result": "failed", "error": str(exc)})
-                raise
-            doc = await sessions.get(oid)
-        result = self._result(pool, oid, action, plan, before, doc, now, rid)
-        async with guard("audit", sessions.timeout):
-            await self.audit.update(event_id, {"result": result.result, "state_after": str(result.state_after)})
-        return result
 
     # -- a whole state --
 
@@ -478,7 +295,7 @@ class AdminService:
                 f"{matched} sessions are {target}, more than admin.bulk_unlock_cap ({cap}); nothing was changed"
             )
         try:
-            changed = await self._bulk(pool, target, reason, caller, request_id)
+            changed = await self.writes.unlock_state(pool, target, cap, reason, caller, request_id)
         except (SessionPoolError, AdminError) as exc:
             self._count_failure(pool.name, BULK_UNLOCK, exc)
             raise
@@ -491,60 +308,3 @@ class AdminService:
         return BulkUnlockResult(
             pool=pool.name, state=state, dry_run=False, matched=changed, changed=changed, cap=cap, request_id=request_id
         )
-
-    async def _bulk(self, pool: PoolRuntime, state: State, reason: str | None, caller: Caller, rid: str) -> int:
-        sessions = pool.sessions
-        await self._prepare(sessions)
-        cap = self.config.bulk_unlock_cap
-        unlock = unlock_update(sessions.fields)
-
-        def events(ids: list[ObjectId], now: datetime, result: str) -> list[Document]:
-            return [
-                event_document(
-                    time=now,
-                    actor=caller.name,
-                    action="unlock",
-                    pool=pool.name,
-                    session_id=str(oid),
-                    state_before=str(state),
-                    state_after=str(State.ACTIVE) if result == "changed" else None,
-                    result=result,
-                    reason=reason,
-                    request_id=rid,
-                    details={"bulk": True},
-                )
-                for oid in ids
-            ]
-
-        async def ids_now(db_session: Any) -> tuple[list[ObjectId], datetime]:
-            now = await sessions.server_time()
-            docs = await sessions.find(
-                filter=sessions.state_filter(state, now), projection={"_id": 1}, limit=cap + 1, session=db_session
-            )
-            ids = [d["_id"] for d in docs]
-            if len(ids) > cap:
-                raise Conflict(f"more than admin.bulk_unlock_cap ({cap}) sessions are {state}; nothing was changed")
-            return ids, now
-
-        if not sessions.supports_transactions:
-            ids, now = await ids_now(None)
-            async with guard("audit", sessions.timeout):
-                await self.audit.record_many(events(ids, now, "pending"))
-            await sessions.update_many(filter={"_id": {"$in": ids}}, update=unlock, _op=BULK_UNLOCK)
-            async with guard("audit", sessions.timeout):
-                await self.audit.collection.update_many(
-                    {"request_id": rid, "result": "pending"}, {"$set": {"result": "changed", "state_after": "active"}}
-                )
-            return len(ids)
-
-        async def unit(txn: Transaction) -> int:
-            ids, now = await ids_now(txn.db_session)
-            if ids:
-                await sessions.update_many(
-                    filter={"_id": {"$in": ids}}, update=unlock, session=txn.db_session, _op=BULK_UNLOCK
-                )
-                async with guard("audit", sessions.timeout):
-                    await self.audit.record_many(events(ids, now, "changed"), db_session=txn.db_session)
-            return len(ids)
-
-        return await self._in_transaction(sessions, unit)

@@ -1,0 +1,226 @@
+"""Admin writes with their audit events: in one transaction, or intent-first on a standalone server."""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any, TypeVar
+
+from bson import ObjectId
+from pymongo.write_concern import WriteConcern
+
+from exporter.admin.actions import ACTIONS, Caller, Plan
+from exporter.admin.errors import Conflict
+from exporter.admin.models import Action
+from exporter.audit import AuditLog, event_document
+from exporter.config import WriteConcernConfig
+from exporter.core import Document, MongoSessions, OperationFailed, SessionPoolError, State, Transaction, guard
+from exporter.core.queries import unlock_update
+from exporter.runtime import PoolRuntime
+
+_TRANSACTION_ATTEMPTS = 5
+_T = TypeVar("_T")
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """What one action did: the plan, the states before and after, the document after, the server time."""
+
+    plan: Plan
+    before: State
+    after: State
+    doc: Document
+    now: datetime
+
+    @property
+    def result(self) -> str:
+        """'changed' or 'unchanged', as the audit trail and the API say it."""
+        return "changed" if self.plan is Plan.APPLY else "unchanged"
+
+
+class AuditedWrites:
+    """Every admin write lands with its audit event, or neither does (a crash leaves 'pending', never silence)."""
+
+    def __init__(self, audit: AuditLog, write_concern: WriteConcernConfig | None = None) -> None:
+        self.audit = audit
+        self._write_concern = write_concern
+        self._audit_ready = False
+
+    async def prepare(self, sessions: MongoSessions) -> None:
+        """Connect and create the audit indexes lazily, so a daemon started while MongoDB is down comes up."""
+        if sessions.topology is None:
+            await sessions.connect()
+        if not self._audit_ready:
+            async with guard("audit_indexes", sessions.timeout):
+                await self.audit.ensure()
+            self._audit_ready = True
+
+    def _transaction_write_concern(self, sessions: MongoSessions) -> WriteConcern | None:
+        wc = self._write_concern
+        if wc is not None and wc.given:
+            return WriteConcern(w=wc.w, j=wc.j, wtimeout=wc.wtimeout)
+        # Majority where the deployment has one (a replica set), acknowledged otherwise.
+        return WriteConcern(w="majority") if sessions.supports_transactions else None
+
+    async def _in_transaction(self, sessions: MongoSessions, unit: Callable[[Transaction], Awaitable[_T]]) -> _T:
+        """Run `unit` in a transaction, again from the start after a transient write conflict."""
+        for attempt in range(_TRANSACTION_ATTEMPTS):
+            try:
+                async with sessions.transaction(write_concern=self._transaction_write_concern(sessions)) as txn:
+                    result = await unit(txn)
+                return result
+            except OperationFailed as exc:
+                # A write conflict with a handler's get_session: run the whole unit again.
+                if not exc.transient or attempt + 1 == _TRANSACTION_ATTEMPTS:
+                    raise
+        raise AssertionError("unreachable")  # pragma: no cover
+
+    @staticmethod
+    async def _change(
+        sessions: MongoSessions, oid: ObjectId, action: Action, period: timedelta | None, db_session: Any
+    ) -> None:
+        method = getattr(sessions, ACTIONS[action].method)
+        if period is not None:
+            await method(oid, {"seconds": period.total_seconds()}, db_session=db_session)
+        else:
+            await method(oid, db_session=db_session)
+
+    async def apply(
+        self,
+        pool: PoolRuntime,
+        oid: ObjectId,
+        action: Action,
+        period: timedelta | None,
+        reason: str | None,
+        caller: Caller,
+        rid: str,
+    ) -> Outcome:
+        """Apply one action to one session and record it."""
+        sessions = pool.sessions
+        await self.prepare(sessions)
+        details = {"period_seconds": period.total_seconds()} if period else None
+
+        def event(outcome_before: State, now: datetime, after: State | None, result: str) -> Document:
+            return event_document(
+                time=now,
+                actor=caller.name,
+                action=str(action),
+                pool=pool.name,
+                session_id=str(oid),
+                state_before=str(outcome_before),
+                state_after=str(after) if after is not None else None,
+                result=result,
+                reason=reason,
+                request_id=rid,
+                details=details,
+            )
+
+        if not sessions.supports_transactions:
+            return await self._apply_standalone(pool, oid, action, period, event)
+
+        async def unit(txn: Transaction) -> Outcome:
+            doc = await sessions.get(oid, db_session=txn)
+            now = await sessions.server_time()
+            before = sessions.state_of(doc, now)
+            plan = ACTIONS[action].plan(action, before)
+            if plan is Plan.APPLY:
+                await self._change(sessions, oid, action, period, txn)
+                doc = await sessions.get(oid, db_session=txn)
+            outcome = Outcome(plan, before, sessions.state_of(doc, now), doc, now)
+            async with guard("audit", sessions.timeout):
+                await self.audit.record(event(before, now, outcome.after, outcome.result), db_session=txn.db_session)
+            return outcome
+
+        return await self._in_transaction(sessions, unit)
+
+    async def _apply_standalone(
+        self,
+        pool: PoolRuntime,
+        oid: ObjectId,
+        action: Action,
+        period: timedelta | None,
+        event: Callable[[State, datetime, State | None, str], Document],
+    ) -> Outcome:
+        # No transactions: record the intent first, then change, then settle the event. A crash
+        # in between leaves a "pending" event, never a change without an event.
+        sessions = pool.sessions
+        doc = await sessions.get(oid)
+        now = await sessions.server_time()
+        before = sessions.state_of(doc, now)
+        plan = ACTIONS[action].plan(action, before)
+        async with guard("audit", sessions.timeout):
+            event_id = await self.audit.record(
+                event(before, now, None, "pending" if plan is Plan.APPLY else "unchanged")
+            )
+        if plan is Plan.APPLY:
+            try:
+                await self._change(sessions, oid, action, period, None)
+            except SessionPoolError as exc:
+                async with guard("audit", sessions.timeout):
+                    await self.audit.update(event_id, {"result": "failed", "error": str(exc)})
+                raise
+            doc = await sessions.get(oid)
+        outcome = Outcome(plan, before, sessions.state_of(doc, now), doc, now)
+        async with guard("audit", sessions.timeout):
+            await self.audit.update(event_id, {"result": outcome.result, "state_after": str(outcome.after)})
+        return outcome
+
+    async def unlock_state(
+        self, pool: PoolRuntime, state: State, cap: int, reason: str | None, caller: Caller, rid: str
+    ) -> int:
+        """Unlock every session in `state` (at most `cap`, else nothing), one audit event each."""
+        sessions = pool.sessions
+        await self.prepare(sessions)
+        unlock = unlock_update(sessions.fields)
+
+        def events(ids: list[ObjectId], now: datetime, result: str) -> list[Document]:
+            return [
+                event_document(
+                    time=now,
+                    actor=caller.name,
+                    action="unlock",
+                    pool=pool.name,
+                    session_id=str(oid),
+                    state_before=str(state),
+                    state_after=str(State.ACTIVE) if result == "changed" else None,
+                    result=result,
+                    reason=reason,
+                    request_id=rid,
+                    details={"bulk": True},
+                )
+                for oid in ids
+            ]
+
+        async def ids_now(db_session: Any) -> tuple[list[ObjectId], datetime]:
+            now = await sessions.server_time()
+            docs = await sessions.find(
+                filter=sessions.state_filter(state, now), projection={"_id": 1}, limit=cap + 1, session=db_session
+            )
+            ids = [d["_id"] for d in docs]
+            if len(ids) > cap:
+                raise Conflict(f"more than admin.bulk_unlock_cap ({cap}) sessions are {state}; nothing was changed")
+            return ids, now
+
+        if not sessions.supports_transactions:
+            ids, now = await ids_now(None)
+            async with guard("audit", sessions.timeout):
+                await self.audit.record_many(events(ids, now, "pending"))
+            await sessions.update_many(filter={"_id": {"$in": ids}}, update=unlock, _op="bulk_unlock")
+            async with guard("audit", sessions.timeout):
+                await self.audit.collection.update_many(
+                    {"request_id": rid, "result": "pending"}, {"$set": {"result": "changed", "state_after": "active"}}
+                )
+            return len(ids)
+
+        async def unit(txn: Transaction) -> int:
+            ids, now = await ids_now(txn.db_session)
+            if ids:
+                await sessions.update_many(
+                    filter={"_id": {"$in": ids}}, update=unlock, session=txn.db_session, _op="bulk_unlock"
+                )
+                async with guard("audit", sessions.timeout):
+                    await self.audit.record_many(events(ids, now, "changed"), db_session=txn.db_session)
+            return len(ids)
+
+        return await self._in_transaction(sessions, unit)

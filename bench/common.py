@@ -25,7 +25,7 @@ DATABASE = "bench"
 # Share of each state in a seeded pool. Holds are set to outlast the run (hours), so the mix does
 # not drift while the benchmarks read it; real in-use holds are seconds long.
 MIX = (("inactive", 0.05), ("blocked", 0.04), ("locked", 0.06), ("in_use", 0.05))
-LEGACY_SHARE = 0.2  # documents written by the original library: no `hold`, some without `active`
+LEGACY_SHARE = 0.2  # documents written by the original library: no hold marker, some without `active`
 SEED_BATCH = 10_000
 
 
@@ -144,21 +144,19 @@ def _doc(rng: random.Random, now: datetime) -> tuple[dict[str, Any], str]:
     }
     if state == "blocked":
         doc["next_use"] = now + timedelta(hours=rng.uniform(3, 8))
-        doc["hold"] = "block"
     elif state == "locked":
         doc["next_use"] = now + timedelta(hours=rng.uniform(2, 3))
-        doc["hold"] = "lock"
     elif state == "in_use":
         # Just handed out (last_use is recent), held long enough not to come back during the run.
         doc["last_use"] = now - timedelta(seconds=rng.uniform(0, 60))
         doc["next_use"] = now + timedelta(hours=rng.uniform(1, 2))
-        doc["hold"] = "use"
-    elif last_use is not None:
-        doc["hold"] = "use"
-    if legacy:
-        doc.pop("hold", None)
-        if state != "inactive" and rng.random() < 0.25:
-            del doc["active"]  # the original's "does not have false in active"
+    kind = {"blocked": "block", "locked": "lock", "in_use": "use"}.get(state, "use" if last_use else None)
+    if kind is not None and not legacy:
+        # As this library writes a hold: the marker records the very next_use it set.
+        doc["hold"] = {"kind": kind, "until": doc["next_use"]}
+    if legacy and state != "inactive" and rng.random() < 0.25:
+        del doc["active"]  # the original never hands such a session out: it counts as inactive
+        state = "inactive"
     return doc, state
 
 

@@ -54,19 +54,19 @@ def raw_call(coll: Any) -> Any:
             "$set": {
                 "last_use": "$$NOW",
                 "next_use": {"$add": ["$$NOW", HOLD_SECONDS * 1000]},
-                "hold": "use",
+                "hold": {"$mergeObjects": [{"kind": "use", "until": {"$add": ["$$NOW", HOLD_SECONDS * 1000]}}]},
                 "count_use": {"$add": [{"$ifNull": ["$count_use", 0]}, 1]},
             }
         }
     ]
-    query = {"active": {"$in": [True, None]}, "$expr": {"$lte": ["$next_use", "$$NOW"]}}
+    query = {"active": True, "$expr": {"$lte": ["$next_use", "$$NOW"]}}
 
     async def call() -> Any:
         return await coll.find_one_and_update(
             query,
             update,
             sort=[("last_use", 1)],
-            projection={"_id": 1, "session": 1},
+            projection={"session": 1},
             return_document=ReturnDocument.BEFORE,
         )
 
@@ -98,7 +98,7 @@ async def _round(call: Any, callers: int, duration: float, run: Run) -> None:
 
 async def head_keys(client: AsyncMongoClient[dict[str, Any]], collection: str) -> int:
     """Index keys the next `get_session` query examines right now (explain, `$$NOW` as a literal)."""
-    query = {"active": {"$in": [True, None]}, "$expr": {"$lte": ["$next_use", datetime.now(UTC)]}}
+    query = {"active": True, "$expr": {"$lte": ["$next_use", datetime.now(UTC)]}}
     plan = await client[DATABASE].command(
         "explain",
         {"find": collection, "filter": query, "sort": {"last_use": 1}, "limit": 1},

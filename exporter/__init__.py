@@ -6,6 +6,7 @@ from exporter.core import (
     Fields,
     Hold,
     InvalidInput,
+    MongoFields,
     MongoSessions,
     OperationFailed,
     OperationTimeout,
@@ -20,8 +21,6 @@ from exporter.core import (
     parse_period,
     parse_session_id,
 )
-
-MongoFields = Fields
 
 __all__ = [
     "STATES",

@@ -16,7 +16,7 @@ from pymongo import AsyncMongoClient
 from pymongo.errors import PyMongoError
 
 from exporter.config import Config
-from exporter.core import MongoSessions, OperationFailed, SessionPoolError, Statistics, redact
+from exporter.core import MongoSessions, SessionPoolError, Statistics, redact
 from exporter.log import get_logger
 from exporter.metrics import Metrics
 from exporter.runtime import PoolRuntime
@@ -25,6 +25,12 @@ log = get_logger("exporter.collector")
 
 _PING_TIMEOUT = 1.0
 _PING_CACHE = 1.0
+_INDEX_RETRY = 600.0
+
+
+def _index_name(keys: list[tuple[str, int]]) -> str:
+    """MongoDB's default name of an index on `keys`."""
+    return "_".join(f"{field}_{direction}" for field, direction in keys)
 
 
 class Collector:
@@ -58,7 +64,9 @@ class Collector:
                 w=wc.w,
                 j=wc.j,
                 wtimeout=wc.wtimeout,
-                create_indexes=settings.create_indexes,
+                tz_aware=True,
+                # The collector keeps the indexes itself, in the background (see _upkeep_indexes).
+                create_indexes=False,
             )
             self.pools[settings.name] = PoolRuntime(settings, sessions)
             metrics.add_pool(settings.name)
@@ -105,6 +113,9 @@ class Collector:
         if running:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(asyncio.gather(*(self._wait_lock(lk) for lk in running)), timeout=5)
+        for pool in self.pools.values():
+            if pool.index_task is not None and not pool.index_task.done():
+                pool.index_task.cancel()
         if scheduler is not None:
             scheduler.shutdown(wait=False)
         if self._owns_client:
@@ -171,19 +182,51 @@ class Collector:
         pool.failed(error)
 
     async def _fetch(self, pool: PoolRuntime) -> tuple[Statistics, int]:
-        """Connect if needed, then read the statistics and the active count."""
+        """Connect if needed, look after the indexes, then read the statistics (count_active included)."""
         if not pool.connected:
-            try:
-                await pool.sessions.connect()
-            except OperationFailed as exc:
-                # A read-only monitoring user may not create indexes; statistics still work.
-                if pool.sessions.topology is None:
-                    raise
-                log.warning("create_indexes_failed", pool=pool.name, error=exc.message)
+            await pool.sessions.connect()
             pool.connected = True
-        # Concurrently: the server runs both at once, so a refresh costs the slower of the two.
-        stats, active = await asyncio.gather(pool.sessions.aggregate_statistics(), pool.sessions.count_active())
-        return stats, active
+        if pool.config.create_indexes:
+            await self._upkeep_indexes(pool)
+        stats = await pool.sessions.aggregate_statistics()
+        return stats, stats["count_active"]
+
+    # -- indexes --
+
+    async def _upkeep_indexes(self, pool: PoolRuntime) -> None:
+        """Notice missing indexes (a worker of the original library drops them at start-up) and rebuild them.
+
+        The check is one listIndexes; a build runs as a background task, one at a time per pool,
+        so a long build never holds up a refresh and never starts twice.
+        """
+        if pool.index_task is not None and not pool.index_task.done():
+            return
+        if time.monotonic() < pool.next_index_check:
+            return
+        missing = await pool.sessions.missing_indexes()
+        if not missing:
+            return
+        log.info("indexes_missing", pool=pool.name, indexes=[_index_name(keys) for keys in missing])
+        pool.index_task = asyncio.create_task(self._build_indexes(pool), name=f"indexes:{pool.name}")
+
+    async def _build_indexes(self, pool: PoolRuntime) -> None:
+        """Create the pool's missing indexes; count and log the outcome."""
+        try:
+            created = await pool.sessions.ensure_indexes()
+        except SessionPoolError as exc:
+            self.metrics.index_build_failures.labels(pool.name).inc()
+            # A read-only monitoring user may not create indexes; statistics still work. Ask again later.
+            pool.next_index_check = time.monotonic() + _INDEX_RETRY
+            log.warning("create_indexes_failed", pool=pool.name, error=exc.message, retry_in_seconds=_INDEX_RETRY)
+            return
+        self.metrics.index_builds.labels(pool.name).inc()
+        log.info("indexes_created", pool=pool.name, indexes=created)
+
+    async def wait_indexes(self, name: str) -> None:
+        """Wait until the pool's index build, if one runs, has finished (tests and shutdown)."""
+        task = self.pools[name].index_task
+        if task is not None:
+            await asyncio.gather(task, return_exceptions=True)
 
     # -- readiness --
 

@@ -115,6 +115,8 @@ class CounterSpec:
 COUNTERS: tuple[CounterSpec, ...] = (
     CounterSpec("refreshes", "Refreshes of the pool's statistics attempted.", ("pool",)),
     CounterSpec("refresh_failures", "Refreshes of the pool's statistics that failed.", ("pool",)),
+    CounterSpec("index_builds", "Times the pool's missing indexes were created by the daemon.", ("pool",)),
+    CounterSpec("index_build_failures", "Times creating the pool's missing indexes failed.", ("pool",)),
     CounterSpec("admin_actions", "Admin API writes applied, per pool and action.", ("pool", "action")),
     CounterSpec("admin_action_failures", "Admin API writes that failed, per pool and action.", ("pool", "action")),
 )
@@ -153,6 +155,8 @@ class Metrics:
 
     refreshes: Counter
     refresh_failures: Counter
+    index_builds: Counter
+    index_build_failures: Counter
     admin_actions: Counter
     admin_action_failures: Counter
 
@@ -183,6 +187,8 @@ class Metrics:
         """Export the pool's counters at 0 from the start, so rate()/increase() see the first failure."""
         self.refreshes.labels(name)
         self.refresh_failures.labels(name)
+        self.index_builds.labels(name)
+        self.index_build_failures.labels(name)
         for action in actions:
             self.admin_actions.labels(pool=name, action=action)
             self.admin_action_failures.labels(pool=name, action=action)

@@ -26,6 +26,8 @@ class PoolRuntime:
     refreshes: int = 0
     connected: bool = False
     lock: asyncio.Lock = field(default_factory=asyncio.Lock)
+    index_task: asyncio.Task[None] | None = None
+    next_index_check: float = 0.0
 
     @property
     def name(self) -> str:

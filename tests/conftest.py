@@ -50,6 +50,8 @@ async def pool_factory(mongo_uri: str) -> AsyncIterator[PoolFactory]:
     made: list[MongoSessions] = []
 
     async def make(collection: str | None = None, db: str = "spe_test", **options: Any) -> MongoSessions:
+        # Aware datetimes unless a test asks otherwise: the drop-in default (naive) has tests of its own.
+        options.setdefault("tz_aware", True)
         pool = MongoSessions(mongo_uri, db, collection or f"t_{uuid.uuid4().hex[:12]}", **options)
         await pool.connect()
         made.append(pool)

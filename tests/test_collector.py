@@ -170,6 +170,7 @@ async def test_read_only_user_gets_statistics_without_creating_indexes(mongod_fa
     try:
         with capture_logs() as logs:
             pool = await collector.refresh("p")
+            await collector.wait_indexes("p")
         assert pool.up, pool.last_error
         assert pool.stats is not None and pool.stats.states[State.ACTIVE] == 3
         assert [e["event"] for e in logs if e["event"] == "create_indexes_failed"] == ["create_indexes_failed"]

@@ -41,48 +41,47 @@ def _config(pools: list[dict[str, Any]], **defaults: Any) -> dict[str, Any]:
 # --- an independent model of the pool, written with plain PyMongo queries -------------------------
 
 
-def _live(active: str) -> Doc:
-    """Filter of documents whose active field is true or missing."""
-    return {"$or": [{active: True}, {active: None}]}  # None also matches a missing field
-
-
 def expected(
     coll: Collection[Doc], now: datetime, active: str = "active", next_use: str = "next_use"
 ) -> dict[str, Any]:
-    """Counts and key values of a pool, computed with queries of this test (not the code under test)."""
-    live = _live(active)
-    held_by = {"in_use": "use", "locked": "lock", "blocked": "block"}
-    free = {"$or": [{next_use: None}, {next_use: {"$lte": now}}]}
-    legacy = {"hold": {"$nin": ["use", "lock", "block"]}}
+    """Counts and key values of a pool by the documented rules, computed here (not by the code under test).
+
+    Inactive unless `active` is true; active when `next_use` is missing, null or not later than
+    now; a held session counts by its hold marker when `hold.until` equals `next_use`, else by
+    the time left (more than lock_time: blocked; more than grace: locked; else in use).
+    """
     lock_edge, grace_edge = now + timedelta(seconds=LOCK_TIME), now + timedelta(seconds=GRACE)
-    ranges = {
-        "in_use": {"$gt": now, "$lte": grace_edge},
-        "locked": {"$gt": grace_edge, "$lte": lock_edge},
-        "blocked": {"$gt": lock_edge},
-    }
-    states = {
-        "active": coll.count_documents({"$and": [live, free]}),
-        "inactive": coll.count_documents({"$nor": [live]}),
-    }
-    for state, hold in held_by.items():
-        states[state] = coll.count_documents({"$and": [live, {"hold": hold, next_use: {"$gt": now}}]})
-        states[state] += coll.count_documents({"$and": [live, legacy, {next_use: ranges[state]}]})
+    by_kind = {"use": "in_use", "lock": "locked", "block": "blocked"}
+    states = dict.fromkeys(["active", "in_use", "locked", "blocked", "inactive"], 0)
+    unlocks: list[datetime] = []
+    oldest: datetime | None = None
     docs = list(coll.find({}))
-    held_until = [
-        d[next_use]
-        for d in coll.find({"$and": [live, {next_use: {"$gt": grace_edge}}]})
-        if d.get("hold") in ("lock", "block", None)
-    ]
-    held_until += [d[next_use] for d in coll.find({"$and": [live, {"hold": {"$in": ["lock", "block"]}},
-                                                               {next_use: {"$gt": now}}]})]  # fmt: skip
-    oldest = coll.find_one({"$and": [live, free, {"last_use": {"$type": "date"}}]}, sort=[("last_use", 1)])
+    for doc in docs:
+        if doc.get(active) is not True:
+            states["inactive"] += 1
+            continue
+        until = doc.get(next_use)
+        if not isinstance(until, datetime) or until <= now:
+            states["active"] += 1
+            last = doc.get("last_use")
+            if isinstance(last, datetime) and (oldest is None or last < oldest):
+                oldest = last
+            continue
+        hold = doc.get("hold")
+        kind = hold.get("kind") if isinstance(hold, dict) and hold.get("until") == until else None
+        state = by_kind.get(str(kind)) or (
+            "blocked" if until > lock_edge else "locked" if until > grace_edge else "in_use"
+        )
+        states[state] += 1
+        if state in ("locked", "blocked"):
+            unlocks.append(until)
     return {
         "states": states,
         "active_sessions": states["active"],
         "uses": sum(d.get("count_use", 0) for d in docs),
         "successes": sum(d.get("count_success", 0) for d in docs),
-        "next_unlock": min(held_until).timestamp() if held_until else None,
-        "oldest": oldest["last_use"].timestamp() if oldest else None,
+        "next_unlock": min(unlocks).timestamp() if unlocks else None,
+        "oldest": oldest.timestamp() if oldest else None,
     }
 
 
@@ -127,19 +126,25 @@ def seed_main(coll: Collection[Doc], now: datetime) -> None:
             docs.append({"active": True, "count_use": i * 3, "count_success": i, "last_use": now - (100 + i) * s,
                          "next_use": None, "session": {"login": f"u{i}"}, **fields})  # fmt: skip
 
+    def marked(kind: str, seconds: int) -> Doc:
+        """A hold as this library writes it: next_use and a marker recording the same time."""
+        return {"next_use": now + seconds * s, "hold": {"kind": kind, "until": now + seconds * s}}
+
     add(6)
     add(2, next_use=now - 30 * s)
     add(1, active=None)
     docs.append({"count_use": 2, "session": {"login": "bare"}})  # no active, no next_use at all
-    add(3, hold="use", next_use=now + 3600 * s)
-    add(3, hold="lock", next_use=now + 1000 * s)
-    add(1, hold="lock", next_use=now + 900 * s)
-    add(2, hold="block", next_use=now + 20000 * s)
+    add(3, **marked("use", 3600))
+    add(3, **marked("lock", 1000))
+    add(1, **marked("lock", 900))
+    add(2, **marked("block", 20000))
     add(1, next_use=now + 7000 * s)  # legacy: beyond lock_time -> blocked
     add(2, next_use=now + 4000 * s)  # legacy: beyond grace -> locked
     add(1, next_use=now + 2000 * s)  # legacy: within grace -> in use
+    add(1, next_use=now + 7000 * s, hold={"kind": "use", "until": now + 5 * s})  # stale marker -> blocked
+    add(1, next_use=now + 2000 * s, hold="lock")  # a 0.1.0 marker: legacy -> in use
     add(3, active=False)
-    add(1, active=False, hold="lock", next_use=now + 1000 * s)
+    add(1, active=False, **marked("lock", 1000))
     add(1, active="no")
     coll.insert_many(docs)
 
@@ -149,7 +154,8 @@ def seed_renamed(coll: Collection[Doc], now: datetime) -> None:
     docs: list[Doc] = [{"enabled": True, "free_at": None, "count_use": 1, "last_use": now - timedelta(hours=1)}
                        for _ in range(4)]  # fmt: skip
     docs += [{"enabled": False, "free_at": None, "count_use": 5, "count_success": 2} for _ in range(2)]
-    docs += [{"enabled": True, "free_at": now + timedelta(hours=5), "hold": "block"}]
+    blocked_until = now + timedelta(hours=5)
+    docs += [{"enabled": True, "free_at": blocked_until, "hold": {"kind": "block", "until": blocked_until}}]
     coll.insert_many(docs)
 
 
@@ -191,10 +197,11 @@ def test_gauges_equal_independent_counts_and_follow_changes(
         # Change the database behind the daemon's back; the next refreshes must show it.
         actives = [d["_id"] for d in main.find({"hold": {"$exists": False}, "active": True, "next_use": None})]
         later = datetime.now(UTC)
-        main.update_many({"_id": {"$in": actives[:2]}}, {"$set": {"hold": "lock", "next_use": later + timedelta(
-            seconds=500)}})  # fmt: skip
+        until = later + timedelta(seconds=500)
+        main.update_many({"_id": {"$in": actives[:2]}}, {"$set": {"hold": {"kind": "lock", "until": until},
+                                                                  "next_use": until}})  # fmt: skip
         main.update_one({"_id": actives[2]}, {"$set": {"active": False}})
-        main.delete_one({"hold": "block"})
+        main.delete_one({"hold.kind": "block"})
         main.insert_many([{"active": True, "count_use": 40, "count_success": 7, "last_use": later - timedelta(
             days=3)} for _ in range(3)])  # fmt: skip
         renamed.update_many({"enabled": False}, {"$set": {"enabled": True}})

@@ -178,7 +178,7 @@ class SessionView(Answer):
     created: Any
     count_use: Any
     count_success: Any
-    hold: Any
+    hold: Any = Field(description="The hold marker as stored: {kind, until}, or whatever a legacy worker left.")
     set_by: str | None
     session: Any = Field(default=None, description="Present only when admin.expose_credentials is true.")
 

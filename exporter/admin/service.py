@@ -37,6 +37,7 @@ from exporter.core import (
     State,
     guard,
     parse_period,
+    recorded_hold,
 )
 from exporter.metrics import Metrics
 from exporter.runtime import PoolRuntime
@@ -45,6 +46,7 @@ log = structlog.get_logger("exporter.admin")
 
 BULK_UNLOCK = "bulk_unlock"
 SET_BY = {Hold.USE: "get_session", Hold.LOCK: "session_lock", Hold.BLOCK: "session_block"}
+UNKNOWN_CAUSE = "unknown: set by a worker of the original library (classified by the time left)"
 
 
 def _iso(value: Any) -> Any:
@@ -158,7 +160,7 @@ class AdminService:
         """What an operator sees of one session document."""
         sessions = pool.sessions
         f = sessions.fields
-        hold = doc.get(f.hold)
+        recorded = recorded_hold(doc, f)
         state = sessions.state_of(doc, now)
         held = state in (State.LOCKED, State.BLOCKED, State.IN_USE)
         extra: dict[str, Any] = {}
@@ -174,8 +176,8 @@ class AdminService:
             created=_iso(doc.get(f.created)),
             count_use=doc.get(f.count_use),
             count_success=doc.get(f.count_success),
-            hold=hold,
-            set_by=SET_BY[Hold(hold)] if hold in set(Hold) else ("unknown (legacy document)" if held else None),
+            hold=doc.get(f.hold),
+            set_by=SET_BY[recorded] if recorded is not None else (UNKNOWN_CAUSE if held else None),
             **extra,
         )
 

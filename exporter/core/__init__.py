@@ -12,6 +12,7 @@ from exporter.core.errors import (
     guard,
     redact,
 )
+from exporter.core.fields import MongoFields
 from exporter.core.model import (
     MAX_PERIOD,
     PERIOD_UNITS,
@@ -25,6 +26,8 @@ from exporter.core.model import (
     classify,
     parse_period,
     parse_session_id,
+    recorded_hold,
+    session_filter,
 )
 from exporter.core.operations import DbSession, Transaction
 
@@ -37,6 +40,7 @@ __all__ = [
     "Fields",
     "Hold",
     "InvalidInput",
+    "MongoFields",
     "MongoSessions",
     "OperationFailed",
     "OperationTimeout",
@@ -52,5 +56,7 @@ __all__ = [
     "guard",
     "parse_period",
     "parse_session_id",
+    "recorded_hold",
     "redact",
+    "session_filter",
 ]

@@ -2,47 +2,55 @@
 
 from __future__ import annotations
 
-import math
-from collections.abc import AsyncIterator, Iterable, Mapping
-from contextlib import asynccontextmanager
+import time
+from collections.abc import AsyncIterator, Iterable, Iterator, Mapping, Sequence
+from contextlib import asynccontextmanager, contextmanager
+from contextvars import ContextVar
 from datetime import UTC, datetime, timedelta, tzinfo
 from types import TracebackType
 from typing import Any, Literal, Self
 
-from bson import ObjectId
 from bson.codec_options import CodecOptions
-from pymongo import AsyncMongoClient, ReturnDocument
+from pymongo import AsyncMongoClient
 from pymongo.asynchronous.collection import AsyncCollection
-from pymongo.errors import OperationFailure as DriverOperationFailure
+from pymongo.asynchronous.database import AsyncDatabase
 from pymongo.errors import PyMongoError
 from pymongo.read_concern import ReadConcern
 from pymongo.results import DeleteResult, InsertOneResult, UpdateResult
 from pymongo.write_concern import WriteConcern
 
 from exporter.core import queries
-from exporter.core.errors import InvalidInput, SessionNotFound, SessionPoolError, TransactionsUnsupported
+from exporter.core.errors import InvalidInput, SessionNotFound, SessionPoolError, TransactionsUnsupported, guard
+from exporter.core.fields import _DEFAULT, MongoFields, check_delay
 from exporter.core.model import (
-    MAX_PERIOD,
+    HELD_STATES,
     Document,
     Fields,
     Hold,
     Period,
     State,
     Statistics,
-    check_keys,
+    check_payload,
     classify,
-    duration,
     parse_period,
-    parse_session_id,
+    session_filter,
 )
 from exporter.core.operations import DbSession, MongoOperations, Transaction, driver_session
 from exporter.core.timeframe import TimeFrame
 
-SessionRef = Mapping[str, Any] | ObjectId | str
+SessionRef = Any  # a document with `_id`, or an `_id` value (ObjectId, its 24-hex string, any other id)
+
+# The server's time for the hooks while one operation builds its queries (see _filter_exclude_lock).
+_QUERY_NOW: ContextVar[datetime | None] = ContextVar("query_now", default=None)
 
 
-class MongoSessions(MongoOperations):
-    """A pool of accounts ("sessions") in one MongoDB collection, shared by many handlers."""
+class MongoSessions(MongoOperations, MongoFields):
+    """A pool of accounts ("sessions") in one MongoDB collection, shared by many handlers.
+
+    Drop-in for mongo_client's MongoSessions: same constructor (extra keywords included), methods,
+    settable options, hooks and `.db` / `.sessions` handles; see the README's "Migrating from
+    mongo_client" for every difference.
+    """
 
     def __init__(
         self,
@@ -62,32 +70,40 @@ class MongoSessions(MongoOperations):
         next_use_delay: float = 1,
         grace: float | timedelta | Period = timedelta(seconds=60),
         default_filter: Mapping[str, Any] | None = None,
-        projection: Mapping[str, Any] | None = None,
+        projection: Mapping[str, Any] | Any | None = _DEFAULT,
+        default_sort: Sequence[tuple[str, int]] | None = None,
         stored_timezone: str | tzinfo | None = None,
+        tz_aware: bool = False,
+        tzinfo: tzinfo | None = None,
         timeout: float = 10.0,
         w: int | str | None = None,
         j: bool | None = None,
         wtimeout: int | None = None,
         transactions: Literal["require", "fallback"] = "require",
         create_indexes: bool = True,
+        allow_reconnect: bool = False,
+        max_allowed_reconnect: int | None = None,
         **client_options: Any,
     ) -> None:
-        if db is None or collection is None:
-            raise InvalidInput("MongoSessions needs a database and a collection name", field="db")
-        if client is None and mongo_url is None:
+        if not isinstance(db, str) or not db:
+            raise InvalidInput("MongoSessions needs a database name", field="db")
+        if client is None and not mongo_url:
             raise InvalidInput("MongoSessions needs a mongo_url or a client", field="mongo_url")
         base = Fields(**fields) if isinstance(fields, Mapping) else (fields or Fields())
         renames = {"next_use": next_use, "active": active, "session": session, "last_use": last_use, "hold": hold}
-        self._fields = Fields(**{**base.__dict__, **{k: v for k, v in renames.items() if v is not None}})
-        self._lock_time = duration(lock_time, "lock_time")
-        self._block_time = duration(block_time, "block_time")
-        self._grace = duration(grace, "grace")
-        self._next_use_delay = self._check_delay(next_use_delay)
-        if default_filter is not None and not isinstance(default_filter, Mapping):
-            raise InvalidInput("default_filter must be a dict", field="default_filter")
-        self._default_filter = dict(default_filter) if default_filter is not None else None
-        self._projection = dict(projection) if projection is not None else None
+        self._init_fields(
+            Fields(**{**base.__dict__, **{k: v for k, v in renames.items() if v is not None}}),
+            lock_time=lock_time,
+            block_time=block_time,
+            grace=grace,
+            next_use_delay=next_use_delay,
+            default_filter=default_filter,
+            projection=projection,
+            default_sort=default_sort,
+        )
         self._frame = TimeFrame(stored_timezone)
+        self._tz_aware = bool(tz_aware)
+        self._tzinfo = tzinfo
         if isinstance(timeout, bool) or not isinstance(timeout, int | float) or not 0 < timeout <= 3600:
             raise InvalidInput(f"timeout must be between 0 and 3600 seconds, got {timeout!r}", field="timeout")
         self._timeout = float(timeout)
@@ -101,93 +117,35 @@ class MongoSessions(MongoOperations):
             raise InvalidInput("transactions must be 'require' or 'fallback'", field="transactions")
         self._transactions = transactions
         self._create_indexes = create_indexes
+        self.allow_reconnect = bool(allow_reconnect)
+        if max_allowed_reconnect is not None and (
+            isinstance(max_allowed_reconnect, bool)
+            or not isinstance(max_allowed_reconnect, int)
+            or max_allowed_reconnect < 0
+        ):
+            raise InvalidInput("max_allowed_reconnect must be a whole number from 0", field="max_allowed_reconnect")
+        # Accepted as mongo_client accepts it: there it changes nothing, and here too (see README).
+        self.max_allowed_reconnect = max_allowed_reconnect
         self._owns_client = client is None
         if client is None:
-            options = {"tz_aware": True, "tzinfo": UTC, "serverSelectionTimeoutMS": 5000, **client_options}
+            options = {"tz_aware": self._tz_aware, "serverSelectionTimeoutMS": 5000, **client_options}
+            if self._tz_aware:
+                options.setdefault("tzinfo", tzinfo or UTC)
             try:
                 client = AsyncMongoClient(mongo_url, **options)
             except PyMongoError as exc:
                 raise InvalidInput(f"invalid MongoDB connection: {exc}", field="mongo_url") from None
         self._client: AsyncMongoClient[Document] = client
         self._db_name = db
+        self.db: AsyncDatabase[Document] = client.get_database(db, write_concern=self._write_concern)
         self._topology: str | None = None
-        self.switch_collection(collection)
+        self._skew = timedelta(0)
+        self._collection: AsyncCollection[Document] | None = None
+        self.sessions: AsyncCollection[Document] | None = None
+        if collection is not None:
+            self.switch_collection(collection)
 
-    # -- configuration (the seed's MongoFields properties; subclasses may override them) --
-
-    @property
-    def fields(self) -> Fields:
-        """All field names in one object."""
-        return self._fields
-
-    @property
-    def next_use(self) -> str:
-        """Name of the field holding the time until which the session is held."""
-        return self._fields.next_use
-
-    @property
-    def active(self) -> str:
-        """Name of the field that is false for a permanently disabled session."""
-        return self._fields.active
-
-    @property
-    def session(self) -> str:
-        """Name of the field holding the account's credentials."""
-        return self._fields.session
-
-    @property
-    def last_use(self) -> str:
-        """Name of the field holding the time the session was last handed out."""
-        return self._fields.last_use
-
-    @property
-    def hold(self) -> str:
-        """Name of the field recording which operation set `next_use` (use, lock, block)."""
-        return self._fields.hold
-
-    @property
-    def lock_time(self) -> timedelta:
-        """Default period of `session_lock`."""
-        return self._lock_time
-
-    @property
-    def block_time(self) -> timedelta:
-        """Default period of `session_block`."""
-        return self._block_time
-
-    @property
-    def grace(self) -> timedelta:
-        """Holds without a recorded cause shorter than this count as in use, not locked."""
-        return self._grace
-
-    @property
-    def next_use_delay(self) -> float:
-        """Seconds a session is held right after `get_session` hands it out."""
-        return self._next_use_delay
-
-    @property
-    def default_filter(self) -> dict[str, Any]:
-        """Filter of selectable sessions; by default the active field is true or missing."""
-        if self._default_filter is not None:
-            return dict(self._default_filter)
-        return {self.active: {"$in": [True, None]}}
-
-    @property
-    def projection(self) -> dict[str, Any] | None:
-        """Fields returned by `get_session` and `get_sessions`."""
-        if self._projection is not None:
-            return dict(self._projection)
-        return {"_id": 1, self.session: 1}
-
-    @property
-    def stored_timezone(self) -> tzinfo | None:
-        """Zone of naive local times written by the original library, or None for UTC."""
-        return self._frame.zone
-
-    @property
-    def timeout(self) -> float:
-        """Seconds each operation may take."""
-        return self._timeout
+    # -- handles and state --
 
     @property
     def client(self) -> AsyncMongoClient[Document]:
@@ -196,8 +154,23 @@ class MongoSessions(MongoOperations):
 
     @property
     def collection(self) -> AsyncCollection[Document]:
-        """The collection in use."""
-        return self._collection
+        """The collection in use, reading times as aware datetimes (`sessions` is the caller-facing handle)."""
+        return self._coll()
+
+    @property
+    def stored_timezone(self) -> tzinfo | None:
+        """Zone of naive local times written by the original library, or None for UTC."""
+        return self._frame.zone
+
+    @property
+    def tz_aware(self) -> bool:
+        """True when returned documents carry aware datetimes (true instants), False for naive stored ones."""
+        return self._tz_aware
+
+    @property
+    def timeout(self) -> float:
+        """Seconds each operation may take."""
+        return self._timeout
 
     @property
     def topology(self) -> str | None:
@@ -212,32 +185,35 @@ class MongoSessions(MongoOperations):
     @property
     def rules(self) -> queries.StateRules:
         """What the state of a document depends on, besides the document and the time."""
-        return queries.StateRules(self._fields, self.lock_time, self.grace, self._frame)
+        return queries.StateRules(self.fields, self.lock_time, self.grace, self._frame)
 
     # -- lifecycle --
 
     async def connect(self) -> Self:
-        """Check the server, learn its topology and create the pool's indexes if allowed."""
-        async with self._guard("connect"):
+        """Check the server, learn its topology and clock, and create the pool's indexes if allowed."""
+        started = time.time()
+        async with guard("connect", self._timeout):
             hello = await self._client.admin.command("hello")
+        self._learn_clock(hello, started)
         if hello.get("msg") == "isdbgrid":
             self._topology = "sharded"
         elif hello.get("setName"):
             self._topology = "replica_set"
         else:
             self._topology = "standalone"
-        if self._create_indexes:
+        if self._create_indexes and self._collection is not None:
             await self.ensure_indexes()
         return self
 
     def switch_collection(self, collection: str) -> None:
-        """Use another collection of the same database from now on."""
-        if not isinstance(collection, str) or not collection or "$" in collection:
+        """Use another collection of the same database from now on (`.sessions` follows)."""
+        if not isinstance(collection, str) or not collection or "$" in collection or "\x00" in collection:
             raise InvalidInput(f"invalid collection name {collection!r}", field="collection")
         codec: CodecOptions[Document] = CodecOptions(tz_aware=True, tzinfo=UTC)
         self._collection = self._client[self._db_name].get_collection(
             collection, codec_options=codec, write_concern=self._write_concern
         )
+        self.sessions = self.db.get_collection(collection)
 
     async def close(self) -> None:
         """Close the client if this object created it."""
@@ -252,96 +228,141 @@ class MongoSessions(MongoOperations):
     ) -> None:
         await self.close()
 
-    def index_specs(self) -> list[tuple[list[tuple[str, int]], str]]:
+    def index_specs(self) -> list[queries.IndexSpec]:
         """The indexes the pool needs: keys and why."""
-        return queries.index_specs(self._fields)
+        return queries.index_specs(self.fields)
+
+    async def missing_indexes(self) -> list[list[tuple[str, int]]]:
+        """Keys of the pool's indexes that do not exist (someone dropped them, or they were never made)."""
+        info = await self.index_information(_op="index_information")
+        present = [[(k, int(d)) for k, d in spec["key"]] for spec in info.values()]
+        return [keys for keys, _why in self.index_specs() if keys not in present]
 
     async def ensure_indexes(self) -> list[str]:
         """Create the pool's indexes if missing; never drop or alter anyone else's."""
         names: list[str] = []
         for keys, _why in self.index_specs():
-            async with self._guard("create_index"):
-                try:
-                    names.append(await self._collection.create_index(keys))
-                except DriverOperationFailure as exc:
-                    # 85/86: the same keys already exist under another name or options; keep theirs.
-                    if exc.code not in (85, 86):
-                        raise
+            try:
+                names.append(await self.create_index(keys, _op="create_index"))
+            except SessionPoolError as exc:
+                # 85/86: the same keys already exist under another name or options; keep theirs.
+                if getattr(exc, "code", None) not in (85, 86):
+                    raise
         return names
 
     # -- time --
 
+    def _learn_clock(self, hello: Mapping[str, Any], started: float) -> None:
+        """Remember how far the server's clock is from ours (for hooks that need a time without asking)."""
+        server = hello.get("localTime")
+        if isinstance(server, datetime):
+            server = server if server.tzinfo else server.replace(tzinfo=UTC)
+            midpoint = datetime.fromtimestamp((started + time.time()) / 2, UTC)
+            self._skew = server - midpoint
+
     def from_stored(self, when: datetime) -> datetime:
-        """Convert a time read from the collection to a true aware UTC time."""
+        """Convert a time read from the collection (aware-labelled) to a true aware UTC time."""
         return self._frame.from_stored(when)
 
     async def server_time(self, _op: str = "server_time") -> datetime:
         """The server's clock (`hello.localTime`), aware UTC."""
-        async with self._guard(_op):
-            hello = await self._client.admin.command("hello")
+        started = time.time()
+        hello = await self._run(_op, lambda: self._client.admin.command("hello"))
+        self._learn_clock(hello, started)
         now: datetime = hello["localTime"]
         return now if now.tzinfo else now.replace(tzinfo=UTC)
 
-    def _convert(self, doc: Document) -> Document:
-        if self._frame.zone is None:
-            return doc
-        return {k: self.from_stored(v) if isinstance(v, datetime) else v for k, v in doc.items()}
+    @contextmanager
+    def _at(self, now: datetime) -> Iterator[None]:
+        """Build queries for the server time `now` (what the hooks use while inside)."""
+        token = _QUERY_NOW.set(now)
+        try:
+            yield
+        finally:
+            _QUERY_NOW.reset(token)
+
+    def _query_now(self) -> datetime:
+        """The server time of the operation being built, else our clock corrected by the server's last reading."""
+        now = _QUERY_NOW.get()
+        return now if now is not None else datetime.now(UTC) + self._skew
+
+    def _out(self, doc: Document) -> Document:
+        """A document as callers get it: naive stored times, or true aware instants with `tz_aware`."""
+        converted: Document = self._frame.for_caller(doc, self._tz_aware, self._tzinfo)
+        return converted
+
+    # -- the original's hooks --
+
+    def _filter_exclude_lock(self, offset: float = 0) -> dict[str, Any]:
+        """Filter of sessions not held at now + `offset` seconds (the original's hook; subclasses may override it).
+
+        `count_active`, `get_session` and the original's `count_active` statistic are built from
+        it. The time is the server's: the one the operation read, or the last reading.
+        """
+        at = self._frame.to_stored(self._query_now() + timedelta(seconds=offset))
+        return {self.next_use: {"$not": {"$gt": at}}}
+
+    def _filter_include_lock(self, offset: float = 0) -> dict[str, Any]:
+        """Filter of sessions held beyond now + `offset` seconds (the original's hook for `count_locked`)."""
+        at = self._frame.to_stored(self._query_now() + timedelta(seconds=offset))
+        return {self.next_use: {"$gt": at}}
+
+    def _hooks_overridden(self) -> bool:
+        """True when a subclass or the instance replaced one of the original's hooks."""
+        cls = type(self)
+        return (
+            cls._filter_exclude_lock is not MongoSessions._filter_exclude_lock
+            or cls._filter_include_lock is not MongoSessions._filter_include_lock
+            or "_filter_exclude_lock" in self.__dict__
+            or "_filter_include_lock" in self.__dict__
+        )
+
+    def _custom_selection(self) -> bool:
+        """True when what counts as selectable differs from the state rules (hooks or default_filter changed)."""
+        return self._hooks_overridden() or self.default_filter != {self.active: True}
 
     # -- the seed's API --
 
     async def session_lock(
         self, session: SessionRef, period: Period | None = None, *, db_session: DbSession = None
     ) -> UpdateResult:
-        """Hold a session for `period` (default `lock_time`): the source rate-limited it."""
-        delta = parse_period(period, self.lock_time)
+        """Hold a session for `period` (None or {}: `lock_time`): the source rate-limited it."""
+        delta = parse_period(period if period else None, self.lock_time)
         return await self._hold(session, delta, Hold.LOCK, "session_lock", db_session)
 
     async def session_block(
         self, session: SessionRef, period: Period | None = None, *, db_session: DbSession = None
     ) -> UpdateResult:
-        """Hold a session for a long `period` (default `block_time`): the source banned it."""
-        delta = parse_period(period, self.block_time)
+        """Hold a session for a long `period` (None or {}: `block_time`): the source banned it."""
+        delta = parse_period(period if period else None, self.block_time)
         return await self._hold(session, delta, Hold.BLOCK, "session_block", db_session)
 
     async def _hold(
         self, session: SessionRef, delta: timedelta, hold: Hold, op: str, db_session: DbSession
     ) -> UpdateResult:
-        oid = parse_session_id(session)
-        update = queries.hold_update(self._fields, self._frame, hold, delta)
-        return await self.update_one(filter={"_id": oid}, update=update, session=driver_session(db_session), _op=op)
+        update = queries.hold_update(self.fields, self._frame, hold, delta)
+        return await self.update_one(session_filter(session), update, session=driver_session(db_session), _op=op)
 
     def _selectable(self) -> dict[str, Any]:
-        base = self.default_filter
-        available = queries.available(self._fields, self._frame)
-        if "$expr" in base:
-            return {"$and": [base, available]}
-        return {**base, **available}
+        """The filter of `get_session`: default_filter and not held (the hook's, or the server's $$NOW)."""
+        if self._hooks_overridden():
+            return queries.and_filters(self.default_filter, self._filter_exclude_lock())
+        # The same rule as the hook, with the server's own clock for an exact hand-out.
+        return queries.and_filters(self.default_filter, queries.available(self.fields, self._frame))
 
     async def count_active(self, *, db_session: DbSession = None) -> int:
-        """Count sessions matching `default_filter` that are not held right now."""
-        # The server's time as a literal, not $$NOW inside $expr: a plain range on next_use is
-        # answered from the index alone, where $expr made the server fetch every live document.
-        now = self._frame.to_stored(await self.server_time("count_active"))
-        not_held = {self.next_use: {"$not": {"$gt": now}}}
-        base = self.default_filter
-        query = {"$and": [base, not_held]} if self.next_use in base or "$and" in base else {**base, **not_held}
-        return await self.count_documents(filter=query, session=driver_session(db_session), _op="count_active")
+        """Count sessions matching `default_filter` and `_filter_exclude_lock()` (not held now)."""
+        # The server's time as a literal: a plain range on next_use is answered from the index alone.
+        now = await self.server_time("count_active")
+        with self._at(now):
+            query = queries.and_filters(self.default_filter, self._filter_exclude_lock())
+        return await self.count_documents(query, session=driver_session(db_session), _op="count_active")
 
     async def get_sessions(self, *, db_session: DbSession = None) -> list[Document]:
-        """All sessions matching `default_filter`, with `projection`'s fields."""
-        async with self._guard("get_sessions"):
-            cursor = self._collection.find(self.default_filter, self.projection, session=driver_session(db_session))
-            return [self._convert(doc) async for doc in cursor]
-
-    def _check_delay(self, delay: object) -> float:
-        if isinstance(delay, bool) or not isinstance(delay, int | float) or not math.isfinite(delay):
-            raise InvalidInput(f"next_use_delay must be a number of seconds, got {delay!r}", field="next_use_delay")
-        if not 0 <= delay <= MAX_PERIOD.total_seconds():
-            raise InvalidInput(
-                f"next_use_delay must be between 0 and {int(MAX_PERIOD.total_seconds())} seconds, got {delay!r}",
-                field="next_use_delay",
-            )
-        return float(delay)
+        """All sessions matching `default_filter`, with `projection`'s fields (all when it is None or {})."""
+        return await self.find(
+            self.default_filter, self.projection or None, session=driver_session(db_session), _op="get_sessions"
+        )
 
     @staticmethod
     def _check_count(value: object, name: str) -> int:
@@ -352,19 +373,21 @@ class MongoSessions(MongoOperations):
     async def get_session(
         self, count_use: int = 1, next_use_delay: float | None = None, *, db_session: DbSession = None
     ) -> Document | None:
-        """Atomically take the least recently used selectable session, or None if none is free."""
+        """Atomically take the first selectable session in `default_sort` order (least recently used), or None.
+
+        The session is held `next_use_delay` seconds (the option by default; negative: not held)
+        and returned as it was before, with `projection`'s fields.
+        """
         count = self._check_count(count_use, "count_use")
-        delay = self.next_use_delay if next_use_delay is None else self._check_delay(next_use_delay)
-        doc = await self.find_one_and_update(
-            filter=self._selectable(),
-            update=queries.take_update(self._fields, self._frame, count, timedelta(seconds=delay)),
-            sort=[(self.last_use, 1)],
-            projection=self.projection,
-            return_document=ReturnDocument.BEFORE,
+        delay = self.next_use_delay if next_use_delay is None else check_delay(next_use_delay)
+        return await self.find_one_and_update(
+            self._selectable(),
+            queries.take_update(self.fields, self._frame, count, timedelta(seconds=delay)),
+            sort=self.default_sort,
+            projection=self.projection or None,
             session=driver_session(db_session),
             _op="get_session",
         )
-        return self._convert(doc) if doc is not None else None
 
     async def session_success(
         self,
@@ -375,62 +398,54 @@ class MongoSessions(MongoOperations):
         db_session: DbSession = None,
     ) -> UpdateResult:
         """Count successful uses of a session and hold it for `next_use_delay` seconds."""
-        oid = parse_session_id(session)
         count = self._check_count(count_success, "count_success")
-        delay = self.next_use_delay if next_use_delay is None else self._check_delay(next_use_delay)
-        update = queries.success_update(self._fields, self._frame, count, timedelta(seconds=delay))
+        delay = self.next_use_delay if next_use_delay is None else check_delay(next_use_delay)
+        update = queries.success_update(self.fields, self._frame, count, timedelta(seconds=delay))
         return await self.update_one(
-            filter={"_id": oid}, update=update, session=driver_session(db_session), _op="session_success"
+            session_filter(session), update, session=driver_session(db_session), _op="session_success"
         )
 
     async def session_inactive(self, session: SessionRef, *, db_session: DbSession = None) -> UpdateResult:
         """Disable a session for good (until `session_activate`)."""
-        oid = parse_session_id(session)
         return await self.update_one(
-            filter={"_id": oid},
-            update={"$set": {self.active: False}},
+            session_filter(session),
+            {"$set": {self.active: False}},
             session=driver_session(db_session),
             _op="session_inactive",
         )
 
     async def session_activate(self, session: SessionRef, *, db_session: DbSession = None) -> UpdateResult:
-        """Bring a session back: active again, any lock or block cleared (the "activator")."""
-        oid = parse_session_id(session)
+        """Bring a session back: active again, any lock or block cleared (the "activator"; not in the original)."""
         return await self.update_one(
-            filter={"_id": oid},
-            update=queries.unlock_update(self._fields, activate=True),
+            session_filter(session),
+            queries.unlock_update(self.fields, activate=True),
             session=driver_session(db_session),
             _op="session_activate",
         )
 
     async def session_unlock(self, session: SessionRef, *, db_session: DbSession = None) -> UpdateResult:
-        """Clear a lock or block (the session stays inactive if it was)."""
-        oid = parse_session_id(session)
+        """Clear a lock or block (the session stays inactive if it was; not in the original)."""
         return await self.update_one(
-            filter={"_id": oid},
-            update=queries.unlock_update(self._fields),
+            session_filter(session),
+            queries.unlock_update(self.fields),
             session=driver_session(db_session),
             _op="session_unlock",
         )
 
     async def add(self, data: Mapping[str, Any], *, db_session: DbSession = None) -> InsertOneResult:
-        """Insert a new session; `data` usually holds the credentials under `session`."""
+        """Insert a new session; `data` usually holds the credentials under `session` (stored as given)."""
         if not isinstance(data, Mapping):
             raise InvalidInput(f"data must be a dict, got {type(data).__name__}", field="data")
-        check_keys(data, "data")
-        f = self._fields
         doc: Document = {
-            f.active: True,
-            f.count_use: 0,
-            f.count_success: 0,
-            f.created: self._frame.to_stored(datetime.now(UTC)),
-            f.last_use: None,
-            f.next_use: None,
-            **data,
+            self.active: True,
+            self.count_use: 0,
+            self.count_success: 0,
+            self.created: self._frame.to_stored(datetime.now(UTC)),
+            self.last_use: None,
+            self.next_use: None,
+            **self._frame.for_storage(dict(data)),
         }
-        if "_id" in doc:
-            doc["_id"] = parse_session_id(doc)
-        return await self.insert_one(document=doc, session=driver_session(db_session), _op="add")
+        return await self.insert_one(doc, session=driver_session(db_session), _op="add")
 
     async def session_update(
         self,
@@ -440,48 +455,54 @@ class MongoSessions(MongoOperations):
         *,
         db_session: DbSession = None,
     ) -> UpdateResult:
-        """Set fields (dotted paths such as 'session.phone') and optionally unset others."""
-        oid = parse_session_id(session)
-        if not isinstance(payload, Mapping):
-            raise InvalidInput("payload must be a dict", field="payload")
-        check_keys(payload, "payload")
-        if "_id" in payload:
-            raise InvalidInput("payload must not change '_id'", field="payload")
+        """Set fields (dotted paths such as 'session.phone') and optionally unset others.
+
+        Datetimes are stored in the pool's frame (aware ones converted, naive ones as written).
+        Setting `next_use` here turns a recorded hold into a legacy one (classified by time left).
+        """
+        selector = session_filter(session)
         update: dict[str, Any] = {}
-        if payload:
-            update["$set"] = dict(payload)
+        values = check_payload(payload, "payload")
+        if values:
+            update["$set"] = self._frame.for_storage(values)
         if unset_payload:
             keys = list(unset_payload.keys() if isinstance(unset_payload, Mapping) else unset_payload)
-            check_keys(dict.fromkeys(keys, ""), "unset_payload")
-            if "_id" in keys:
-                raise InvalidInput("unset_payload must not remove '_id'", field="unset_payload")
-            overlap = set(keys) & set(payload)
+            check_payload(dict.fromkeys(keys, ""), "unset_payload")
+            overlap = set(keys) & set(values)
             if overlap:
                 raise InvalidInput(f"fields both set and unset: {sorted(overlap)}", field="unset_payload")
             update["$unset"] = dict.fromkeys(keys, "")
         if not update:
             raise InvalidInput("nothing to update: payload and unset_payload are empty", field="payload")
-        return await self.update_one(
-            filter={"_id": oid}, update=update, session=driver_session(db_session), _op="session_update"
-        )
+        return await self.update_one(selector, update, session=driver_session(db_session), _op="session_update")
 
     async def session_delete(self, session: SessionRef, *, db_session: DbSession = None) -> DeleteResult:
         """Delete a session document."""
-        oid = parse_session_id(session)
-        return await self.delete_one(filter={"_id": oid}, session=driver_session(db_session), _op="session_delete")
+        return await self.delete_one(session_filter(session), session=driver_session(db_session), _op="session_delete")
 
     async def get(self, session_id: SessionRef, *, db_session: DbSession = None) -> Document:
-        """The whole document of one session, times as aware UTC; SessionNotFound if missing."""
-        oid = parse_session_id(session_id)
-        async with self._guard("get"):
-            doc = await self._collection.find_one({"_id": oid}, session=driver_session(db_session))
+        """The whole document of one session (times as the caller asked); SessionNotFound if missing."""
+        selector = session_filter(session_id)
+        doc = await self._run("get", lambda: self._coll().find_one(selector, session=driver_session(db_session)))
         if doc is None:
-            raise SessionNotFound(oid, operation="get")
-        return self._convert(doc)
+            raise SessionNotFound(
+                session_id.get("_id") if isinstance(session_id, Mapping) else session_id, operation="get"
+            )
+        return self._out(doc)
 
     def state_of(self, doc: Mapping[str, Any], now: datetime) -> State:
-        """State of a document returned by `get()` at `now` (aware UTC)."""
-        return classify(doc, now, fields=self._fields, lock_time=self.lock_time, grace=self.grace)
+        """State of a document returned by this object (naive or aware times) at the instant `now`."""
+        f = self.fields
+
+        def instant(value: Any) -> Any:
+            return self._frame.instant(value) if isinstance(value, datetime) else value
+
+        view = dict(doc)
+        view[f.next_use] = instant(doc.get(f.next_use))
+        hold = doc.get(f.hold)
+        if isinstance(hold, Mapping):
+            view[f.hold] = {**hold, "until": instant(hold.get("until"))}
+        return classify(view, instant(now), fields=f, lock_time=self.lock_time, grace=self.grace)
 
     def state_filter(self, state: State, now: datetime) -> dict[str, Any]:
         """A query filter matching exactly the sessions in `state` at `now` (server time)."""
@@ -489,56 +510,71 @@ class MongoSessions(MongoOperations):
 
     # -- statistics --
 
+    def _legacy_filters(self) -> dict[str, dict[str, Any]]:
+        """The original's `count_active` and `count_locked` filters, built from the hooks (for customised pools)."""
+        return {
+            "legacy_active": queries.and_filters(self.default_filter, self._filter_exclude_lock()),
+            "legacy_locked": queries.and_filters(self.default_filter, self._filter_include_lock()),
+        }
+
     async def aggregate_statistics(self, *, db_session: DbSession = None) -> Statistics:
-        """Counts per state, totals, sums and key times of the pool, all for one moment."""
+        """Counts per state, the original's four counts, sums and key times of the pool, all for one moment."""
         now = await self.server_time("aggregate_statistics")
-        pipeline = queries.statistics_pipeline(self.rules, self._collection.name, now)
+        with self._at(now):
+            extra = self._legacy_filters() if self._custom_selection() else {}
+        coll = self._coll()
+        pipeline = queries.statistics_pipeline(self.rules, coll.name, now, extra)
         session = driver_session(db_session)
-        snapshot = False
-        async with self._guard("aggregate_statistics"):
-            if session is None and self.supports_transactions:
+        snapshot = session is None and self.supports_transactions
+
+        async def read() -> list[Document]:
+            if snapshot:
                 # Snapshot read concern: every branch of the pipeline reads the same instant.
                 async with self._client.start_session(snapshot=True) as snap:
-                    rows = await (await self._collection.aggregate(pipeline, session=snap)).to_list(None)
-                snapshot = True
-            else:
-                rows = await (await self._collection.aggregate(pipeline, session=session)).to_list(None)
-        return self._statistics(rows, now, snapshot)
+                    return await (await coll.aggregate(pipeline, session=snap)).to_list(None)
+            return await (await coll.aggregate(pipeline, session=session)).to_list(None)
 
-    def _statistics(self, rows: list[Document], now: datetime, snapshot: bool) -> Statistics:
+        rows = await self._run("aggregate_statistics", read)
+        return self._statistics(rows, now, snapshot, custom=bool(extra))
+
+    def _statistics(self, rows: list[Document], now: datetime, snapshot: bool, *, custom: bool) -> Statistics:
         """Fold the pipeline's rows into one Statistics."""
-        counts = {"inactive": 0, "blocked": 0, "locked": 0, "in_use": 0}
+        counts: dict[str, int] = {}
         total = uses = successes = 0
-        next_unlock = oldest = None
+        next_unlock: datetime | None = None
+        oldest: datetime | None = None
         for row in rows:
             key = row.get("k")
-            if key in counts:
-                counts[key] += int(row["n"])
-            elif key == "sums":
+            if key == "sums":
                 total = int(row.get("total") or 0)
                 uses, successes = int(row.get("uses") or 0), int(row.get("successes") or 0)
-            elif key == "next_unlock" and isinstance(row.get("v"), datetime):
-                candidate = self.from_stored(row["v"])
-                next_unlock = candidate if next_unlock is None else min(next_unlock, candidate)
             elif key == "oldest" and isinstance(row.get("v"), datetime):
                 oldest = self.from_stored(row["v"])
-        held = counts["blocked"] + counts["locked"] + counts["in_use"]
+            elif isinstance(key, str):
+                counts[key] = counts.get(key, 0) + int(row.get("n") or 0)
+                first = row.get("first")
+                if key in (State.LOCKED, State.BLOCKED) and isinstance(first, datetime):
+                    candidate = self.from_stored(first)
+                    next_unlock = candidate if next_unlock is None else min(next_unlock, candidate)
+        held = {state: counts.get(str(state), 0) for state in HELD_STATES}
         states = {
-            State.ACTIVE: max(total - counts["inactive"] - held, 0),
-            State.IN_USE: counts["in_use"],
-            State.LOCKED: counts["locked"],
-            State.BLOCKED: counts["blocked"],
-            State.INACTIVE: counts["inactive"],
+            State.ACTIVE: max(total - counts.get("inactive", 0) - sum(held.values()), 0),
+            **held,
+            State.INACTIVE: counts.get("inactive", 0),
         }
+        legacy = {"count_blocked": counts.get("deactivated", 0), "count_total": total}
+        if custom:
+            legacy |= {"count_active": counts.get("legacy_active", 0), "count_locked": counts.get("legacy_locked", 0)}
         return Statistics(
             time=now,
-            states=states,
+            states={s: states[s] for s in State},
             total=total,
             uses=uses,
             successes=successes,
             next_unlock=next_unlock,
             oldest_active_last_use=oldest,
             snapshot=snapshot,
+            legacy=legacy,
         )
 
     # -- transactions --
@@ -556,13 +592,13 @@ class MongoSessions(MongoOperations):
                 "to run the block without one",
                 operation="transaction",
             )
-        async with self._guard("transaction"):
+        async with guard("transaction", self._timeout):
             session = self._client.start_session()
         try:
             if not atomic:
                 yield Transaction(session, atomic=False)
                 return
-            async with self._guard("transaction"):
+            async with guard("transaction", self._timeout):
                 await session.start_transaction(
                     read_concern=ReadConcern("snapshot"), write_concern=write_concern or self._write_concern
                 )
@@ -571,12 +607,12 @@ class MongoSessions(MongoOperations):
             except BaseException:
                 if session.in_transaction:
                     try:
-                        async with self._guard("abort_transaction"):
+                        async with guard("abort_transaction", self._timeout):
                             await session.abort_transaction()
                     except SessionPoolError:
                         pass  # the server aborts an unfinished transaction by itself
                 raise
-            async with self._guard("commit_transaction"):
+            async with guard("commit_transaction", self._timeout):
                 await session.commit_transaction()
         finally:
             await session.end_session()

@@ -66,8 +66,9 @@ class OperationTimeout(SessionPoolError, TimeoutError):
     status = 504
     kind = "timeout"
 
-    def __init__(self, message: str, *, timeout: float, operation: str | None = None) -> None:
+    def __init__(self, message: str, *, timeout: float, operation: str | None = None, network: bool = False) -> None:
         self.timeout = timeout
+        self.network = network
         super().__init__(message, operation=operation)
 
 
@@ -129,5 +130,10 @@ async def guard(operation: str, timeout: float) -> AsyncIterator[None]:  # noqa:
 
 
 def _timeout(operation: str, timeout: float, exc: BaseException) -> OperationTimeout:
-    """The core's timeout error for a driver timeout."""
-    return OperationTimeout(f"{operation} timed out after {timeout:g} s: {exc}", timeout=timeout, operation=operation)
+    """The core's timeout error for a driver timeout (`network` when a socket read or write timed out)."""
+    return OperationTimeout(
+        f"{operation} timed out after {timeout:g} s: {exc}",
+        timeout=timeout,
+        operation=operation,
+        network=isinstance(exc, NetworkTimeout),
+    )

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -10,6 +11,7 @@ from enum import StrEnum
 from typing import Any
 
 from bson import ObjectId
+from bson.regex import Regex
 
 from exporter.core.errors import InvalidInput
 
@@ -43,6 +45,7 @@ class Hold(StrEnum):
 
 
 HOLD_STATE = {Hold.USE: State.IN_USE, Hold.LOCK: State.LOCKED, Hold.BLOCK: State.BLOCKED}
+HOLD_KINDS = tuple(str(h) for h in Hold)
 
 
 @dataclass(frozen=True)
@@ -67,6 +70,21 @@ class Fields:
             raise InvalidInput(f"field names must be distinct, got {names}", field="fields")
 
 
+def recorded_hold(doc: Mapping[str, Any], fields: Fields) -> Hold | None:
+    """The hold a document records, if it is still the hold in force: `hold.until` equals `next_use`.
+
+    A worker of the original library writes `next_use` alone, so any such write makes the
+    recorded hold stale and the document a legacy one again.
+    """
+    hold = doc.get(fields.hold)
+    if not isinstance(hold, Mapping) or hold.get("kind") not in HOLD_KINDS:
+        return None
+    until, next_use = hold.get("until"), doc.get(fields.next_use)
+    if not isinstance(until, datetime) or not isinstance(next_use, datetime) or until != next_use:
+        return None
+    return Hold(hold["kind"])
+
+
 def classify(
     doc: Mapping[str, Any],
     now: datetime,
@@ -75,17 +93,16 @@ def classify(
     lock_time: timedelta = timedelta(minutes=10),
     grace: timedelta = timedelta(seconds=60),
 ) -> State:
-    """Return the state of one session document at `now` (times already aware UTC)."""
+    """The state of one session document at `now` (the document's times and `now` in one frame)."""
     f = fields or Fields()
-    active = doc.get(f.active, None)
-    if active is not True and active is not None:
+    if doc.get(f.active) is not True:
         return State.INACTIVE
     next_use = doc.get(f.next_use)
     if not isinstance(next_use, datetime) or next_use <= now:
         return State.ACTIVE
-    hold = doc.get(f.hold)
-    if hold in HOLD_STATE:
-        return HOLD_STATE[Hold(hold)]
+    hold = recorded_hold(doc, f)
+    if hold is not None:
+        return HOLD_STATE[hold]
     remaining = next_use - now
     if remaining > lock_time:
         return State.BLOCKED
@@ -94,21 +111,50 @@ def classify(
     return State.IN_USE
 
 
-@dataclass(frozen=True)
-class Statistics:
-    """One consistent snapshot of a pool, as returned by `aggregate_statistics()`."""
+LEGACY_KEYS = ("count_active", "count_blocked", "count_locked", "count_total")
 
-    time: datetime
-    states: dict[State, int]
-    total: int
-    uses: int
-    successes: int
-    next_unlock: datetime | None
-    oldest_active_last_use: datetime | None
-    snapshot: bool = False
+
+class Statistics(dict[str, int]):
+    """One consistent snapshot of a pool, as returned by `aggregate_statistics()`.
+
+    As a dict it is the original library's answer, with the original's meaning of each key:
+    `count_active` (default_filter, not held), `count_blocked` (`active` is false: deactivated,
+    not banned), `count_locked` (default_filter, held, whatever set the hold) and `count_total`.
+    The five states and the rest are attributes.
+    """
+
+    def __init__(
+        self,
+        *,
+        time: datetime,
+        states: Mapping[State, int],
+        total: int,
+        uses: int,
+        successes: int,
+        next_unlock: datetime | None,
+        oldest_active_last_use: datetime | None,
+        snapshot: bool = False,
+        legacy: Mapping[str, int] | None = None,
+    ) -> None:
+        self.time = time
+        self.states = dict(states)
+        self.total = total
+        self.uses = uses
+        self.successes = successes
+        self.next_unlock = next_unlock
+        self.oldest_active_last_use = oldest_active_last_use
+        self.snapshot = snapshot
+        held = sum(self.states.get(s, 0) for s in HELD_STATES)
+        derived = {
+            "count_active": self.states.get(State.ACTIVE, 0),
+            "count_blocked": self.states.get(State.INACTIVE, 0),
+            "count_locked": held,
+            "count_total": total,
+        }
+        super().__init__({**derived, **(legacy or {})})
 
     def to_dict(self) -> dict[str, Any]:
-        """Plain JSON-friendly dict (times as ISO 8601 strings)."""
+        """Plain JSON-friendly dict of the five-state view (times as ISO 8601 strings)."""
         return {
             "time": self.time.isoformat(),
             "states": {str(k): v for k, v in self.states.items()},
@@ -170,7 +216,7 @@ def duration(value: float | timedelta | Period, name: str) -> timedelta:
 
 
 def parse_session_id(value: object) -> ObjectId:
-    """Return the ObjectId of a session given as a document, an ObjectId or its 24-hex string."""
+    """The ObjectId of a session given as a document, an ObjectId or its 24-hex string (the admin API's ids)."""
     if isinstance(value, Mapping):
         if "_id" not in value:
             raise InvalidInput("session dict has no '_id'", field="_id")
@@ -179,25 +225,64 @@ def parse_session_id(value: object) -> ObjectId:
         return value
     if isinstance(value, str) and ObjectId.is_valid(value):
         return ObjectId(value)
-    shown = repr(value) if len(repr(value)) <= 64 else repr(value)[:61] + "..."
-    raise InvalidInput(f"malformed session id {shown}: expected a 24-character hex ObjectId", field="session_id")
+    raise InvalidInput(
+        f"malformed session id {_shown(value)}: expected a 24-character hex ObjectId", field="session_id"
+    )
 
 
-def check_keys(payload: Mapping[str, Any], where: str, *, depth: int = 0) -> None:
-    """Refuse empty keys and keys starting with '$' anywhere in `payload`."""
+def _shown(value: object) -> str:
+    text = repr(value)
+    return text if len(text) <= 64 else text[:61] + "..."
+
+
+def _operator_free(value: Any, depth: int = 0) -> bool:
+    """True when a value has no key starting with '$' at any depth (so it cannot act as a query operator)."""
     if depth > 32:
-        raise InvalidInput(f"{where} is nested too deeply", field=where)
-    for key, value in payload.items():
-        if not isinstance(key, str) or not key:
-            raise InvalidInput(f"{where} has an empty or non-string key {key!r}", field=where)
-        if any(not part or part.startswith("$") for part in key.split(".")):
+        return False
+    if isinstance(value, Mapping):
+        return all(
+            isinstance(k, str) and not k.startswith("$") and _operator_free(v, depth + 1) for k, v in value.items()
+        )
+    return True
+
+
+def session_filter(value: object) -> dict[str, Any]:
+    """The filter selecting one session given as a document (anything with `_id`) or an id.
+
+    Any `_id` MongoDB stores is accepted (ObjectId, string, number, a compound document...);
+    a 24-hex string matches both itself and its ObjectId. What could act as a query instead of
+    a value is refused: operator documents (`{"$ne": null}`), regular expressions and arrays.
+    """
+    if isinstance(value, Mapping):
+        if "_id" not in value:
+            raise InvalidInput("session dict has no '_id'", field="_id")
+        value = value["_id"]
+    if isinstance(value, ObjectId):
+        return {"_id": value}
+    if isinstance(value, str) and len(value) == 24 and ObjectId.is_valid(value):
+        return {"_id": {"$in": [value, ObjectId(value)]}}
+    if isinstance(value, list | tuple | set | frozenset | re.Pattern | Regex) or not _operator_free(value):
+        raise InvalidInput(
+            f"malformed session id {_shown(value)}: an id is a value, not a query (no operators, patterns or arrays)",
+            field="session_id",
+        )
+    return {"_id": value}
+
+
+def check_payload(payload: object, where: str) -> dict[str, Any]:
+    """An update payload of dotted paths: refused when a path is empty, has an empty part or is an operator.
+
+    Values are stored as given: keys such as '.ASPXAUTH' or '$Version' inside a cookie jar are data.
+    """
+    if not isinstance(payload, Mapping):
+        raise InvalidInput(f"{where} must be a dict, got {type(payload).__name__}", field=where)
+    for key in payload:
+        if not isinstance(key, str) or not key or any(not part for part in key.split(".")):
+            raise InvalidInput(f"{where} has an empty or malformed field path {key!r}", field=where)
+        if key.startswith("$"):
             raise InvalidInput(
-                f"{where} key {key!r} is not allowed: keys must not be empty or start with '$'",
-                field=where,
+                f"{where} key {key!r} is an operator, not a field path (payload is what to $set)", field=where
             )
-        if isinstance(value, Mapping):
-            check_keys(value, where, depth=depth + 1)
-        elif isinstance(value, list | tuple):
-            for item in value:
-                if isinstance(item, Mapping):
-                    check_keys(item, where, depth=depth + 1)
+        if key == "_id" or key.startswith("_id."):
+            raise InvalidInput(f"{where} must not change '_id'", field=where)
+    return dict(payload)

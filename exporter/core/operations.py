@@ -1,17 +1,19 @@
-"""The seed's MongoOperations: driver calls on the pool's collection, with a timeout and error mapping."""
+"""The seed's MongoOperations: driver calls on the pool's collection, with a timeout, error mapping and retry."""
 
 from __future__ import annotations
 
-from contextlib import AbstractAsyncContextManager
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Any, Literal, TypeVar
 
 from pymongo.asynchronous.client_session import AsyncClientSession
 from pymongo.asynchronous.collection import AsyncCollection
 from pymongo.results import DeleteResult, InsertOneResult, UpdateResult
 
-from exporter.core.errors import guard
+from exporter.core.errors import InvalidInput, OperationTimeout, guard
 from exporter.core.model import Document
+
+_T = TypeVar("_T")
 
 
 @dataclass
@@ -37,65 +39,83 @@ def driver_session(db_session: DbSession) -> AsyncClientSession | None:
 
 
 class MongoOperations:
-    """Thin wrappers of the collection's methods: same arguments, the core's timeout and errors."""
+    """Wrappers of the collection's methods: the driver's arguments (positional too), the core's timeout and errors.
 
-    _collection: AsyncCollection[Document]
+    With `allow_reconnect`, an operation that hit a network timeout is tried once more, as the
+    original library did (a write may then apply twice: the original's behaviour, opt-in).
+    """
+
+    _collection: AsyncCollection[Document] | None
     _timeout: float
+    allow_reconnect: bool
 
-    def _guard(self, operation: str) -> AbstractAsyncContextManager[None]:
-        return guard(operation, self._timeout)
+    def _coll(self) -> AsyncCollection[Document]:
+        """The collection in use; a clear error when none was given yet."""
+        if self._collection is None:
+            raise InvalidInput(
+                "no collection selected: pass collection= or call switch_collection(name) first", field="collection"
+            )
+        return self._collection
 
-    def _convert(self, doc: Document) -> Document:
-        """A document as returned to callers (subclasses convert stored times)."""
+    def _out(self, doc: Document) -> Document:
+        """A document as returned to callers (the client converts its times)."""
         return doc
 
-    async def count_documents(self, _op: str = "count_documents", **kwargs: Any) -> int:
-        """`Collection.count_documents` with the timeout and error mapping."""
-        kwargs.setdefault("filter", {})
-        async with self._guard(_op):
-            return await self._collection.count_documents(**kwargs)
+    async def _run(self, op: str, call: Callable[[], Awaitable[_T]]) -> _T:
+        """Run one driver call with the timeout and error mapping (and one more try after a network timeout)."""
+        attempts = 2 if self.allow_reconnect else 1
+        for attempt in range(attempts):
+            try:
+                async with guard(op, self._timeout):
+                    return await call()
+            except OperationTimeout as exc:
+                if not exc.network or attempt + 1 == attempts:
+                    raise
+        raise AssertionError("unreachable")  # pragma: no cover
 
-    async def update_one(self, _op: str = "update_one", **kwargs: Any) -> UpdateResult:
-        """`Collection.update_one` with the timeout and error mapping."""
-        async with self._guard(_op):
-            return await self._collection.update_one(**kwargs)
+    async def count_documents(self, *args: Any, _op: str = "count_documents", **kwargs: Any) -> int:
+        """`Collection.count_documents` (the filter defaults to every document)."""
+        if not args and "filter" not in kwargs:
+            kwargs["filter"] = {}
+        return await self._run(_op, lambda: self._coll().count_documents(*args, **kwargs))
 
-    async def update_many(self, _op: str = "update_many", **kwargs: Any) -> UpdateResult:
-        """`Collection.update_many` with the timeout and error mapping."""
-        async with self._guard(_op):
-            return await self._collection.update_many(**kwargs)
+    async def update_one(self, *args: Any, _op: str = "update_one", **kwargs: Any) -> UpdateResult:
+        """`Collection.update_one`."""
+        return await self._run(_op, lambda: self._coll().update_one(*args, **kwargs))
 
-    async def find(self, _op: str = "find", **kwargs: Any) -> list[Document]:
-        """`Collection.find` as a list, with the timeout and error mapping."""
-        async with self._guard(_op):
-            return [self._convert(doc) async for doc in self._collection.find(**kwargs)]
+    async def update_many(self, *args: Any, _op: str = "update_many", **kwargs: Any) -> UpdateResult:
+        """`Collection.update_many`."""
+        return await self._run(_op, lambda: self._coll().update_many(*args, **kwargs))
 
-    async def delete_one(self, _op: str = "delete_one", **kwargs: Any) -> DeleteResult:
-        """`Collection.delete_one` with the timeout and error mapping."""
-        async with self._guard(_op):
-            return await self._collection.delete_one(**kwargs)
+    async def find(self, *args: Any, _op: str = "find", **kwargs: Any) -> list[Document]:
+        """`Collection.find` as a list of documents."""
 
-    async def insert_one(self, _op: str = "insert_one", **kwargs: Any) -> InsertOneResult:
-        """`Collection.insert_one` with the timeout and error mapping."""
-        async with self._guard(_op):
-            return await self._collection.insert_one(**kwargs)
+        async def read() -> list[Document]:
+            return [self._out(doc) async for doc in self._coll().find(*args, **kwargs)]
 
-    async def find_one_and_update(self, _op: str = "find_one_and_update", **kwargs: Any) -> Document | None:
-        """`Collection.find_one_and_update` with the timeout and error mapping."""
-        async with self._guard(_op):
-            return await self._collection.find_one_and_update(**kwargs)
+        return await self._run(_op, read)
 
-    async def index_information(self, _op: str = "index_information", **kwargs: Any) -> dict[str, Any]:
-        """`Collection.index_information` with the timeout and error mapping."""
-        async with self._guard(_op):
-            return dict(await self._collection.index_information(**kwargs))
+    async def delete_one(self, *args: Any, _op: str = "delete_one", **kwargs: Any) -> DeleteResult:
+        """`Collection.delete_one`."""
+        return await self._run(_op, lambda: self._coll().delete_one(*args, **kwargs))
 
-    async def create_index(self, _op: str = "create_index", **kwargs: Any) -> str:
-        """`Collection.create_index` with the timeout and error mapping."""
-        async with self._guard(_op):
-            return await self._collection.create_index(**kwargs)
+    async def insert_one(self, *args: Any, _op: str = "insert_one", **kwargs: Any) -> InsertOneResult:
+        """`Collection.insert_one`."""
+        return await self._run(_op, lambda: self._coll().insert_one(*args, **kwargs))
 
-    async def drop_index(self, _op: str = "drop_index", **kwargs: Any) -> None:
-        """`Collection.drop_index` with the timeout and error mapping."""
-        async with self._guard(_op):
-            await self._collection.drop_index(**kwargs)
+    async def find_one_and_update(self, *args: Any, _op: str = "find_one_and_update", **kwargs: Any) -> Document | None:
+        """`Collection.find_one_and_update`."""
+        doc = await self._run(_op, lambda: self._coll().find_one_and_update(*args, **kwargs))
+        return self._out(doc) if doc is not None else None
+
+    async def index_information(self, *args: Any, _op: str = "index_information", **kwargs: Any) -> dict[str, Any]:
+        """`Collection.index_information`."""
+        return dict(await self._run(_op, lambda: self._coll().index_information(*args, **kwargs)))
+
+    async def create_index(self, *args: Any, _op: str = "create_index", **kwargs: Any) -> str:
+        """`Collection.create_index`."""
+        return await self._run(_op, lambda: self._coll().create_index(*args, **kwargs))
+
+    async def drop_index(self, *args: Any, _op: str = "drop_index", **kwargs: Any) -> None:
+        """`Collection.drop_index`."""
+        await self._run(_op, lambda: self._coll().drop_index(*args, **kwargs))

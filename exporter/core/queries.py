@@ -7,11 +7,10 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from exporter.core.model import Fields, Hold, State
+from exporter.core.model import HOLD_STATE, Fields, Hold, State
 from exporter.core.timeframe import TimeFrame
 
-LIVE = {"$in": [True, None]}
-LEGACY = {"$nin": [str(h) for h in Hold]}
+IndexSpec = tuple[list[tuple[str, int]], str]
 
 
 @dataclass(frozen=True)
@@ -24,67 +23,91 @@ class StateRules:
     frame: TimeFrame
 
 
-def index_specs(fields: Fields) -> list[tuple[list[tuple[str, int]], str]]:
+def index_specs(fields: Fields) -> list[IndexSpec]:
     """The indexes the pool needs: keys and why."""
     f = fields
     return [
-        # Equality, Sort, Range: `active` is two points (true, null) the planner merge-sorts
-        # on last_use, so get_session reads a handful of keys instead of sorting the pool.
-        ([(f.active, 1), (f.last_use, 1), (f.next_use, 1)], "get_session, count_active, oldest active"),
-        ([(f.active, 1), (f.hold, 1), (f.next_use, 1)], "state counts and the next unlock"),
+        # Equality, Sort, Range: get_session reads the least recently used keys of active sessions
+        # and stops at the first one not held.
+        ([(f.active, 1), (f.last_use, 1), (f.next_use, 1)], "get_session, the oldest active last_use"),
+        # Held sessions are a range of next_use; the hold marker's two parts let the server tell
+        # a recorded hold from a stale one without reading a single document.
+        (
+            [(f.active, 1), (f.next_use, 1), (f"{f.hold}.kind", 1), (f"{f.hold}.until", 1)],
+            "the per-state counts (covered), count_active, the next unlock",
+        ),
     ]
 
 
-def state_branches(rules: StateRules, now: datetime) -> dict[State, list[dict[str, Any]]]:
-    """Index-friendly filters whose union is each state (active has none: it is the rest)."""
+def held(rules: StateRules, now: datetime) -> dict[str, Any]:
+    """Sessions that are active and held at `now` (in some state of in_use, locked, blocked)."""
+    return {rules.fields.active: True, rules.fields.next_use: {"$gt": rules.frame.to_stored(now)}}
+
+
+def state_expr(rules: StateRules, now: datetime) -> dict[str, Any]:
+    """An aggregation expression naming the state of a held session: the twin of `classify` for the server.
+
+    A recorded hold counts when `hold.until` equals `next_use` (nobody moved `next_use` since);
+    otherwise the hold is a legacy one, classified by the time remaining.
+    """
     f = rules.fields
     now_s = rules.frame.to_stored(now)
-
-    def held(hold: Any, low: datetime, high: datetime | None = None) -> dict[str, Any]:
-        bounds: dict[str, Any] = {"$gt": low}
-        if high is not None:
-            bounds["$lte"] = high
-        return {f.active: LIVE, f.hold: hold, f.next_use: bounds}
-
-    return {
-        State.INACTIVE: [{f.active: {"$nin": [True, None]}}],
-        State.BLOCKED: [held(str(Hold.BLOCK), now_s), held(LEGACY, now_s + rules.lock_time)],
-        State.LOCKED: [
-            held(str(Hold.LOCK), now_s),
-            held(LEGACY, now_s + rules.grace, now_s + rules.lock_time),
-        ],
-        State.IN_USE: [held(str(Hold.USE), now_s), held(LEGACY, now_s, now_s + rules.grace)],
+    next_use, kind, until = f"${f.next_use}", f"${f.hold}.kind", f"${f.hold}.until"
+    by_remaining = {
+        "$switch": {
+            "branches": [
+                {"case": {"$gt": [next_use, now_s + rules.lock_time]}, "then": str(State.BLOCKED)},
+                {"case": {"$gt": [next_use, now_s + rules.grace]}, "then": str(State.LOCKED)},
+            ],
+            "default": str(State.IN_USE),
+        }
     }
+    recorded = [
+        {"case": {"$and": [{"$eq": [until, next_use]}, {"$eq": [kind, str(hold)]}]}, "then": str(HOLD_STATE[hold])}
+        for hold in Hold
+    ]
+    return {"$switch": {"branches": recorded, "default": by_remaining}}
 
 
 def state_filter(rules: StateRules, state: State, now: datetime) -> dict[str, Any]:
     """A query filter matching exactly the sessions in `state` at `now` (server time)."""
     f = rules.fields
+    if state is State.INACTIVE:
+        return {f.active: {"$ne": True}}
     if state is State.ACTIVE:
-        return {f.active: LIVE, f.next_use: {"$not": {"$gt": rules.frame.to_stored(now)}}}
-    branches = state_branches(rules, now)[state]
-    return branches[0] if len(branches) == 1 else {"$or": branches}
+        return {f.active: True, f.next_use: {"$not": {"$gt": rules.frame.to_stored(now)}}}
+    return {**held(rules, now), "$expr": {"$eq": [state_expr(rules, now), str(state)]}}
 
 
-def statistics_pipeline(rules: StateRules, collection: str, now: datetime) -> list[dict[str, Any]]:
-    """One aggregation answering every state count, the sums and the two key times at `now`."""
+def _union(collection: str, pipeline: list[dict[str, Any]]) -> dict[str, Any]:
+    return {"$unionWith": {"coll": collection, "pipeline": pipeline}}
+
+
+def _count(collection: str, key: str, match: Mapping[str, Any]) -> dict[str, Any]:
+    return _union(collection, [{"$match": dict(match)}, {"$count": "n"}, {"$set": {"k": key}}])
+
+
+def statistics_pipeline(
+    rules: StateRules, collection: str, now: datetime, extra_counts: Mapping[str, Mapping[str, Any]] | None = None
+) -> list[dict[str, Any]]:
+    """One aggregation answering every state count, the sums and the key times at `now`.
+
+    Rows: one per held state (`k`, `n`, `first`: its earliest `next_use`), `inactive`,
+    `deactivated` (`active` is false), `sums` (`total`, `uses`, `successes`), `oldest`, and
+    one per `extra_counts` filter.
+    """
     f = rules.fields
     now_s = rules.frame.to_stored(now)
-
-    def union(pipeline: list[dict[str, Any]]) -> dict[str, Any]:
-        return {"$unionWith": {"coll": collection, "pipeline": pipeline}}
-
-    def count(key: str, match: dict[str, Any]) -> dict[str, Any]:
-        return union([{"$match": match}, {"$count": "n"}, {"$set": {"k": key}}])
-
-    branches = state_branches(rules, now)
-    inactive = branches.pop(State.INACTIVE)[0]
     return [
-        {"$match": inactive},
-        {"$count": "n"},
-        {"$set": {"k": "inactive"}},
-        *(count(str(state), match) for state, matches in branches.items() for match in matches),
-        union(
+        # Held sessions only, from the index alone (covered projection): their count per state.
+        {"$match": held(rules, now)},
+        {"$project": {"_id": 0, f.next_use: 1, f"{f.hold}.kind": 1, f"{f.hold}.until": 1}},
+        {"$group": {"_id": state_expr(rules, now), "n": {"$sum": 1}, "first": {"$min": f"${f.next_use}"}}},
+        {"$project": {"_id": 0, "k": "$_id", "n": 1, "first": 1}},
+        _count(collection, "inactive", {f.active: {"$ne": True}}),
+        _count(collection, "deactivated", {f.active: False}),
+        _union(
+            collection,
             [
                 {
                     "$group": {
@@ -95,28 +118,14 @@ def statistics_pipeline(rules: StateRules, collection: str, now: datetime) -> li
                     }
                 },
                 {"$set": {"k": "sums"}},
-            ]
+            ],
         ),
-        # The earliest end of a lock or block: recorded ones, and legacy holds beyond the grace.
-        *(
-            union(
-                [
-                    {"$match": {f.active: LIVE, f.hold: hold, f.next_use: {"$gt": after}}},
-                    {"$sort": {f.next_use: 1}},
-                    {"$limit": 1},
-                    {"$project": {"_id": 0, "k": "next_unlock", "v": f"${f.next_use}"}},
-                ]
-            )
-            for hold, after in (
-                ({"$in": [str(Hold.LOCK), str(Hold.BLOCK)]}, now_s),
-                (LEGACY, now_s + rules.grace),
-            )
-        ),
-        union(
+        _union(
+            collection,
             [
                 {
                     "$match": {
-                        f.active: LIVE,
+                        f.active: True,
                         f.last_use: {"$type": "date"},
                         "$expr": {"$lte": [f"${f.next_use}", now_s]},
                     }
@@ -124,8 +133,9 @@ def statistics_pipeline(rules: StateRules, collection: str, now: datetime) -> li
                 {"$sort": {f.last_use: 1}},
                 {"$limit": 1},
                 {"$project": {"_id": 0, "k": "oldest", "v": f"${f.last_use}"}},
-            ]
+            ],
         ),
+        *(_count(collection, key, match) for key, match in (extra_counts or {}).items()),
     ]
 
 
@@ -141,20 +151,25 @@ def available(fields: Fields, frame: TimeFrame) -> dict[str, Any]:
     return {"$expr": {"$lte": [f"${fields.next_use}", frame.now_expr()]}}
 
 
+def _hold(fields: Fields, frame: TimeFrame, hold: Hold, delta: timedelta) -> dict[str, Any]:
+    """`next_use` and the hold marker recording what set it, both from one $$NOW (so they are equal)."""
+    until = frame.now_expr(delta)
+    return {fields.next_use: until, fields.hold: {"$mergeObjects": [{"kind": str(hold), "until": until}]}}
+
+
 def hold_update(fields: Fields, frame: TimeFrame, hold: Hold, delta: timedelta) -> list[dict[str, Any]]:
     """Hold a session for `delta` from the server's now, recording what set the hold."""
-    return [{"$set": {fields.next_use: frame.now_expr(delta), fields.hold: str(hold)}}]
+    return [{"$set": _hold(fields, frame, hold, delta)}]
 
 
 def take_update(fields: Fields, frame: TimeFrame, count: int, delay: timedelta) -> list[dict[str, Any]]:
-    """What `get_session` writes: used now, held `delay`, `count` more uses."""
+    """What `get_session` writes: used now, held `delay` (negative: not held), `count` more uses."""
     f = fields
     return [
         {
             "$set": {
                 f.last_use: frame.now_expr(),
-                f.next_use: frame.now_expr(delay),
-                f.hold: str(Hold.USE),
+                **_hold(fields, frame, Hold.USE, delay),
                 f.count_use: {"$add": [{"$ifNull": [f"${f.count_use}", 0]}, count]},
             }
         }
@@ -168,8 +183,7 @@ def success_update(fields: Fields, frame: TimeFrame, count: int, delay: timedelt
         {
             "$set": {
                 f.count_success: {"$add": [{"$ifNull": [f"${f.count_success}", 0]}, count]},
-                f.next_use: frame.now_expr(delay),
-                f.hold: str(Hold.USE),
+                **_hold(fields, frame, Hold.USE, delay),
             }
         }
     ]

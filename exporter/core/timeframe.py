@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from datetime import UTC, datetime, timedelta, tzinfo
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
@@ -60,3 +61,39 @@ class TimeFrame:
         if self.zone is None:
             return when if when.tzinfo else when.replace(tzinfo=UTC)
         return when.replace(tzinfo=self.zone).astimezone(UTC)
+
+    def instant(self, value: datetime) -> datetime:
+        """A time as handed out by this library (naive: stored wall time; aware: true) as a true UTC instant."""
+        if value.tzinfo is None:
+            return self.from_stored(value.replace(tzinfo=UTC))
+        return value.astimezone(UTC)
+
+    def for_storage(self, value: Any) -> Any:
+        """A caller's value with every datetime in it (nested too) in the pool's stored frame.
+
+        Aware datetimes are true instants and are converted; naive ones are taken as written, as
+        the original library wrote them (wall time in the pool's frame).
+        """
+        if isinstance(value, datetime):
+            return self.to_stored(value.astimezone(UTC)) if value.tzinfo is not None else value
+        if isinstance(value, Mapping):
+            return {k: self.for_storage(v) for k, v in value.items()}
+        if isinstance(value, list | tuple):
+            return [self.for_storage(v) for v in value]
+        return value
+
+    def for_caller(self, value: Any, tz_aware: bool, tz: tzinfo | None = None) -> Any:
+        """A value read from the pool (datetimes stored-frame, labelled UTC) as the caller asked for them.
+
+        PyMongo's convention: naive datetimes as the pool stores them, unless `tz_aware`, then true
+        instants in `tz` (UTC by default). Nested documents and arrays are converted too.
+        """
+        if isinstance(value, datetime):
+            if not tz_aware:
+                return value.replace(tzinfo=None)
+            return self.from_stored(value).astimezone(tz or UTC)
+        if isinstance(value, dict):
+            return {k: self.for_caller(v, tz_aware, tz) for k, v in value.items()}
+        if isinstance(value, list):
+            return [self.for_caller(v, tz_aware, tz) for v in value]
+        return value

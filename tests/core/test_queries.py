@@ -5,43 +5,73 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 
 from exporter.core import STATES, Fields, Hold, State
-from exporter.core.queries import StateRules, and_filters, hold_update, state_branches, state_filter
+from exporter.core.queries import (
+    StateRules,
+    and_filters,
+    held,
+    hold_update,
+    index_specs,
+    state_filter,
+    statistics_pipeline,
+    take_update,
+)
 from exporter.core.timeframe import TimeFrame
 
 NOW = datetime(2026, 11, 30, 12, 0, tzinfo=UTC)
 RULES = StateRules(Fields(), timedelta(minutes=10), timedelta(seconds=60), TimeFrame())
 
 
-def test_every_held_state_has_a_recorded_and_a_legacy_branch() -> None:
-    """Recorded holds count by their marker; legacy ones by remaining time, in adjacent ranges."""
-    branches = state_branches(RULES, NOW)
-    assert set(branches) == set(STATES) - {State.ACTIVE}
+def test_active_and_inactive_are_plain_index_ranges() -> None:
+    """Active: `active` true and not held; inactive: `active` anything but true."""
+    assert state_filter(RULES, State.ACTIVE, NOW) == {"active": True, "next_use": {"$not": {"$gt": NOW}}}
+    assert state_filter(RULES, State.INACTIVE, NOW) == {"active": {"$ne": True}}
     for state in (State.IN_USE, State.LOCKED, State.BLOCKED):
-        recorded, legacy = branches[state]
-        assert recorded["hold"] in [str(h) for h in Hold]
-        assert legacy["hold"] == {"$nin": ["use", "lock", "block"]}
-    legacy_ranges = [branches[s][1]["next_use"] for s in (State.IN_USE, State.LOCKED, State.BLOCKED)]
-    assert legacy_ranges[0] == {"$gt": NOW, "$lte": NOW + timedelta(seconds=60)}
-    assert legacy_ranges[1] == {"$gt": NOW + timedelta(seconds=60), "$lte": NOW + timedelta(minutes=10)}
-    assert legacy_ranges[2] == {"$gt": NOW + timedelta(minutes=10)}
+        query = state_filter(RULES, state, NOW)
+        assert {k: v for k, v in query.items() if k != "$expr"} == held(RULES, NOW)
+        assert query["$expr"]["$eq"][1] == str(state)
 
 
 def test_stored_frame_shifts_every_bound() -> None:
     """A pool written in Moscow time (UTC+3) is queried with Moscow wall times."""
     moscow = StateRules(Fields(), timedelta(minutes=10), timedelta(seconds=60), TimeFrame("Europe/Moscow"))
-    active = state_filter(moscow, State.ACTIVE, NOW)
-    assert active["next_use"] == {"$not": {"$gt": NOW + timedelta(hours=3)}}
+    assert state_filter(moscow, State.ACTIVE, NOW)["next_use"] == {"$not": {"$gt": NOW + timedelta(hours=3)}}
+    assert held(moscow, NOW)["next_use"] == {"$gt": NOW + timedelta(hours=3)}
+
+
+def test_marker_and_next_use_come_from_one_now() -> None:
+    """Every hold writes next_use and hold.until from the same expression, so they are equal."""
+    for update in (
+        hold_update(Fields(), TimeFrame("Europe/Moscow"), Hold.LOCK, timedelta(minutes=3)),
+        take_update(Fields(), TimeFrame(), 1, timedelta(seconds=-1)),
+    ):
+        values = update[0]["$set"]
+        marker = values["hold"]["$mergeObjects"][0]
+        assert marker["until"] == values["next_use"]
+        assert marker["kind"] in [str(h) for h in Hold]
 
 
 def test_renamed_fields_are_used_everywhere() -> None:
     """No builder falls back to a default field name."""
-    fields = Fields(next_use="free_at", active="enabled", hold="why")
+    fields = Fields(next_use="free_at", active="enabled", hold="why", last_use="used_at")
     rules = StateRules(fields, timedelta(minutes=10), timedelta(seconds=60), TimeFrame())
-    text = str([state_filter(rules, s, NOW) for s in STATES]) + str(
-        hold_update(fields, TimeFrame(), Hold.LOCK, timedelta(1))
+    text = str(
+        [state_filter(rules, s, NOW) for s in STATES]
+        + [hold_update(fields, TimeFrame(), Hold.LOCK, timedelta(1)), statistics_pipeline(rules, "c", NOW)]
+        + [index_specs(fields)]
     )
-    assert "'next_use'" not in text and "'active'" not in text and "'hold'" not in text
-    assert "free_at" in text and "enabled" in text and "why" in text
+    assert "'next_use'" not in text and "'active'" not in text and "'hold'" not in text and "$hold" not in text
+    assert "free_at" in text and "enabled" in text and "why.until" in text and "used_at" in text
+
+
+def test_statistics_count_held_sessions_from_the_state_index() -> None:
+    """The first stage reads held sessions only, projecting exactly the fields of the second index."""
+    pipeline = statistics_pipeline(RULES, "pool", NOW)
+    _, state_index = index_specs(Fields())
+    assert pipeline[0] == {"$match": held(RULES, NOW)}
+    projected = {k for k, v in pipeline[1]["$project"].items() if v == 1}
+    assert projected <= {field for field, _ in state_index[0]}
+    extra = statistics_pipeline(RULES, "pool", NOW, {"legacy_active": {"kind": "x"}})
+    assert extra[-1]["$unionWith"]["pipeline"][0] == {"$match": {"kind": "x"}}
 
 
 def test_and_filters_never_drops_a_key() -> None:

@@ -40,6 +40,7 @@ class SizeResult:
     times_equal: bool = False
     plans: dict[str, str] = field(default_factory=dict)
     count_active_examined: tuple[int, int] = (0, 0)
+    held_examined: tuple[int, int] = (0, 0)
 
     def med(self, method: str) -> float:
         """Median of one method."""
@@ -230,6 +231,12 @@ async def bench_size(
     ):
         plan = await explain(client, collection, pipeline)
         result.plans[method] = plan_summary(plan)
+    # The held sessions' counts alone (the first stages): index keys read, documents fetched.
+    held = queries.statistics_pipeline(pool.rules, pool.collection.name, stats.time)[:4]
+    held_plan = await client[DATABASE].command(
+        "explain", {"aggregate": collection, "pipeline": held, "cursor": {}}, verbosity="executionStats"
+    )
+    result.held_examined = _examined(held_plan)
     count_plan = await client[DATABASE].command(
         "explain",
         {
@@ -243,6 +250,22 @@ async def bench_size(
     result.plans["count_active"] = _chain(count_plan["queryPlanner"]["winningPlan"])
     result.count_active_examined = (int(es.get("totalKeysExamined", 0)), int(es.get("totalDocsExamined", 0)))
     return result
+
+
+def _examined(plan: Any) -> tuple[int, int]:
+    """Total index keys examined and documents fetched anywhere in an explain document."""
+    keys = docs = 0
+    stack = [plan]
+    while stack:
+        node = stack.pop()
+        if isinstance(node, dict):
+            if isinstance(node.get("totalKeysExamined"), int):
+                keys = max(keys, int(node["totalKeysExamined"]))
+                docs = max(docs, int(node.get("totalDocsExamined", 0)))
+            stack.extend(node.values())
+        elif isinstance(node, list):
+            stack.extend(node)
+    return keys, docs
 
 
 def _same_time(a: datetime | None, b: datetime | None) -> bool:

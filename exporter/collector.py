@@ -16,7 +16,7 @@ from pymongo import AsyncMongoClient
 from pymongo.errors import PyMongoError
 
 from exporter.config import Config
-from exporter.core import MongoSessions, SessionPoolError, Statistics, redact
+from exporter.core import MongoSessions, SessionPoolError, Statistics, connection_reason, redact
 from exporter.log import get_logger
 from exporter.metrics import Metrics
 from exporter.runtime import PoolRuntime
@@ -242,7 +242,7 @@ class Collector:
                     await self.client.admin.command("ping")
                 self._ping_ok, self._ping_error = True, None
             except PyMongoError as exc:
-                self._ping_ok, self._ping_error = False, redact(f"MongoDB unreachable: {type(exc).__name__}")
+                self._ping_ok, self._ping_error = False, f"MongoDB unreachable: {connection_reason(exc)}"
             self._ping_at = time.monotonic()
             return self._ping_ok, self._ping_error
 

@@ -9,8 +9,10 @@ from exporter.core.errors import (
     SessionPoolError,
     TransactionsUnsupported,
     Unavailable,
+    connection_reason,
     guard,
     redact,
+    server_reason,
 )
 from exporter.core.fields import MongoFields
 from exporter.core.model import (
@@ -53,10 +55,12 @@ __all__ = [
     "TransactionsUnsupported",
     "Unavailable",
     "classify",
+    "connection_reason",
     "guard",
     "parse_period",
     "parse_session_id",
     "recorded_hold",
     "redact",
+    "server_reason",
     "session_filter",
 ]

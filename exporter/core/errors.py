@@ -19,11 +19,88 @@ from pymongo.errors import (
 from pymongo.errors import OperationFailure as DriverOperationFailure
 
 _URI_CREDENTIALS = re.compile(r"(?P<scheme>[a-z][a-z0-9+.-]*://)[^@/\s]+@", re.IGNORECASE)
+_QUOTED = re.compile(r"\"(?:[^\"\\]|\\.)*\"|'(?:[^'\\]|\\.)*'")
+# Names of the server's error codes the core meets, for messages that stay useful without values.
+CODE_NAMES = {
+    2: "BadValue",
+    11: "UserNotFound",
+    13: "Unauthorized",
+    14: "TypeMismatch",
+    18: "AuthenticationFailed",
+    26: "NamespaceNotFound",
+    27: "IndexNotFound",
+    50: "MaxTimeMSExpired",
+    52: "DollarPrefixedFieldName",
+    66: "ImmutableField",
+    85: "IndexOptionsConflict",
+    86: "IndexKeySpecsConflict",
+    112: "WriteConflict",
+    121: "DocumentValidationFailure",
+    189: "PrimarySteppedDown",
+    251: "NoSuchTransaction",
+    10107: "NotWritablePrimary",
+    11000: "DuplicateKey",
+    11600: "InterruptedAtShutdown",
+    13435: "NotPrimaryNoSecondaryOk",
+}
+# What a connection failure was, said in a few words (the driver's text holds the topology, with hosts).
+_CAUSES = (
+    (re.compile(r"connection refused", re.I), "connection refused"),
+    (
+        re.compile(r"name or service not known|nodename nor servname|getaddrinfo|no address associated", re.I),
+        "host name not found",
+    ),
+    (re.compile(r"certificate|ssl|tls", re.I), "TLS handshake failed"),
+    (re.compile(r"authentication failed|auth failed", re.I), "authentication failed"),
+    (re.compile(r"primary\(\)|no primary|not primary|writable", re.I), "no primary"),
+    (re.compile(r"timed out|timeout", re.I), "timed out"),
+    (re.compile(r"connection reset|broken pipe|connection closed|closed", re.I), "connection closed"),
+)
 
 
 def redact(text: str) -> str:
     """Remove credentials from any connection string inside `text`."""
     return _URI_CREDENTIALS.sub(r"\g<scheme>***@", text)
+
+
+def _without_values(text: str) -> str:
+    """A server message with every value it quotes taken out: documents `{...}` and quoted strings."""
+    out, depth = [], 0
+    for char in _QUOTED.sub("…", text):
+        if char == "{":
+            if depth == 0:
+                out.append("{…}")
+            depth += 1
+        elif char == "}" and depth:
+            depth -= 1
+        elif depth == 0:
+            out.append(char)
+    return "".join(out).strip()
+
+
+def server_reason(exc: DriverOperationFailure) -> str:
+    """A refused operation in one line: the code, its name, the server's message without any value in it.
+
+    Validation failures and duplicate keys quote stored documents (passwords included); only the
+    code and the message's wording are kept, never `errInfo`, `keyValue` or the values in `errmsg`.
+    """
+    details = exc.details if isinstance(exc.details, dict) else {}
+    code = exc.code
+    name = details.get("codeName") or CODE_NAMES.get(code or 0)
+    message = _without_values(str(details.get("errmsg") or "")) or "no message"
+    head = f"{name} ({code})" if name else f"code {code}"
+    return f"{head}: {message}"
+
+
+def connection_reason(exc: BaseException) -> str:
+    """Why MongoDB could not be reached, in a few words (never the topology description or the hosts)."""
+    if isinstance(exc, DriverOperationFailure):
+        return server_reason(exc)
+    text = str(exc)
+    for pattern, reason in _CAUSES:
+        if pattern.search(text):
+            return reason
+    return type(exc).__name__
 
 
 class SessionPoolError(Exception):
@@ -73,10 +150,14 @@ class OperationTimeout(SessionPoolError, TimeoutError):
 
 
 class Unavailable(SessionPoolError, ConnectionError):
-    """MongoDB could not be reached."""
+    """MongoDB could not be reached; `reason` says why in a few words (connection refused, no primary...)."""
 
     status = 503
     kind = "unavailable"
+
+    def __init__(self, message: str, *, operation: str | None = None, reason: str = "unreachable") -> None:
+        self.reason = reason
+        super().__init__(message, operation=operation)
 
 
 class OperationFailed(SessionPoolError):
@@ -111,14 +192,22 @@ async def guard(operation: str, timeout: float) -> AsyncIterator[None]:  # noqa:
     except (TimeoutError, ExecutionTimeout, NetworkTimeout, WTimeoutError) as exc:
         raise _timeout(operation, timeout, exc) from None
     except ServerSelectionTimeoutError as exc:
-        raise Unavailable(f"{operation}: MongoDB is unreachable: {exc}", operation=operation) from None
+        raise Unavailable(
+            f"{operation}: MongoDB is unreachable: {connection_reason(exc)}",
+            operation=operation,
+            reason=connection_reason(exc),
+        ) from None
     except ConnectionFailure as exc:
-        raise Unavailable(f"{operation}: connection to MongoDB failed: {exc}", operation=operation) from None
+        raise Unavailable(
+            f"{operation}: connection to MongoDB failed: {connection_reason(exc)}",
+            operation=operation,
+            reason=connection_reason(exc),
+        ) from None
     except DriverOperationFailure as exc:
         if exc.timeout:
             raise _timeout(operation, timeout, exc) from None
         raise OperationFailed(
-            f"{operation} failed: {exc}",
+            f"{operation} failed: {server_reason(exc)}",
             code=exc.code,
             operation=operation,
             transient=exc.has_error_label("TransientTransactionError"),
@@ -126,13 +215,13 @@ async def guard(operation: str, timeout: float) -> AsyncIterator[None]:  # noqa:
     except PyMongoError as exc:
         if exc.timeout:
             raise _timeout(operation, timeout, exc) from None
-        raise OperationFailed(f"{operation} failed: {exc}", operation=operation) from None
+        raise OperationFailed(f"{operation} failed: {type(exc).__name__}", operation=operation) from None
 
 
 def _timeout(operation: str, timeout: float, exc: BaseException) -> OperationTimeout:
     """The core's timeout error for a driver timeout (`network` when a socket read or write timed out)."""
     return OperationTimeout(
-        f"{operation} timed out after {timeout:g} s: {exc}",
+        f"{operation} timed out after {timeout:g} s",
         timeout=timeout,
         operation=operation,
         network=isinstance(exc, NetworkTimeout),

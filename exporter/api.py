@@ -103,23 +103,36 @@ class CatchAllMiddleware:
             )  # fmt: skip
 
 
+def _starlette(routes: list[BaseRoute], lifespan: Any = None) -> Starlette:
+    """An app with the one error mapping and the catch-all guard; no slash redirects (they echo Host)."""
+    app = Starlette(
+        routes=routes,
+        lifespan=lifespan,
+        middleware=[Middleware(CatchAllMiddleware)],
+        exception_handlers={
+            HTTPException: _handle,
+            SessionPoolError: _handle,
+            ValidationError: _handle,
+            AdminError: _handle,
+        },
+    )
+    app.router.redirect_slashes = False
+    return app
+
+
 def create_app(
     config: Config,
     collector: Collector,
     metrics: Metrics,
     admin_routes: Sequence[BaseRoute] | None = None,
 ) -> Starlette:
-    """The ASGI app; `admin_routes` (Route/Mount objects) are mounted as given, e.g. under /admin."""
+    """The main app (/metrics, /healthz, /readyz); `admin_routes` too when the admin API shares its listener."""
 
     async def metrics_endpoint(request: Request) -> Response:
         # Rendered from memory: never waits for MongoDB.
         """GET /metrics."""
         body, content_type = metrics.render(request.headers.get("accept"))
         return Response(body, media_type=content_type, headers={"Cache-Control": "no-store"})
-
-    async def healthz(request: Request) -> Response:
-        """GET /healthz."""
-        return PlainTextResponse("ok\n")
 
     async def readyz(request: Request) -> Response:
         """GET /readyz."""
@@ -142,18 +155,28 @@ def create_app(
         Route("/readyz", readyz, methods=["GET"]),
         *(admin_routes or []),
     ]
-    app = Starlette(
-        routes=routes,
-        lifespan=lifespan,
-        middleware=[Middleware(CatchAllMiddleware)],
-        exception_handlers={
-            HTTPException: _handle,
-            SessionPoolError: _handle,
-            ValidationError: _handle,
-            AdminError: _handle,
-        },
-    )
+    if admin_routes is None and config.admin.enabled:
+        routes.append(Route("/admin/{rest:path}", _admin_elsewhere, methods=["GET", "POST"]))
+    app = _starlette(routes, lifespan)
     app.state.config = config
     app.state.collector = collector
     app.state.metrics = metrics
     return app
+
+
+def create_admin_app(admin_routes: Sequence[BaseRoute]) -> Starlette:
+    """The admin API on a listener of its own (and /healthz, for a probe of that port)."""
+    return _starlette([Route("/healthz", healthz, methods=["GET"]), *admin_routes])
+
+
+async def healthz(request: Request) -> Response:
+    """GET /healthz."""
+    return PlainTextResponse("ok\n")
+
+
+async def _admin_elsewhere(request: Request) -> Response:
+    """/admin/... on the metrics listener when the admin API has its own: say so, without saying where."""
+    return JSONResponse(
+        {"error": "not_found", "message": "the admin API is not served on this listener (see admin.listen)"},
+        status_code=404,
+    )

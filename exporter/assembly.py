@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import signal
 import threading
@@ -16,10 +17,10 @@ from pymongo.write_concern import WriteConcern
 from starlette.applications import Starlette
 
 from exporter.admin import AdminHTTP, AdminService
-from exporter.api import create_app
+from exporter.api import create_admin_app, create_app
 from exporter.audit import AuditLog
 from exporter.collector import Collector
-from exporter.config import Config
+from exporter.config import Config, TLSConfig, parse_listen
 from exporter.metrics import Metrics
 
 
@@ -32,26 +33,56 @@ class Daemon:
     collector: Collector
     admin: AdminService | None
     app: Starlette
+    admin_app: Starlette | None = None
 
     def server(self, *, install_signals: bool = True, **overrides: Any) -> uvicorn.Server:
-        """The uvicorn server (one process, one event loop) for the app; `overrides` for tests."""
-        tls = self.config.tls
-        settings: dict[str, Any] = {
-            "host": self.config.listen_host,
-            "port": self.config.listen_port,
-            "log_config": None,
-            "access_log": False,  # uvicorn's would log query strings; the app logs requests at debug
-            "server_header": False,
-            "lifespan": "on",
-            "timeout_graceful_shutdown": 10,
-            # Longer than any client's idle timeout (httpx 5 s, a 60 s scrape interval), so the
-            # server never closes a kept-alive connection at the moment a client reuses it.
-            "timeout_keep_alive": 75,
-            "ssl_certfile": str(tls.cert_file) if tls else None,
-            "ssl_keyfile": str(tls.key_file) if tls else None,
-            **overrides,
-        }
-        return _Server(uvicorn.Config(self.app, **settings), install_signals=install_signals)
+        """The uvicorn server of the main app (/metrics...); `overrides` for tests."""
+        host, port = parse_listen(self.config.listen)
+        return _uvicorn(self.app, host, port, self.config.tls, install_signals, overrides)
+
+    def admin_server(self, **overrides: Any) -> uvicorn.Server | None:
+        """The uvicorn server of the admin API's own listener, or None when it has none."""
+        if self.admin_app is None:
+            return None
+        host, port = parse_listen(self.config.admin_listener()[0])
+        return _uvicorn(self.admin_app, host, port, self.config.admin.tls, False, overrides)
+
+    async def serve(self, *, install_signals: bool = True) -> bool:
+        """Serve until SIGTERM/SIGINT (or `should_exit`); False when a listener could not start."""
+        main = self.server(install_signals=install_signals)
+        admin = self.admin_server()
+        if admin is None:
+            await main.serve()
+            return bool(main.started)
+        admin_task = asyncio.create_task(admin.serve())
+        try:
+            await main.serve()
+        finally:
+            admin.should_exit = True
+            await admin_task
+        return bool(main.started and admin.started)
+
+
+def _uvicorn(
+    app: Starlette, host: str, port: int, tls: TLSConfig | None, install_signals: bool, overrides: dict[str, Any]
+) -> uvicorn.Server:
+    """One uvicorn server (one process, one event loop) with the daemon's settings."""
+    settings: dict[str, Any] = {
+        "host": host,
+        "port": port,
+        "log_config": None,
+        "access_log": False,  # uvicorn's would log query strings; the app logs requests at debug
+        "server_header": False,
+        "lifespan": "auto",
+        "timeout_graceful_shutdown": 10,
+        # Longer than any client's idle timeout (httpx 5 s, a 60 s scrape interval), so the
+        # server never closes a kept-alive connection at the moment a client reuses it.
+        "timeout_keep_alive": 75,
+        "ssl_certfile": str(tls.cert_file) if tls else None,
+        "ssl_keyfile": str(tls.key_file) if tls else None,
+        **overrides,
+    }
+    return _Server(uvicorn.Config(app, **settings), install_signals=install_signals)
 
 
 class _Server(uvicorn.Server):
@@ -100,5 +131,7 @@ def build(config: Config, *, client: AsyncMongoClient[dict[str, Any]] | None = N
     collector = Collector(config, metrics, client=client)
     admin = build_admin(config, collector, metrics)
     routes = AdminHTTP(config.admin, admin).routes() if admin is not None else []
-    app = create_app(config, collector, metrics, admin_routes=routes)
-    return Daemon(config, metrics, collector, admin, app)
+    if config.admin.listen is None or admin is None:
+        return Daemon(config, metrics, collector, admin, create_app(config, collector, metrics, admin_routes=routes))
+    app = create_app(config, collector, metrics)
+    return Daemon(config, metrics, collector, admin, app, create_admin_app(routes))

@@ -14,7 +14,15 @@ import pymongo
 
 from exporter import __version__
 from exporter.assembly import build
-from exporter.config import ADMIN_TOKEN_ENV, DEFAULT_LISTEN, ENV_PREFIX, Config, ConfigError, load_config
+from exporter.config import (
+    ADMIN_TOKEN_ENV,
+    DEFAULT_LISTEN,
+    ENV_PREFIX,
+    Config,
+    ConfigError,
+    config_warnings,
+    load_config,
+)
 from exporter.log import get_logger, setup_logging
 
 EXIT_CONFIG = 2
@@ -127,18 +135,25 @@ def check_config(args: argparse.Namespace, environ: Mapping[str, str]) -> int:
     if config is None:
         return EXIT_CONFIG
     pools = ", ".join(f"{p.name} ({p.database}.{p.collection}, every {p.interval:g} s)" for p in config.pools)
-    admin = f"{len(config.admin.tokens)} admin token(s)" if config.admin.enabled else "admin API off"
+    if config.admin.enabled:
+        where, tls = config.admin_listener()
+        admin = f"admin API on {'https' if tls else 'http'}://{where} with {len(config.admin.tokens)} token(s)"
+    else:
+        admin = "admin API off (no token)"
+    for warning in config_warnings(config):
+        print(f"warning: {warning}", file=sys.stderr)
     print(f"config ok: listen {config.listen}, {len(config.pools)} pool(s): {pools}; {admin}")
     return 0
 
 
 async def serve(config: Config) -> int:
     """Run the exporter until SIGTERM/SIGINT; 0 after a clean shutdown."""
-    server = build(config).server()
-    scheme = "https" if config.tls else "http"
-    log.info("listening", url=f"{scheme}://{config.listen}/metrics")
-    await server.serve()
-    if not server.started:
+    daemon = build(config)
+    log.info("listening", url=f"{'https' if config.tls else 'http'}://{config.listen}/metrics")
+    if config.admin.enabled:
+        where, tls = config.admin_listener()
+        log.info("admin_listening", url=f"{'https' if tls else 'http'}://{where}/admin")
+    if not await daemon.serve():
         log.error("startup_failed")
         return 1
     log.info("shutdown_complete")
@@ -152,6 +167,8 @@ def run(args: argparse.Namespace, environ: Mapping[str, str]) -> int:
         return EXIT_CONFIG
     setup_logging(config.log.level, config.log.format)
     log.info("startup", version=__version__, config=config.redacted())
+    for warning in config_warnings(config):
+        log.warning("config_warning", warning=warning)
     return asyncio.run(serve(config))
 
 

@@ -17,10 +17,10 @@ from typing import Any
 from pymongo import AsyncMongoClient
 
 from exporter.assembly import build
-from exporter.config import Config, parse_listen
+from exporter.config import Config, is_loopback, parse_listen
 from exporter.core import MongoSessions, SessionPoolError
 from exporter.log import get_logger, setup_logging
-from exporter.mongod import Mongod, MongodNotFound
+from exporter.mongod import Mongod, MongodNotFound, free_port
 
 log = get_logger("exporter.demo")
 
@@ -102,8 +102,14 @@ async def _demo(args: argparse.Namespace) -> int:
 
 def _config(args: argparse.Namespace, uri: str, token_file: Path) -> Config:
     """The demo's exporter configuration, with one write token for the admin API."""
+    host, _ = parse_listen(args.listen)
+    # The admin API shares the demo's listener on loopback; elsewhere it gets a loopback one of its own.
+    admin_listen = None if is_loopback(host) else f"127.0.0.1:{free_port()}"
     data: dict[str, Any] = {
-        "admin": {"tokens": [{"name": "demo", "role": "write", "token_file": str(token_file)}]},
+        "admin": {
+            "tokens": [{"name": "demo", "role": "write", "token_file": str(token_file)}],
+            "listen": admin_listen,
+        },
         "listen": args.listen,
         "mongodb": {"uri": uri, "timeout": 5},
         "log": {"level": args.log_level, "format": args.log_format},
@@ -185,7 +191,9 @@ async def _run(args: argparse.Namespace, server: Mongod, stop: asyncio.Event) ->
     fleet_client: AsyncMongoClient[dict[str, Any]] = AsyncMongoClient(
         server.uri, tz_aware=True, tzinfo=UTC, appname="demo-fleet"
     )
-    uv = build(config).server(install_signals=False)
+    daemon = build(config)
+    uv = daemon.server(install_signals=False)
+    admin_uv = daemon.admin_server()
     tasks: list[asyncio.Task[None]] = []
     try:
         print(f"demo: seeding {len(names)} pools x {args.sessions} sessions ...", flush=True)
@@ -194,6 +202,7 @@ async def _run(args: argparse.Namespace, server: Mongod, stop: asyncio.Event) ->
             tasks += [asyncio.create_task(_handler(pool, i * 1000 + h, stop)) for h in range(args.handlers)]
             tasks.append(asyncio.create_task(_activator(pool, i, stop)))
         serving = asyncio.create_task(uv.serve())
+        admin_serving = asyncio.create_task(admin_uv.serve()) if admin_uv is not None else None
         while not uv.started and not serving.done():  # noqa: ASYNC110 - uvicorn has no startup event
             await asyncio.sleep(0.05)
         if serving.done():
@@ -202,13 +211,14 @@ async def _run(args: argparse.Namespace, server: Mongod, stop: asyncio.Event) ->
         host, port = parse_listen(args.listen)
         shown = "127.0.0.1" if host in ("0.0.0.0", "::") else host
         base = f"http://{f'[{shown}]' if ':' in shown else shown}:{port}"
+        admin_base = base if config.admin.listen is None else f"http://{config.admin.listen}"
         print(
             f"demo: {len(names)} pools ({', '.join(names)}), {args.sessions} sessions each, "
             f"{args.handlers} simulated handlers per pool\n"
             f"  metrics:  {base}/metrics\n"
             f"  ready:    {base}/readyz\n"
             f"  health:   {base}/healthz\n"
-            f'  admin:    curl -H "Authorization: Bearer $(cat {token_file})" {base}/admin/pools\n'
+            f'  admin:    curl -H "Authorization: Bearer $(cat {token_file})" {admin_base}/admin/pools\n'
             f"  mongodb:  {server.uri}\n"
             + ("Press Ctrl-C to stop." if args.duration is None else f"Stopping after {args.duration:g} s."),
             flush=True,
@@ -218,6 +228,9 @@ async def _run(args: argparse.Namespace, server: Mongod, stop: asyncio.Event) ->
         stop.set()
         uv.should_exit = True
         await serving
+        if admin_uv is not None and admin_serving is not None:
+            admin_uv.should_exit = True
+            await admin_serving
         return 0
     finally:
         stop.set()

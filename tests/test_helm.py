@@ -784,7 +784,7 @@ def _schema_model_pairs() -> list[tuple[str, str, set[str]]]:
         ("defaults", "PoolOptions", set()),
         ("pools[]", "Pool", set()),
         ("pools[].fields", "FieldsConfig", set()),
-        ("admin", "AdminConfig", set()),
+        ("admin", "AdminConfig", {"listen", "tls", "allow_plaintext"}),
         ("admin.tokens[]", "AdminToken", {"token", "token_file"}),
         ("admin.audit", "AuditConfig", set()),
         ("admin.write_concern", "WriteConcernConfig", set()),

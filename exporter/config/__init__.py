@@ -1,10 +1,12 @@
 """Daemon configuration: the schema of the YAML file and the loader layering file, environment and flags."""
 
-from exporter.config.loader import load_config
+from exporter.config.loader import config_warnings, load_config
 from exporter.config.schema import (
     ADMIN_TOKEN_ENV,
+    DEFAULT_ADMIN_LISTEN,
     DEFAULT_LISTEN,
     ENV_PREFIX,
+    MIN_TOKEN_LENGTH,
     NAME,
     NAME_RULE,
     AdminConfig,
@@ -20,13 +22,16 @@ from exporter.config.schema import (
     TLSConfig,
     WriteConcernConfig,
     check_name,
+    is_loopback,
     parse_listen,
 )
 
 __all__ = [
     "ADMIN_TOKEN_ENV",
+    "DEFAULT_ADMIN_LISTEN",
     "DEFAULT_LISTEN",
     "ENV_PREFIX",
+    "MIN_TOKEN_LENGTH",
     "NAME",
     "NAME_RULE",
     "AdminConfig",
@@ -42,6 +47,8 @@ __all__ = [
     "TLSConfig",
     "WriteConcernConfig",
     "check_name",
+    "config_warnings",
+    "is_loopback",
     "load_config",
     "parse_listen",
 ]

@@ -12,7 +12,7 @@ from typing import Any, Union, get_args, get_origin
 import yaml
 from pydantic import BaseModel, ValidationError
 
-from exporter.config.schema import ADMIN_TOKEN_ENV, ENV_PREFIX, Config, ConfigError
+from exporter.config.schema import ADMIN_TOKEN_ENV, ENV_PREFIX, MIN_TOKEN_LENGTH, Config, ConfigError
 
 Problems = list[tuple[str, str]]
 
@@ -131,14 +131,18 @@ def env_layer(environ: Mapping[str, str]) -> tuple[dict[str, Any], Problems]:
     token = next((v for k, v in environ.items() if k.upper() == ADMIN_TOKEN_ENV), None)
     if token is not None and not token.strip():
         problems.append((f"env {ADMIN_TOKEN_ENV}", "is empty"))
+    elif token is not None and len(token.strip()) < MIN_TOKEN_LENGTH:
+        problems.append(
+            (f"env {ADMIN_TOKEN_ENV}", f"is {len(token.strip())} characters long; use at least {MIN_TOKEN_LENGTH}")
+        )
     return data, problems
 
 
 def _admin_token_from_env(data: dict[str, Any], environ: Mapping[str, str]) -> None:
     """`SESSION_POOL_EXPORTER_ADMIN_TOKEN` becomes the write token named 'admin' (replacing one of that name)."""
     token = next((v.strip() for k, v in environ.items() if k.upper() == ADMIN_TOKEN_ENV), "")
-    if not token:
-        return
+    if len(token) < MIN_TOKEN_LENGTH:
+        return  # reported by env_layer
     admin = data.setdefault("admin", {})
     if isinstance(admin, dict):
         raw = admin.get("tokens")
@@ -310,6 +314,7 @@ def _semantic_checks(config: Config) -> Problems:
         return problems  # the pools inherited nothing from the invalid defaults
     for i, pool in enumerate(config.pools):
         problems += [(f"pools[{i}].{key}", message) for key, message in pool.problems()]
+    problems += config.listener_problems()
     secrets: dict[str, str] = {}
     for i, token in enumerate(config.admin.tokens):
         value = token.secret()
@@ -318,6 +323,26 @@ def _semantic_checks(config: Config) -> Problems:
         else:
             secrets[value] = f"admin.tokens[{i}]"
     return problems
+
+
+def config_warnings(config: Config) -> list[str]:
+    """What is allowed but unwise, for check-config and the start-up log: secret files others can read."""
+    warnings = []
+    files = [("mongodb.uri_file", config.mongodb.uri_file)]
+    files += [(f"admin.tokens[{i}].token_file", t.token_file) for i, t in enumerate(config.admin.tokens)]
+    for where, path in files:
+        if path is None:
+            continue
+        try:
+            mode = path.stat().st_mode
+        except OSError:
+            continue
+        if mode & 0o077:
+            warnings.append(
+                f"{where}: {path} can be read by {'others' if mode & 0o007 else 'its group'} "
+                f"(mode {mode & 0o777:o}); chmod 600 it"
+            )
+    return warnings
 
 
 def load_config(

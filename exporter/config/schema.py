@@ -16,6 +16,9 @@ from exporter.core import MAX_PERIOD, Fields, InvalidInput, redact
 ENV_PREFIX = "SESSION_POOL_EXPORTER_"
 ADMIN_TOKEN_ENV = ENV_PREFIX + "ADMIN_TOKEN"
 DEFAULT_LISTEN = "0.0.0.0:9810"
+DEFAULT_ADMIN_LISTEN = "127.0.0.1:9811"
+MIN_TOKEN_LENGTH = 24
+_LOOPBACK = ("127.", "::1", "localhost")
 NAME = re.compile(r"^[a-zA-Z0-9_-]{1,64}$")
 NAME_RULE = "must be 1-64 characters of letters, digits, '_' or '-'"
 # MongoDB refuses these characters in database names.
@@ -317,6 +320,12 @@ class AdminToken(_Strict):
             self.token = SecretStr(_read_secret(self.token_file))
         if self.token is None or not self.token.get_secret_value():
             raise ValueError("the token is empty")
+        length = len(self.token.get_secret_value())
+        if length < MIN_TOKEN_LENGTH:
+            raise ValueError(
+                f"the token is {length} characters long; use at least {MIN_TOKEN_LENGTH}, e.g. "
+                "python3 -c 'import secrets; print(secrets.token_urlsafe(32))'"
+            )
         return self
 
     def secret(self) -> str:
@@ -333,16 +342,32 @@ class AuditConfig(_Strict):
     retention: Annotated[int, Field(gt=0)] = 7_776_000
 
 
+def is_loopback(host: str) -> bool:
+    """True for an address only this machine can reach."""
+    return host.startswith(_LOOPBACK)
+
+
 class AdminConfig(_Strict):
-    """The admin API (off when no token is configured)."""
+    """The admin API (off when no token is configured), on a listener of its own by default."""
 
     tokens: list[AdminToken] = []
+    listen: str | None = DEFAULT_ADMIN_LISTEN
+    tls: TLSConfig | None = None
+    allow_plaintext: bool = False
     expose_credentials: bool = False
     max_period: Annotated[int, Field(gt=0, le=int(MAX_PERIOD.total_seconds()))] = 604_800
     bulk_unlock_cap: Annotated[int, Field(ge=1)] = 1000
     reason_max_length: Annotated[int, Field(ge=1)] = 500
     audit: AuditConfig = AuditConfig()
     write_concern: WriteConcernConfig | None = None
+
+    @field_validator("listen")
+    @classmethod
+    def _listen(cls, value: str | None) -> str | None:
+        """HOST:PORT with a valid port, or null to serve the admin API on the main listener."""
+        if value is not None:
+            parse_listen(value)
+        return value
 
     @property
     def enabled(self) -> bool:
@@ -397,6 +422,32 @@ class Config(_Strict):
     def pool_settings(self) -> list[Pool]:
         """Every pool, with what it inherits from `defaults` applied."""
         return list(self.pools)
+
+    def admin_listener(self) -> tuple[str, TLSConfig | None]:
+        """Where the admin API is served (HOST:PORT) and with which TLS: its own listener, or the main one."""
+        if self.admin.listen is None:
+            return self.listen, self.tls
+        return self.admin.listen, self.admin.tls
+
+    def listener_problems(self) -> list[tuple[str, str]]:
+        """Refusals about where the admin API would be served (checked with the rest of the config)."""
+        if not self.admin.enabled:
+            return []
+        address, tls = self.admin_listener()
+        where = "admin.listen" if self.admin.listen is not None else "listen"
+        problems = []
+        if self.admin.listen is not None and parse_listen(self.admin.listen)[1] == self.listen_port:
+            problems.append(("admin.listen", f"uses the port of listen ({self.listen}); pick another, or null"))
+        if tls is None and not self.admin.allow_plaintext and not is_loopback(parse_listen(address)[0]):
+            problems.append(
+                (
+                    where,
+                    f"the admin API would accept writes over plain HTTP on {address}: give it TLS "
+                    f"({'admin.tls' if self.admin.listen is not None else 'tls'}), listen on 127.0.0.1, "
+                    "or set admin.allow_plaintext: true if a proxy in front terminates TLS",
+                )
+            )
+        return problems
 
     def admin_write_concern(self) -> WriteConcernConfig:
         """Write concern of admin writes: `admin.write_concern`, else `mongodb.write_concern`."""

@@ -75,9 +75,17 @@ def problems_of(tmp_path: Path, text: str, env: dict[str, str] | None = None) ->
          "admin.tokens[0].token_file: file '/nonexistent/tok' does not exist"),
         (BASE + "admin: {tokens: [{name: ops}]}\n", "admin.tokens[0]: set exactly one of token and token_file"),
         (BASE + "admin: {tokens: [{name: ops, token: abc, role: root}]}\n", "admin.tokens[0].role: must be one of"),
-        (BASE + "admin: {tokens: [{name: ops, token: abc}, {name: ops, token: def}]}\n",
+        (BASE + "admin: {tokens: [{name: ops, token: abc}]}\n", "admin.tokens[0]: the token is 3 characters long"),
+        (BASE + "admin: {listen: '0.0.0.0:9811', tokens: [{name: ops, token: abcdefghijklmnopqrstuvwxyz}]}\n",
+         "admin.listen: the admin API would accept writes over plain HTTP on 0.0.0.0:9811"),
+        (BASE + "admin: {listen: null, tokens: [{name: ops, token: abcdefghijklmnopqrstuvwxyz}]}\n",
+         "listen: the admin API would accept writes over plain HTTP on 0.0.0.0:9810"),
+        (BASE + "listen: '127.0.0.1:9811'\nadmin: {tokens: [{name: ops, token: abcdefghijklmnopqrstuvwxyz}]}\n",
+         "admin.listen: uses the port of listen"),
+        (BASE + "admin: {tokens: [{name: ops, token: abcdefghijklmnopqrstuvwxyz}, {name: ops, token: def}]}\n",
          "admin.tokens[1].name: duplicate token name 'ops'"),
-        (BASE + "admin: {tokens: [{name: a, token: same}, {name: b, token: same}]}\n",
+        (BASE + "admin: {tokens: [{name: a, token: same-token-value-24chars},\n"
+                "  {name: b, token: same-token-value-24chars}]}\n",
          "admin.tokens[1]: same token value as admin.tokens[0]"),
         (BASE + "admin: {max_period: 0, bulk_unlock_cap: 0, audit: {retention: -1}}\n",
          "admin.max_period: must be > 0"),
@@ -169,13 +177,13 @@ def test_env_uri_admin_token_and_json_pools() -> None:
     """SESSION_POOL_EXPORTER_MONGODB__URI, _ADMIN_TOKEN and JSON lists from the environment."""
     env = {
         "SESSION_POOL_EXPORTER_MONGODB__URI": SECRET_URI,
-        "SESSION_POOL_EXPORTER_ADMIN_TOKEN": "tok-from-env",
+        "SESSION_POOL_EXPORTER_ADMIN_TOKEN": "tok-from-env-0123456789abcdef",
         "SESSION_POOL_EXPORTER_POOLS": json.dumps([{"name": "p", "database": "d", "collection": "c"}]),
     }
     config = load_config(None, env, {})
     assert config.mongodb.uri_value() == SECRET_URI
     (token,) = config.admin.tokens
-    assert (token.name, token.role, token.secret()) == ("admin", "write", "tok-from-env")
+    assert (token.name, token.role, token.secret()) == ("admin", "write", "tok-from-env-0123456789abcdef")
     assert config.admin.enabled
     assert config.admin_write_concern() == config.mongodb.write_concern
 
@@ -183,19 +191,22 @@ def test_env_uri_admin_token_and_json_pools() -> None:
 def test_secrets_from_files_and_redaction(tmp_path: Path) -> None:
     """Secrets read from files are used but never appear in the redacted dump, repr or errors."""
     (tmp_path / "uri").write_text(SECRET_URI + "\n")
-    (tmp_path / "alice").write_text("alice-token-value\n")
+    (tmp_path / "alice").write_text("alice-token-value-0123456789abcdef\n")
     path = tmp_path / "config.yaml"
     path.write_text(
         f"mongodb: {{uri_file: {tmp_path / 'uri'}}}\n"
         "pools: [{name: p, database: d, collection: c}]\n"
         f"admin: {{tokens: [{{name: alice, token_file: {tmp_path / 'alice'}, role: write}},"
-        " {name: bob, token: bob-token-value}]}\n"
+        " {name: bob, token: bob-token-value-0123456789abcdef}]}\n"
     )
     config = load_config(path, {}, {})
     assert config.mongodb.uri_value() == SECRET_URI
-    assert [t.secret() for t in config.admin.tokens] == ["alice-token-value", "bob-token-value"]
+    assert [t.secret() for t in config.admin.tokens] == [
+        "alice-token-value-0123456789abcdef",
+        "bob-token-value-0123456789abcdef",
+    ]
     dumped = json.dumps(config.redacted()) + repr(config) + str(config)
-    for secret in ("s3cret-pass", "alice:", "alice-token-value", "bob-token-value"):
+    for secret in ("s3cret-pass", "alice:", "alice-token-value-0123456789abcdef", "bob-token-value-0123456789abcdef"):
         assert secret not in dumped
     assert config.redacted()["mongodb"]["uri"] == "mongodb://***@db.example:27017/?replicaSet=rs0"
 
@@ -222,13 +233,16 @@ def test_check_config_cli_ok_and_secret_free(tmp_path: Path) -> None:
     """A valid config gives exit 0 and a summary; no secret is printed."""
     path = tmp_path / "good.yaml"
     path.write_text(BASE)
-    env = {"SESSION_POOL_EXPORTER_MONGODB__URI": SECRET_URI, "SESSION_POOL_EXPORTER_ADMIN_TOKEN": "env-token-xyz"}
+    env = {
+        "SESSION_POOL_EXPORTER_MONGODB__URI": SECRET_URI,
+        "SESSION_POOL_EXPORTER_ADMIN_TOKEN": "env-token-xyz-0123456789abcdef",
+    }
     result = run_cli("check-config", "--config", str(path), env=env)
     assert result.returncode == 0, result.stderr
     assert result.stdout.startswith("config ok")
     assert "telegram" in result.stdout
     assert "s3cret" not in result.stdout + result.stderr
-    assert "env-token-xyz" not in result.stdout + result.stderr
+    assert "env-token-xyz-0123456789abcdef" not in result.stdout + result.stderr
     result = run_cli("check-config", "--config", str(path), "--interval", "0")
     assert result.returncode == 2
     assert "defaults.interval: must be > 0" in result.stderr

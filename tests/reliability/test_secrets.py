@@ -82,6 +82,7 @@ def config_for(tmp: Path, *, tls: tuple[Path, Path] | None, level: str = "info")
     """Tokens from a file, inline and the environment; the URI from the environment; optional TLS."""
     token_file = tmp / "reader-token"
     token_file.write_text(FILE_TOKEN + "\n")
+    token_file.chmod(0o600)
     config: dict[str, Any] = {
         "mongodb": {"timeout": 2, "server_selection_timeout": 1},
         "defaults": {"interval": 1, "jitter": 0, "refresh_timeout": 1.5},
@@ -91,7 +92,7 @@ def config_for(tmp: Path, *, tls: tuple[Path, Path] | None, level: str = "info")
             {"name": "alice", "token": WRITE_TOKEN, "role": "write"},
             {"name": "reader", "token": READ_TOKEN, "role": "read"},
             {"name": "grafana", "token_file": str(token_file), "role": "read"},
-        ], "audit": {"database": "rel_secrets_audit", "collection": "events"}},
+        ], "audit": {"database": "rel_secrets_audit", "collection": "events"}, "listen": None},
     }  # fmt: skip
     if tls:
         config["tls"] = {"cert_file": str(tls[0]), "key_file": str(tls[1])}

@@ -35,10 +35,12 @@ READ_TOKEN = "test-read-token-8e1d6b2f9c4a7035"
 def config(mongo_uri: str, pools: list[dict[str, Any]], *, tokens: bool = True, **sections: Any) -> dict[str, Any]:
     """A daemon config: short intervals, the two test tokens (alice writes, reader reads), section overrides."""
     data: dict[str, Any] = {
+        "listen": f"127.0.0.1:{free_port()}",
         "mongodb": {"uri": mongo_uri, "timeout": 5, "server_selection_timeout": 2},
         "defaults": {"interval": 1, "jitter": 0, "refresh_timeout": 5},
         "pools": pools,
-        "admin": {},
+        # One loopback listener for /metrics and the admin API; tests/security covers a separate one.
+        "admin": {"listen": None},
     }
     if tokens:
         data["admin"]["tokens"] = [
@@ -215,27 +217,40 @@ class InProcess:
     collector: Collector
     metrics: Metrics
     admin: AdminService | None
+    admin_url: str = ""
 
     def client(self, token: str | None = WRITE_TOKEN) -> httpx.AsyncClient:
-        """An HTTP client for this daemon, sending `token` as a bearer token."""
-        return httpx.AsyncClient(base_url=self.url, headers=_headers(token), timeout=30)
+        """An HTTP client for the admin API's listener (the main one unless admin.listen is set)."""
+        return httpx.AsyncClient(base_url=self.admin_url or self.url, headers=_headers(token), timeout=30)
+
+    def metrics_client(self) -> httpx.AsyncClient:
+        """An HTTP client for the main listener (/metrics, /healthz, /readyz)."""
+        return httpx.AsyncClient(base_url=self.url, timeout=30)
 
 
 @contextlib.asynccontextmanager
 async def serving(config_path: Path) -> AsyncIterator[InProcess]:
     """Build the daemon from a config file exactly as `run` does, serve it on a free port, stop it after."""
     daemon = build(load_config(config_path))
-    port = free_port()
-    server = daemon.server(install_signals=False, host="127.0.0.1", port=port)
-    task = asyncio.create_task(server.serve())
+    servers = [s for s in (daemon.server(install_signals=False), daemon.admin_server()) if s is not None]
+    tasks = [asyncio.create_task(server.serve()) for server in servers]
     for _ in range(200):
-        if server.started:
+        if all(server.started for server in servers):
             break
         await asyncio.sleep(0.05)
     else:
         raise RuntimeError("uvicorn did not start")
+    admin_address, admin_tls = daemon.config.admin_listener()
     try:
-        yield InProcess(f"http://127.0.0.1:{port}", daemon.config, daemon.collector, daemon.metrics, daemon.admin)
+        yield InProcess(
+            f"http://{daemon.config.listen}",
+            daemon.config,
+            daemon.collector,
+            daemon.metrics,
+            daemon.admin,
+            admin_url=f"{'https' if admin_tls else 'http'}://{admin_address}",
+        )
     finally:
-        server.should_exit = True
-        await task
+        for server in servers:
+            server.should_exit = True
+        await asyncio.gather(*tasks)

@@ -21,6 +21,7 @@ from exporter.api import create_admin_app, create_app
 from exporter.audit import AuditLog
 from exporter.collector import Collector
 from exporter.config import Config, TLSConfig, parse_listen
+from exporter.connections import ConnectionGuard, guarded_protocol
 from exporter.metrics import Metrics
 
 
@@ -33,19 +34,20 @@ class Daemon:
     collector: Collector
     admin: AdminService | None
     app: Starlette
+    guard: ConnectionGuard
     admin_app: Starlette | None = None
 
     def server(self, *, install_signals: bool = True, **overrides: Any) -> uvicorn.Server:
         """The uvicorn server of the main app (/metrics...); `overrides` for tests."""
         host, port = parse_listen(self.config.listen)
-        return _uvicorn(self.app, host, port, self.config.tls, install_signals, overrides)
+        return _uvicorn(self, self.app, host, port, self.config.tls, install_signals, overrides)
 
     def admin_server(self, **overrides: Any) -> uvicorn.Server | None:
         """The uvicorn server of the admin API's own listener, or None when it has none."""
         if self.admin_app is None:
             return None
         host, port = parse_listen(self.config.admin_listener()[0])
-        return _uvicorn(self.admin_app, host, port, self.config.admin.tls, False, overrides)
+        return _uvicorn(self, self.admin_app, host, port, self.config.admin.tls, False, overrides)
 
     async def serve(self, *, install_signals: bool = True) -> bool:
         """Serve until SIGTERM/SIGINT (or `should_exit`); False when a listener could not start."""
@@ -64,12 +66,23 @@ class Daemon:
 
 
 def _uvicorn(
-    app: Starlette, host: str, port: int, tls: TLSConfig | None, install_signals: bool, overrides: dict[str, Any]
+    daemon: Daemon,
+    app: Starlette,
+    host: str,
+    port: int,
+    tls: TLSConfig | None,
+    install_signals: bool,
+    overrides: dict[str, Any],
 ) -> uvicorn.Server:
-    """One uvicorn server (one process, one event loop) with the daemon's settings."""
+    """One uvicorn server (one process, one event loop) with the daemon's settings and connection guard."""
     settings: dict[str, Any] = {
         "host": host,
         "port": port,
+        # The guard caps connections below the open-files limit and closes slow request heads.
+        # uvicorn's own limit (503 beyond it) counts a connection until its close completes, so it
+        # sits well above the cap: a backstop for runaway request tasks, not the connection limit.
+        "http": guarded_protocol(daemon.guard),
+        "limit_concurrency": daemon.guard.max_connections * 2,
         "log_config": None,
         "access_log": False,  # uvicorn's would log query strings; the app logs requests at debug
         "server_header": False,
@@ -77,7 +90,7 @@ def _uvicorn(
         "timeout_graceful_shutdown": 10,
         # Longer than any client's idle timeout (httpx 5 s, a 60 s scrape interval), so the
         # server never closes a kept-alive connection at the moment a client reuses it.
-        "timeout_keep_alive": 75,
+        "timeout_keep_alive": daemon.config.http.keep_alive,
         "ssl_certfile": str(tls.cert_file) if tls else None,
         "ssl_keyfile": str(tls.key_file) if tls else None,
         **overrides,
@@ -128,10 +141,13 @@ def build_admin(config: Config, collector: Collector, metrics: Metrics) -> Admin
 def build(config: Config, *, client: AsyncMongoClient[dict[str, Any]] | None = None) -> Daemon:
     """The daemon for `config`: metrics, collector, admin service (when tokens exist) and the ASGI app."""
     metrics = Metrics()
+    guard = ConnectionGuard.for_process(config.http.max_connections, config.http.header_timeout)
+    metrics.bind_connections(lambda: (len(guard.open), guard.closed_slow, guard.evicted))
     collector = Collector(config, metrics, client=client)
     admin = build_admin(config, collector, metrics)
     routes = AdminHTTP(config.admin, admin).routes() if admin is not None else []
     if config.admin.listen is None or admin is None:
-        return Daemon(config, metrics, collector, admin, create_app(config, collector, metrics, admin_routes=routes))
+        app = create_app(config, collector, metrics, admin_routes=routes)
+        return Daemon(config, metrics, collector, admin, app, guard)
     app = create_app(config, collector, metrics)
-    return Daemon(config, metrics, collector, admin, app, create_admin_app(routes))
+    return Daemon(config, metrics, collector, admin, app, guard, create_admin_app(routes))

@@ -98,16 +98,40 @@ class AuditLog:
 
     async def record_many(
         self, events: Sequence[Mapping[str, Any]], *, db_session: AsyncClientSession | None = None
-    ) -> None:
-        """Insert several events in one round trip."""
-        if events:
-            await self.collection.insert_many([dict(e) for e in events], session=db_session)
+    ) -> list[ObjectId]:
+        """Insert several events in one round trip; their ids, in order."""
+        if not events:
+            return []
+        result = await self.collection.insert_many([dict(e) for e in events], session=db_session)
+        return list(result.inserted_ids)
 
-    async def update(
-        self, event_id: ObjectId, changes: Mapping[str, Any], *, db_session: AsyncClientSession | None = None
+    async def record_unchanged(
+        self, event: Mapping[str, Any], *, within: timedelta, db_session: AsyncClientSession | None = None
+    ) -> ObjectId:
+        """Record an action that changed nothing, coalesced: a repeat of the same actor's same "unchanged"
+        action on the same session within `within` counts on the earlier event (`repeats`, `last_time`)
+        instead of adding one, so repeating a harmless call cannot grow the trail without bound.
+        """
+        same = {key: event.get(key) for key in ("actor", "action", "pool", "session_id")}
+        earlier = await self.collection.find_one_and_update(
+            {**same, "result": "unchanged", "time": {"$gte": event["time"] - within}},
+            {"$inc": {"repeats": 1}, "$set": {"last_time": event["time"], "last_request_id": event.get("request_id")}},
+            projection={"_id": 1},
+            session=db_session,
+        )
+        if earlier is not None:
+            found: ObjectId = earlier["_id"]
+            return found
+        return await self.record(event, db_session=db_session)
+
+    async def settle(
+        self, event_ids: Sequence[ObjectId], changes: Mapping[str, Any], *, db_session: AsyncClientSession | None = None
     ) -> None:
-        """Set fields of a recorded event (used to settle a pending event on standalone servers)."""
-        await self.collection.update_one({"_id": event_id}, {"$set": dict(changes)}, session=db_session)
+        """Set fields of events by their own ids (never by a request id a caller may have chosen)."""
+        if event_ids:
+            await self.collection.update_many(
+                {"_id": {"$in": list(event_ids)}}, {"$set": dict(changes)}, session=db_session
+            )
 
     async def search(
         self, filters: AuditFilters, *, page: int = 1, page_size: int = 100, order: Order = "desc"

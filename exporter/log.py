@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import sys
+import time
 from collections.abc import MutableMapping
 from typing import Any, TextIO
 
@@ -19,6 +20,35 @@ def _redact_strings(_logger: Any, _method: str, event: MutableMapping[str, Any])
         if isinstance(value, str) and "@" in value:
             event[key] = redact(value)
     return event
+
+
+class RateLimit(logging.Filter):
+    """Lets at most `burst` records per logger and message through each `window` seconds, then one summary.
+
+    When the machine runs out of file descriptors, asyncio logs a traceback per refused accept
+    (tens of thousands a second); this keeps the log readable and small.
+    """
+
+    def __init__(self, burst: int = 5, window: float = 10.0) -> None:
+        super().__init__()
+        self.burst = burst
+        self.window = window
+        self._seen: dict[tuple[str, str], tuple[float, int]] = {}
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        """True to emit the record."""
+        if record.levelno < logging.WARNING:
+            return True
+        key = (record.name, str(record.msg))
+        now = time.monotonic()
+        start, count = self._seen.get(key, (now, 0))
+        if now - start > self.window:
+            if count > self.burst:
+                record.msg = f"{record.msg} (and {count - self.burst} more like it in {self.window:g} s)"
+            self._seen[key] = (now, 1)
+            return True
+        self._seen[key] = (start, count + 1)
+        return count < self.burst
 
 
 def setup_logging(level: str = "info", fmt: str = "auto", stream: TextIO | None = None) -> None:
@@ -61,6 +91,11 @@ def setup_logging(level: str = "info", fmt: str = "auto", stream: TextIO | None 
     # refresh events already say what matters.
     logging.getLogger("apscheduler").setLevel(logging.ERROR)
     logging.getLogger("pymongo").setLevel(logging.WARNING)
+    # Under a flood of bad or refused connections these two log one line per connection.
+    for name in ("asyncio", "uvicorn.error"):
+        target = logging.getLogger(name)
+        if not any(isinstance(f, RateLimit) for f in target.filters):
+            target.addFilter(RateLimit())
 
 
 def get_logger(name: str = "exporter") -> structlog.stdlib.BoundLogger:

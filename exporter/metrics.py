@@ -9,7 +9,7 @@ from datetime import datetime
 
 import pymongo
 from prometheus_client import CollectorRegistry, Counter, Gauge, disable_created_metrics
-from prometheus_client.core import GaugeMetricFamily, Metric
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.exposition import choose_encoder
 from prometheus_client.gc_collector import GCCollector
 from prometheus_client.platform_collector import PlatformCollector
@@ -150,6 +150,35 @@ class PoolCollector(Collector):
             yield family
 
 
+class ConnectionCollector(Collector):
+    """The HTTP listeners' connections: open now, closed for a slow request head, evicted to make room."""
+
+    def __init__(self, read: Callable[[], tuple[int, int, int]]) -> None:
+        self._read = read
+
+    def describe(self) -> Iterable[Metric]:
+        """The families, without samples."""
+        return list(self._families((0, 0, 0)))
+
+    @staticmethod
+    def _families(values: tuple[int, int, int]) -> Iterator[Metric]:
+        open_now, slow, evicted = values
+        yield GaugeMetricFamily(PREFIX + "http_connections", "HTTP connections open now.", value=open_now)
+        closed = CounterMetricFamily(
+            PREFIX + "http_connections_closed",
+            "HTTP connections the daemon closed: reason slow_header (no request head within http.header_timeout), "
+            "evicted (closed to make room at http.max_connections).",
+            labels=["reason"],
+        )
+        closed.add_metric(["slow_header"], slow)
+        closed.add_metric(["evicted"], evicted)
+        yield closed
+
+    def collect(self) -> Iterator[Metric]:
+        """Current values."""
+        yield from self._families(self._read())
+
+
 class Metrics:
     """Every metric of the daemon, on a registry of its own (never prometheus_client's global one)."""
 
@@ -178,6 +207,10 @@ class Metrics:
         for spec in COUNTERS:
             setattr(self, spec.name, Counter(PREFIX + spec.name, spec.help, list(spec.labels), registry=self.registry))
         self.registry.register(PoolCollector(lambda: self._pools()))
+
+    def bind_connections(self, read: Callable[[], tuple[int, int, int]]) -> None:
+        """Export the HTTP connection counts `read` returns (open, closed slow, evicted)."""
+        self.registry.register(ConnectionCollector(read))
 
     def bind(self, pools: Callable[[], Iterable[PoolRuntime]]) -> None:
         """Tell the pool collector where the runtime state of the pools lives."""

@@ -4,12 +4,14 @@ from exporter.admin.actions import ACTIONS, Caller
 from exporter.admin.errors import (
     AdminDisabled,
     AdminError,
+    BadRequest,
     BodyTooLarge,
     Conflict,
     Forbidden,
     InvalidRequest,
     PoolNotFound,
     Unauthorized,
+    UnsupportedMediaType,
 )
 from exporter.admin.http import AdminHTTP
 from exporter.admin.models import Action
@@ -23,6 +25,7 @@ __all__ = [
     "AdminError",
     "AdminHTTP",
     "AdminService",
+    "BadRequest",
     "BodyTooLarge",
     "Caller",
     "Conflict",
@@ -30,5 +33,6 @@ __all__ = [
     "InvalidRequest",
     "PoolNotFound",
     "Unauthorized",
+    "UnsupportedMediaType",
     "openapi_document",
 ]

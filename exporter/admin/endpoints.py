@@ -59,7 +59,7 @@ ENDPOINTS: tuple[Endpoint, ...] = (
         body=BulkUnlockBody,
         body_required=True,
         answer=BulkUnlockResult,
-        errors=(400, 401, 403, 404, 409, 413, 422, 503),
+        errors=(400, 401, 403, 404, 409, 413, 415, 422, 503),
     ),
     Endpoint(
         "/admin/pools/{pool}/sessions/{session_id}",
@@ -79,7 +79,7 @@ ENDPOINTS: tuple[Endpoint, ...] = (
         write=True,
         body=ActionBody,
         answer=ActionResult,
-        errors=(400, 401, 403, 404, 409, 413, 422, 503),
+        errors=(400, 401, 403, 404, 409, 413, 415, 422, 503),
     ),
     Endpoint(
         "/admin/audit",

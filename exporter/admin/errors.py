@@ -16,6 +16,17 @@ class AdminError(Exception):
         super().__init__(message)
 
 
+class BadRequest(AdminError):
+    """The request is malformed before any parsing of its body (headers, request id)."""
+
+
+class UnsupportedMediaType(AdminError):
+    """A body was sent with another content type than application/json."""
+
+    status = 415
+    kind = "unsupported_media_type"
+
+
 class Unauthorized(AdminError):
     """No token, or a token that matches none configured."""
 

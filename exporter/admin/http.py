@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import hmac
 import json
 import uuid
@@ -15,8 +16,16 @@ from starlette.routing import BaseRoute, Route
 
 from exporter.admin.actions import Caller
 from exporter.admin.endpoints import ENDPOINTS
-from exporter.admin.errors import AdminDisabled, BodyTooLarge, Forbidden, InvalidRequest, Unauthorized
-from exporter.admin.models import REQUEST_ID, Action, ActionBody, AuditQuery, Body, BulkUnlockBody
+from exporter.admin.errors import (
+    AdminDisabled,
+    BadRequest,
+    BodyTooLarge,
+    Forbidden,
+    InvalidRequest,
+    Unauthorized,
+    UnsupportedMediaType,
+)
+from exporter.admin.models import REQUEST_ID, REQUEST_ID_RULE, Action, ActionBody, AuditQuery, Body, BulkUnlockBody
 from exporter.admin.openapi import openapi_document
 from exporter.admin.service import AdminService
 from exporter.config import AdminConfig
@@ -45,7 +54,7 @@ class AdminHTTP:
 
     def __init__(self, config: AdminConfig, service: AdminService) -> None:
         self.service = service
-        self._tokens = [(t.secret().encode(), Caller(t.name, t.role)) for t in config.tokens]
+        self._tokens = [(hashlib.sha256(t.secret().encode()).digest(), Caller(t.name, t.role)) for t in config.tokens]
 
     def routes(self) -> list[BaseRoute]:
         """The admin routes (all under /admin), from the endpoint table."""
@@ -57,14 +66,17 @@ class AdminHTTP:
         """Return the caller of a valid bearer token; 404 when admin is off, 401/403 otherwise."""
         if not self._tokens:
             raise AdminDisabled("the admin API is disabled: no admin token is configured")
-        header = request.headers.get("authorization", "")
-        scheme, _, presented = header.partition(" ")
+        headers = request.headers.getlist("authorization")
+        if len(headers) > 1:
+            raise BadRequest("send one Authorization header, not several")
+        scheme, _, presented = (headers[0] if headers else "").partition(" ")
         if scheme.lower() != "bearer" or not presented.strip():
             raise Unauthorized("missing bearer token: send 'Authorization: Bearer <token>'")
-        candidate = presented.strip().encode()
+        candidate = hashlib.sha256(presented.strip().encode()).digest()
         found: Caller | None = None
         for secret, caller in self._tokens:
-            # Compare against every token, in constant time, so timing reveals nothing.
+            # Digests of equal length, compared against every token: timing reveals neither which
+            # token nor how long it is.
             if hmac.compare_digest(candidate, secret):
                 found = caller
         if found is None:
@@ -76,9 +88,17 @@ class AdminHTTP:
 
     @staticmethod
     def request_id(request: Request) -> str:
-        """The caller's X-Request-ID when well formed, else a fresh one."""
-        given = request.headers.get("x-request-id", "")
-        rid = given if REQUEST_ID.match(given) else uuid.uuid4().hex
+        """The caller's X-Request-ID (refused when malformed), else a fresh one.
+
+        It only labels the request in answers, logs and the audit trail: events are settled by
+        their own `_id`, so no caller-chosen id can reach another request's events.
+        """
+        given = request.headers.getlist("x-request-id")
+        if len(given) > 1:
+            raise BadRequest("send one X-Request-ID header, not several")
+        if given and not REQUEST_ID.match(given[0]):
+            raise BadRequest(f"X-Request-ID {REQUEST_ID_RULE}")
+        rid = given[0] if given else uuid.uuid4().hex
         request.state.request_id = rid
         return rid
 
@@ -95,6 +115,11 @@ class AdminHTTP:
                 raise BodyTooLarge(MAX_BODY_BYTES)
         if not raw.strip():
             return model()
+        media = request.headers.get("content-type", "").split(";", 1)[0].strip().lower()
+        if media != "application/json":
+            raise UnsupportedMediaType(
+                f"send the body as JSON with 'Content-Type: application/json', not {media or 'no content type'!r}"
+            )
         try:
             text = bytes(raw).decode("utf-8")
         except UnicodeDecodeError as exc:

@@ -180,6 +180,9 @@ class SessionView(Answer):
     count_success: Any
     hold: Any = Field(description="The hold marker as stored: {kind, until}, or whatever a legacy worker left.")
     set_by: str | None
+    problems: list[str] = Field(
+        default=[], description="What about the document is odd (a field of the wrong type...)."
+    )
     session: Any = Field(default=None, description="Present only when admin.expose_credentials is true.")
 
 

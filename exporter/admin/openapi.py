@@ -20,6 +20,7 @@ STATUS_TEXT = {
     404: "admin API off, unknown pool or session",
     409: "conflict with the current state",
     413: "body too large",
+    415: "body not sent as application/json",
     422: "invalid body or query",
     503: "MongoDB unreachable",
 }

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from collections.abc import Awaitable, Callable, Mapping
 from datetime import UTC, datetime, timedelta
 from typing import Any, Literal
@@ -24,12 +23,12 @@ from exporter.admin.models import (
     SessionView,
     StatisticsView,
 )
+from exporter.admin.views import SET_BY, UNKNOWN_CAUSE, oddities, plain
 from exporter.admin.writes import AuditedWrites, Outcome
 from exporter.audit import AuditFilters, AuditLog
 from exporter.config import AdminConfig, WriteConcernConfig
 from exporter.core import (
     Document,
-    Hold,
     InvalidInput,
     MongoSessions,
     SessionNotFound,
@@ -45,20 +44,6 @@ from exporter.runtime import PoolRuntime
 log = structlog.get_logger("exporter.admin")
 
 BULK_UNLOCK = "bulk_unlock"
-SET_BY = {Hold.USE: "get_session", Hold.LOCK: "session_lock", Hold.BLOCK: "session_block"}
-UNKNOWN_CAUSE = "unknown: set by a worker of the original library (classified by the time left)"
-
-
-def _iso(value: Any) -> Any:
-    return value.isoformat() if isinstance(value, datetime) else value
-
-
-def _json_default(value: Any) -> Any:
-    if isinstance(value, datetime):
-        return value.isoformat()
-    if isinstance(value, bytes):
-        return value.hex()
-    return str(value)
 
 
 class AdminService:
@@ -157,7 +142,7 @@ class AdminService:
         return PoolList(pools=views)
 
     def view(self, pool: PoolRuntime, doc: Document, now: datetime) -> SessionView:
-        """What an operator sees of one session document."""
+        """What an operator sees of one session document, whatever shapes its fields have."""
         sessions = pool.sessions
         f = sessions.fields
         recorded = recorded_hold(doc, f)
@@ -165,19 +150,20 @@ class AdminService:
         held = state in (State.LOCKED, State.BLOCKED, State.IN_USE)
         extra: dict[str, Any] = {}
         if self.config.expose_credentials:
-            extra["session"] = json.loads(json.dumps(doc.get(f.session), default=_json_default))
+            extra["session"] = plain(doc.get(f.session))
         return SessionView(
             pool=pool.name,
             id=str(doc["_id"]),
             state=state,
-            active=doc.get(f.active),
-            next_use=_iso(doc.get(f.next_use)),
-            last_use=_iso(doc.get(f.last_use)),
-            created=_iso(doc.get(f.created)),
-            count_use=doc.get(f.count_use),
-            count_success=doc.get(f.count_success),
-            hold=doc.get(f.hold),
+            active=plain(doc.get(f.active)),
+            next_use=plain(doc.get(f.next_use)),
+            last_use=plain(doc.get(f.last_use)),
+            created=plain(doc.get(f.created)),
+            count_use=plain(doc.get(f.count_use)),
+            count_success=plain(doc.get(f.count_success)),
+            hold=plain(doc.get(f.hold)),
             set_by=SET_BY[recorded] if recorded is not None else (UNKNOWN_CAUSE if held else None),
+            problems=oddities(doc, f),
             **extra,
         )
 
@@ -210,7 +196,7 @@ class AdminService:
             )
         return AuditPage(
             events=[
-                AuditEvent.model_validate({**{k: _iso(v) for k, v in e.items() if k != "_id"}, "id": str(e["_id"])})
+                AuditEvent.model_validate({**{k: plain(v) for k, v in e.items() if k != "_id"}, "id": str(e["_id"])})
                 for e in events
             ],
             page=query.page,

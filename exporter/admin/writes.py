@@ -20,6 +20,8 @@ from exporter.core.queries import unlock_update
 from exporter.runtime import PoolRuntime
 
 _TRANSACTION_ATTEMPTS = 5
+# Repeats of an action that changed nothing count on one event for this long (see AuditLog.record_unchanged).
+COALESCE = timedelta(minutes=10)
 _T = TypeVar("_T")
 
 
@@ -128,8 +130,12 @@ class AuditedWrites:
                 await self._change(sessions, oid, action, period, txn)
                 doc = await sessions.get(oid, db_session=txn)
             outcome = Outcome(plan, before, sessions.state_of(doc, now), doc, now)
+            recorded = event(before, now, outcome.after, outcome.result)
             async with guard("audit", sessions.timeout):
-                await self.audit.record(event(before, now, outcome.after, outcome.result), db_session=txn.db_session)
+                if plan is Plan.APPLY:
+                    await self.audit.record(recorded, db_session=txn.db_session)
+                else:
+                    await self.audit.record_unchanged(recorded, within=COALESCE, db_session=txn.db_session)
             return outcome
 
         return await self._in_transaction(sessions, unit)
@@ -149,21 +155,22 @@ class AuditedWrites:
         now = await sessions.server_time()
         before = sessions.state_of(doc, now)
         plan = ACTIONS[action].plan(action, before)
+        if plan is Plan.UNCHANGED:
+            async with guard("audit", sessions.timeout):
+                await self.audit.record_unchanged(event(before, now, before, "unchanged"), within=COALESCE)
+            return Outcome(plan, before, before, doc, now)
         async with guard("audit", sessions.timeout):
-            event_id = await self.audit.record(
-                event(before, now, None, "pending" if plan is Plan.APPLY else "unchanged")
-            )
-        if plan is Plan.APPLY:
-            try:
-                await self._change(sessions, oid, action, period, None)
-            except SessionPoolError as exc:
-                async with guard("audit", sessions.timeout):
-                    await self.audit.update(event_id, {"result": "failed", "error": str(exc)})
-                raise
-            doc = await sessions.get(oid)
+            event_id = await self.audit.record(event(before, now, None, "pending"))
+        try:
+            await self._change(sessions, oid, action, period, None)
+        except SessionPoolError as exc:
+            async with guard("audit", sessions.timeout):
+                await self.audit.settle([event_id], {"result": "failed", "error": exc.message})
+            raise
+        doc = await sessions.get(oid)
         outcome = Outcome(plan, before, sessions.state_of(doc, now), doc, now)
         async with guard("audit", sessions.timeout):
-            await self.audit.update(event_id, {"result": outcome.result, "state_after": str(outcome.after)})
+            await self.audit.settle([event_id], {"result": outcome.result, "state_after": str(outcome.after)})
         return outcome
 
     async def unlock_state(
@@ -203,15 +210,31 @@ class AuditedWrites:
             return ids, now
 
         if not sessions.supports_transactions:
+            # Intent first, then each session unlocked only if it is still in `state` (it may have
+            # changed since it was listed), then every event settled by its own id.
             ids, now = await ids_now(None)
             async with guard("audit", sessions.timeout):
-                await self.audit.record_many(events(ids, now, "pending"))
-            await sessions.update_many(filter={"_id": {"$in": ids}}, update=unlock, _op="bulk_unlock")
+                event_ids = await self.audit.record_many(events(ids, now, "pending"))
+            changed: list[ObjectId] = []
+            unchanged: list[ObjectId] = []
+            try:
+                for oid, event_id in zip(ids, event_ids, strict=True):
+                    still = {"_id": oid, **sessions.state_filter(state, await sessions.server_time())}
+                    result = await sessions.update_one(still, unlock, _op="bulk_unlock")
+                    (changed if result.modified_count else unchanged).append(event_id)
+            except SessionPoolError as exc:
+                done = set(changed) | set(unchanged)
+                async with guard("audit", sessions.timeout):
+                    await self.audit.settle(changed, {"result": "changed", "state_after": str(State.ACTIVE)})
+                    await self.audit.settle(unchanged, {"result": "unchanged"})
+                    await self.audit.settle(
+                        [e for e in event_ids if e not in done], {"result": "failed", "error": exc.message}
+                    )
+                raise
             async with guard("audit", sessions.timeout):
-                await self.audit.collection.update_many(
-                    {"request_id": rid, "result": "pending"}, {"$set": {"result": "changed", "state_after": "active"}}
-                )
-            return len(ids)
+                await self.audit.settle(changed, {"result": "changed", "state_after": str(State.ACTIVE)})
+                await self.audit.settle(unchanged, {"result": "unchanged"})
+            return len(changed)
 
         async def unit(txn: Transaction) -> int:
             ids, now = await ids_now(txn.db_session)

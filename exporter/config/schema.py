@@ -123,6 +123,14 @@ class LogConfig(_Strict):
         return value.lower() if isinstance(value, str) else value
 
 
+class HTTPConfig(_Strict):
+    """Limits of the HTTP listeners (uvicorn has no header deadline and no connection cap of its own)."""
+
+    max_connections: Annotated[int, Field(ge=8, le=100_000)] = 1024
+    header_timeout: Annotated[float, Field(gt=0, le=300)] = 10.0
+    keep_alive: Annotated[float, Field(gt=0, le=3600)] = 75.0
+
+
 class WriteConcernConfig(_Strict):
     """Write concern of every write (never w=0)."""
 
@@ -380,6 +388,7 @@ class Config(_Strict):
 
     listen: str = DEFAULT_LISTEN
     tls: TLSConfig | None = None
+    http: HTTPConfig = HTTPConfig()
     log: LogConfig = LogConfig()
     mongodb: MongoConfig = MongoConfig()
     defaults: PoolOptions = PoolOptions()

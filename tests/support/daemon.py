@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import resource
 import shutil
 import signal
 import ssl
@@ -83,6 +84,7 @@ class Daemon:
     args: list[str] = field(default_factory=list)
     port: int = field(default_factory=free_port)
     verify: str | bool = True
+    nofile: int | None = None  # open-files limit (soft and hard) of the daemon process
     process: subprocess.Popen[bytes] | None = None
     workdir: Path = field(default_factory=lambda: Path(tempfile.mkdtemp(prefix="spe-daemon-")))
 
@@ -101,12 +103,19 @@ class Daemon:
         """Write the config and start the process."""
         path = self.workdir / "config.yaml"
         path.write_text(yaml.safe_dump({**self.config, "listen": f"127.0.0.1:{self.port}"}))
+        limit = self.nofile
+
+        def limits() -> None:
+            if limit is not None:
+                resource.setrlimit(resource.RLIMIT_NOFILE, (limit, limit))
+
         with self.log_path.open("wb") as err:
             self.process = subprocess.Popen(
                 [*cli_command(), "run", "--config", str(path), *self.args],
                 stdout=subprocess.DEVNULL,
                 stderr=err,
                 env=clean_env(self.env),
+                preexec_fn=limits if limit is not None else None,
             )
         return self
 
@@ -193,9 +202,10 @@ def running(
     *,
     verify: str | bool = True,
     ready: bool = False,
+    nofile: int | None = None,
 ) -> Iterator[Daemon]:
     """A started daemon subprocess (waited ready if asked), stopped and cleaned up on exit."""
-    daemon = Daemon(dict(config), dict(env or {}), list(args or []), verify=verify).start()
+    daemon = Daemon(dict(config), dict(env or {}), list(args or []), verify=verify, nofile=nofile).start()
     try:
         if ready:
             daemon.wait_ready()

@@ -1,0 +1,1 @@
+"""Attacks and mistakes against the live daemon: leaks, starvation, audit integrity, odd data, bad requests."""

@@ -19,9 +19,9 @@ from starlette.applications import Starlette
 from exporter.admin import AdminHTTP, AdminService
 from exporter.api import create_admin_app, create_app
 from exporter.audit import AuditLog
-from exporter.collector import Collector
+from exporter.collector import MONGO_POOL, Collector
 from exporter.config import Config, TLSConfig, parse_listen
-from exporter.connections import ConnectionGuard, guarded_protocol
+from exporter.connections import ACCEPT_BACKLOG, ConnectionGuard, guarded_protocol
 from exporter.metrics import Metrics
 
 
@@ -83,6 +83,7 @@ def _uvicorn(
         # sits well above the cap: a backstop for runaway request tasks, not the connection limit.
         "http": guarded_protocol(daemon.guard),
         "limit_concurrency": daemon.guard.max_connections * 2,
+        "backlog": ACCEPT_BACKLOG,
         "log_config": None,
         "access_log": False,  # uvicorn's would log query strings; the app logs requests at debug
         "server_header": False,
@@ -141,7 +142,9 @@ def build_admin(config: Config, collector: Collector, metrics: Metrics) -> Admin
 def build(config: Config, *, client: AsyncMongoClient[dict[str, Any]] | None = None) -> Daemon:
     """The daemon for `config`: metrics, collector, admin service (when tokens exist) and the ASGI app."""
     metrics = Metrics()
-    guard = ConnectionGuard.for_process(config.http.max_connections, config.http.header_timeout)
+    # Descriptors beyond the HTTP connections: the MongoDB pool and its monitors, logs, listeners.
+    reserve = MONGO_POOL + 32
+    guard = ConnectionGuard.for_process(config.http.max_connections, config.http.header_timeout, reserve)
     metrics.bind_connections(lambda: (len(guard.open), guard.closed_slow, guard.evicted))
     collector = Collector(config, metrics, client=client)
     admin = build_admin(config, collector, metrics)

@@ -26,6 +26,9 @@ log = get_logger("exporter.collector")
 _PING_TIMEOUT = 1.0
 _PING_CACHE = 1.0
 _INDEX_RETRY = 600.0
+# Connections of the shared MongoDB client: refreshes and admin writes are few at a time; the
+# HTTP connection guard keeps this many file descriptors free for them.
+MONGO_POOL = 32
 
 
 def _index_name(keys: list[tuple[str, int]]) -> str:
@@ -45,6 +48,7 @@ class Collector:
             tz_aware=True,
             tzinfo=UTC,
             appname="session-pool-exporter",
+            maxPoolSize=MONGO_POOL,  # counted in the connection guard's file-descriptor reserve
             serverSelectionTimeoutMS=int(config.mongodb.server_selection_timeout * 1000),
             connectTimeoutMS=int(min(config.mongodb.server_selection_timeout, 10) * 1000),
         )

@@ -18,8 +18,10 @@ from typing import Any
 
 from uvicorn.protocols.http.h11_impl import H11Protocol
 
-# File descriptors kept for everything else: the MongoDB client's pool, log files, the listeners.
-FD_RESERVE = 64
+# asyncio accepts up to `backlog` connections in one go before any of them can make room, so the
+# cap leaves that many descriptors free (plus the caller's own needs); otherwise accept() fails
+# with EMFILE and asyncio stops accepting for a second.
+ACCEPT_BACKLOG = 64
 _HEAD_END = b"\r\n\r\n"
 
 
@@ -46,10 +48,11 @@ class ConnectionGuard:
     evicted: int = 0
 
     @classmethod
-    def for_process(cls, wanted: int, header_timeout: float, reserve: int = FD_RESERVE) -> ConnectionGuard:
-        """A guard whose cap fits under the open-files limit (raised to the hard limit first)."""
+    def for_process(cls, wanted: int, header_timeout: float, reserve: int) -> ConnectionGuard:
+        """A guard whose cap fits under the open-files limit (raised to the hard limit first), keeping
+        `reserve` descriptors plus one accept batch free."""
         limit = raise_open_files_limit()
-        return cls(max(8, min(wanted, limit - reserve)), header_timeout)
+        return cls(max(8, min(wanted, limit - reserve - ACCEPT_BACKLOG)), header_timeout)
 
     def admit(self, protocol: Any) -> None:
         """Count a new connection; when full, close the oldest one still waiting for its first request head."""

@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -12,8 +13,21 @@ from pymongo import MongoClient
 
 from exporter.core import MongoSessions
 from exporter.mongod import Mongod
+from tests.support.figures import Report
 
 PoolFactory = Callable[..., Awaitable[MongoSessions]]
+
+
+@pytest.fixture(scope="session")
+def report() -> Iterator[Report]:
+    """Figures of the reliability and security suites; written to $RELIABILITY_REPORT at the end (.md and .json)."""
+    figures = Report()
+    yield figures
+    target = os.environ.get("RELIABILITY_REPORT")
+    if target:
+        from tests.reliability.report import write_report
+
+        write_report(figures.data, Path(target))
 
 
 @pytest.fixture(scope="session")

@@ -45,7 +45,7 @@ CODE_NAMES = {
 }
 # What a connection failure was, said in a few words (the driver's text holds the topology, with hosts).
 _CAUSES = (
-    (re.compile(r"connection refused", re.I), "connection refused"),
+    (re.compile(r"connection refused|errno 111|connect call failed", re.I), "connection refused"),
     (
         re.compile(r"name or service not known|nodename nor servname|getaddrinfo|no address associated", re.I),
         "host name not found",
@@ -53,9 +53,11 @@ _CAUSES = (
     (re.compile(r"certificate|ssl|tls", re.I), "TLS handshake failed"),
     (re.compile(r"authentication failed|auth failed", re.I), "authentication failed"),
     (re.compile(r"primary\(\)|no primary|not primary|writable", re.I), "no primary"),
+    (re.compile(r"connection reset|broken pipe|closed", re.I), "connection closed"),
     (re.compile(r"timed out|timeout", re.I), "timed out"),
-    (re.compile(r"connection reset|broken pipe|connection closed|closed", re.I), "connection closed"),
+    (re.compile(r"no servers found|no replica set members", re.I), "no server available"),
 )
+_DRIVER_NOISE = re.compile(r"\s*\(configured timeouts:[^)]*\)|, Timeout: .*", re.S)
 
 
 def redact(text: str) -> str:
@@ -96,7 +98,8 @@ def connection_reason(exc: BaseException) -> str:
     """Why MongoDB could not be reached, in a few words (never the topology description or the hosts)."""
     if isinstance(exc, DriverOperationFailure):
         return server_reason(exc)
-    text = str(exc)
+    # The first server's error, without the driver's timeout settings or its topology description.
+    text = _DRIVER_NOISE.sub("", str(exc))
     for pattern, reason in _CAUSES:
         if pattern.search(text):
             return reason

@@ -95,22 +95,3 @@ class Poller:
 def snapshot(client: Any, *namespaces: tuple[str, str]) -> dict[str, list[dict[str, Any]]]:
     """Every document of the given (database, collection) pairs, sorted by _id, for before/after checks."""
     return {f"{db}.{coll}": list(client[db][coll].find().sort("_id", 1)) for db, coll in namespaces}
-
-
-class Report:
-    """Figures the suite produces, written out by conftest when RELIABILITY_REPORT is set."""
-
-    def __init__(self) -> None:
-        self.data: dict[str, dict[str, Any]] = {}
-        self._lock = threading.Lock()
-
-    def record(self, section: str, name: str, value: Any) -> None:
-        """Keep one figure under section/name."""
-        with self._lock:
-            self.data.setdefault(section, {})[name] = value
-
-    def add(self, section: str, name: str, amount: int = 1) -> None:
-        """Add to a counter figure."""
-        with self._lock:
-            bucket = self.data.setdefault(section, {})
-            bucket[name] = bucket.get(name, 0) + amount

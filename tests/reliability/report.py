@@ -204,6 +204,19 @@ def render(data: dict[str, dict[str, Any]]) -> str:
     w(f"- with a wrong password the operator sees the cause: `{s.get('wrong_password_error_shown', '?')}`;")
     w("- with no token configured, every admin route is 404.")
     w("")
+    w("## Security")
+    w("")
+    w("`tests/security/`: each attack or mistake, what the daemon answered, and how often a planted secret "
+      "(a password inside a stored session) turned up in answers, logs, `/metrics` and the audit trail. "
+      "[docs/security.md](security.md) is the threat model.")  # fmt: skip
+    w("")
+    w("| tried | answered | secrets found |")
+    w("| --- | --- | --- |")
+    for name, figure in sorted(data.get("security", {}).items()):
+        w(f"| {name} | {figure.get('answer', '')} | {figure.get('secrets_found', '?')} |")
+    if not data.get("security"):
+        w("| not run | | |")
+    w("")
     w("## Shared pool: original and new workers")
     w("")
     w("`test_mixed_pool.py`: workers of the original library (`tests/support/legacy.py`: naive local times, "

@@ -17,10 +17,10 @@ from tests.reliability.harness import (
     APP_NAME,
     Poller,
     Probe,
-    Report,
     base_config,
 )
 from tests.support.daemon import Daemon, running
+from tests.support.figures import Report
 from tests.support.metrics import value
 from tests.support.stats import latency_summary
 

@@ -15,8 +15,9 @@ from pymongo import MongoClient
 from schemathesis import GenerationMode
 
 from exporter.admin import openapi_document
-from tests.reliability.harness import Report, base_config, snapshot
+from tests.reliability.harness import base_config, snapshot
 from tests.support.daemon import READ_TOKEN, WRITE_TOKEN, Daemon, running
+from tests.support.figures import Report
 
 SyncClient = MongoClient[dict[str, Any]]
 POOL = "p"

@@ -16,10 +16,10 @@ from pymongo import AsyncMongoClient, MongoClient
 
 from exporter import MongoSessions
 from tests.reliability.harness import (
-    Report,
     base_config,
 )
 from tests.support.daemon import READ_TOKEN, WRITE_TOKEN, running
+from tests.support.figures import Report
 from tests.support.metrics import parse_metrics, value
 from tests.support.stats import latency_summary
 

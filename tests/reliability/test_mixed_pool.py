@@ -26,8 +26,8 @@ from pymongo import MongoClient
 from pymongo.write_concern import WriteConcern
 
 from exporter import MongoSessions
-from tests.reliability.harness import Report
 from tests.support.daemon import config, serving, write_config
+from tests.support.figures import Report
 from tests.support.legacy import LegacyWorker
 from tests.support.metrics import parse_metrics, value
 

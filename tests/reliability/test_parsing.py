@@ -15,7 +15,7 @@ from hypothesis import strategies as st
 
 from exporter.config import ENV_PREFIX, Config, ConfigError, load_config
 from exporter.core import MAX_PERIOD, PERIOD_UNITS, InvalidInput, parse_period
-from tests.reliability.harness import Report
+from tests.support.figures import Report
 
 SECRET = "hunter2-SECRET-pw"
 KEYS = [

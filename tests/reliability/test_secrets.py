@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import subprocess
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -15,9 +14,10 @@ from pymongo import MongoClient
 
 from exporter.admin import openapi_document
 from exporter.mongod import Mongod
-from tests.reliability.harness import Report, snapshot
+from tests.reliability.harness import snapshot
 from tests.support.daemon import READ_TOKEN, WRITE_TOKEN, running, tls_verify
-from tests.support.tools import require_binary
+from tests.support.figures import Report
+from tests.support.tls import self_signed
 
 SyncClient = MongoClient[dict[str, Any]]
 MONGO_PASSWORD = "Mongo-Pw-7c1e0b9d4f2a"
@@ -27,22 +27,6 @@ FILE_TOKEN = "file-read-token-62d0b8e5c3f1"
 SECRETS = (MONGO_PASSWORD, WRONG_PASSWORD, ENV_TOKEN, FILE_TOKEN, WRITE_TOKEN, READ_TOKEN)
 POOL = "vault"
 DB = "rel_secrets"
-
-
-def openssl() -> str:
-    """The openssl binary (Debian's); CI must have it, elsewhere the TLS checks are skipped."""
-    return require_binary("openssl", "Debian package openssl")
-
-
-def self_signed(directory: Path) -> tuple[Path, Path]:
-    """A self-signed certificate for 127.0.0.1 and its key."""
-    cert, key = directory / "cert.pem", directory / "key.pem"
-    subprocess.run(
-        [openssl(), "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", str(key), "-out", str(cert),
-         "-days", "2", "-subj", "/CN=127.0.0.1", "-addext", "subjectAltName=IP:127.0.0.1"],
-        check=True, capture_output=True, timeout=60,
-    )  # fmt: skip
-    return cert, key
 
 
 @dataclass

@@ -19,6 +19,7 @@ from pymongo import MongoClient
 
 from exporter.mongod import Mongod
 from tests.support.daemon import WRITE_TOKEN, Daemon, config, running
+from tests.support.figures import Report
 
 SECRET = "Pa55w0rd-" + uuid.uuid4().hex
 SyncClient = MongoClient[dict[str, Any]]
@@ -58,7 +59,7 @@ def server(request: pytest.FixtureRequest, mongod_factory: Callable[..., Mongod]
     return mongod_factory(replica_set="rs0" if request.param == "replica_set" else None)
 
 
-def test_driver_errors_never_carry_document_values(server: Mongod) -> None:
+def test_driver_errors_never_carry_document_values(server: Mongod, report: Report) -> None:
     """Validator failure, duplicate key and write conflict: 502 with the code and its name, no value anywhere."""
     client: SyncClient = MongoClient(server.uri, tz_aware=True)
     invalid, _dup_a, dup_b = seed(client, "leaks")
@@ -91,4 +92,10 @@ def test_driver_errors_never_carry_document_values(server: Mongod) -> None:
         everything = channels(daemon, client, answers, ("leaks_audit", "events"))
     assert SECRET not in everything
     assert "errInfo" not in everything and "keyValue" not in everything
+    topology = "replica set" if server.replica_set else "standalone"
+    for name, answer in (("validator failure", validation), ("duplicate key", duplicate), ("write conflict", conflict)):
+        report.record("security", f"leak: {name} ({topology})", {
+            "answer": f"{answer.status_code} {answer.json()['message'][:90]}",
+            "secrets_found": everything.count(SECRET),
+        })  # fmt: skip
     client.close()

@@ -1,0 +1,44 @@
+"""Weak admin tokens are refused; token files others can read are reported."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from tests.support.cli import run_cli
+from tests.support.daemon import write_config
+
+BASE = {"mongodb": {"uri": "mongodb://127.0.0.1:1/"}, "pools": [{"name": "p", "database": "d", "collection": "c"}]}
+
+
+def test_short_tokens_are_refused_everywhere(tmp_path: Path) -> None:
+    """A 1-character token (inline, in a file, or from the environment) fails check-config with its location."""
+    short_file = tmp_path / "short"
+    short_file.write_text("x\n")
+    short_file.chmod(0o600)
+    tokens = [{"name": "a", "token": "x"}, {"name": "b", "token_file": str(short_file)}]
+    path = write_config(tmp_path, {**BASE, "admin": {"tokens": tokens}})
+    result = run_cli("check-config", "--config", str(path), env={"SESSION_POOL_EXPORTER_ADMIN_TOKEN": "tiny"})
+    assert result.returncode == 2
+    assert "admin.tokens[0]: the token is 1 characters long; use at least 24" in result.stderr
+    assert "admin.tokens[1]: the token is 1 characters long" in result.stderr
+    assert "env SESSION_POOL_EXPORTER_ADMIN_TOKEN: is 4 characters long; use at least 24" in result.stderr
+    assert "tiny" not in result.stderr
+
+
+def test_readable_token_files_are_reported(tmp_path: Path) -> None:
+    """A token file its group or everyone can read passes, with a warning naming the file and the fix."""
+    shared = tmp_path / "shared-token"
+    shared.write_text("a-token-of-enough-characters-0123\n")
+    shared.chmod(0o644)
+    private = tmp_path / "private-token"
+    private.write_text("another-token-of-enough-chars-4567\n")
+    private.chmod(0o600)
+    tokens = [{"name": "a", "token_file": str(shared)}, {"name": "b", "token_file": str(private)}]
+    path = write_config(tmp_path, {**BASE, "admin": {"tokens": tokens}})
+    result = run_cli("check-config", "--config", str(path))
+    assert result.returncode == 0, result.stderr
+    assert f"warning: admin.tokens[0].token_file: {shared} can be read by others (mode 644); chmod 600 it" in (
+        result.stderr
+    )
+    assert "admin.tokens[1]" not in result.stderr
+    assert "a-token-of-enough-characters" not in result.stdout + result.stderr

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+import difflib
 import json
 import re
 import types
@@ -41,8 +43,52 @@ def _construct_mapping(loader: _UniqueKeyLoader, node: yaml.MappingNode, deep: b
 _UniqueKeyLoader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _construct_mapping)
 
 
-def file_layer(path: Path) -> dict[str, Any]:
-    """The YAML file as a dict; syntax errors become located problems."""
+class Origins(dict[str, str]):
+    """Where each configured value came from: a config path (`pools[1].interval`) -> `file:line:col`,
+    `env NAME` or `flag --name`. Later layers replace what they override."""
+
+    def set(self, location: str, origin: str) -> None:
+        """`location` (and everything under it) now comes from `origin`."""
+        for key in [k for k in self if k == location or k.startswith((location + ".", location + "["))]:
+            del self[key]
+        self[location] = origin
+
+    def set_value(self, location: str, value: Any, origin: str) -> None:
+        """Like `set`, for every leaf of a value (a section given as JSON merges key by key)."""
+        if isinstance(value, Mapping) and value:
+            for key, child in value.items():
+                self.set_value(f"{location}.{key}" if location else str(key), child, origin)
+        else:
+            self.set(location, origin)
+
+    def of(self, location: str) -> str | None:
+        """The origin of `location`, or of its nearest configured parent."""
+        while location:
+            if location in self:
+                return self[location]
+            cut = max(location.rfind("."), location.rfind("["))
+            location = location[:cut] if cut > 0 else ""
+        return None
+
+
+def _walk(node: yaml.Node, location: str, path: Path, origins: Origins) -> None:
+    """Record the line of every key and list item under `node`."""
+    if isinstance(node, yaml.MappingNode):
+        for key_node, value_node in node.value:
+            key = str(key_node.value)
+            name = key if re.fullmatch(r"[A-Za-z0-9_-]+", key) else repr(key)
+            child = f"{location}.{name}" if location else name
+            origins[child] = f"{path}:{key_node.start_mark.line + 1}:{key_node.start_mark.column + 1}"
+            _walk(value_node, child, path, origins)
+    elif isinstance(node, yaml.SequenceNode):
+        for i, item in enumerate(node.value):
+            child = f"{location}[{i}]"
+            origins[child] = f"{path}:{item.start_mark.line + 1}:{item.start_mark.column + 1}"
+            _walk(item, child, path, origins)
+
+
+def file_layer(path: Path, origins: Origins | None = None) -> dict[str, Any]:
+    """The YAML file as a dict (and the line of every key in `origins`); syntax errors are located problems."""
     try:
         text = path.read_text(encoding="utf-8")
     except FileNotFoundError:
@@ -64,6 +110,11 @@ def file_layer(path: Path) -> dict[str, Any]:
         return {}
     if not isinstance(data, dict):
         raise ConfigError([(str(path), f"the top level must be a mapping, got {type(data).__name__}")])
+    if origins is not None:
+        with contextlib.suppress(RecursionError):  # only the lines would be lost; the data loaded
+            root = yaml.compose(text, Loader=yaml.SafeLoader)
+            if root is not None:
+                _walk(root, "", path, origins)
     return data
 
 
@@ -97,7 +148,7 @@ def _takes_json(annotation: Any) -> bool:
     )
 
 
-def env_layer(environ: Mapping[str, str]) -> tuple[dict[str, Any], Problems]:
+def env_layer(environ: Mapping[str, str], origins: Origins | None = None) -> tuple[dict[str, Any], Problems]:
     """`SESSION_POOL_EXPORTER_<SECTION>__<KEY>` variables as nested config data, and their problems.
 
     Scalars stay strings (the schema converts them); sections and lists are JSON.
@@ -111,7 +162,7 @@ def env_layer(environ: Mapping[str, str]) -> tuple[dict[str, Any], Problems]:
         path = upper[len(ENV_PREFIX) :].lower().split("__")
         annotation = _setting(path)
         if annotation is None or not all(path):
-            problems.append((f"env {name}", "unknown environment variable"))
+            problems.append((f"env {name}", f"unknown environment variable{_did_you_mean(path)}"))
             continue
         value: Any = environ[name]
         if _takes_json(annotation):
@@ -128,6 +179,8 @@ def env_layer(environ: Mapping[str, str]) -> tuple[dict[str, Any], Problems]:
             node = child
         else:
             node[path[-1]] = value
+            if origins is not None:
+                origins.set_value(".".join(path), value, f"env {name}")
     token = next((v for k, v in environ.items() if k.upper() == ADMIN_TOKEN_ENV), None)
     if token is not None and not token.strip():
         problems.append((f"env {ADMIN_TOKEN_ENV}", "is empty"))
@@ -138,7 +191,22 @@ def env_layer(environ: Mapping[str, str]) -> tuple[dict[str, Any], Problems]:
     return data, problems
 
 
-def _admin_token_from_env(data: dict[str, Any], environ: Mapping[str, str]) -> None:
+def _did_you_mean(path: list[str]) -> str:
+    """A suggestion for a mistyped variable: the closest setting name at the level where the typo is."""
+    node: Any = Config
+    for depth, part in enumerate(path):
+        fields = list(node.model_fields) if isinstance(node, type) and issubclass(node, BaseModel) else []
+        if part not in fields:
+            close = difflib.get_close_matches(part, fields, n=1)
+            if not close:
+                return ""
+            wanted = "__".join([*path[:depth], close[0]]).upper()
+            return f" (did you mean {ENV_PREFIX}{wanted}?)"
+        node = _unwrap(node.model_fields[part].annotation)
+    return ""
+
+
+def _admin_token_from_env(data: dict[str, Any], environ: Mapping[str, str], origins: Origins | None = None) -> None:
     """`SESSION_POOL_EXPORTER_ADMIN_TOKEN` becomes the write token named 'admin' (replacing one of that name)."""
     token = next((v.strip() for k, v in environ.items() if k.upper() == ADMIN_TOKEN_ENV), "")
     if len(token) < MIN_TOKEN_LENGTH:
@@ -149,6 +217,8 @@ def _admin_token_from_env(data: dict[str, Any], environ: Mapping[str, str]) -> N
         others = raw if isinstance(raw, list) else []
         tokens = [t for t in others if not (isinstance(t, dict) and t.get("name") == "admin")]
         admin["tokens"] = [*tokens, {"name": "admin", "role": "write", "token": token}]
+        if origins is not None:
+            origins.set(f"admin.tokens[{len(tokens)}]", f"env {ADMIN_TOKEN_ENV}")
 
 
 # --- the flags layer ------------------------------------------------------------------------------
@@ -160,10 +230,27 @@ def _default_pool_name(collection: str) -> str:
     return name or "pool"
 
 
-def apply_flags(data: dict[str, Any], flags: Mapping[str, Any]) -> Problems:
+# Where each flag puts its value (None: handled with the pools).
+FLAG_LOCATIONS: dict[str, str | None] = {
+    "listen": "listen",
+    "mongo_uri": "mongodb.uri",
+    "log_level": "log.level",
+    "log_format": "log.format",
+    "interval": "defaults.interval",
+    "database": None,
+    "collection": None,
+    "pool_name": None,
+}
+
+
+def apply_flags(data: dict[str, Any], flags: Mapping[str, Any], origins: Origins | None = None) -> Problems:
     """Apply command-line flags (highest precedence) to the merged data in place."""
     problems: Problems = []
     f = {k: v for k, v in flags.items() if v is not None}
+    origins = origins if origins is not None else Origins()
+    for flag, location in FLAG_LOCATIONS.items():
+        if flag in f and location is not None:
+            origins.set(location, f"flag --{flag.replace('_', '-')}")
     if "listen" in f:
         data["listen"] = f["listen"]
     if "mongo_uri" in f:
@@ -185,9 +272,10 @@ def apply_flags(data: dict[str, Any], flags: Mapping[str, Any]) -> Problems:
         if isinstance(defaults, dict):
             defaults["interval"] = f["interval"]
         # The flag wins over every pool's own interval too.
-        for pool in pools if isinstance(pools, list) else []:
+        for i, pool in enumerate(pools if isinstance(pools, list) else []):
             if isinstance(pool, dict):
                 pool.pop("interval", None)
+                origins.set(f"pools[{i}].interval", "flag --interval")
     single = {k: f[k] for k in ("database", "collection", "pool_name") if k in f}
     if single:
         if not isinstance(pools, list) or not pools:
@@ -200,10 +288,12 @@ def apply_flags(data: dict[str, Any], flags: Mapping[str, Any]) -> Problems:
                     "collection": single.get("collection"),
                 }
             ]
+            origins.set("pools[0]", "flags --database/--collection")
         elif len(pools) == 1 and isinstance(pools[0], dict):
             for key, flag in (("database", "database"), ("collection", "collection"), ("name", "pool_name")):
                 if flag in single:
                     pools[0][key] = single[flag]
+                    origins.set(f"pools[0].{key}", f"flag --{flag.replace('_', '-')}")
         else:
             problems.append(
                 ("flags", f"--database/--collection/--pool-name need a single pool; the config has {len(pools)}")
@@ -352,12 +442,13 @@ def load_config(
 ) -> Config:
     """Build the Config: defaults < YAML file < environment < flags; ConfigError lists every problem."""
     environ = env or {}
-    data = file_layer(Path(path)) if path is not None else {}
-    env_data, problems = env_layer(environ)
+    origins = Origins()
+    data = file_layer(Path(path), origins) if path is not None else {}
+    env_data, problems = env_layer(environ, origins)
     data = deep_merge(data, env_data)
-    _admin_token_from_env(data, environ)
+    _admin_token_from_env(data, environ, origins)
     try:
-        problems += apply_flags(data, flags or {})
+        problems += apply_flags(data, flags or {}, origins)
         problems += _cross_checks(data)
         config = Config.model_validate(data)
     except ValidationError as exc:
@@ -367,5 +458,13 @@ def load_config(
     else:
         problems += _semantic_checks(config)
     if problems:
-        raise ConfigError(problems)
+        raise ConfigError([(_with_origin(location, origins), message) for location, message in problems])
     return config
+
+
+def _with_origin(location: str, origins: Origins) -> str:
+    """A problem's location prefixed by where the value came from (`config.yaml:7:5: pools[1].interval`)."""
+    if location.startswith(("env ", "flags")) or location in ("config",):
+        return location
+    origin = origins.of(location)
+    return f"{origin}: {location}" if origin else location

@@ -107,7 +107,10 @@ def test_every_problem_is_listed_at_once(tmp_path: Path) -> None:
     lines = problems_of(tmp_path, text)
     for expected in ("pools[1].name: duplicate", "pools[1].interval: must be > 0", "pools[1].bogus: unknown key",
                      "defaults.refresh_timeout: must be > 0", "admin.bulk_unlock_cap: must be >= 1"):  # fmt: skip
-        assert any(line.startswith(expected) for line in lines), (expected, lines)
+        # Each value from the file is located by its line too.
+        assert any(line.startswith(f"{tmp_path / 'config.yaml'}:") and expected in line for line in lines), (
+            expected, lines,
+        )  # fmt: skip
 
 
 def test_environment_problems(tmp_path: Path) -> None:
@@ -119,8 +122,11 @@ def test_environment_problems(tmp_path: Path) -> None:
         "SESSION_POOL_EXPORTER_POOLS": "[not json",
     }
     lines = problems_of(tmp_path, BASE, env)
-    assert "env SESSION_POOL_EXPORTER_LISTN: unknown environment variable" in lines
-    assert "defaults.interval: must be > 0" in lines
+    assert (
+        "env SESSION_POOL_EXPORTER_LISTN: unknown environment variable (did you mean SESSION_POOL_EXPORTER_LISTEN?)"
+        in lines
+    )
+    assert "env SESSION_POOL_EXPORTER_DEFAULTS__INTERVAL: defaults.interval: must be > 0" in lines
     assert "env SESSION_POOL_EXPORTER_ADMIN_TOKEN: is empty" in lines
     assert "env SESSION_POOL_EXPORTER_POOLS: is not valid JSON for this list/section" in lines
 

@@ -103,8 +103,8 @@ def test_any_document_can_be_seen_and_fixed(admin: tuple[httpx.Client, Any], doc
     assert final["hold"]["until"] == final["next_use"]
 
 
-def test_report_the_odd_documents(report: Report) -> None:
-    """Record how many generated documents were shown and fixed (runs after the property test)."""
+def test_report_the_odd_documents(admin: tuple[httpx.Client, Any], report: Report) -> None:
+    """Record how many generated documents were shown and fixed (runs after the property test, same marks)."""
     report.record("security", "odd documents", {
         "answer": f"{len(FIXED)} generated documents shown and unlocked, deactivated, activated, locked: 200 each",
         "secrets_found": 0,

@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import importlib
+import importlib.util
 import json
 import os
 import re
@@ -973,6 +974,90 @@ def test_sync_script_detects_and_repairs_drift(tmp_path: Path) -> None:
     assert run().returncode == 0
     chart = yaml.safe_load((tree / "helm" / "session-pool-exporter" / "Chart.yaml").read_text(encoding="utf-8"))
     assert (chart["version"], chart["appVersion"]) == ("9.8.7", "9.8.7")
+
+
+def _chart_readme_script() -> ModuleType:
+    """scripts/chart_readme.py, imported from its file (scripts/ is no package)."""
+    spec = importlib.util.spec_from_file_location("chart_readme", ROOT / "scripts" / "chart_readme.py")
+    assert spec is not None
+    assert spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # dataclasses resolve the module's annotations through sys.modules
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_chart_readme_is_generated_from_the_values() -> None:
+    """The committed chart README is exactly what scripts/chart_readme.py writes from values.yaml."""
+    wanted: str = _chart_readme_script().render(ROOT)
+    committed = (CHART / "README.md").read_text(encoding="utf-8")
+    assert committed == wanted, "run `python scripts/chart_readme.py` and commit helm/session-pool-exporter/README.md"
+
+
+def _leaves(node: dict[str, Any], prefix: str = "") -> Iterator[str]:
+    """Dotted paths of every value of a values tree that is not itself a non-empty map."""
+    for key, value in node.items():
+        if isinstance(value, dict) and value:
+            yield from _leaves(value, f"{prefix}{key}.")
+        else:
+            yield f"{prefix}{key}"
+
+
+def test_chart_readme_lists_every_value_with_its_default() -> None:
+    """Each value of values.yaml has a described row in the README (its own or its map's) showing its default."""
+    values = yaml.safe_load((CHART / "values.yaml").read_text(encoding="utf-8"))
+    rows: dict[str, tuple[str, str]] = {}
+    for line in (CHART / "README.md").read_text(encoding="utf-8").splitlines():
+        cells = [c.strip().replace("\\|", "|") for c in re.split(r"(?<!\\)\|", line)[1:-1]]
+        if len(cells) == 3 and cells[0].startswith("`"):
+            rows[cells[0].strip("`")] = (cells[1], cells[2])
+    leaves = list(_leaves(values))
+    assert len(leaves) > 80
+    for leaf in leaves:
+        covering = [key for key in rows if leaf == key or leaf.startswith(key + ".")]
+        with_default = [key for key in covering if rows[key][0]]
+        assert len(with_default) == 1, f"{leaf}: rows {covering} in the chart README"
+        key = with_default[0]
+        default, description = rows[key]
+        assert json.loads(default.strip("`")) == _get(values, key), key
+        assert description, key
+    assert set(rows) <= {leaf.rsplit(".", n)[0] for leaf in leaves for n in range(leaf.count(".") + 1)}
+
+
+@pytest.mark.integration
+def test_chart_readme_check_mode_reports_drift_and_undocumented_values(tmp_path: Path) -> None:
+    """On a scratch tree: --check exits 1 after a comment changes or a value lacks one; a run repairs drift."""
+    tree = tmp_path / "repo"
+    shutil.copytree(ROOT / "scripts", tree / "scripts")
+    chart = tree / "helm" / "session-pool-exporter"
+    chart.mkdir(parents=True)
+    for name in ("Chart.yaml", "values.yaml", "README.md"):
+        shutil.copy(CHART / name, chart / name)
+    script = [sys.executable, str(tree / "scripts" / "chart_readme.py")]
+
+    def run(*args: str) -> subprocess.CompletedProcess[str]:
+        """Run the copied script against the scratch tree."""
+        return subprocess.run([*script, *args], capture_output=True, text=True, check=False, timeout=60)
+
+    assert run("--check").returncode == 0
+    values = chart / "values.yaml"
+    original = values.read_text(encoding="utf-8")
+    values.write_text(original.replace("# Scrape interval.", "# How often Prometheus scrapes."), encoding="utf-8")
+    proc = run("--check")
+    assert proc.returncode == 1
+    assert "README.md: differs from" in proc.stderr
+    assert run().returncode == 0
+    assert run("--check").returncode == 0
+    row = '| `serviceMonitor.interval` | `"30s"` | How often Prometheus scrapes. |'
+    assert row in (chart / "README.md").read_text(encoding="utf-8")
+    # A value nobody described is an error in both modes, and the README is left alone.
+    before = (chart / "README.md").read_text(encoding="utf-8")
+    values.write_text(values.read_text(encoding="utf-8") + "\nundocumentedValue: 1\n", encoding="utf-8")
+    for args in ((), ("--check",)):
+        proc = run(*args)
+        assert proc.returncode == 1
+        assert "undocumentedValue" in proc.stderr
+    assert (chart / "README.md").read_text(encoding="utf-8") == before
 
 
 # ---- the exporter accepts what the chart deploys ----------------------------------------------

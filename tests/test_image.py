@@ -202,14 +202,14 @@ def running(image: Image, mongo_uri: str, tmp_path_factory: pytest.TempPathFacto
     config_file.chmod(0o444)
     name = f"spe-image-test-{suffix}"
     podman = image.podman
-    podman(
-        "run", "--detach", "--name", name, "--read-only", "--tmpfs", "/tmp", "--user", f"{UID}:{UID}",
-        "--no-healthcheck", "--volume", f"{config_file}:{CONFIG_PATH}:ro", "--volume", f"{mounts}:{SECRETS_DIR}:ro",
-        "--env", f"SESSION_POOL_EXPORTER_MONGODB__URI={mongo_uri}", image.tag,
-    )  # fmt: skip
-    container = Running(name, port, admin_port, pool, database, ids, cert, image)
     try:
-        yield container
+        podman(
+            "run", "--detach", "--name", name, "--read-only", "--tmpfs", "/tmp", "--user", f"{UID}:{UID}",
+            "--no-healthcheck", "--volume", f"{config_file}:{CONFIG_PATH}:ro",
+            "--volume", f"{mounts}:{SECRETS_DIR}:ro", "--env", f"SESSION_POOL_EXPORTER_MONGODB__URI={mongo_uri}",
+            image.tag,
+        )  # fmt: skip
+        yield Running(name, port, admin_port, pool, database, ids, cert, image)
     finally:
         podman("rm", "--force", "--time", "15", name, check=False)
         client.drop_database(database)

@@ -93,7 +93,7 @@ def mongod_factory() -> Iterator[Callable[..., Mongod]]:
 
 # Tests that need a real server or a process: `pytest -m "not integration"` runs the rest in seconds.
 _SERVER_FIXTURES = {"mongo_uri", "sync_client", "pool_factory", "mongod_factory"}
-_SLOW = ("reliability/", "test_e2e_prometheus.py", "test_bench_smoke.py", "test_demo.py")
+_SLOW = ("reliability/", "test_e2e_prometheus.py", "test_bench_smoke.py", "test_demo.py", "test_image.py")
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import importlib
+import importlib.util
 import json
 import os
 import re
@@ -31,17 +32,26 @@ KUBE_VERSION = "1.30.0"
 RELEASE = "spe"
 NAMESPACE = "monitoring-test"
 PORT = 9810
+ADMIN_PORT = 9811
 CONFIG_PATH = "/etc/session-pool-exporter/config.yaml"
 # Every optional part of the chart; each must be switched on by at least one ci/*-values.yaml.
 OPTIONAL_PARTS = (
     "serviceMonitor.enabled",
     "prometheusRule.enabled",
     "grafanaDashboards.enabled",
-    "networkPolicy.enabled",
+    "networkPolicy.metrics.from",
+    "networkPolicy.admin.from",
+    "networkPolicy.egress",
     "podDisruptionBudget.enabled",
     "existingSecret",
     "tls.enabled",
+    "admin.allowPlaintext",
 )
+# Parts on by default; each must be switched off by at least one ci/*-values.yaml.
+DEFAULT_PARTS = ("networkPolicy.enabled",)
+# Admin tokens of the tests: the exporter refuses tokens shorter than 24 characters.
+ADMIN_TOKEN = "admin-s3cret-0123456789abcdef"
+ALICE_TOKEN = "alice-s3cret-0123456789abcdef"
 DURATION = re.compile(r"([0-9]+(ms|s|m|h|d|w|y))+")
 DNS_SUBDOMAIN = re.compile(r"[a-z0-9]([-a-z0-9.]{0,251}[a-z0-9])?")
 
@@ -188,13 +198,15 @@ def test_lint_has_no_errors_or_warnings(helm: ModuleType, values_file: Path | No
 
 
 def test_ci_values_switch_on_every_optional_part() -> None:
-    """Each optional part of the chart is rendered by at least one ci/*-values.yaml."""
+    """Each optional part is switched on by at least one ci/*-values.yaml, each default part off by one."""
     assert CI_VALUES, "no ci/*-values.yaml"
-    switched = {part: False for part in OPTIONAL_PARTS}
+    switched = {part: False for part in OPTIONAL_PARTS + DEFAULT_PARTS}
     for path in CI_VALUES:
         values = _values_file(path)
         for part in OPTIONAL_PARTS:
             switched[part] = switched[part] or bool(_get(values, part))
+        for part in DEFAULT_PARTS:
+            switched[part] = switched[part] or _get(values, part) is False
     assert all(switched.values()), [part for part, on in switched.items() if not on]
 
 
@@ -318,25 +330,41 @@ def check_prometheus_rule(doc: dict[str, Any]) -> None:
 # ---- what the pods run ------------------------------------------------------------------------
 
 
+def _admin_on(values: dict[str, Any]) -> bool:
+    """Whether values configure an admin token (the chart's rule, written out independently)."""
+    key = _get(values, "secretKeys.adminToken")
+    from_existing = bool(values.get("existingSecret")) and key != ""
+    return bool(_get(values, "secret.adminToken") or _get(values, "config.admin.tokens") or from_existing)
+
+
 @pytest.mark.parametrize("values_file", _cases())
 def test_probes_and_ports(helm: ModuleType, values_file: Path | None) -> None:
-    """Liveness /healthz, readiness /readyz, on the named port 9810 the Service targets."""
+    """Liveness /healthz, readiness /readyz on port 9810; the admin port 9811 only with admin tokens."""
     values = _values_file(values_file)
     docs = render(helm, values)
     box = container(docs)
     scheme = "HTTPS" if _get(values, "tls.enabled") else "HTTP"
-    assert box["ports"] == [{"name": "metrics", "containerPort": PORT, "protocol": "TCP"}]
+    ports = [{"name": "metrics", "containerPort": PORT, "protocol": "TCP"}]
+    service_ports = [{"name": "metrics", "port": PORT, "targetPort": "metrics", "protocol": "TCP"}]
+    if _admin_on(values):
+        ports.append({"name": "admin", "containerPort": ADMIN_PORT, "protocol": "TCP"})
+        service_ports.append({"name": "admin", "port": ADMIN_PORT, "targetPort": "admin", "protocol": "TCP"})
+    assert box["ports"] == ports
     assert box["livenessProbe"]["httpGet"] == {"path": "/healthz", "port": "metrics", "scheme": scheme}
     assert box["readinessProbe"]["httpGet"] == {"path": "/readyz", "port": "metrics", "scheme": scheme}
     service = one(docs, "Service")
-    assert service["spec"]["ports"][0]["targetPort"] == "metrics"
-    assert service["spec"]["ports"][0]["port"] == PORT
+    assert service["spec"]["ports"] == service_ports
     deployment = one(docs, "Deployment")
     selector = deployment["spec"]["selector"]["matchLabels"]
     assert service["spec"]["selector"] == selector
     assert selector.items() <= deployment["spec"]["template"]["metadata"]["labels"].items()
     assert box["args"] == ["run", "--config", CONFIG_PATH]
-    assert config_of(docs)["listen"] == f"0.0.0.0:{PORT}"
+    config = config_of(docs)
+    assert config["listen"] == f"0.0.0.0:{PORT}"
+    if _admin_on(values):
+        assert config["admin"]["listen"] == f"0.0.0.0:{ADMIN_PORT}"
+    else:
+        assert "listen" not in config["admin"], "no admin listener without a token: the exporter's loopback default"
 
 
 @pytest.mark.parametrize("values_file", _cases())
@@ -373,7 +401,8 @@ def test_secure_defaults(helm: ModuleType, values_file: Path | None) -> None:
 
 
 def test_schema_refuses_insecure_or_secret_bearing_values(helm: ModuleType) -> None:
-    """Secrets in the config, root, privilege escalation, TLS without a Secret: all rejected."""
+    """Secrets in the config, root, privilege escalation, TLS without a Secret, short tokens, open admin peers."""
+    everyone: dict[str, Any] = {"namespaceSelector": {}}
     bad: list[dict[str, Any]] = [
         {"config": {"mongodb": {"uri": "mongodb://u:p@h/"}}},
         {"config": {"mongodb": {"uri_file": "/x"}}},
@@ -384,11 +413,34 @@ def test_schema_refuses_insecure_or_secret_bearing_values(helm: ModuleType) -> N
         {"tls": {"enabled": True}},
         {"config": {"pools": [{"name": "bad name", "database": "d", "collection": "c"}]}},
         {"secret": {"mongodbUri": "http://not-mongo"}},
+        # The chart sets the admin listener itself: the config may not move or unlock it.
+        {"config": {"admin": {"listen": "0.0.0.0:9999"}}},
+        {"config": {"admin": {"allow_plaintext": True}}},
+        {"config": {"admin": {"tls": {"cert_file": "/c", "key_file": "/k"}}}},
+        # Tokens the exporter would refuse at start-up are refused at install time.
+        {"secret": {"adminToken": "x" * 23}, "admin": {"allowPlaintext": True}},
+        {"secret": {"adminTokens": {"alice": "x" * 23}}, "admin": {"allowPlaintext": True}},
+        {"admin": {"allowPlaintext": "yes"}},
+        {"admin": {"containerPort": 70000}},
+        # An admin peer must not admit every namespace or every address; a peer must say something.
+        {"networkPolicy": {"admin": {"from": [everyone]}}},
+        {"networkPolicy": {"admin": {"from": [{**everyone, "podSelector": {"matchLabels": {"a": "b"}}}]}}},
+        {"networkPolicy": {"admin": {"from": [{"namespaceSelector": {"matchLabels": {}}}]}}},
+        {"networkPolicy": {"admin": {"from": [{"ipBlock": {"cidr": "0.0.0.0/0"}}]}}},
+        {"networkPolicy": {"admin": {"from": [{"ipBlock": {"cidr": "::/0"}}]}}},
+        {"networkPolicy": {"metrics": {"from": [{}]}}},
+        # The old single list is gone: it would silently stop applying to anything.
+        {"networkPolicy": {"ingressFrom": [{"podSelector": {}}]}},
+        {"serviceMonitor": {"tlsConfig": {"insecureSkipVerify": "false"}}},
+        {"networkpolicy": {"enabled": False}},
     ]
     with helm.Chart.load(str(CHART)) as chart:
         for values in bad:
             with pytest.raises(helm.HelmValuesError):
                 chart.render(values, name=RELEASE, namespace=NAMESPACE)
+        # A peer that names its namespace is fine: the refusals above are not blanket ones.
+        good = {"networkPolicy": {"admin": {"from": [{"namespaceSelector": {"matchLabels": {"team": "ops"}}}]}}}
+        chart.render(good, name=RELEASE, namespace=NAMESPACE)
 
 
 # ---- secrets ----------------------------------------------------------------------------------
@@ -396,13 +448,14 @@ def test_schema_refuses_insecure_or_secret_bearing_values(helm: ModuleType) -> N
 SECRET_VALUES: dict[str, Any] = {
     "secret": {
         "mongodbUri": "mongodb://exporter:s3cret-pw@mongo:27017/?replicaSet=rs0",
-        "adminToken": "admin-s3cret",
-        "adminTokens": {"alice": "alice-s3cret"},
+        "adminToken": ADMIN_TOKEN,
+        "adminTokens": {"alice": ALICE_TOKEN},
     },
     "config": {
         "pools": [{"name": "telegram", "database": "sessions", "collection": "telegram"}],
         "admin": {"tokens": [{"name": "alice", "role": "write"}]},
     },
+    "admin": {"allowPlaintext": True},
 }
 
 
@@ -419,8 +472,8 @@ def test_chart_secret_carries_the_secrets_and_nothing_else_does(helm: ModuleType
     decoded = {k: base64.b64decode(v).decode() for k, v in secret["data"].items()}
     assert decoded == {
         "mongodb-uri": SECRET_VALUES["secret"]["mongodbUri"],
-        "admin-token": "admin-s3cret",
-        "admin-token-alice": "alice-s3cret",
+        "admin-token": ADMIN_TOKEN,
+        "admin-token-alice": ALICE_TOKEN,
     }
     env = _env(container(docs))
     assert env["SESSION_POOL_EXPORTER_MONGODB__URI"]["valueFrom"]["secretKeyRef"] == {
@@ -460,7 +513,7 @@ def test_chart_secret_carries_the_secrets_and_nothing_else_does(helm: ModuleType
 
 def test_named_token_without_a_secret_value_fails_to_render(helm: ModuleType) -> None:
     """A token named in config.admin.tokens but absent from secret.adminTokens is an error."""
-    values = {"config": {"admin": {"tokens": [{"name": "bob", "role": "read"}]}}}
+    values = {"config": {"admin": {"tokens": [{"name": "bob", "role": "read"}]}}, "admin": {"allowPlaintext": True}}
     with helm.Chart.load(str(CHART)) as chart, pytest.raises(helm.HelmRenderError, match="bob"):
         chart.render(values, name=RELEASE, namespace=NAMESPACE)
 
@@ -471,6 +524,7 @@ def test_existing_secret_replaces_the_chart_secret(helm: ModuleType) -> None:
         "existingSecret": "creds",
         "secretKeys": {"mongodbUri": "uri", "adminToken": "token"},
         "config": {"admin": {"tokens": [{"name": "ops", "role": "write"}]}},
+        "admin": {"allowPlaintext": True},
     }
     docs = render(helm, values)
     assert of_kind(docs, "Secret") == []
@@ -485,6 +539,19 @@ def test_existing_secret_replaces_the_chart_secret(helm: ModuleType) -> None:
     tokens = next(v for v in pod["volumes"] if v["name"] == "admin-tokens")
     assert tokens["secret"]["secretName"] == "creds"
     assert "WARNING: no MongoDB URI" not in notes(helm, values)
+
+
+def test_existing_secret_without_an_admin_token_key_turns_the_admin_api_off(helm: ModuleType) -> None:
+    """existingSecret may hold an admin token, so it needs a TLS choice; secretKeys.adminToken "" says it has none."""
+    with helm.Chart.load(str(CHART)) as chart, pytest.raises(helm.HelmRenderError, match="plain HTTP"):
+        chart.render({"existingSecret": "creds"}, name=RELEASE, namespace=NAMESPACE)
+    docs = render(helm, {"existingSecret": "creds", "secretKeys": {"adminToken": ""}})
+    box = container(docs)
+    assert set(_env(box)) == {"SESSION_POOL_EXPORTER_MONGODB__URI"}
+    assert [port["name"] for port in box["ports"]] == ["metrics"]
+    assert [port["name"] for port in one(docs, "Service")["spec"]["ports"]] == ["metrics"]
+    assert "listen" not in config_of(docs)["admin"]
+    assert "admin API" not in notes(helm, {"existingSecret": "creds", "secretKeys": {"adminToken": ""}})
 
 
 def test_defaults_warn_about_what_must_be_set(helm: ModuleType) -> None:
@@ -511,6 +578,99 @@ def test_tls_mounts_the_certificate_and_configures_the_exporter(helm: ModuleType
     mounts = {m["name"]: m["mountPath"] for m in container(docs)["volumeMounts"]}
     assert mounts["tls"] == "/etc/session-pool-exporter/tls"
     assert "tls" not in config_of(render(helm, {}))
+    assert "tls" not in config["admin"], "no admin listener without a token"
+
+
+# ---- the admin API's listener -----------------------------------------------------------------
+
+
+def test_admin_api_without_tls_needs_an_explicit_plaintext_choice(helm: ModuleType) -> None:
+    """An admin token without TLS fails to render, naming the ways out; admin.allowPlaintext renders allow_plaintext."""
+    values: dict[str, Any] = {"secret": {"adminToken": ADMIN_TOKEN}}
+    with helm.Chart.load(str(CHART)) as chart, pytest.raises(helm.HelmRenderError) as refused:
+        chart.render(values, name=RELEASE, namespace=NAMESPACE)
+    for hint in ("plain HTTP", "tls.enabled=true", "admin.allowPlaintext=true"):
+        assert hint in str(refused.value)
+    admin = config_of(render(helm, {**values, "admin": {"allowPlaintext": True}}))["admin"]
+    assert admin["listen"] == f"0.0.0.0:{ADMIN_PORT}"
+    assert admin["allow_plaintext"] is True
+    assert "tls" not in admin
+    assert "over plain HTTP (admin.allowPlaintext)" in notes(helm, {**values, "admin": {"allowPlaintext": True}})
+
+
+def test_admin_api_with_tls_serves_the_chart_certificate(helm: ModuleType) -> None:
+    """With tls.enabled the admin listener gets the same certificate, and plain HTTP stays off even if allowed."""
+    values: dict[str, Any] = {"secret": {"adminToken": ADMIN_TOKEN}, "tls": {"enabled": True, "secretName": "t"}}
+    for admin_values in ({}, {"admin": {"allowPlaintext": True}}):
+        config = config_of(render(helm, {**values, **admin_values}))
+        assert config["admin"]["listen"] == f"0.0.0.0:{ADMIN_PORT}"
+        files = {
+            "cert_file": "/etc/session-pool-exporter/tls/tls.crt",
+            "key_file": "/etc/session-pool-exporter/tls/tls.key",
+        }
+        assert config["admin"]["tls"] == config["tls"] == files
+        assert config["admin"]["allow_plaintext"] is False
+    assert "over HTTPS" in notes(helm, values)
+
+
+def test_admin_ports_are_configurable_and_must_not_clash(helm: ModuleType) -> None:
+    """admin.containerPort and service.adminPort move the admin port; the metrics ports' numbers are refused."""
+    base: dict[str, Any] = {"secret": {"adminToken": ADMIN_TOKEN}}
+    moved: dict[str, Any] = {
+        **base,
+        "admin": {"containerPort": 9900, "allowPlaintext": True},
+        "service": {"adminPort": 443},
+    }
+    docs = render(helm, moved)
+    assert {"name": "admin", "containerPort": 9900, "protocol": "TCP"} in container(docs)["ports"]
+    service_ports = one(docs, "Service")["spec"]["ports"]
+    assert {"name": "admin", "port": 443, "targetPort": "admin", "protocol": "TCP"} in service_ports
+    assert config_of(docs)["admin"]["listen"] == "0.0.0.0:9900"
+    clashes: list[tuple[dict[str, Any], str]] = [
+        ({"admin": {"containerPort": PORT, "allowPlaintext": True}}, "admin.containerPort"),
+        ({"admin": {"allowPlaintext": True}, "service": {"adminPort": PORT}}, "service.adminPort"),
+    ]
+    with helm.Chart.load(str(CHART)) as chart:
+        for extra, match in clashes:
+            with pytest.raises(helm.HelmRenderError, match=match):
+                chart.render({**base, **extra}, name=RELEASE, namespace=NAMESPACE)
+
+
+# ---- the helm test hook -----------------------------------------------------------------------
+
+
+def _test_pod(docs: list[dict[str, Any]]) -> dict[str, Any]:
+    """The `helm test` pod."""
+    return one(docs, "Pod")
+
+
+def test_helm_test_pod_scrapes_the_service(helm: ModuleType) -> None:
+    """A test hook pod of the exporter's image that scrapes the Service's metrics port; not one of its endpoints."""
+    image = {"repository": "reg/spe", "tag": "1.2.3"}
+    values = {**SECRET_VALUES, "tls": {"enabled": True, "secretName": "t"}, "image": image}
+    docs = render(helm, values)
+    pod = _test_pod(docs)
+    assert pod["__template__"].endswith("templates/tests/test-metrics.yaml")
+    annotations = pod["metadata"]["annotations"]
+    assert annotations["helm.sh/hook"] == "test"
+    assert "before-hook-creation" in annotations["helm.sh/hook-delete-policy"]
+    service = one(docs, "Service")
+    assert not _selects({"matchLabels": service["spec"]["selector"]}, pod["metadata"]["labels"])
+    spec = pod["spec"]
+    assert spec["restartPolicy"] == "Never"
+    assert spec["automountServiceAccountToken"] is False
+    assert spec["securityContext"] == one(docs, "Deployment")["spec"]["template"]["spec"]["securityContext"]
+    (box,) = spec["containers"]
+    assert box["image"] == container(docs)["image"] == "reg/spe:1.2.3"
+    assert box["command"][:2] == ["python", "-c"]
+    assert box["securityContext"] == container(docs)["securityContext"]
+    env = {entry["name"]: entry["value"] for entry in box["env"]}
+    metrics_port = next(port["port"] for port in service["spec"]["ports"] if port["name"] == "metrics")
+    meta = service["metadata"]
+    assert env["METRICS_URL"] == f"https://{meta['name']}.{meta['namespace']}.svc:{metrics_port}/metrics"
+    assert env["EXPECTED_POOLS"] == "telegram"
+    assert of_kind(render(helm, {"tests": {"enabled": False}}), "Pod") == []
+    assert _test_pod(render(helm, {}))["spec"]["containers"][0]["env"][0]["value"].startswith("http://")
 
 
 # ---- config and its checksum ------------------------------------------------------------------
@@ -580,9 +740,9 @@ def test_checksum_annotation_follows_the_config(helm: ModuleType) -> None:
 
 
 def test_optional_parts_are_off_by_default(helm: ModuleType) -> None:
-    """Defaults render no CRDs, no dashboards, no NetworkPolicy, no PodDisruptionBudget."""
-    kinds = {doc["kind"] for doc in render(helm, {})}
-    assert kinds == {"Deployment", "Service", "ServiceAccount", "ConfigMap"}
+    """Defaults render no CRDs, no dashboards, no PodDisruptionBudget; the NetworkPolicy and the test pod are on."""
+    kinds = sorted(doc["kind"] for doc in render(helm, {}))
+    assert kinds == sorted(["Deployment", "Service", "ServiceAccount", "ConfigMap", "NetworkPolicy", "Pod"])
 
 
 def test_service_monitor_scrapes_the_service(helm: ModuleType) -> None:
@@ -604,9 +764,20 @@ def test_service_monitor_scrapes_the_service(helm: ModuleType) -> None:
     for pattern in matchers:
         assert re.fullmatch(pattern, job), f"job {job!r} escapes the alerts' matcher {pattern!r}"
     values["tls"] = {"enabled": True, "secretName": "t"}
-    endpoint = one(render(helm, values), "ServiceMonitor")["spec"]["endpoints"][0]
+    docs = render(helm, values)
+    endpoint = one(docs, "ServiceMonitor")["spec"]["endpoints"][0]
     assert endpoint["scheme"] == "https"
-    assert endpoint["tlsConfig"] == {"insecureSkipVerify": True}
+    # The certificate is checked by default, against the name clients use: the Service's.
+    service = one(docs, "Service")["metadata"]
+    server_name = f"{service['name']}.{service['namespace']}.svc"
+    assert endpoint["tlsConfig"] == {"insecureSkipVerify": False, "serverName": server_name}
+    ca = {"secret": {"name": "t", "key": "ca.crt"}}
+    values["serviceMonitor"]["tlsConfig"] = {"ca": ca, "serverName": "exporter.example.internal"}
+    endpoint = one(render(helm, values), "ServiceMonitor")["spec"]["endpoints"][0]
+    assert endpoint["tlsConfig"] == {"insecureSkipVerify": False, "serverName": "exporter.example.internal", "ca": ca}
+    assert "insecureSkipVerify is true" not in notes(helm, values)
+    values["serviceMonitor"]["tlsConfig"] = {"insecureSkipVerify": True}
+    assert "insecureSkipVerify is true" in notes(helm, values)
 
 
 def test_prometheus_rules_equal_the_alert_files(helm: ModuleType) -> None:
@@ -665,21 +836,55 @@ def test_dashboard_configmap_equals_the_dashboard_files(helm: ModuleType) -> Non
     assert len(json.dumps(configmap["data"])) < 1_000_000, "over the ConfigMap size limit"
 
 
-def test_network_policy_admits_only_the_metrics_port(helm: ModuleType) -> None:
-    """NetworkPolicy selects our pods, admits the metrics port, restricts egress when asked."""
-    docs = render(helm, {"networkPolicy": {"enabled": True}})
+def _selects(selector: dict[str, Any], labels: dict[str, str]) -> bool:
+    """Whether a matchLabels selector selects an object with these labels."""
+    wanted: dict[str, str] = selector.get("matchLabels", {})
+    return wanted.items() <= labels.items()
+
+
+def test_network_policy_is_on_and_admits_the_metrics_port_only(helm: ModuleType) -> None:
+    """By default the NetworkPolicy selects our pods and admits any source to the metrics port, nobody to admin."""
+    docs = render(helm, {**SECRET_VALUES})
     policy = one(docs, "NetworkPolicy")
     deployment = one(docs, "Deployment")
     assert policy["spec"]["podSelector"]["matchLabels"] == deployment["spec"]["selector"]["matchLabels"]
     assert policy["spec"]["policyTypes"] == ["Ingress"]
+    assert {port["name"] for port in container(docs)["ports"]} == {"metrics", "admin"}
+    # One rule, for the metrics port, with no `from` (any source); the admin port has none, so it is closed.
     assert policy["spec"]["ingress"] == [{"ports": [{"port": "metrics", "protocol": "TCP"}]}]
+    assert "admits nobody to the admin port" in notes(helm, SECRET_VALUES)
+    # An empty admin list is the same: nobody (an empty `from` would have meant everyone).
+    values = {**SECRET_VALUES, "networkPolicy": {"admin": {"from": []}}}
+    assert one(render(helm, values), "NetworkPolicy")["spec"]["ingress"] == policy["spec"]["ingress"]
+    assert of_kind(render(helm, {"networkPolicy": {"enabled": False}}), "NetworkPolicy") == []
+
+
+def test_network_policy_gives_each_port_its_own_peers(helm: ModuleType) -> None:
+    """metrics.from and admin.from make separate rules; the helm test pod still reaches /metrics; egress if asked."""
+    prometheus = [{"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "monitoring"}}}]
+    operators = [{"podSelector": {"matchLabels": {"app": "console"}}}, {"ipBlock": {"cidr": "10.1.2.0/24"}}]
     egress = [{"ports": [{"port": 27017, "protocol": "TCP"}]}]
-    peers = [{"podSelector": {"matchLabels": {"app": "prometheus"}}}]
-    values = {"networkPolicy": {"enabled": True, "egress": egress, "ingressFrom": peers}}
-    policy = one(render(helm, values), "NetworkPolicy")
+    network = {"metrics": {"from": prometheus}, "admin": {"from": operators}, "egress": egress}
+    docs = render(helm, {**SECRET_VALUES, "networkPolicy": network})
+    policy = one(docs, "NetworkPolicy")
     assert policy["spec"]["policyTypes"] == ["Ingress", "Egress"]
     assert policy["spec"]["egress"] == egress
-    assert policy["spec"]["ingress"][0]["from"] == peers
+    metrics_rule, admin_rule = policy["spec"]["ingress"]
+    assert metrics_rule["ports"] == [{"port": "metrics", "protocol": "TCP"}]
+    assert admin_rule == {"ports": [{"port": "admin", "protocol": "TCP"}], "from": operators}
+    assert metrics_rule["from"][: len(prometheus)] == prometheus
+    # The only extra peer is the release's test pod, in the release's namespace (no namespaceSelector).
+    extra = metrics_rule["from"][len(prometheus) :]
+    assert len(extra) == 1
+    assert set(extra[0]) == {"podSelector"}
+    test_pod = one(docs, "Pod")
+    assert _selects(extra[0]["podSelector"], test_pod["metadata"]["labels"])
+    assert not _selects(extra[0]["podSelector"], one(docs, "Deployment")["spec"]["template"]["metadata"]["labels"])
+    no_tests = {**SECRET_VALUES, "networkPolicy": network, "tests": {"enabled": False}}
+    assert one(render(helm, no_tests), "NetworkPolicy")["spec"]["ingress"][0]["from"] == prometheus
+    # Admin peers without an admin API: no rule for a port that does not exist.
+    policy = one(render(helm, {"networkPolicy": network}), "NetworkPolicy")
+    assert [rule["ports"][0]["port"] for rule in policy["spec"]["ingress"]] == ["metrics"]
 
 
 def test_pod_disruption_budget(helm: ModuleType) -> None:
@@ -771,24 +976,115 @@ def test_sync_script_detects_and_repairs_drift(tmp_path: Path) -> None:
     assert (chart["version"], chart["appVersion"]) == ("9.8.7", "9.8.7")
 
 
+def _chart_readme_script() -> ModuleType:
+    """scripts/chart_readme.py, imported from its file (scripts/ is no package)."""
+    spec = importlib.util.spec_from_file_location("chart_readme", ROOT / "scripts" / "chart_readme.py")
+    assert spec is not None
+    assert spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # dataclasses resolve the module's annotations through sys.modules
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_chart_readme_is_generated_from_the_values() -> None:
+    """The committed chart README is exactly what scripts/chart_readme.py writes from values.yaml."""
+    wanted: str = _chart_readme_script().render(ROOT)
+    committed = (CHART / "README.md").read_text(encoding="utf-8")
+    assert committed == wanted, "run `python scripts/chart_readme.py` and commit helm/session-pool-exporter/README.md"
+
+
+def _leaves(node: dict[str, Any], prefix: str = "") -> Iterator[str]:
+    """Dotted paths of every value of a values tree that is not itself a non-empty map."""
+    for key, value in node.items():
+        if isinstance(value, dict) and value:
+            yield from _leaves(value, f"{prefix}{key}.")
+        else:
+            yield f"{prefix}{key}"
+
+
+def test_chart_readme_lists_every_value_with_its_default() -> None:
+    """Each value of values.yaml has a described row in the README (its own or its map's) showing its default."""
+    values = yaml.safe_load((CHART / "values.yaml").read_text(encoding="utf-8"))
+    rows: dict[str, tuple[str, str]] = {}
+    for line in (CHART / "README.md").read_text(encoding="utf-8").splitlines():
+        cells = [c.strip().replace("\\|", "|") for c in re.split(r"(?<!\\)\|", line)[1:-1]]
+        if len(cells) == 3 and cells[0].startswith("`"):
+            rows[cells[0].strip("`")] = (cells[1], cells[2])
+    leaves = list(_leaves(values))
+    assert len(leaves) > 80
+    for leaf in leaves:
+        covering = [key for key in rows if leaf == key or leaf.startswith(key + ".")]
+        with_default = [key for key in covering if rows[key][0]]
+        assert len(with_default) == 1, f"{leaf}: rows {covering} in the chart README"
+        key = with_default[0]
+        default, description = rows[key]
+        assert json.loads(default.strip("`")) == _get(values, key), key
+        assert description, key
+    assert set(rows) <= {leaf.rsplit(".", n)[0] for leaf in leaves for n in range(leaf.count(".") + 1)}
+
+
+@pytest.mark.integration
+def test_chart_readme_check_mode_reports_drift_and_undocumented_values(tmp_path: Path) -> None:
+    """On a scratch tree: --check exits 1 after a comment changes or a value lacks one; a run repairs drift."""
+    tree = tmp_path / "repo"
+    shutil.copytree(ROOT / "scripts", tree / "scripts")
+    chart = tree / "helm" / "session-pool-exporter"
+    chart.mkdir(parents=True)
+    for name in ("Chart.yaml", "values.yaml", "README.md"):
+        shutil.copy(CHART / name, chart / name)
+    script = [sys.executable, str(tree / "scripts" / "chart_readme.py")]
+
+    def run(*args: str) -> subprocess.CompletedProcess[str]:
+        """Run the copied script against the scratch tree."""
+        return subprocess.run([*script, *args], capture_output=True, text=True, check=False, timeout=60)
+
+    assert run("--check").returncode == 0
+    values = chart / "values.yaml"
+    original = values.read_text(encoding="utf-8")
+    values.write_text(original.replace("# Scrape interval.", "# How often Prometheus scrapes."), encoding="utf-8")
+    proc = run("--check")
+    assert proc.returncode == 1
+    assert "README.md: differs from" in proc.stderr
+    assert run().returncode == 0
+    assert run("--check").returncode == 0
+    row = '| `serviceMonitor.interval` | `"30s"` | How often Prometheus scrapes. |'
+    assert row in (chart / "README.md").read_text(encoding="utf-8")
+    # A value nobody described is an error in both modes, and the README is left alone.
+    before = (chart / "README.md").read_text(encoding="utf-8")
+    values.write_text(values.read_text(encoding="utf-8") + "\nundocumentedValue: 1\n", encoding="utf-8")
+    for args in ((), ("--check",)):
+        proc = run(*args)
+        assert proc.returncode == 1
+        assert "undocumentedValue" in proc.stderr
+    assert (chart / "README.md").read_text(encoding="utf-8") == before
+
+
 # ---- the exporter accepts what the chart deploys ----------------------------------------------
+
+
+# Keys of the exporter's config that `config` may not hold: the chart sets them itself (from
+# containerPort, tls and admin), or they are secrets (from `secret` / existingSecret).
+SET_BY_CHART = {"": {"listen", "tls"}, "admin": {"listen", "tls", "allow_plaintext"}}
+SECRETS = {"mongodb": {"uri", "uri_file"}, "admin.tokens[]": {"token", "token_file"}}
 
 
 def _schema_model_pairs() -> list[tuple[str, str, set[str]]]:
     """(schema path under config, exporter.config model, fields the chart deliberately leaves out)."""
-    return [
-        ("", "Config", {"listen", "tls"}),
-        ("mongodb", "MongoConfig", {"uri", "uri_file"}),
-        ("mongodb.write_concern", "WriteConcernConfig", set()),
-        ("log", "LogConfig", set()),
-        ("defaults", "PoolOptions", set()),
-        ("pools[]", "Pool", set()),
-        ("pools[].fields", "FieldsConfig", set()),
-        ("admin", "AdminConfig", {"listen", "tls", "allow_plaintext"}),
-        ("admin.tokens[]", "AdminToken", {"token", "token_file"}),
-        ("admin.audit", "AuditConfig", set()),
-        ("admin.write_concern", "WriteConcernConfig", set()),
+    pairs = [
+        ("", "Config"),
+        ("mongodb", "MongoConfig"),
+        ("mongodb.write_concern", "WriteConcernConfig"),
+        ("log", "LogConfig"),
+        ("defaults", "PoolOptions"),
+        ("pools[]", "Pool"),
+        ("pools[].fields", "FieldsConfig"),
+        ("admin", "AdminConfig"),
+        ("admin.tokens[]", "AdminToken"),
+        ("admin.audit", "AuditConfig"),
+        ("admin.write_concern", "WriteConcernConfig"),
     ]
+    return [(path, model, SET_BY_CHART.get(path, set()) | SECRETS.get(path, set())) for path, model in pairs]
 
 
 def _schema_node(schema: dict[str, Any], node: dict[str, Any]) -> dict[str, Any]:
@@ -823,34 +1119,82 @@ def test_values_schema_mirrors_the_exporter_config_models() -> None:
         assert not allowed & left_out, f"config.{path}: {allowed & left_out} must not be set here"
 
 
+def test_the_chart_sets_every_key_it_keeps_out_of_config(helm: ModuleType) -> None:
+    """What `config` may not hold because the chart sets it is in the rendered config (admin API and TLS on).
+
+    (The secrets it may not hold are covered by test_chart_secret_carries_the_secrets_and_nothing_else_does.)
+    """
+    values = {**SECRET_VALUES, "tls": {"enabled": True, "secretName": "t"}}
+    config = config_of(render(helm, values))
+    for path, keys in SET_BY_CHART.items():
+        section = config
+        for part in [p for p in path.split(".") if p]:
+            section = section[part]
+        assert keys <= set(section), f"config.{path}: the chart does not set {keys - set(section)}"
+
+
 @pytest.mark.parametrize("values_file", CI_VALUES, ids=[p.name.removesuffix("-values.yaml") for p in CI_VALUES])
 def test_exporter_loads_the_rendered_config(helm: ModuleType, values_file: Path, tmp_path: Path) -> None:
     """exporter.config.load_config accepts the ConfigMap with the env and files the pod gets."""
     models = _module("exporter.config", "session-pool-exporter")
     values = _values_file(values_file)
+    # What a user must set (the defaults case leaves it out): a pool and the URI.
     if not _get(values, "config.pools"):
         values = {**values, "config": {**values.get("config", {}), "pools": [SECRET_VALUES["config"]["pools"][0]]}}
+    if not values.get("existingSecret") and not _get(values, "secret.mongodbUri"):
+        values = {**values, "secret": {**values.get("secret", {}), "mongodbUri": "mongodb://mongo:27017/"}}
     docs = render(helm, values)
-    text = next(cm for cm in of_kind(docs, "ConfigMap") if "config.yaml" in cm["data"])["data"]["config.yaml"]
+    config_file = _pod_files(docs, tmp_path)
+    # The pod's environment: every variable the container takes from the Secret, with a valid value.
+    fake = {
+        "SESSION_POOL_EXPORTER_MONGODB__URI": "mongodb://127.0.0.1:27017/?replicaSet=rs0",
+        "SESSION_POOL_EXPORTER_ADMIN_TOKEN": "token-from-env-0123456789abcdef",
+    }
+    env = {name: fake[name] for name in _env(container(docs))}
+    config = models.load_config(config_file, env)
+    assert config.listen == f"0.0.0.0:{PORT}"
+    assert [pool.name for pool in config.pools] == [pool["name"] for pool in config_of(docs)["pools"]]
+    assert (config.tls is not None) == bool(_get(values, "tls.enabled"))
+    assert config.admin.enabled == _admin_on(values)
+    if config.admin.enabled:
+        listen, tls = config.admin_listener()
+        assert listen == f"0.0.0.0:{ADMIN_PORT}"
+        assert (tls is not None) == bool(_get(values, "tls.enabled"))
+        assert config.admin.allow_plaintext == (tls is None)
+
+
+def _pod_files(docs: list[dict[str, Any]], tmp_path: Path) -> Path:
+    """The rendered config under tmp_path, with the token and TLS files the pod would have mounted."""
+    text = config_of_text(docs)
     # The pod sees Secret keys as files under these directories; recreate them under tmp_path.
     mount = "/etc/session-pool-exporter"
     for mounted in ("tokens", "tls"):
         (tmp_path / mounted).mkdir()
     for token in yaml.safe_load(text)["admin"]["tokens"]:
-        (tmp_path / "tokens" / Path(token["token_file"]).name).write_text(f"token-of-{token['name']}\n")
+        path = tmp_path / "tokens" / Path(token["token_file"]).name
+        path.write_text(f"token-of-{token['name']}-0123456789abcdef\n")
+        path.chmod(0o600)
     for name in ("tls.crt", "tls.key"):
         (tmp_path / "tls" / name).write_text("placeholder\n")
     config_file = tmp_path / "config.yaml"
     config_file.write_text(text.replace(mount, str(tmp_path)), encoding="utf-8")
-    env = {
-        "SESSION_POOL_EXPORTER_MONGODB__URI": "mongodb://127.0.0.1:27017/?replicaSet=rs0",
-        "SESSION_POOL_EXPORTER_ADMIN_TOKEN": "token-from-env",
-    }
-    config = models.load_config(config_file, env)
-    assert config.listen == f"0.0.0.0:{PORT}"
-    assert [pool.name for pool in config.pools] == [pool["name"] for pool in yaml.safe_load(text)["pools"]]
-    assert {token.name for token in config.admin.tokens} >= {"admin"}
-    assert (config.tls is not None) == bool(_get(values, "tls.enabled"))
+    return config_file
+
+
+def test_the_exporter_refuses_what_the_chart_refuses(helm: ModuleType, tmp_path: Path) -> None:
+    """Why the chart insists on allowPlaintext: without allow_plaintext the exporter refuses the rendered config."""
+    models = _module("exporter.config", "session-pool-exporter")
+    docs = render(helm, SECRET_VALUES)
+    config_file = _pod_files(docs, tmp_path)
+    env = {"SESSION_POOL_EXPORTER_MONGODB__URI": "mongodb://127.0.0.1:27017/"}
+    assert models.load_config(config_file, env).admin.allow_plaintext is True
+    data = yaml.safe_load(config_file.read_text(encoding="utf-8"))
+    del data["admin"]["allow_plaintext"]
+    config_file.write_text(yaml.safe_dump(data), encoding="utf-8")
+    with pytest.raises(models.ConfigError) as refused:
+        models.load_config(config_file, env)
+    assert [loc for loc, _ in refused.value.problems] == ["admin.listen"]
+    assert "plain HTTP" in str(refused.value)
 
 
 def _healthcheck_argv() -> list[str]:
@@ -879,11 +1223,13 @@ def _wait_for_status(url: str, process: subprocess.Popen[bytes], log: Path) -> N
 
 
 def test_rendered_pod_answers_its_probes(helm: ModuleType, mongo_uri: str, tmp_path: Path) -> None:
-    """The rendered pod's command, env (from the Secret) and config serve its probes; HEALTHCHECK passes."""
-    port = free_port()
+    """The rendered pod's command, env and config serve its probes and admin port; HEALTHCHECK and `helm test` pass."""
+    port, admin_port = free_port(), free_port()
+    token = "pod-contract-token-0123456789abcdef"
     values = {
         "containerPort": port,
-        "secret": {"mongodbUri": mongo_uri, "adminToken": "pod-contract-token"},
+        "admin": {"containerPort": admin_port, "allowPlaintext": True},
+        "secret": {"mongodbUri": mongo_uri, "adminToken": token},
         "config": {"pools": [{"name": "podcheck", "database": "spe_helm_podcheck", "collection": "sessions"}]},
     }
     docs = render(helm, values)
@@ -916,7 +1262,27 @@ def test_rendered_pod_answers_its_probes(helm: ModuleType, mongo_uri: str, tmp_p
         assert result.returncode != 0, "the HEALTHCHECK must fail when /healthz does not answer 200"
         metrics = httpx.get(f"http://127.0.0.1:{port}/metrics", timeout=5.0).text
         assert 'session_pool_up{pool="podcheck"} 1.0' in metrics
-        assert "pod-contract-token" not in log.read_text(errors="replace")
+        # The admin API answers on the port named admin, and only there.
+        admin = next(p["containerPort"] for p in box["ports"] if p["name"] == "admin")
+        auth = {"Authorization": f"Bearer {token}"}
+        pools = httpx.get(f"http://127.0.0.1:{admin}/admin/pools", headers=auth, timeout=5.0)
+        assert pools.status_code == 200, pools.text
+        assert "podcheck" in pools.text
+        assert httpx.get(f"http://127.0.0.1:{port}/admin/pools", headers=auth, timeout=5.0).status_code == 404
+        # The `helm test` pod's script, pointed at this exporter instead of the Service.
+        scrape = _test_pod(docs)["spec"]["containers"][0]
+        test_env = {entry["name"]: entry["value"] for entry in scrape["env"]}
+        assert test_env["EXPECTED_POOLS"] == "podcheck"
+        test_env["METRICS_URL"] = f"http://127.0.0.1:{port}/metrics"
+        argv = [sys.executable, *scrape["command"][1:]]
+        result = subprocess.run(argv, env=test_env, capture_output=True, text=True, check=False, timeout=90)
+        assert result.returncode == 0, result.stdout + result.stderr
+        assert "ok, pools up: ['podcheck']" in result.stdout
+        test_env.update(EXPECTED_POOLS="podcheck absent", TIMEOUT_SECONDS="1")
+        result = subprocess.run(argv, env=test_env, capture_output=True, text=True, check=False, timeout=90)
+        assert result.returncode == 1
+        assert 'session_pool_up{pool="absent"} 1.0' in result.stdout
+        assert token not in log.read_text(errors="replace")
     finally:
         process.terminate()
         try:

@@ -79,14 +79,50 @@ app.kubernetes.io/part-of: session-pool-exporter
 {{- end }}
 
 {{/*
+"true" when the admin API may be on: an admin token in the chart's Secret, named tokens, or an
+existing Secret with an admin-token key (the chart cannot look inside it); "" otherwise.
+*/}}
+{{- define "session-pool-exporter.adminEnabled" -}}
+{{- if or .Values.secret.adminToken .Values.config.admin.tokens (and .Values.existingSecret .Values.secretKeys.adminToken) }}true{{ end }}
+{{- end }}
+
+{{/*
+Refusals the schema cannot express (they compare values): rendered by the Deployment, so every
+install and template run checks them.
+*/}}
+{{- define "session-pool-exporter.checks" -}}
+{{- if include "session-pool-exporter.adminEnabled" . }}
+{{- if and (not .Values.tls.enabled) (not .Values.admin.allowPlaintext) }}
+{{- fail "the admin API is on (an admin token is configured) and would accept writes over plain HTTP: set tls.enabled=true with tls.secretName, or admin.allowPlaintext=true if a service mesh or proxy encrypts the traffic (with existingSecret and no admin token, set secretKeys.adminToken=\"\")" }}
+{{- end }}
+{{- if eq (int .Values.admin.containerPort) (int .Values.containerPort) }}
+{{- fail (printf "admin.containerPort (%d) must differ from containerPort" (int .Values.admin.containerPort)) }}
+{{- end }}
+{{- if eq (int .Values.service.adminPort) (int .Values.service.port) }}
+{{- fail (printf "service.adminPort (%d) must differ from service.port" (int .Values.service.adminPort)) }}
+{{- end }}
+{{- end }}
+{{- if and .Values.secret.adminToken (not .Values.existingSecret) (not .Values.secretKeys.adminToken) }}
+{{- fail "secret.adminToken is set but secretKeys.adminToken is empty: name the Secret key it goes to" }}
+{{- end }}
+{{- end }}
+
+{{/* The TLS section of the config (certificate and key of the mounted kubernetes.io/tls Secret). */}}
+{{- define "session-pool-exporter.tlsConfig" -}}
+{{- $dir := include "session-pool-exporter.tlsDir" . }}
+{{- toYaml (dict "cert_file" (printf "%s/tls.crt" $dir) "key_file" (printf "%s/tls.key" $dir)) }}
+{{- end }}
+
+{{/*
 The exporter configuration file. Built from `.Values.config`; the chart sets `listen` and `tls`,
-and replaces named admin tokens by `token_file` references, so no secret value is ever written here.
+the admin API's listener (`admin.listen`, `admin.tls`, `admin.allow_plaintext`) when it is on, and
+replaces named admin tokens by `token_file` references, so no secret value is ever written here.
 */}}
 {{- define "session-pool-exporter.config" -}}
 {{- $cfg := deepCopy .Values.config }}
 {{- $_ := set $cfg "listen" (printf "0.0.0.0:%d" (int .Values.containerPort)) }}
 {{- if .Values.tls.enabled }}
-{{- $_ := set $cfg "tls" (dict "cert_file" (printf "%s/tls.crt" (include "session-pool-exporter.tlsDir" .)) "key_file" (printf "%s/tls.key" (include "session-pool-exporter.tlsDir" .))) }}
+{{- $_ := set $cfg "tls" (include "session-pool-exporter.tlsConfig" . | fromYaml) }}
 {{- end }}
 {{- $admin := default dict $cfg.admin }}
 {{- $tokens := list }}
@@ -94,6 +130,27 @@ and replaces named admin tokens by `token_file` references, so no secret value i
 {{- $tokens = append $tokens (dict "name" .name "role" .role "token_file" (printf "%s/admin-token-%s" (include "session-pool-exporter.tokenDir" $) .name)) }}
 {{- end }}
 {{- $_ := set $admin "tokens" $tokens }}
+{{- if include "session-pool-exporter.adminEnabled" . }}
+{{- $_ := set $admin "listen" (printf "0.0.0.0:%d" (int .Values.admin.containerPort)) }}
+{{- if .Values.tls.enabled }}
+{{- $_ := set $admin "tls" (include "session-pool-exporter.tlsConfig" . | fromYaml) }}
+{{- end }}
+{{- $_ := set $admin "allow_plaintext" (and (not .Values.tls.enabled) .Values.admin.allowPlaintext) }}
+{{- end }}
 {{- $_ := set $cfg "admin" $admin }}
 {{- toYaml $cfg }}
+{{- end }}
+
+{{/* Labels of the `helm test` pod: the release's, but never the Service's selector (it is no exporter). */}}
+{{- define "session-pool-exporter.testLabels" -}}
+helm.sh/chart: {{ include "session-pool-exporter.chart" . }}
+app.kubernetes.io/name: {{ printf "%s-test" (include "session-pool-exporter.name" .) | trunc 63 | trimSuffix "-" }}
+app.kubernetes.io/instance: {{ .Release.Name }}
+app.kubernetes.io/component: test
+app.kubernetes.io/version: {{ .Chart.AppVersion | quote }}
+app.kubernetes.io/managed-by: {{ .Release.Service }}
+app.kubernetes.io/part-of: session-pool-exporter
+{{- with .Values.commonLabels }}
+{{ toYaml . }}
+{{- end }}
 {{- end }}

@@ -1,0 +1,191 @@
+"""Write the Helm chart's README.md from the comments of its values.yaml, or check it is current."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import re
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+ROOT = Path(__file__).resolve().parent.parent
+CHART = Path("helm/session-pool-exporter")
+VALUES = CHART / "values.yaml"
+CHART_YAML = CHART / "Chart.yaml"
+README = CHART / "README.md"
+# A mapping key of values.yaml at some indentation (list items and their keys never match: `- `).
+_KEY = re.compile(r"^(?P<indent> *)(?P<key>[A-Za-z0-9_.\-/]+):(?: |$)")
+INSTALL = """\
+```bash
+helm install session-pool-exporter ./helm/session-pool-exporter -n monitoring \\
+  --set image.repository=registry.example.com/session-pool-exporter \\
+  --set-string secret.mongodbUri='mongodb://user:pass@mongo-0.mongo:27017/?replicaSet=rs0' \\
+  -f my-values.yaml
+helm test session-pool-exporter -n monitoring   # scrapes the Service's /metrics from a pod
+```"""
+
+
+class Undocumented(ValueError):
+    """Values with no comment to describe them (every value must have one)."""
+
+    def __init__(self, paths: list[str]) -> None:
+        self.paths = paths
+        super().__init__(f"{VALUES}: no comment above " + ", ".join(paths))
+
+
+@dataclass(frozen=True)
+class Row:
+    """One line of a values table: the dotted key, its default (empty for a section) and its description."""
+
+    key: str
+    default: str
+    description: str
+
+
+def header(text: str) -> str:
+    """The comment block that opens values.yaml (up to the first blank line), as one paragraph."""
+    lines: list[str] = []
+    for line in text.splitlines():
+        if not line.startswith("#"):
+            break
+        lines.append(line.lstrip("#").strip())
+    return " ".join(lines)
+
+
+def comments(text: str) -> dict[str, str]:
+    """The comment block directly above each key of values.yaml (no blank line between), by dotted path."""
+    found: dict[str, str] = {}
+    stack: list[tuple[int, str]] = []
+    pending: list[str] = []
+    for line in text.splitlines():
+        stripped = line.strip()
+        if stripped.startswith("#"):
+            pending.append(stripped.lstrip("#").strip())
+            continue
+        match = _KEY.match(line)
+        if match is not None:
+            indent = len(match["indent"])
+            while stack and stack[-1][0] >= indent:
+                stack.pop()
+            stack.append((indent, match["key"]))
+            if pending:
+                found[".".join(key for _, key in stack)] = " ".join(pending)
+        pending = []  # a blank line, a list item or a key ends a comment block
+    return found
+
+
+def default(value: Any) -> str:
+    """A default as inline code: JSON, the notation YAML and `--set-json` both read."""
+    return "`" + json.dumps(value, ensure_ascii=False, separators=(", ", ": ")) + "`"
+
+
+def cell(text: str) -> str:
+    """Text safe inside a Markdown table cell."""
+    return text.replace("|", "\\|")
+
+
+def rows(node: dict[str, Any], docs: dict[str, str], prefix: str = "") -> list[Row]:
+    """Rows for every value under `node`: a map is one row unless its keys have comments of their own."""
+    out: list[Row] = []
+    missing: list[str] = []
+    for key, value in node.items():
+        path = prefix + key
+        described = docs.get(path)
+        if isinstance(value, dict) and value and any(other.startswith(path + ".") for other in docs):
+            if described is not None and prefix:
+                out.append(Row(path, "", described))
+            try:
+                out += rows(value, docs, path + ".")
+            except Undocumented as error:
+                missing += error.paths
+        elif described is None:
+            missing.append(path)
+        else:
+            out.append(Row(path, default(value), described))
+    if missing:
+        raise Undocumented(missing)
+    return out
+
+
+def table(section: list[Row]) -> list[str]:
+    """A Markdown table of rows."""
+    lines = ["| Value | Default | Description |", "| --- | --- | --- |"]
+    lines += [f"| `{row.key}` | {cell(row.default)} | {cell(row.description)} |" for row in section]
+    return lines
+
+
+def render(root: Path = ROOT) -> str:
+    """The chart's README: what it is, how to install it, and a table of every value with its default."""
+    text = (root / VALUES).read_text(encoding="utf-8")
+    values: dict[str, Any] = yaml.safe_load(text)
+    docs = comments(text)
+    chart: dict[str, Any] = yaml.safe_load((root / CHART_YAML).read_text(encoding="utf-8"))
+    general: list[Row] = []
+    sections: list[tuple[str, list[Row]]] = []
+    for key, value in values.items():
+        section = rows({key: value}, docs)
+        if len(section) == 1 and section[0].key == key:
+            general += section
+        else:
+            sections.append((key, section))
+    out = [
+        f"# {chart['name']}",
+        "",
+        f"<!-- Generated by scripts/chart_readme.py from {VALUES.name} and {CHART_YAML.name}:"
+        " edit the comments there, then run `python scripts/chart_readme.py`. -->",
+        "",
+        chart["description"],
+        "",
+        f"Chart version `{chart['version']}`, app version `{chart['appVersion']}`,"
+        f' Kubernetes `{chart["kubeVersion"]}`. The project\'s README (sections "Configuration",'
+        ' "Admin API", "Docker" and "Kubernetes (Helm)") explains the exporter behind these values.',
+        "",
+        "## Installing",
+        "",
+        INSTALL,
+        "",
+        header(text),
+        "",
+        "## Values",
+        "",
+        "### General",
+        "",
+        *table(general),
+    ]
+    for key, section in sections:
+        out += ["", f"### `{key}`", ""]
+        if key in docs:
+            out += [docs[key], ""]
+        out += table(section)
+    return "\n".join(out) + "\n"
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Write the chart's README.md, or with --check report whether it differs from values.yaml; exit 1 if so."""
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--check", action="store_true", help="only report drift; exit 1 if any")
+    args = parser.parse_args(argv)
+    try:
+        wanted = render()
+    except Undocumented as error:
+        print(error, file=sys.stderr)
+        return 1
+    target = ROOT / README
+    current = target.read_text(encoding="utf-8") if target.exists() else None
+    if args.check:
+        if current != wanted:
+            print(f"{README}: differs from {VALUES}; run: python scripts/chart_readme.py", file=sys.stderr)
+            return 1
+        return 0
+    if current != wanted:
+        target.write_text(wanted, encoding="utf-8")
+        print(f"wrote {README}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

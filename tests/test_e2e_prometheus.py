@@ -196,7 +196,7 @@ def running_stack(tmp_path: Path, mongo_uri: str, pools: dict[str, int]) -> Iter
     assert EXPORTER.exists(), f"{EXPORTER} missing: pip install -e ."
     database = f"e2e_{uuid.uuid4().hex[:10]}"
     token = secrets.token_urlsafe(24)
-    ports = {name: free_port() for name in ("exporter", "prometheus", "alertmanager")}
+    ports = {name: free_port() for name in ("exporter", "admin", "prometheus", "alertmanager")}
     processes: list[Process] = []
     webhook = Webhook()
 
@@ -207,6 +207,8 @@ def running_stack(tmp_path: Path, mongo_uri: str, pools: dict[str, int]) -> Iter
         config = {
             "listen": f"127.0.0.1:{ports['exporter']}",
             "log": {"level": "info", "format": "json"},
+            # The admin API on its own loopback listener, as deployed.
+            "admin": {"listen": f"127.0.0.1:{ports['admin']}"},
             "defaults": {"interval": 1, "jitter": 0, "refresh_timeout": 5, "min_active_sessions": 1},
             "pools": [
                 {"name": name, "database": database, "collection": name, "min_active_sessions": minimum}
@@ -357,7 +359,7 @@ async def test_dashboards_have_data_and_low_active_alert_reaches_the_webhook(
         # A lock through the admin API: the admin counters, the audit, and a next unlock time.
         status, body = await asyncio.to_thread(
             http_json,
-            f"{urls['exporter']}/admin/pools/steady/sessions/{steady_ids[0]}/lock",
+            f"{urls['admin']}/admin/pools/steady/sessions/{steady_ids[0]}/lock",
             data={"period": {"minutes": 10}, "reason": "e2e test"},
             token=stack["token"],
         )

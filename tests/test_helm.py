@@ -1076,6 +1076,7 @@ def _schema_model_pairs() -> list[tuple[str, str, set[str]]]:
         ("mongodb", "MongoConfig"),
         ("mongodb.write_concern", "WriteConcernConfig"),
         ("log", "LogConfig"),
+        ("http", "HTTPConfig"),
         ("defaults", "PoolOptions"),
         ("pools[]", "Pool"),
         ("pools[].fields", "FieldsConfig"),

@@ -458,13 +458,17 @@ def load_config(
     else:
         problems += _semantic_checks(config)
     if problems:
-        raise ConfigError([(_with_origin(location, origins), message) for location, message in problems])
+        raise ConfigError(problems, _origins_of(problems, origins))
     return config
 
 
-def _with_origin(location: str, origins: Origins) -> str:
-    """A problem's location prefixed by where the value came from (`config.yaml:7:5: pools[1].interval`)."""
-    if location.startswith(("env ", "flags")) or location in ("config",):
-        return location
-    origin = origins.of(location)
-    return f"{origin}: {location}" if origin else location
+def _origins_of(problems: list[tuple[str, str]], origins: Origins) -> dict[str, str]:
+    """Where each problem's value came from (`config.yaml:7:5`, `env NAME`, `flag --name`), when known."""
+    found = {}
+    for location, _ in problems:
+        if location.startswith(("env ", "flags")) or location == "config":
+            continue
+        origin = origins.of(location)
+        if origin:
+            found[location] = origin
+    return found

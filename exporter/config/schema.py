@@ -26,15 +26,25 @@ _BAD_DB_CHARS = set('/\\. "$*<>:|?')
 
 
 class ConfigError(Exception):
-    """The configuration is invalid; `problems` lists every (location, message) pair."""
+    """The configuration is invalid; `problems` lists every (location, message) pair.
 
-    def __init__(self, problems: list[tuple[str, str]]) -> None:
+    `origins` maps a location to where its value came from (`config.yaml:7:5`, `env NAME`,
+    `flag --name`); the printed lines lead with it, `problems` stays the plain key path.
+    """
+
+    def __init__(self, problems: list[tuple[str, str]], origins: dict[str, str] | None = None) -> None:
         self.problems = problems
-        super().__init__("; ".join(f"{loc}: {msg}" if loc else msg for loc, msg in problems))
+        self.origins = origins or {}
+        super().__init__("; ".join(self.lines()))
 
     def lines(self) -> list[str]:
-        """One human-readable line per problem."""
-        return [f"{loc}: {msg}" if loc else msg for loc, msg in self.problems]
+        """One human-readable line per problem, led by where the value came from when known."""
+        lines = []
+        for loc, msg in self.problems:
+            origin = self.origins.get(loc)
+            where = f"{origin}: {loc}" if origin else loc
+            lines.append(f"{where}: {msg}" if where else msg)
+        return lines
 
 
 def check_name(value: str) -> str:

@@ -113,6 +113,19 @@ def test_every_problem_is_listed_at_once(tmp_path: Path) -> None:
         )  # fmt: skip
 
 
+def test_problems_name_the_line_the_variable_or_the_flag(tmp_path: Path) -> None:
+    """Printed lines lead with file:line:col, env NAME or flag --name; `problems` keeps the plain key path."""
+    path = tmp_path / "config.yaml"
+    path.write_text(BASE + "  - name: b\n    database: d\n    collection: c\n    interval: 0\n")
+    with pytest.raises(ConfigError) as info:
+        load_config(path, {"SESSION_POOL_EXPORTER_LOG__LEVEL": "loud"}, {"listen": "nowhere"})
+    assert ("pools[1].interval", "must be > 0") in info.value.problems
+    lines = info.value.lines()
+    assert f"{path}:10:5: pools[1].interval: must be > 0" in lines, lines
+    assert any(line.startswith("env SESSION_POOL_EXPORTER_LOG__LEVEL: log.level: must be one of") for line in lines)
+    assert any(line.startswith("flag --listen: listen: 'nowhere' is not HOST:PORT") for line in lines), lines
+
+
 def test_environment_problems(tmp_path: Path) -> None:
     """Unknown variables with our prefix, bad values and an empty admin token are located."""
     env = {

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 from tests.support.cli import run_cli
@@ -42,3 +43,21 @@ def test_readable_token_files_are_reported(tmp_path: Path) -> None:
     )
     assert "admin.tokens[1]" not in result.stderr
     assert "a-token-of-enough-characters" not in result.stdout + result.stderr
+
+
+def test_secret_mounts_read_through_the_group_pass_quietly(tmp_path: Path) -> None:
+    """A file someone else owns, readable only through one of our groups (a Kubernetes secret with fsGroup),
+    is not reported; the same mode on a file we own is."""
+    mounted = tmp_path / "mounted-token"
+    mounted.write_text("a-token-of-enough-characters-0123\n")
+    mounted.chmod(0o440)
+    os.chown(mounted, 65534, os.getegid())
+    owned = tmp_path / "owned-token"
+    owned.write_text("another-token-of-enough-chars-4567\n")
+    owned.chmod(0o440)
+    tokens = [{"name": "a", "token_file": str(mounted)}, {"name": "b", "token_file": str(owned)}]
+    path = write_config(tmp_path, {**BASE, "admin": {"tokens": tokens}})
+    result = run_cli("check-config", "--config", str(path))
+    assert result.returncode == 0, result.stderr
+    assert "admin.tokens[0]" not in result.stderr
+    assert f"warning: admin.tokens[1].token_file: {owned} can be read by its group (mode 440)" in result.stderr

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import time
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Mapping, Sequence
 from typing import Any
 
 from pydantic import ValidationError
@@ -17,7 +17,7 @@ from starlette.routing import BaseRoute, Route
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from exporter.admin import AdminError, InvalidRequest
-from exporter.admin.http import invalid
+from exporter.admin.http import ADMIN_OFF, invalid
 from exporter.collector import Collector
 from exporter.config import Config
 from exporter.core import InvalidInput, SessionPoolError, Unavailable
@@ -30,29 +30,41 @@ RETRY_AFTER_SECONDS = 5
 
 
 def error_response(exc: BaseException) -> JSONResponse:
-    """The single place mapping an exception to an HTTP status and a JSON body (no stack traces)."""
-    body: dict[str, Any]
+    """The single place mapping an exception to an HTTP status and a JSON body (no stack traces).
+
+    Every error answers `{"error": kind, "message": summary, "problems": [{"location", "message"}]}`.
+    """
     headers: dict[str, str] = {}
     if isinstance(exc, HTTPException):
-        body = {"error": _http_error_name(exc.status_code), "message": exc.detail}
-        return JSONResponse(body, status_code=exc.status_code, headers=exc.headers)
+        where = "method" if exc.status_code == 405 else "path"
+        return _problem(exc.status_code, _http_error_name(exc.status_code), exc.detail, where, exc.headers)
     if isinstance(exc, ValidationError):
-        bad = invalid(exc)
-        return JSONResponse({"error": "invalid_input", "message": bad.message, "problems": bad.errors}, 400)
-    if isinstance(exc, AdminError | SessionPoolError):
-        body = {"error": exc.kind, "message": exc.message}
-        if isinstance(exc, InvalidRequest) and exc.errors:
-            body["problems"] = exc.errors
-        if isinstance(exc, InvalidInput) and exc.field:
-            body["field"] = exc.field
-        if isinstance(exc, SessionPoolError) and exc.operation:
-            body["operation"] = exc.operation
+        bad = invalid(exc, "")
+        return _problem(400, "invalid_input", bad.message, "", problems=bad.problems)
+    if isinstance(exc, AdminError):
         if exc.status == 401:
             headers["WWW-Authenticate"] = 'Bearer realm="admin"'
+        problems = exc.problems if isinstance(exc, InvalidRequest) else None
+        return _problem(exc.status, exc.kind, exc.message, exc.location, headers, problems)
+    if isinstance(exc, SessionPoolError):
         if isinstance(exc, Unavailable):
             headers["Retry-After"] = str(RETRY_AFTER_SECONDS)
-        return JSONResponse(body, status_code=exc.status, headers=headers)
-    return JSONResponse({"error": "internal", "message": "internal server error"}, status_code=500)
+        location = (exc.field or "") if isinstance(exc, InvalidInput) else ""
+        return _problem(exc.status, exc.kind, exc.message, location, headers)
+    return _problem(500, "internal", "internal server error", "")
+
+
+def _problem(
+    status: int,
+    kind: str,
+    message: str,
+    location: str,
+    headers: Mapping[str, str] | None = None,
+    problems: list[dict[str, str]] | None = None,
+) -> JSONResponse:
+    """The one error body: a kind, a summary, and every problem with its location."""
+    body = {"error": kind, "message": message, "problems": problems or [{"location": location, "message": message}]}
+    return JSONResponse(body, status_code=status, headers=dict(headers or {}))
 
 
 def _http_error_name(status: int) -> str:
@@ -63,7 +75,13 @@ def _http_error_name(status: int) -> str:
 
 
 async def _handle(request: Request, exc: Exception) -> Response:
-    """Starlette exception handler delegating to error_response."""
+    """Starlette exception handler delegating to error_response (a wrong path or method is named)."""
+    if isinstance(exc, HTTPException) and exc.status_code == 404:
+        return _problem(404, "not_found", f"no such path: {request.url.path}", "path")
+    if isinstance(exc, HTTPException) and exc.status_code == 405:
+        allowed = exc.headers.get("Allow", "") if exc.headers else ""
+        message = f"{request.method} is not allowed on {request.url.path}" + (f" (use {allowed})" if allowed else "")
+        return _problem(405, "method_not_allowed", message, "method", exc.headers)
     return error_response(exc)
 
 
@@ -155,8 +173,10 @@ def create_app(
         Route("/readyz", readyz, methods=["GET"]),
         *(admin_routes or []),
     ]
-    if admin_routes is None and config.admin.enabled:
-        routes.append(Route("/admin/{rest:path}", _admin_elsewhere, methods=["GET", "POST"]))
+    if admin_routes is None:
+        # Say why /admin/... is not here rather than a bare 404 a wrong path would get.
+        elsewhere = _admin_elsewhere if config.admin.enabled else _admin_off
+        routes.append(Route("/admin/{rest:path}", elsewhere, methods=["GET", "POST"]))
     app = _starlette(routes, lifespan)
     app.state.config = config
     app.state.collector = collector
@@ -176,7 +196,9 @@ async def healthz(request: Request) -> Response:
 
 async def _admin_elsewhere(request: Request) -> Response:
     """/admin/... on the metrics listener when the admin API has its own: say so, without saying where."""
-    return JSONResponse(
-        {"error": "not_found", "message": "the admin API is not served on this listener (see admin.listen)"},
-        status_code=404,
-    )
+    return _problem(404, "not_found", "the admin API is not served on this listener (see admin.listen)", "path")
+
+
+async def _admin_off(request: Request) -> Response:
+    """/admin/... while no admin token is configured."""
+    return _problem(404, "not_found", ADMIN_OFF, "path")

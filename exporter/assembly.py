@@ -148,8 +148,11 @@ def build(config: Config, *, client: AsyncMongoClient[dict[str, Any]] | None = N
     metrics.bind_connections(lambda: (len(guard.open), guard.closed_slow, guard.evicted))
     collector = Collector(config, metrics, client=client)
     admin = build_admin(config, collector, metrics)
-    routes = AdminHTTP(config.admin, admin).routes() if admin is not None else []
-    if config.admin.listen is None or admin is None:
+    if admin is None:
+        # /admin/... then answers "the admin API is off: configure a token".
+        return Daemon(config, metrics, collector, None, create_app(config, collector, metrics), guard)
+    routes = AdminHTTP(config.admin, admin).routes()
+    if config.admin.listen is None:
         app = create_app(config, collector, metrics, admin_routes=routes)
         return Daemon(config, metrics, collector, admin, app, guard)
     app = create_app(config, collector, metrics)

@@ -16,7 +16,7 @@ from pymongo import AsyncMongoClient
 from pymongo.errors import PyMongoError
 
 from exporter.config import Config
-from exporter.core import MongoSessions, SessionPoolError, Statistics, connection_reason, redact
+from exporter.core import MongoSessions, SessionPoolError, Statistics, budget, connection_reason, own_budget, redact
 from exporter.log import get_logger
 from exporter.metrics import Metrics
 from exporter.runtime import PoolRuntime
@@ -26,6 +26,8 @@ log = get_logger("exporter.collector")
 _PING_TIMEOUT = 1.0
 _PING_CACHE = 1.0
 _INDEX_RETRY = 600.0
+# The refresh's own MongoDB calls end by refresh_timeout; this is the backstop for anything else.
+_REFRESH_SLACK = 2.0
 # Connections of the shared MongoDB client: refreshes and admin writes are few at a time; the
 # HTTP connection guard keeps this many file descriptors free for them.
 MONGO_POOL = 32
@@ -64,7 +66,7 @@ class Collector:
                 block_time=settings.block_time,
                 grace=settings.grace,
                 stored_timezone=settings.stored_timezone,
-                timeout=min(config.mongodb.timeout, settings.refresh_timeout),
+                timeout=config.mongodb.timeout,
                 w=wc.w,
                 j=wc.j,
                 wtimeout=wc.wtimeout,
@@ -157,13 +159,16 @@ class Collector:
         pool.refreshes += 1
         started = time.monotonic()
         error: str | None = None
+        limit = pool.config.refresh_timeout
         try:
-            stats, active = await asyncio.wait_for(self._fetch(pool), timeout=pool.config.refresh_timeout)
+            # Every MongoDB call of the refresh shares refresh_timeout, so a failure names its cause
+            # (connection refused, no answer...); the wait_for only backs that up.
+            with budget("refresh_timeout", limit):
+                stats, active = await asyncio.wait_for(self._fetch(pool), timeout=limit + _REFRESH_SLACK)
         except TimeoutError:
-            error = f"refresh timed out after {pool.config.refresh_timeout:g} s"
+            error = f"refresh timed out after {limit:g} s (refresh_timeout)"
         except SessionPoolError as exc:
-            # The driver appends its whole topology description; the first part says what happened.
-            error = exc.message.split(", Topology Description:", 1)[0]
+            error = exc.message
         except PyMongoError as exc:  # defensive: the core maps driver errors, but never crash the job
             error = redact(f"{type(exc).__name__}: {exc}")
         except Exception as exc:
@@ -180,9 +185,9 @@ class Collector:
             self._ping_ok, self._ping_at = True, time.monotonic()
             return
         self.metrics.refresh_failures.labels(pool.name).inc()
-        if pool.up or pool.last_error is None:
-            # Log state changes only: a pool that stays down is not logged on every run.
-            log.warning("refresh_failed", pool=pool.name, error=error)
+        if pool.last_error != error:
+            # At the first failure and when the cause changes: a pool that stays down is not logged every run.
+            log.warning("refresh_failed", pool=pool.name, error=error, previous_error=pool.last_error)
         pool.failed(error)
 
     async def _fetch(self, pool: PoolRuntime) -> tuple[Statistics, int]:
@@ -214,9 +219,10 @@ class Collector:
         pool.index_task = asyncio.create_task(self._build_indexes(pool), name=f"indexes:{pool.name}")
 
     async def _build_indexes(self, pool: PoolRuntime) -> None:
-        """Create the pool's missing indexes; count and log the outcome."""
+        """Create the pool's missing indexes; count and log the outcome (not bound by the refresh that noticed)."""
         try:
-            created = await pool.sessions.ensure_indexes()
+            with own_budget():
+                created = await pool.sessions.ensure_indexes()
         except SessionPoolError as exc:
             self.metrics.index_build_failures.labels(pool.name).inc()
             # A read-only monitoring user may not create indexes; statistics still work. Ask again later.

@@ -290,6 +290,10 @@ def test_sigint_and_unknown_routes(mongo_uri: str, unique_name: str) -> None:
             response = daemon.get(path)
             assert response.status_code == 404
             assert response.json()["error"] == "not_found"
+            assert response.json()["problems"] == [{"location": "path", "message": response.json()["message"]}]
+        # A wrong path and the admin API being off are told apart.
+        assert daemon.get("/nope").json()["message"] == "no such path: /nope"
+        assert daemon.get("/admin/pools").json()["message"].startswith("the admin API is off: configure a token")
         response = daemon.get("/metrics", headers={"Accept": "application/openmetrics-text; version=1.0.0"})
         assert response.headers["content-type"].startswith("application/openmetrics-text")
         assert response.text.rstrip().endswith("# EOF")
@@ -375,9 +379,13 @@ async def test_error_mapping_over_http(mongo_uri: str, unique_name: str) -> None
                 body = response.json()
                 assert set(body) >= {"error", "message"}
                 assert "pw" not in response.text and "Traceback" not in response.text
-            assert (await http.get("/boom/invalid")).json()["field"] == "period"
+            invalid_body = (await http.get("/boom/invalid")).json()
+            assert invalid_body["problems"] == [{"location": "period", "message": invalid_body["message"]}]
             assert (await http.get("/boom/down")).headers["retry-after"] == "5"
-            assert (await http.get("/boom/bug")).json() == {"error": "internal", "message": "internal server error"}
+            assert (await http.get("/boom/bug")).json() == {
+                "error": "internal", "message": "internal server error",
+                "problems": [{"location": "", "message": "internal server error"}],
+            }  # fmt: skip
             response = await http.post("/metrics")
             assert response.status_code == 405
             assert response.json()["error"] == "method_not_allowed"

@@ -2,17 +2,18 @@
 
 from __future__ import annotations
 
-from typing import Any, ClassVar
+from typing import ClassVar
 
 
 class AdminError(Exception):
-    """Base of the admin API's own errors."""
+    """Base of the admin API's own errors; `location` says where the problem is (`header.Authorization`)."""
 
     status: ClassVar[int] = 400
     kind: ClassVar[str] = "bad_request"
 
-    def __init__(self, message: str) -> None:
+    def __init__(self, message: str, *, location: str = "") -> None:
         self.message = message
+        self.location = location
         super().__init__(message)
 
 
@@ -42,7 +43,7 @@ class Forbidden(AdminError):
 
     def __init__(self, message: str, *, role: str) -> None:
         self.role = role
-        super().__init__(message)
+        super().__init__(message, location="header.Authorization")
 
 
 class AdminDisabled(AdminError):
@@ -60,7 +61,7 @@ class PoolNotFound(AdminError):
 
     def __init__(self, pool: str) -> None:
         self.pool = pool
-        super().__init__(f"unknown pool {pool!r}")
+        super().__init__(f"unknown pool {pool!r}", location="path.pool")
 
 
 class Conflict(AdminError):
@@ -78,15 +79,15 @@ class BodyTooLarge(AdminError):
 
     def __init__(self, limit: int) -> None:
         self.limit = limit
-        super().__init__(f"request body larger than {limit} bytes")
+        super().__init__(f"request body larger than {limit} bytes", location="body")
 
 
 class InvalidRequest(AdminError):
-    """The request's JSON body or query string does not validate."""
+    """The request's JSON body or query string does not validate; `problems` lists each `{location, message}`."""
 
     status = 422
     kind = "invalid_input"
 
-    def __init__(self, message: str, *, errors: list[dict[str, Any]] | None = None) -> None:
-        self.errors = errors or []
-        super().__init__(message)
+    def __init__(self, message: str, *, location: str = "body", problems: list[dict[str, str]] | None = None) -> None:
+        self.problems = problems or []
+        super().__init__(message, location=location)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import hmac
 import json
@@ -9,6 +10,7 @@ import uuid
 from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
 
+from bson import ObjectId
 from pydantic import BaseModel, ValidationError
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
@@ -29,24 +31,23 @@ from exporter.admin.models import REQUEST_ID, REQUEST_ID_RULE, Action, ActionBod
 from exporter.admin.openapi import openapi_document
 from exporter.admin.service import AdminService
 from exporter.config import AdminConfig
-from exporter.core import parse_session_id
+from exporter.core import InvalidInput, budget, parse_session_id
 
 MAX_BODY_BYTES = 16 * 1024
+ADMIN_OFF = "the admin API is off: configure a token (admin.tokens, or SESSION_POOL_EXPORTER_ADMIN_TOKEN) to turn it on"
 _B = TypeVar("_B", bound=Body)
 Handler = Callable[[Request], Awaitable[Response]]
 
 
-def invalid(exc: ValidationError) -> InvalidRequest:
-    """A pydantic validation error as the API's 422, every problem located."""
-    errors = [
-        {"loc": [str(p) for p in e["loc"]], "msg": e["msg"], "type": e["type"]}
-        for e in exc.errors(include_url=False, include_input=False, include_context=False)
-    ]
-    summary = "; ".join(
-        f"{'.'.join(e['loc']) or 'body'}: {'unknown field' if e['type'] == 'extra_forbidden' else e['msg']}"
-        for e in errors
-    )
-    return InvalidRequest(f"invalid request: {summary}", errors=errors)
+def invalid(exc: ValidationError, where: str = "body") -> InvalidRequest:
+    """A pydantic validation error as the API's 422, every problem located (`body.period.minutes`)."""
+    problems = []
+    for error in exc.errors(include_url=False, include_input=False, include_context=False):
+        location = ".".join([where, *(str(part) for part in error["loc"])])
+        message = "unknown field" if error["type"] == "extra_forbidden" else error["msg"]
+        problems.append({"location": location, "message": message})
+    summary = "; ".join(f"{p['location']}: {p['message']}" for p in problems)
+    return InvalidRequest(f"invalid request: {summary}", location=where, problems=problems)
 
 
 class AdminHTTP:
@@ -54,24 +55,37 @@ class AdminHTTP:
 
     def __init__(self, config: AdminConfig, service: AdminService) -> None:
         self.service = service
+        self.request_timeout = config.request_timeout
         self._tokens = [(hashlib.sha256(t.secret().encode()).digest(), Caller(t.name, t.role)) for t in config.tokens]
 
     def routes(self) -> list[BaseRoute]:
         """The admin routes (all under /admin), from the endpoint table."""
-        return [Route(e.path, getattr(self, e.handler), methods=[e.method]) for e in ENDPOINTS]
+        return [Route(e.path, self._bounded(getattr(self, e.handler)), methods=[e.method]) for e in ENDPOINTS]
+
+    def _bounded(self, handler: Handler) -> Handler:
+        """The handler with every MongoDB call it makes sharing admin.request_timeout."""
+
+        @functools.wraps(handler)
+        async def bounded(request: Request) -> Response:
+            with budget("admin.request_timeout", self.request_timeout):
+                return await handler(request)
+
+        return bounded
 
     # -- plumbing --
 
     def authenticate(self, request: Request, *, write: bool) -> Caller:
         """Return the caller of a valid bearer token; 404 when admin is off, 401/403 otherwise."""
         if not self._tokens:
-            raise AdminDisabled("the admin API is disabled: no admin token is configured")
+            raise AdminDisabled(ADMIN_OFF)
         headers = request.headers.getlist("authorization")
         if len(headers) > 1:
-            raise BadRequest("send one Authorization header, not several")
+            raise BadRequest("send one Authorization header, not several", location="header.Authorization")
         scheme, _, presented = (headers[0] if headers else "").partition(" ")
         if scheme.lower() != "bearer" or not presented.strip():
-            raise Unauthorized("missing bearer token: send 'Authorization: Bearer <token>'")
+            raise Unauthorized(
+                "missing bearer token: send 'Authorization: Bearer <token>'", location="header.Authorization"
+            )
         candidate = hashlib.sha256(presented.strip().encode()).digest()
         found: Caller | None = None
         for secret, caller in self._tokens:
@@ -80,7 +94,7 @@ class AdminHTTP:
             if hmac.compare_digest(candidate, secret):
                 found = caller
         if found is None:
-            raise Unauthorized("invalid token")
+            raise Unauthorized("invalid token", location="header.Authorization")
         if write and found.role != "write":
             raise Forbidden(f"token {found.name!r} has role {found.role!r}; this route needs 'write'", role=found.role)
         request.state.actor = found.name
@@ -95,12 +109,20 @@ class AdminHTTP:
         """
         given = request.headers.getlist("x-request-id")
         if len(given) > 1:
-            raise BadRequest("send one X-Request-ID header, not several")
+            raise BadRequest("send one X-Request-ID header, not several", location="header.X-Request-ID")
         if given and not REQUEST_ID.match(given[0]):
-            raise BadRequest(f"X-Request-ID {REQUEST_ID_RULE}")
+            raise BadRequest(f"X-Request-ID {REQUEST_ID_RULE}", location="header.X-Request-ID")
         rid = given[0] if given else uuid.uuid4().hex
         request.state.request_id = rid
         return rid
+
+    @staticmethod
+    def session_id(request: Request) -> ObjectId:
+        """The session id of the path; a malformed one is a 400 located at `path.session_id`."""
+        try:
+            return parse_session_id(request.path_params["session_id"])
+        except InvalidInput as exc:
+            raise BadRequest(exc.message, location="path.session_id") from None
 
     @staticmethod
     async def body(request: Request, model: type[_B]) -> _B:
@@ -114,11 +136,16 @@ class AdminHTTP:
             if len(raw) > MAX_BODY_BYTES:
                 raise BodyTooLarge(MAX_BODY_BYTES)
         if not raw.strip():
-            return model()
+            # No body is an empty object: the same 422 as `{}` when the model needs a field.
+            try:
+                return model.model_validate({})
+            except ValidationError as exc:
+                raise invalid(exc) from None
         media = request.headers.get("content-type", "").split(";", 1)[0].strip().lower()
         if media != "application/json":
             raise UnsupportedMediaType(
-                f"send the body as JSON with 'Content-Type: application/json', not {media or 'no content type'!r}"
+                f"send the body as JSON with 'Content-Type: application/json', not {media or 'no content type'!r}",
+                location="header.Content-Type",
             )
         try:
             text = bytes(raw).decode("utf-8")
@@ -145,12 +172,12 @@ class AdminHTTP:
         params: dict[str, Any] = {}
         for key, value in request.query_params.multi_items():
             if key in params:
-                raise InvalidRequest(f"query parameter {key!r} given more than once")
+                raise InvalidRequest(f"query parameter {key!r} given more than once", location=f"query.{key}")
             params[key] = value
         try:
             return model.model_validate(params)
         except ValidationError as exc:
-            raise invalid(exc) from None
+            raise invalid(exc, "query") from None
 
     @staticmethod
     def answer(model: BaseModel, headers: dict[str, str] | None = None) -> JSONResponse:
@@ -173,7 +200,7 @@ class AdminHTTP:
         """GET /admin/pools/{pool}/sessions/{session_id}."""
         self.authenticate(request, write=False)
         self.service.pool(request.path_params["pool"])
-        oid = parse_session_id(request.path_params["session_id"])
+        oid = self.session_id(request)
         return self.answer(await self.service.session(request.path_params["pool"], oid))
 
     async def act(self, request: Request) -> Response:
@@ -185,9 +212,10 @@ class AdminHTTP:
             action = Action(request.path_params["action"])
         except ValueError:
             raise InvalidRequest(
-                f"unknown action {request.path_params['action']!r}; use one of {', '.join(a.value for a in Action)}"
+                f"unknown action {request.path_params['action']!r}; use one of {', '.join(a.value for a in Action)}",
+                location="path.action",
             ) from None
-        oid = parse_session_id(request.path_params["session_id"])
+        oid = self.session_id(request)
         body = await self.body(request, ActionBody)
         result = await self.service.act(
             request.path_params["pool"], oid, action, period=body.period, reason=body.reason, caller=caller,

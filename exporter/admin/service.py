@@ -34,7 +34,7 @@ from exporter.core import (
     SessionNotFound,
     SessionPoolError,
     State,
-    guard,
+    format_duration,
     parse_period,
     recorded_hold,
 )
@@ -82,7 +82,7 @@ class AdminService:
         if reason is not None and len(reason) > self.config.reason_max_length:
             raise InvalidRequest(
                 f"reason is {len(reason)} characters long; at most {self.config.reason_max_length} are allowed",
-                errors=[{"loc": ["reason"], "msg": "too long"}],
+                location="body.reason",
             )
         return reason
 
@@ -91,17 +91,18 @@ class AdminService:
         spec = ACTIONS[action]
         if spec.period is None:
             if period is not None:
-                raise InvalidRequest(f"period only applies to lock and block, not {action}")
+                raise InvalidRequest(f"period only applies to lock and block, not {action}", location="body.period")
             return None
         try:
             delta = parse_period(period, getattr(sessions, spec.period))
         except InvalidInput as exc:
-            raise InvalidRequest(exc.message, errors=[{"loc": ["period"], "msg": exc.message}]) from None
+            raise InvalidRequest(exc.message, location="body.period") from None
         limit = timedelta(seconds=self.config.max_period)
         if delta > limit:
             raise InvalidRequest(
-                f"period {delta} is longer than the allowed maximum {limit} (admin.max_period)",
-                errors=[{"loc": ["period"], "msg": "too long"}],
+                f"period {format_duration(delta)} is longer than the allowed maximum {format_duration(limit)} "
+                "(admin.max_period)",
+                location="body.period",
             )
         return delta
 
@@ -188,9 +189,9 @@ class AdminService:
         try:
             filters.query()
         except InvalidInput as exc:
-            raise InvalidRequest(exc.message) from None
-        timeout = next(iter(self.pools.values())).sessions.timeout if self.pools else 10.0
-        async with guard("audit_search", timeout):
+            raise InvalidRequest(exc.message, location=f"query.{exc.field}" if exc.field else "query") from None
+        # Every pool shares the daemon's client and timeout; there is always at least one pool.
+        async with next(iter(self.pools.values())).sessions.guard("audit_search"):
             events, total = await self.audit.search(
                 filters, page=query.page, page_size=query.page_size, order=query.order
             )

@@ -15,7 +15,7 @@ from exporter.admin.errors import Conflict
 from exporter.admin.models import Action
 from exporter.audit import AuditLog, event_document
 from exporter.config import WriteConcernConfig
-from exporter.core import Document, MongoSessions, OperationFailed, SessionPoolError, State, Transaction, guard
+from exporter.core import Document, MongoSessions, OperationFailed, SessionPoolError, State, Transaction, own_budget
 from exporter.core.queries import unlock_update
 from exporter.runtime import PoolRuntime
 
@@ -54,7 +54,7 @@ class AuditedWrites:
         if sessions.topology is None:
             await sessions.connect()
         if not self._audit_ready:
-            async with guard("audit_indexes", sessions.timeout):
+            async with sessions.guard("audit_indexes"):
                 await self.audit.ensure()
             self._audit_ready = True
 
@@ -131,7 +131,7 @@ class AuditedWrites:
                 doc = await sessions.get(oid, db_session=txn)
             outcome = Outcome(plan, before, sessions.state_of(doc, now), doc, now)
             recorded = event(before, now, outcome.after, outcome.result)
-            async with guard("audit", sessions.timeout):
+            async with sessions.guard("audit"):
                 if plan is Plan.APPLY:
                     await self.audit.record(recorded, db_session=txn.db_session)
                 else:
@@ -156,21 +156,24 @@ class AuditedWrites:
         before = sessions.state_of(doc, now)
         plan = ACTIONS[action].plan(action, before)
         if plan is Plan.UNCHANGED:
-            async with guard("audit", sessions.timeout):
+            async with sessions.guard("audit"):
                 await self.audit.record_unchanged(event(before, now, before, "unchanged"), within=COALESCE)
             return Outcome(plan, before, before, doc, now)
-        async with guard("audit", sessions.timeout):
+        async with sessions.guard("audit"):
             event_id = await self.audit.record(event(before, now, None, "pending"))
         try:
             await self._change(sessions, oid, action, period, None)
         except SessionPoolError as exc:
-            async with guard("audit", sessions.timeout):
-                await self.audit.settle([event_id], {"result": "failed", "error": exc.message})
+            with own_budget():
+                async with sessions.guard("audit"):
+                    await self.audit.settle([event_id], {"result": "failed", "error": exc.message})
             raise
-        doc = await sessions.get(oid)
-        outcome = Outcome(plan, before, sessions.state_of(doc, now), doc, now)
-        async with guard("audit", sessions.timeout):
-            await self.audit.settle([event_id], {"result": outcome.result, "state_after": str(outcome.after)})
+        # The change is applied: reading it back and settling its event must not be cut short.
+        with own_budget():
+            doc = await sessions.get(oid)
+            outcome = Outcome(plan, before, sessions.state_of(doc, now), doc, now)
+            async with sessions.guard("audit"):
+                await self.audit.settle([event_id], {"result": outcome.result, "state_after": str(outcome.after)})
         return outcome
 
     async def unlock_state(
@@ -213,7 +216,7 @@ class AuditedWrites:
             # Intent first, then each session unlocked only if it is still in `state` (it may have
             # changed since it was listed), then every event settled by its own id.
             ids, now = await ids_now(None)
-            async with guard("audit", sessions.timeout):
+            async with sessions.guard("audit"):
                 event_ids = await self.audit.record_many(events(ids, now, "pending"))
             changed: list[ObjectId] = []
             unchanged: list[ObjectId] = []
@@ -224,16 +227,18 @@ class AuditedWrites:
                     (changed if result.modified_count else unchanged).append(event_id)
             except SessionPoolError as exc:
                 done = set(changed) | set(unchanged)
-                async with guard("audit", sessions.timeout):
+                with own_budget():
+                    async with sessions.guard("audit"):
+                        await self.audit.settle(changed, {"result": "changed", "state_after": str(State.ACTIVE)})
+                        await self.audit.settle(unchanged, {"result": "unchanged"})
+                        await self.audit.settle(
+                            [e for e in event_ids if e not in done], {"result": "failed", "error": exc.message}
+                        )
+                raise
+            with own_budget():
+                async with sessions.guard("audit"):
                     await self.audit.settle(changed, {"result": "changed", "state_after": str(State.ACTIVE)})
                     await self.audit.settle(unchanged, {"result": "unchanged"})
-                    await self.audit.settle(
-                        [e for e in event_ids if e not in done], {"result": "failed", "error": exc.message}
-                    )
-                raise
-            async with guard("audit", sessions.timeout):
-                await self.audit.settle(changed, {"result": "changed", "state_after": str(State.ACTIVE)})
-                await self.audit.settle(unchanged, {"result": "unchanged"})
             return len(changed)
 
         async def unit(txn: Transaction) -> int:
@@ -242,7 +247,7 @@ class AuditedWrites:
                 await sessions.update_many(
                     filter={"_id": {"$in": ids}}, update=unlock, session=txn.db_session, _op="bulk_unlock"
                 )
-                async with guard("audit", sessions.timeout):
+                async with sessions.guard("audit"):
                     await self.audit.record_many(events(ids, now, "changed"), db_session=txn.db_session)
             return len(ids)
 

@@ -442,6 +442,12 @@ def config_warnings(config: Config) -> list[str]:
                 f"{where}: {path} can be read by {'others' if mode & 0o007 else 'its group'} "
                 f"(mode {mode & 0o777:o}); chmod 600 it"
             )
+    mongodb = config.mongodb
+    if mongodb.server_selection_timeout >= mongodb.timeout:
+        warnings.append(
+            f"mongodb.server_selection_timeout ({mongodb.server_selection_timeout:g} s) is not below "
+            f"mongodb.timeout ({mongodb.timeout:g} s): an operation gives up at the timeout first, so it has no effect"
+        )
     return warnings
 
 

@@ -372,6 +372,7 @@ class AdminConfig(_Strict):
     listen: str | None = DEFAULT_ADMIN_LISTEN
     tls: TLSConfig | None = None
     allow_plaintext: bool = False
+    request_timeout: PositiveSeconds = 30.0
     expose_credentials: bool = False
     max_period: Annotated[int, Field(gt=0, le=int(MAX_PERIOD.total_seconds()))] = 604_800
     bulk_unlock_cap: Annotated[int, Field(ge=1)] = 1000

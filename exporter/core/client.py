@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import AsyncIterator, Iterable, Iterator, Mapping, Sequence
-from contextlib import asynccontextmanager, contextmanager
+from contextlib import AbstractAsyncContextManager, asynccontextmanager, contextmanager
 from contextvars import ContextVar
 from datetime import UTC, datetime, timedelta, tzinfo
 from types import TracebackType
@@ -172,6 +172,10 @@ class MongoSessions(MongoOperations, MongoFields):
         """Seconds each operation may take."""
         return self._timeout
 
+    def guard(self, operation: str) -> AbstractAsyncContextManager[None]:
+        """Bound a block of driver calls like the core's own: `timeout`, the enclosing budget, a usable server."""
+        return guard(operation, self._timeout, self._client)
+
     @property
     def topology(self) -> str | None:
         """'replica_set', 'sharded' or 'standalone' once connected, else None."""
@@ -192,7 +196,7 @@ class MongoSessions(MongoOperations, MongoFields):
     async def connect(self) -> Self:
         """Check the server, learn its topology and clock, and create the pool's indexes if allowed."""
         started = time.time()
-        async with guard("connect", self._timeout):
+        async with self.guard("connect"):
             hello = await self._client.admin.command("hello")
         self._learn_clock(hello, started)
         if hello.get("msg") == "isdbgrid":
@@ -592,13 +596,13 @@ class MongoSessions(MongoOperations, MongoFields):
                 "to run the block without one",
                 operation="transaction",
             )
-        async with guard("transaction", self._timeout):
+        async with self.guard("transaction"):
             session = self._client.start_session()
         try:
             if not atomic:
                 yield Transaction(session, atomic=False)
                 return
-            async with guard("transaction", self._timeout):
+            async with self.guard("transaction"):
                 await session.start_transaction(
                     read_concern=ReadConcern("snapshot"), write_concern=write_concern or self._write_concern
                 )
@@ -607,12 +611,12 @@ class MongoSessions(MongoOperations, MongoFields):
             except BaseException:
                 if session.in_transaction:
                     try:
-                        async with guard("abort_transaction", self._timeout):
+                        async with self.guard("abort_transaction"):
                             await session.abort_transaction()
                     except SessionPoolError:
                         pass  # the server aborts an unfinished transaction by itself
                 raise
-            async with guard("commit_transaction", self._timeout):
+            async with self.guard("commit_transaction"):
                 await session.commit_transaction()
         finally:
             await session.end_session()

@@ -3,11 +3,15 @@
 from __future__ import annotations
 
 import re
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
-from typing import ClassVar
+import time
+from collections.abc import AsyncIterator, Iterator
+from contextlib import asynccontextmanager, contextmanager
+from contextvars import ContextVar
+from dataclasses import dataclass
+from typing import Any, ClassVar
 
 import pymongo
+from pymongo import AsyncMongoClient
 from pymongo.errors import (
     ConnectionFailure,
     ExecutionTimeout,
@@ -184,16 +188,90 @@ class TransactionsUnsupported(SessionPoolError):
     kind = "transactions_unsupported"
 
 
-@asynccontextmanager
-async def guard(operation: str, timeout: float) -> AsyncIterator[None]:  # noqa: ASYNC109 - a driver (CSOT) timeout
-    """Run a block of driver calls with a timeout, turning driver errors into the core's errors."""
+@dataclass(frozen=True)
+class Budget:
+    """Time left for every MongoDB operation in a block: a refresh or an admin request, named by its setting."""
+
+    setting: str
+    seconds: float
+    ends: float
+
+    def remaining(self) -> float:
+        """Seconds left (negative once spent)."""
+        return self.ends - time.monotonic()
+
+
+_BUDGET: ContextVar[Budget | None] = ContextVar("session_pool_budget", default=None)
+
+
+@contextmanager
+def budget(setting: str, seconds: float) -> Iterator[Budget]:
+    """Bound every guarded operation in the block by what remains of `seconds` (an enclosing budget still holds)."""
+    outer = _BUDGET.get()
+    mine = Budget(setting, seconds, time.monotonic() + seconds)
+    token = _BUDGET.set(outer if outer is not None and outer.ends <= mine.ends else mine)
     try:
-        with pymongo.timeout(timeout):
+        yield mine
+    finally:
+        _BUDGET.reset(token)
+
+
+@contextmanager
+def own_budget() -> Iterator[None]:
+    """Leave the enclosing budget: what follows an applied change (recording it) must not be cut short."""
+    token = _BUDGET.set(None)
+    try:
+        yield
+    finally:
+        _BUDGET.reset(token)
+
+
+def _server_known(client: AsyncMongoClient[Any]) -> bool:
+    """Whether the driver currently knows a server the client's read preference accepts."""
+    return client.topology_description.has_readable_server(client.read_preference)
+
+
+@asynccontextmanager
+async def guard(
+    operation: str,
+    timeout: float,  # noqa: ASYNC109 - a driver (CSOT) timeout
+    client: AsyncMongoClient[Any] | None = None,
+) -> AsyncIterator[None]:
+    """Run a block of driver calls with a timeout, turning driver errors into the core's errors.
+
+    The block gets `timeout`, or what remains of the enclosing `budget` if less. With a `client`
+    that knows no usable server, it first waits for one for at most `server_selection_timeout`
+    (PyMongo alone would wait the whole timeout: under CSOT it ignores serverSelectionTimeoutMS).
+    """
+    limit, spent_by = timeout, "timeout"
+    enclosing = _BUDGET.get()
+    if enclosing is not None and enclosing.remaining() < limit:
+        limit, spent_by = enclosing.remaining(), enclosing.setting
+    if limit <= 0:
+        assert enclosing is not None
+        raise OperationTimeout(
+            f"{operation} not started: {enclosing.setting} ({enclosing.seconds:g} s) ran out",
+            timeout=enclosing.seconds,
+            operation=operation,
+        )
+    total = enclosing.seconds if spent_by != "timeout" and enclosing is not None else timeout
+    started = time.monotonic()
+    try:
+        if client is not None and not _server_known(client):
+            selection = min(client.options.server_selection_timeout, limit)
+            try:
+                with pymongo.timeout(selection):
+                    await client.admin.command("ping", read_preference=client.read_preference)
+            except (ServerSelectionTimeoutError, NetworkTimeout, ConnectionFailure) as exc:
+                reason = connection_reason(exc)
+                message = f"{operation}: MongoDB is unreachable (no server within {selection:g} s): {reason}"
+                raise Unavailable(message, operation=operation, reason=reason) from None
+        with pymongo.timeout(limit - (time.monotonic() - started)):
             yield
     except SessionPoolError:
         raise
     except (TimeoutError, ExecutionTimeout, NetworkTimeout, WTimeoutError) as exc:
-        raise _timeout(operation, timeout, exc) from None
+        raise _timeout(operation, total, spent_by, exc) from None
     except ServerSelectionTimeoutError as exc:
         raise Unavailable(
             f"{operation}: MongoDB is unreachable: {connection_reason(exc)}",
@@ -208,7 +286,7 @@ async def guard(operation: str, timeout: float) -> AsyncIterator[None]:  # noqa:
         ) from None
     except DriverOperationFailure as exc:
         if exc.timeout:
-            raise _timeout(operation, timeout, exc) from None
+            raise _timeout(operation, total, spent_by, exc) from None
         raise OperationFailed(
             f"{operation} failed: {server_reason(exc)}",
             code=exc.code,
@@ -217,15 +295,20 @@ async def guard(operation: str, timeout: float) -> AsyncIterator[None]:  # noqa:
         ) from None
     except PyMongoError as exc:
         if exc.timeout:
-            raise _timeout(operation, timeout, exc) from None
+            raise _timeout(operation, total, spent_by, exc) from None
         raise OperationFailed(f"{operation} failed: {type(exc).__name__}", operation=operation) from None
 
 
-def _timeout(operation: str, timeout: float, exc: BaseException) -> OperationTimeout:
-    """The core's timeout error for a driver timeout (`network` when a socket read or write timed out)."""
+def _timeout(operation: str, seconds: float, setting: str, exc: BaseException) -> OperationTimeout:
+    """The core's timeout error for a driver timeout, naming the setting that ran out.
+
+    `network` when a socket read or write timed out: the server took the request and never answered.
+    """
+    network = isinstance(exc, NetworkTimeout)
+    why = "no answer from the server" if network else "the server did not finish"
     return OperationTimeout(
-        f"{operation} timed out after {timeout:g} s",
-        timeout=timeout,
+        f"{operation} timed out after {seconds:g} s ({setting}): {why}",
+        timeout=seconds,
         operation=operation,
-        network=isinstance(exc, NetworkTimeout),
+        network=network,
     )

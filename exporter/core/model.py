@@ -196,10 +196,29 @@ def parse_period(period: Period | timedelta | None, default: timedelta, *, name:
             parts[unit] = value
         delta = timedelta(**parts)
     if delta <= timedelta(0):
-        raise InvalidInput(f"{name} must be longer than zero, got {delta}", field=name)
+        raise InvalidInput(f"{name} must be longer than zero, got {format_duration(delta)}", field=name)
     if delta > MAX_PERIOD:
-        raise InvalidInput(f"{name} must be at most {MAX_PERIOD.days} days, got {delta}", field=name)
+        raise InvalidInput(
+            f"{name} must be at most {format_duration(MAX_PERIOD)}, got {format_duration(delta)}", field=name
+        )
     return delta
+
+
+def format_duration(value: timedelta | float) -> str:
+    """A duration the way operators write it: `30d`, `7d`, `1h30m`, `10m`, `45s`, `1m30.5s`."""
+    seconds = round(value.total_seconds() if isinstance(value, timedelta) else float(value), 3)
+    if seconds < 0:
+        return "-" + format_duration(-seconds)
+    whole, fraction = divmod(seconds, 1)
+    rest = int(whole)
+    parts = []
+    for unit, size in (("d", 86_400), ("h", 3_600), ("m", 60)):
+        count, rest = divmod(rest, size)
+        if count:
+            parts.append(f"{count}{unit}")
+    if rest or fraction or not parts:
+        parts.append(f"{round(rest + fraction, 3):g}s")
+    return "".join(parts)
 
 
 def duration(value: float | timedelta | Period, name: str) -> timedelta:

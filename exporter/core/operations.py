@@ -6,6 +6,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any, Literal, TypeVar
 
+from pymongo import AsyncMongoClient
 from pymongo.asynchronous.client_session import AsyncClientSession
 from pymongo.asynchronous.collection import AsyncCollection
 from pymongo.results import DeleteResult, InsertOneResult, UpdateResult
@@ -46,6 +47,7 @@ class MongoOperations:
     """
 
     _collection: AsyncCollection[Document] | None
+    _client: AsyncMongoClient[Document]
     _timeout: float
     allow_reconnect: bool
 
@@ -66,7 +68,7 @@ class MongoOperations:
         attempts = 2 if self.allow_reconnect else 1
         for attempt in range(attempts):
             try:
-                async with guard(op, self._timeout):
+                async with guard(op, self._timeout, self._client):
                     return await call()
             except OperationTimeout as exc:
                 if not exc.network or attempt + 1 == attempts:

@@ -74,6 +74,7 @@ async def test_admin_routes_are_off_without_tokens(tmp_path: Path, mongo_uri: st
                             ("GET", "/admin/openapi.json"), ("GET", "/admin/audit")]:  # fmt: skip
             response = await http.request(method, url)
             assert response.status_code == 404, (method, url)
+            assert response.json()["message"].startswith("the admin API is off: configure a token"), response.text
         assert (await http.get("/metrics")).status_code == 200
 
 
@@ -215,32 +216,47 @@ async def test_lock_of_an_inactive_session_conflicts(daemon: Daemon, pool_name: 
 
 
 @pytest.mark.parametrize(
-    ("path_tail", "body", "status", "needle"),
+    ("path_tail", "body", "status", "needle", "where"),
     [
-        ("sessions/not-an-id/lock", None, 400, "malformed session id"),
-        ("sessions/{sid}/explode", None, 422, "unknown action"),
-        ("sessions/{sid}/lock", {"period": {"years": 1}}, 422, "unknown unit"),
-        ("sessions/{sid}/lock", {"period": {"hours": -1}}, 422, "negative"),
-        ("sessions/{sid}/lock", {"period": {"days": 2}}, 422, "allowed maximum"),
-        ("sessions/{sid}/unlock", {"period": {"hours": 1}}, 422, "only applies"),
-        ("sessions/{sid}/lock", {"perod": {"hours": 1}}, 422, "unknown field"),
-        ("sessions/{sid}/lock", {"reason": "x" * 51}, 422, "at most 50"),
-        ("sessions/{sid}/lock", {"reason": {"$ne": None}}, 422, "reason"),
-        ("sessions/{sid}/lock", [1, 2], 422, "JSON object"),
-        ('sessions/{"$ne": null}/lock', None, 400, "malformed session id"),
-        ("unlock", {"state": "inactive"}, 422, "state"),
-        ("unlock", {}, 422, "state"),
+        ("sessions/not-an-id/lock", None, 400, "malformed session id", "path.session_id"),
+        ("sessions/{sid}/explode", None, 422, "unknown action", "path.action"),
+        ("sessions/{sid}/lock", {"period": {"years": 1}}, 422, "unknown unit", "body.period"),
+        ("sessions/{sid}/lock", {"period": {"hours": -1}}, 422, "negative", "body.period"),
+        ("sessions/{sid}/lock", {"period": {"days": 2}}, 422, "period 2d is longer than the allowed maximum 1d",
+         "body.period"),
+        ("sessions/{sid}/unlock", {"period": {"hours": 1}}, 422, "only applies", "body.period"),
+        ("sessions/{sid}/lock", {"perod": {"hours": 1}}, 422, "unknown field", "body.perod"),
+        ("sessions/{sid}/lock", {"reason": "x" * 51}, 422, "at most 50", "body.reason"),
+        ("sessions/{sid}/lock", {"reason": {"$ne": None}}, 422, "reason", "body.reason"),
+        ("sessions/{sid}/lock", [1, 2], 422, "JSON object", "body"),
+        ('sessions/{"$ne": null}/lock', None, 400, "malformed session id", "path.session_id"),
+        ("unlock", {"state": "inactive"}, 422, "state", "body.state"),
+        ("unlock", {}, 422, "state", "body.state"),
+        # No body at all is the same answer as `{}`.
+        ("unlock", None, 422, "state", "body.state"),
     ],
-)
+)  # fmt: skip
 async def test_bad_input_is_rejected_and_changes_nothing(
-    daemon: Daemon, pool_name: str, sync_client: SyncClient, path_tail: str, body: Any, status: int, needle: str
+    daemon: Daemon,
+    pool_name: str,
+    sync_client: SyncClient,
+    path_tail: str,
+    body: Any,
+    status: int,
+    needle: str,
+    where: str,
 ) -> None:
     sid = ids(sync_client, pool_name)[0]
     before = list(sync_client["spe_admin"][pool_name].find())
     async with daemon.client() as http:
         r = await http.post(f"/admin/pools/{pool_name}/" + path_tail.replace("{sid}", str(sid)), json=body)
     assert r.status_code == status, r.text
-    assert needle in r.json()["message"], r.json()
+    answer = r.json()
+    assert needle in answer["message"], answer
+    # One shape for every 4xx: each problem located, the first where the request went wrong.
+    assert set(answer) == {"error", "message", "problems"}, answer
+    assert all(set(p) == {"location", "message"} for p in answer["problems"]), answer
+    assert answer["problems"][0]["location"] == where, answer
     assert list(sync_client["spe_admin"][pool_name].find()) == before
     assert audit(sync_client, pool_name) == []
 
@@ -252,6 +268,7 @@ async def test_raw_body_problems(daemon: Daemon, pool_name: str, sync_client: Sy
     async with daemon.client() as http:
         untyped = await http.post(url, content=b'{"reason": "x"}')
         assert untyped.status_code == 415 and "application/json" in untyped.json()["message"]
+        assert untyped.json()["problems"][0]["location"] == "header.Content-Type"
         big = await http.post(url, content=b'{"reason": "' + b"a" * 20000 + b'"}')
         assert big.status_code == 413 and "larger than" in big.json()["message"]
         bad_utf8 = await http.post(url, content=b'{"reason": "\xff\xfe"}', headers=json_type)

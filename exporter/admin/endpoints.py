@@ -59,7 +59,7 @@ ENDPOINTS: tuple[Endpoint, ...] = (
         body=BulkUnlockBody,
         body_required=True,
         answer=BulkUnlockResult,
-        errors=(400, 401, 403, 404, 409, 413, 415, 422, 503),
+        errors=(400, 401, 403, 404, 409, 413, 415, 422, 502, 503, 504),
     ),
     Endpoint(
         "/admin/pools/{pool}/sessions/{session_id}",
@@ -68,7 +68,7 @@ ENDPOINTS: tuple[Endpoint, ...] = (
         "One session.",
         "get_session",
         answer=SessionView,
-        errors=(400, 401, 404, 503),
+        errors=(400, 401, 404, 503, 504),
     ),
     Endpoint(
         "/admin/pools/{pool}/sessions/{session_id}/{action}",
@@ -79,7 +79,7 @@ ENDPOINTS: tuple[Endpoint, ...] = (
         write=True,
         body=ActionBody,
         answer=ActionResult,
-        errors=(400, 401, 403, 404, 409, 413, 415, 422, 503),
+        errors=(400, 401, 403, 404, 409, 413, 415, 422, 502, 503, 504),
     ),
     Endpoint(
         "/admin/audit",
@@ -89,6 +89,6 @@ ENDPOINTS: tuple[Endpoint, ...] = (
         "search_audit",
         query=AuditQuery,
         answer=AuditPage,
-        errors=(400, 401, 403, 404, 422, 503),
+        errors=(400, 401, 403, 404, 422, 503, 504),
     ),
 )

@@ -241,18 +241,15 @@ class AuditPage(Answer):
 
 
 class Problem(Answer):
-    """One located problem of an invalid request."""
+    """One problem of a request: where (`body.period`, `header.Authorization`, `path.session_id`) and what."""
 
-    loc: list[str]
-    msg: str
-    type: str | None = None
+    location: str
+    message: str
 
 
 class ErrorBody(Answer):
-    """Every error answer."""
+    """Every error answer: its kind, a one-line summary, and every problem located."""
 
     error: str
     message: str
-    problems: list[Problem] | None = None
-    field: str | None = None
-    operation: str | None = None
+    problems: list[Problem]

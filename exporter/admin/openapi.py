@@ -22,7 +22,9 @@ STATUS_TEXT = {
     413: "body too large",
     415: "body not sent as application/json",
     422: "invalid body or query",
-    503: "MongoDB unreachable",
+    502: "MongoDB refused the operation",
+    503: "MongoDB unreachable (Retry-After)",
+    504: "MongoDB did not answer in time (mongodb.timeout or admin.request_timeout)",
 }
 _REF = "#/components/schemas/{model}"
 

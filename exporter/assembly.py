@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import signal
+import socket
 import threading
 from collections.abc import Generator
 from dataclasses import dataclass
@@ -22,6 +23,7 @@ from exporter.audit import AuditLog
 from exporter.collector import MONGO_POOL, Collector
 from exporter.config import Config, TLSConfig, parse_listen
 from exporter.connections import ACCEPT_BACKLOG, ConnectionGuard, guarded_protocol
+from exporter.listeners import bind_all
 from exporter.metrics import Metrics
 
 
@@ -49,16 +51,28 @@ class Daemon:
         host, port = parse_listen(self.config.admin_listener()[0])
         return _uvicorn(self, self.admin_app, host, port, self.config.admin.tls, False, overrides)
 
-    async def serve(self, *, install_signals: bool = True) -> bool:
-        """Serve until SIGTERM/SIGINT (or `should_exit`); False when a listener could not start."""
+    def addresses(self) -> list[str]:
+        """The listen addresses: the main one, then the admin API's when it has its own."""
+        return [self.config.listen] + ([self.config.admin_listener()[0]] if self.admin_app is not None else [])
+
+    def bind(self) -> list[socket.socket]:
+        """Bind every listener now (ListenError says which address and why), in `addresses()` order."""
+        return bind_all(self.addresses())
+
+    async def serve(self, *, install_signals: bool = True, sockets: list[socket.socket] | None = None) -> bool:
+        """Serve until SIGTERM/SIGINT (or `should_exit`) on `sockets` (bound here if not given).
+
+        False when a listener could not start; ListenError when an address cannot be bound.
+        """
+        bound = sockets if sockets is not None else self.bind()
         main = self.server(install_signals=install_signals)
         admin = self.admin_server()
         if admin is None:
-            await main.serve()
+            await main.serve(sockets=bound[:1])
             return bool(main.started)
-        admin_task = asyncio.create_task(admin.serve())
+        admin_task = asyncio.create_task(admin.serve(sockets=bound[1:2]))
         try:
-            await main.serve()
+            await main.serve(sockets=bound[:1])
         finally:
             admin.should_exit = True
             await admin_task

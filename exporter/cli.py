@@ -23,9 +23,11 @@ from exporter.config import (
     config_warnings,
     load_config,
 )
+from exporter.listeners import ListenError
 from exporter.log import get_logger, setup_logging
 
 EXIT_CONFIG = 2
+EXIT_LISTEN = 3
 SUBCOMMANDS = ("run", "check-config", "demo")
 
 log = get_logger("exporter")
@@ -147,13 +149,19 @@ def check_config(args: argparse.Namespace, environ: Mapping[str, str]) -> int:
 
 
 async def serve(config: Config) -> int:
-    """Run the exporter until SIGTERM/SIGINT; 0 after a clean shutdown."""
+    """Run the exporter until SIGTERM/SIGINT; 0 after a clean shutdown, EXIT_LISTEN when a port is not ours."""
     daemon = build(config)
+    try:
+        sockets = daemon.bind()
+    except ListenError as exc:
+        log.error("listen_failed", address=exc.address, error=exc.reason)
+        print(f"session-pool-exporter: {exc.message}", file=sys.stderr)
+        return EXIT_LISTEN
     log.info("listening", url=f"{'https' if config.tls else 'http'}://{config.listen}/metrics")
     if config.admin.enabled:
         where, tls = config.admin_listener()
         log.info("admin_listening", url=f"{'https' if tls else 'http'}://{where}/admin")
-    if not await daemon.serve():
+    if not await daemon.serve(sockets=sockets):
         log.error("startup_failed")
         return 1
     log.info("shutdown_complete")

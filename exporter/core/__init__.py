@@ -2,6 +2,7 @@
 
 from exporter.core.client import MongoSessions
 from exporter.core.errors import (
+    CLOSE_TIMEOUT,
     InvalidInput,
     OperationFailed,
     OperationTimeout,
@@ -37,6 +38,7 @@ from exporter.core.model import (
 from exporter.core.operations import DbSession, Transaction
 
 __all__ = [
+    "CLOSE_TIMEOUT",
     "MAX_PERIOD",
     "PERIOD_UNITS",
     "STATES",

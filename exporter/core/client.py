@@ -10,6 +10,7 @@ from datetime import UTC, datetime, timedelta, tzinfo
 from types import TracebackType
 from typing import Any, Literal, Self
 
+import pymongo
 from bson.codec_options import CodecOptions
 from pymongo import AsyncMongoClient
 from pymongo.asynchronous.collection import AsyncCollection
@@ -20,7 +21,14 @@ from pymongo.results import DeleteResult, InsertOneResult, UpdateResult
 from pymongo.write_concern import WriteConcern
 
 from exporter.core import queries
-from exporter.core.errors import InvalidInput, SessionNotFound, SessionPoolError, TransactionsUnsupported, guard
+from exporter.core.errors import (
+    CLOSE_TIMEOUT,
+    InvalidInput,
+    SessionNotFound,
+    SessionPoolError,
+    TransactionsUnsupported,
+    guard,
+)
 from exporter.core.fields import _DEFAULT, MongoFields, check_delay
 from exporter.core.model import (
     HELD_STATES,
@@ -222,7 +230,9 @@ class MongoSessions(MongoOperations, MongoFields):
     async def close(self) -> None:
         """Close the client if this object created it."""
         if self._owns_client:
-            await self._client.close()
+            # Ending the server sessions must not wait server_selection_timeout for a server that is down.
+            with pymongo.timeout(CLOSE_TIMEOUT):
+                await self._client.close()
 
     async def __aenter__(self) -> Self:
         return await self.connect()

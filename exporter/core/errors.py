@@ -61,6 +61,8 @@ _CAUSES = (
     (re.compile(r"timed out|timeout", re.I), "timed out"),
     (re.compile(r"no servers found|no replica set members", re.I), "no server available"),
 )
+# Seconds closing a client may spend ending its server sessions (a courtesy; the server expires them anyway).
+CLOSE_TIMEOUT = 2.0
 _DRIVER_NOISE = re.compile(r"\s*\(configured timeouts:[^)]*\)|, Timeout: .*", re.S)
 
 
@@ -258,13 +260,15 @@ async def guard(
     started = time.monotonic()
     try:
         if client is not None and not _server_known(client):
-            selection = min(client.options.server_selection_timeout, limit)
+            selection = client.options.server_selection_timeout
+            # Name the setting that bounds the wait, with its configured value (not what was left of it).
+            wait, governs = (selection, "server_selection_timeout") if selection <= limit else (total, spent_by)
             try:
-                with pymongo.timeout(selection):
+                with pymongo.timeout(min(selection, limit)):
                     await client.admin.command("ping", read_preference=client.read_preference)
             except (ServerSelectionTimeoutError, NetworkTimeout, ConnectionFailure) as exc:
                 reason = connection_reason(exc)
-                message = f"{operation}: MongoDB is unreachable (no server within {selection:g} s): {reason}"
+                message = f"{operation}: MongoDB is unreachable (no server within {wait:g} s, {governs}): {reason}"
                 raise Unavailable(message, operation=operation, reason=reason) from None
         with pymongo.timeout(limit - (time.monotonic() - started)):
             yield

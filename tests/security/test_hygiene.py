@@ -61,7 +61,7 @@ def test_unavailable_answers_name_the_cause_not_the_topology(mongod_factory: Cal
                 break
         answers.append(daemon.get("/readyz"))
     assert all(a.status_code == 503 for a in answers), [a.text for a in answers]
-    expected = "get: MongoDB is unreachable (no server within 1 s): connection refused"
+    expected = "get: MongoDB is unreachable (no server within 1 s, server_selection_timeout): connection refused"
     assert expected in answers[-2].json()["message"], answers[-2].text
     assert "MongoDB unreachable: connection refused" in answers[-1].text
     for answer in answers:

@@ -72,20 +72,31 @@ class Origins(dict[str, str]):
         return None
 
 
-def _walk(node: yaml.Node, location: str, path: Path, origins: Origins) -> None:
-    """Record the line of every key and list item under `node`."""
+_MAX_ORIGINS = 10_000
+
+
+def _walk(node: yaml.Node, location: str, path: Path, origins: Origins, seen: set[int] | None = None) -> None:
+    """Record the line of every key and list item under `node`.
+
+    An alias is the node of its anchor: it is walked once (a nest of aliases would otherwise be
+    walked exponentially often: the "billion laughs" document), and at most _MAX_ORIGINS lines are kept.
+    """
+    seen = set() if seen is None else seen
+    if id(node) in seen or len(origins) >= _MAX_ORIGINS:
+        return
+    seen.add(id(node))
     if isinstance(node, yaml.MappingNode):
         for key_node, value_node in node.value:
             key = str(key_node.value)
             name = key if re.fullmatch(r"[A-Za-z0-9_-]+", key) else repr(key)
             child = f"{location}.{name}" if location else name
             origins[child] = f"{path}:{key_node.start_mark.line + 1}:{key_node.start_mark.column + 1}"
-            _walk(value_node, child, path, origins)
+            _walk(value_node, child, path, origins, seen)
     elif isinstance(node, yaml.SequenceNode):
         for i, item in enumerate(node.value):
             child = f"{location}[{i}]"
             origins[child] = f"{path}:{item.start_mark.line + 1}:{item.start_mark.column + 1}"
-            _walk(item, child, path, origins)
+            _walk(item, child, path, origins, seen)
 
 
 def file_layer(path: Path, origins: Origins | None = None) -> dict[str, Any]:

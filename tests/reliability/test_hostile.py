@@ -125,13 +125,13 @@ def _attacks() -> list[tuple[str, str, str, str, Any]]:
                    "\u0660" * 24, '{"$where": "sleep(5000) || true"}']:  # fmt: skip
         enc = quote(bad_id, safe="")
         # ".." is resolved by the client to another path, which no route serves.
-        needle = "not found" if bad_id == ".." else "session id"
+        needle = "no such path" if bad_id == ".." else "session id"
         out.append(("injection: session id in path", "GET", f"/admin/pools/{POOL}/sessions/{enc}", needle, None))
         out.append(("injection: session id in path", "POST", f"/admin/pools/{POOL}/sessions/{enc}/lock", needle,
                     None))  # fmt: skip
     for bad_pool in ['{"$ne": null}', "$where", "p.$", "p%00", "p'||'1", "..%2F.."]:
         enc = quote(bad_pool, safe="%")
-        needle = "not found" if ".." in bad_pool else "pool"
+        needle = "no such path" if ".." in bad_pool else "pool"
         out.append(("injection: pool in path", "POST", f"/admin/pools/{enc}/unlock", needle, {"state": "locked"}))
         out.append(("injection: pool in path", "GET", f"/admin/pools/{enc}/sessions/{SID}", needle, None))
     for body, needle in [

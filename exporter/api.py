@@ -138,6 +138,70 @@ def _starlette(routes: list[BaseRoute], lifespan: Any = None) -> Starlette:
     return app
 
 
+class Scrape:
+    """GET /metrics as a bare ASGI app: the cached exposition's bytes (never waits for MongoDB)."""
+
+    def __init__(self, metrics: Metrics) -> None:
+        self.metrics = metrics
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        """Answer with the exposition the Accept header asks for, gzipped when Accept-Encoding allows it."""
+        accept: str | None = None
+        gzipped = False
+        for name, value in scope["headers"]:
+            if name == b"accept":
+                accept = value.decode("latin-1")
+            elif name == b"accept-encoding":
+                gzipped = _accepts_gzip(value.decode("latin-1"))
+        body, content_type = self.metrics.exposition(accept, gzipped)
+        headers = [
+            (b"content-type", content_type.encode("latin-1")),
+            (b"content-length", str(len(body)).encode("ascii")),
+            (b"cache-control", b"no-store"),
+            (b"vary", b"Accept, Accept-Encoding"),
+        ]
+        if gzipped:
+            headers.append((b"content-encoding", b"gzip"))
+        await send({"type": "http.response.start", "status": 200, "headers": headers})
+        await send({"type": "http.response.body", "body": b"" if scope["method"] == "HEAD" else body})
+
+
+def _accepts_gzip(header: str) -> bool:
+    """Whether an Accept-Encoding header admits gzip (`gzip`, `gzip;q=0.5`, not `gzip;q=0`)."""
+    for part in header.split(","):
+        token, _, params = part.strip().partition(";")
+        if token.strip().lower() in ("gzip", "*"):
+            q = params.strip().lower()
+            return not (q.startswith("q=") and _quality(q[2:]) == 0)
+    return False
+
+
+def _quality(text: str) -> float:
+    """A q-value, 1 when unreadable."""
+    try:
+        return float(text)
+    except ValueError:
+        return 1.0
+
+
+class ScrapeFirst:
+    """Hand GET/HEAD /metrics to `scrape` before any routing or middleware; everything else to `app`.
+
+    Scrapes are the daemon's hot path: this keeps them to a dictionary lookup and two sends.
+    """
+
+    def __init__(self, app: ASGIApp, scrape: Scrape) -> None:
+        self.app = app
+        self.scrape = scrape
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        """Dispatch."""
+        if scope["type"] == "http" and scope["path"] == "/metrics" and scope["method"] in ("GET", "HEAD"):
+            await self.scrape(scope, receive, send)
+            return
+        await self.app(scope, receive, send)
+
+
 def create_app(
     config: Config,
     collector: Collector,
@@ -145,12 +209,6 @@ def create_app(
     admin_routes: Sequence[BaseRoute] | None = None,
 ) -> Starlette:
     """The main app (/metrics, /healthz, /readyz); `admin_routes` too when the admin API shares its listener."""
-
-    async def metrics_endpoint(request: Request) -> Response:
-        # Rendered from memory: never waits for MongoDB.
-        """GET /metrics."""
-        body, content_type = metrics.render(request.headers.get("accept"))
-        return Response(body, media_type=content_type, headers={"Cache-Control": "no-store"})
 
     async def readyz(request: Request) -> Response:
         """GET /readyz."""
@@ -168,7 +226,7 @@ def create_app(
             await collector.stop()
 
     routes: list[BaseRoute] = [
-        Route("/metrics", metrics_endpoint, methods=["GET"]),
+        Route("/metrics", Scrape(metrics), methods=["GET", "HEAD"]),
         Route("/healthz", healthz, methods=["GET"]),
         Route("/readyz", readyz, methods=["GET"]),
         *(admin_routes or []),

@@ -16,9 +16,10 @@ import uvicorn
 from pymongo import AsyncMongoClient
 from pymongo.write_concern import WriteConcern
 from starlette.applications import Starlette
+from starlette.types import ASGIApp
 
 from exporter.admin import AdminHTTP, AdminService
-from exporter.api import create_admin_app, create_app
+from exporter.api import Scrape, ScrapeFirst, create_admin_app, create_app
 from exporter.audit import AuditLog
 from exporter.collector import MONGO_POOL, Collector
 from exporter.config import Config, TLSConfig, parse_listen
@@ -42,7 +43,8 @@ class Daemon:
     def server(self, *, install_signals: bool = True, **overrides: Any) -> uvicorn.Server:
         """The uvicorn server of the main app (/metrics...); `overrides` for tests."""
         host, port = parse_listen(self.config.listen)
-        return _uvicorn(self, self.app, host, port, self.config.tls, install_signals, overrides)
+        app = ScrapeFirst(self.app, Scrape(self.metrics))
+        return _uvicorn(self, app, host, port, self.config.tls, install_signals, overrides)
 
     def admin_server(self, **overrides: Any) -> uvicorn.Server | None:
         """The uvicorn server of the admin API's own listener, or None when it has none."""
@@ -81,7 +83,7 @@ class Daemon:
 
 def _uvicorn(
     daemon: Daemon,
-    app: Starlette,
+    app: ASGIApp,
     host: str,
     port: int,
     tls: TLSConfig | None,

@@ -21,6 +21,7 @@ from exporter.core import (
     MongoSessions,
     SessionPoolError,
     Statistics,
+    Sums,
     budget,
     connection_reason,
     own_budget,
@@ -40,6 +41,11 @@ _REFRESH_SLACK = 2.0
 # Connections of the shared MongoDB client: refreshes and admin writes are few at a time; the
 # HTTP connection guard keeps this many file descriptors free for them.
 MONGO_POOL = 32
+
+
+def _cause(exc: SessionPoolError) -> str:
+    """What went wrong, without the step that met it (`connect: ...` and `aggregate: ...` are one cause)."""
+    return exc.message.removeprefix(exc.operation or "").lstrip(": ") or exc.message
 
 
 def _index_name(keys: list[tuple[str, int]]) -> str:
@@ -101,18 +107,21 @@ class Collector:
         scheduler = AsyncIOScheduler(timezone=UTC)
         now = datetime.now(UTC)
         for pool in self.pools.values():
-            scheduler.add_job(
-                self._scheduled,
-                IntervalTrigger(seconds=pool.interval, jitter=pool.config.jitter or None, timezone=UTC),
-                args=[pool.name],
-                id=f"refresh:{pool.name}",
-                name=f"refresh {pool.name}",
-                # First run at startup, spread over the jitter so many pools do not start at once.
-                next_run_time=now + timedelta(seconds=random.uniform(0, min(pool.config.jitter, pool.interval))),  # noqa: S311
-                max_instances=1,
-                coalesce=True,
-                misfire_grace_time=None,
-            )
+            # First runs at startup, spread over the jitter so many pools do not start at once.
+            first = now + timedelta(seconds=random.uniform(0, min(pool.config.jitter, pool.interval)))  # noqa: S311
+            jitter = pool.config.jitter or None
+            for job, interval in ((self._scheduled, pool.interval), (self._scheduled_sums, pool.config.sums_interval)):
+                scheduler.add_job(
+                    job,
+                    IntervalTrigger(seconds=interval, jitter=jitter, timezone=UTC),
+                    args=[pool.name],
+                    id=f"{job.__name__}:{pool.name}",
+                    name=f"{job.__name__} {pool.name}",
+                    next_run_time=first,
+                    max_instances=1,
+                    coalesce=True,
+                    misfire_grace_time=None,
+                )
         scheduler.start()
         self._scheduler = scheduler
         log.info("scheduler_started", pools=list(self.pools))
@@ -128,9 +137,15 @@ class Collector:
         if running:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(asyncio.gather(*(self._wait_lock(lk) for lk in running)), timeout=5)
+        # A reading of the sums may take long on a big pool: abandon it (the server ends the pass
+        # when its connection closes); the scheduler's job returns quietly (see _scheduled_sums).
+        abandoned = [p.sums_task for p in self.pools.values() if p.sums_task is not None and not p.sums_task.done()]
         for pool in self.pools.values():
             if pool.index_task is not None and not pool.index_task.done():
                 pool.index_task.cancel()
+        for task in abandoned:
+            task.cancel()
+        await asyncio.gather(*abandoned, return_exceptions=True)
         if scheduler is not None:
             scheduler.shutdown(wait=False)
         if self._owns_client:
@@ -152,13 +167,30 @@ class Collector:
             return
         await self.refresh(name)
 
+    async def _scheduled_sums(self, name: str) -> None:
+        """The scheduler's slower job: read one pool's sums unless stopping (stop() may abandon it)."""
+        if self._stopping:
+            return
+        pool = self.pools[name]
+        pool.sums_task = asyncio.current_task()
+        try:
+            await self.read_sums(name)
+        except asyncio.CancelledError:
+            if not self._stopping:
+                raise
+        finally:
+            pool.sums_task = None
+
     # -- refreshing --
 
     async def refresh(self, name: str) -> PoolRuntime:
         """Refresh one pool now (never raises; the outcome is in the returned runtime state)."""
         pool = self.pools[name]
         async with pool.lock:
-            await self._refresh_locked(pool)
+            try:
+                await self._refresh_locked(pool)
+            finally:
+                self.metrics.changed()
         return pool
 
     async def refresh_all(self) -> None:
@@ -172,6 +204,7 @@ class Collector:
         started = time.monotonic()
         error: str | None = None
         limit = pool.config.refresh_timeout
+        cause: str | None = None
         try:
             # Every MongoDB call of the refresh shares refresh_timeout, so a failure names its cause
             # (connection refused, no answer...); the wait_for only backs that up.
@@ -179,6 +212,7 @@ class Collector:
                 stats, active = await asyncio.wait_for(self._fetch(pool), timeout=limit + _REFRESH_SLACK)
         except SessionPoolError as exc:  # first: OperationTimeout is a TimeoutError too, with the cause
             error = exc.message
+            cause = _cause(exc)
         except TimeoutError:
             error = f"refresh timed out after {limit:g} s (refresh_timeout)"
         except PyMongoError as exc:  # defensive: the core maps driver errors, but never crash the job
@@ -197,20 +231,64 @@ class Collector:
             self._ping_ok, self._ping_at = True, time.monotonic()
             return
         self.metrics.refresh_failures.labels(pool.name).inc()
-        if pool.last_error != error:
-            # At the first failure and when the cause changes: a pool that stays down is not logged every run.
+        cause = cause or error
+        if pool.up or pool.last_error is None or pool.last_cause != cause:
+            # At the first failure and when the cause changes (not which step met it): a pool that
+            # stays down is not logged on every run.
             log.warning("refresh_failed", pool=pool.name, error=error, previous_error=pool.last_error)
         pool.failed(error)
+        pool.last_cause = cause
 
     async def _fetch(self, pool: PoolRuntime) -> tuple[Statistics, int]:
-        """Connect if needed, look after the indexes, then read the statistics (count_active included)."""
+        """Connect if needed, look after the indexes, then read the state counts (count_active included).
+
+        The sums over every document are left to their own slower job (read_sums).
+        """
         if not pool.connected:
             await pool.sessions.connect()
             pool.connected = True
         if pool.config.create_indexes:
             await self._upkeep_indexes(pool)
-        stats = await pool.sessions.aggregate_statistics()
+        stats = await pool.sessions.aggregate_statistics(sums=False, fast_total=pool.fast_total)
         return stats, stats["count_active"]
+
+    # -- sums --
+
+    async def read_sums(self, name: str) -> PoolRuntime:
+        """Read one pool's sums now (never raises; a failure is logged at its first time and when it changes)."""
+        pool = self.pools[name]
+        async with pool.sums_lock:
+            try:
+                with budget("sums_timeout", pool.config.sums_timeout):
+                    if not pool.connected:
+                        await pool.sessions.connect()
+                        pool.connected = True
+                    sums = await pool.sessions.aggregate_sums()
+            except SessionPoolError as exc:
+                self.metrics.sums_failures.labels(pool.name).inc()
+                if pool.sums_cause != _cause(exc):
+                    log.warning("sums_failed", pool=pool.name, error=exc.message, previous_error=pool.sums_error)
+                pool.sums_error, pool.sums_cause = exc.message, _cause(exc)
+                self.metrics.changed()
+                return pool
+            self._check_metadata_count(pool, sums)
+            pool.sums_read(sums)
+            self.metrics.changed()
+        return pool
+
+    def _check_metadata_count(self, pool: PoolRuntime, sums: Sums) -> None:
+        """Count the `_id` index instead of trusting the metadata count while the two totals disagree."""
+        if sums.metadata_agrees:
+            if not pool.fast_total:
+                log.info("metadata_count_agrees", pool=pool.name, total=sums.total)
+            pool.fast_total = True
+            return
+        self.metrics.metadata_count_mismatches.labels(pool.name).inc()
+        if pool.fast_total:
+            # Documents came or went during the pass, or the count is wrong (MongoDB after an unclean
+            # shutdown: `validate` repairs it). Exact counts meanwhile, until a later pass agrees.
+            log.warning("metadata_count_disagrees", pool=pool.name, counted=sums.total, metadata=sums.metadata_total)
+        pool.fast_total = False
 
     # -- indexes --
 
@@ -237,11 +315,13 @@ class Collector:
                 created = await pool.sessions.ensure_indexes()
         except SessionPoolError as exc:
             self.metrics.index_build_failures.labels(pool.name).inc()
+            self.metrics.changed()
             # A read-only monitoring user may not create indexes; statistics still work. Ask again later.
             pool.next_index_check = time.monotonic() + _INDEX_RETRY
             log.warning("create_indexes_failed", pool=pool.name, error=exc.message, retry_in_seconds=_INDEX_RETRY)
             return
         self.metrics.index_builds.labels(pool.name).inc()
+        self.metrics.changed()
         log.info("indexes_created", pool=pool.name, indexes=created)
 
     async def wait_indexes(self, name: str) -> None:

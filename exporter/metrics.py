@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import gzip
 import platform
+import time
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from datetime import datetime
@@ -21,6 +23,8 @@ from exporter.core import STATES
 from exporter.runtime import PoolRuntime
 
 PREFIX = "session_pool_"
+# Seconds a rendered exposition is served again at most (process CPU, memory, connections move on).
+RENDER_TTL = 1.0
 _EVERY = "Refreshed every session_pool_refresh_interval_seconds, not at scrape time."
 
 Samples = Iterable[tuple[tuple[str, ...], float]]
@@ -67,15 +71,23 @@ POOL_GAUGES: tuple[PoolGauge, ...] = (
     ),
     PoolGauge(
         "uses",
-        "Sum of count_use over the pool; use deriv()/delta(), not rate().",
-        lambda p: _one(p.stats.uses if p.stats else None),
-        stateful=True,
+        "Sum of count_use over the pool, read every sums_interval; use deriv()/delta(), not rate().",
+        lambda p: _one(p.sums.uses if p.sums and p.sums_fresh else None),
     ),
     PoolGauge(
         "successes",
-        "Sum of count_success over the pool; use deriv()/delta(), not rate().",
-        lambda p: _one(p.stats.successes if p.stats else None),
-        stateful=True,
+        "Sum of count_success over the pool, read every sums_interval; use deriv()/delta(), not rate().",
+        lambda p: _one(p.sums.successes if p.sums and p.sums_fresh else None),
+    ),
+    PoolGauge(
+        "sums_timestamp_seconds",
+        "Unix time the pool's uses and successes were last read (every sums_interval).",
+        lambda p: _one(p.sums_success),
+    ),
+    PoolGauge(
+        "sums_interval_seconds",
+        "Configured seconds between readings of the sums.",
+        lambda p: _one(p.config.sums_interval),
     ),
     PoolGauge(
         "next_unlock_timestamp_seconds",
@@ -115,6 +127,13 @@ class CounterSpec:
 COUNTERS: tuple[CounterSpec, ...] = (
     CounterSpec("refreshes", "Refreshes of the pool's statistics attempted.", ("pool",)),
     CounterSpec("refresh_failures", "Refreshes of the pool's statistics that failed.", ("pool",)),
+    CounterSpec("sums_failures", "Readings of the pool's sums (uses, successes) that failed.", ("pool",)),
+    CounterSpec(
+        "metadata_count_mismatches",
+        "Readings of the sums whose counted total differed from the collection's document count "
+        "(the state counts then count the _id index until they agree again).",
+        ("pool",),
+    ),
     CounterSpec("index_builds", "Times the pool's missing indexes were created by the daemon.", ("pool",)),
     CounterSpec("index_build_failures", "Times creating the pool's missing indexes failed.", ("pool",)),
     CounterSpec("admin_actions", "Admin API writes applied, per pool and action.", ("pool", "action")),
@@ -184,6 +203,8 @@ class Metrics:
 
     refreshes: Counter
     refresh_failures: Counter
+    sums_failures: Counter
+    metadata_count_mismatches: Counter
     index_builds: Counter
     index_build_failures: Counter
     admin_actions: Counter
@@ -207,6 +228,10 @@ class Metrics:
         for spec in COUNTERS:
             setattr(self, spec.name, Counter(PREFIX + spec.name, spec.help, list(spec.labels), registry=self.registry))
         self.registry.register(PoolCollector(lambda: self._pools()))
+        self._version = 0
+        self._cached_version = -1
+        self._cached_at = 0.0
+        self._cache: dict[tuple[str, bool], tuple[bytes, str]] = {}
 
     def bind_connections(self, read: Callable[[], tuple[int, int, int]]) -> None:
         """Export the HTTP connection counts `read` returns (open, closed slow, evicted)."""
@@ -220,6 +245,8 @@ class Metrics:
         """Export the pool's counters at 0 from the start, so rate()/increase() see the first failure."""
         self.refreshes.labels(name)
         self.refresh_failures.labels(name)
+        self.sums_failures.labels(name)
+        self.metadata_count_mismatches.labels(name)
         self.index_builds.labels(name)
         self.index_build_failures.labels(name)
         for action in actions:
@@ -230,3 +257,28 @@ class Metrics:
         """The exposition (Prometheus text, or OpenMetrics if `accept` asks for it) and its content type."""
         encoder, content_type = choose_encoder(accept or "")
         return encoder(self.registry), content_type
+
+    def changed(self) -> None:
+        """Something the exposition shows changed (a refresh, the sums, an admin action): render anew."""
+        self._version += 1
+
+    def exposition(self, accept: str | None, gzipped: bool) -> tuple[bytes, str]:
+        """The exposition's bytes for a scrape, rendered once and served again until something changes.
+
+        A rendering is kept per content type (and gzipped on demand) until `changed()` or for at most
+        RENDER_TTL seconds, so process and connection figures are never older than that.
+        """
+        now = time.monotonic()
+        if self._cached_version != self._version or now - self._cached_at > RENDER_TTL:
+            self._cache.clear()
+            self._cached_version, self._cached_at = self._version, now
+        encoder, content_type = choose_encoder(accept or "")
+        key = (content_type, gzipped)
+        found = self._cache.get(key)
+        if found is None:
+            plain = self._cache.get((content_type, False))
+            body = plain[0] if plain is not None else encoder(self.registry)
+            self._cache[(content_type, False)] = (body, content_type)
+            found = (gzip.compress(body, compresslevel=6), content_type) if gzipped else (body, content_type)
+            self._cache[key] = found
+        return found

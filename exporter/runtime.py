@@ -7,7 +7,7 @@ import time
 from dataclasses import dataclass, field
 
 from exporter.config import Pool
-from exporter.core import MongoSessions, Statistics
+from exporter.core import MongoSessions, Statistics, Sums
 
 
 @dataclass
@@ -22,12 +22,24 @@ class PoolRuntime:
     last_success: float | None = None
     last_success_monotonic: float | None = None
     last_error: str | None = None
+    last_cause: str | None = None
     last_duration: float | None = None
     refreshes: int = 0
     connected: bool = False
     lock: asyncio.Lock = field(default_factory=asyncio.Lock)
     index_task: asyncio.Task[None] | None = None
     next_index_check: float = 0.0
+    # The sums over every document, read on their own slower cadence (sums_interval).
+    sums: Sums | None = None
+    sums_success: float | None = None
+    sums_success_monotonic: float | None = None
+    sums_error: str | None = None
+    sums_cause: str | None = None
+    sums_lock: asyncio.Lock = field(default_factory=asyncio.Lock)
+    sums_task: asyncio.Task[None] | None = None
+    # The state counts take the total from the collection's metadata count while it agrees with
+    # the counted total of the last sums; otherwise they count the `_id` index.
+    fast_total: bool = True
 
     @property
     def name(self) -> str:
@@ -60,6 +72,20 @@ class PoolRuntime:
         """True when the last success is younger than max_age."""
         age = self.age()
         return age is not None and age <= self.max_age
+
+    @property
+    def sums_fresh(self) -> bool:
+        """True when the last sums are younger than their staleness limit."""
+        if self.sums_success_monotonic is None:
+            return False
+        return time.monotonic() - self.sums_success_monotonic <= self.config.sums_staleness_limit
+
+    def sums_read(self, sums: Sums) -> None:
+        """Record a successful reading of the sums."""
+        self.sums = sums
+        self.sums_success = time.time()
+        self.sums_success_monotonic = time.monotonic()
+        self.sums_error = self.sums_cause = None
 
     def succeeded(self, stats: Statistics, active: int) -> None:
         """Record a successful refresh."""

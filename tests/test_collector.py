@@ -54,7 +54,13 @@ async def test_refresh_records_statistics_and_active_count(
         assert pool.stats is not None
         assert pool.stats.states[State.ACTIVE] == 4
         assert pool.stats.states[State.INACTIVE] == 2
-        assert (pool.stats.uses, pool.stats.successes, pool.active) == (10, 4, 4)
+        assert pool.active == 4
+        # The sums are read on their own cadence, not by a refresh.
+        assert (pool.stats.uses, pool.stats.successes, pool.sums) == (None, None, None)
+        await collector.read_sums("p")
+        assert pool.sums is not None and pool.sums_error is None
+        assert (pool.sums.total, pool.sums.uses, pool.sums.successes) == (6, 10, 4)
+        assert pool.sums.metadata_agrees and pool.fast_total
         assert pool.last_success is not None and pool.last_success <= time.time()
         assert pool.fresh
         assert isinstance(pool.sessions, MongoSessions)
@@ -101,7 +107,8 @@ async def test_broken_and_slow_pools_do_not_delay_the_others(mongo_uri: str, uni
     assert good.up and good.last_error is None
     assert not dead.up and not slow.up
     assert dead.last_error is not None and "hunter2" not in dead.last_error
-    assert slow.last_error == "refresh timed out after 1 s"
+    # The blackhole address is refused or never answers: either way refresh_timeout ended the wait.
+    assert slow.last_error is not None and "1 s, refresh_timeout" in slow.last_error, slow.last_error
     # No overlapping runs: the slow pool (1 s timeout, 0.3 s interval) ran far fewer times.
     assert slow.refreshes < good.refreshes
     failed = [e for e in logs if e["event"] == "refresh_failed"]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gzip
 import subprocess
 import time
 from datetime import UTC, datetime
@@ -11,7 +12,7 @@ from prometheus_client import REGISTRY
 from prometheus_client.parser import text_string_to_metric_families
 
 from exporter.config import Pool
-from exporter.core import STATES, MongoSessions, State, Statistics
+from exporter.core import STATES, MongoSessions, State, Statistics, Sums
 from exporter.metrics import Metrics
 from exporter.runtime import PoolRuntime
 from tests.support.metrics import parse_metrics, value
@@ -49,18 +50,21 @@ def stats(**counts: int) -> Statistics:
         time=datetime.now(UTC),
         states=states,
         total=sum(states.values()),
-        uses=120,
-        successes=80,
+        uses=None,
+        successes=None,
         next_unlock=datetime(2030, 1, 1, tzinfo=UTC),
         oldest_active_last_use=None,
     )
 
 
 def fresh(name: str, max_age: float = 45.0, min_active_sessions: int = 1, **counts: int) -> PoolRuntime:
-    """A pool refreshed just now."""
-    return runtime(name, stats(**counts), active=counts.get("active", 0), up=True, last_success=time.time(),
-                last_duration=0.01, success_monotonic=time.monotonic(), max_age=max_age,
-                min_active_sessions=min_active_sessions)  # fmt: skip
+    """A pool refreshed just now, its sums read just now."""
+    pool = runtime(name, stats(**counts), active=counts.get("active", 0), up=True, last_success=time.time(),
+                   last_duration=0.01, success_monotonic=time.monotonic(), max_age=max_age,
+                   min_active_sessions=min_active_sessions)  # fmt: skip
+    total = sum(counts.values())
+    pool.sums_read(Sums(time=datetime.now(UTC), total=total, uses=120, successes=80, metadata_total=total))
+    return pool
 
 
 def test_own_registry_and_several_instances() -> None:
@@ -114,17 +118,19 @@ def test_never_refreshed_pool_exports_only_health_series() -> None:
 
 
 def test_staleness_rule_drops_state_series_only() -> None:
-    """Older than max_age: sessions, active, uses, successes, next_unlock, oldest vanish; the rest stays."""
+    """Older than max_age: sessions, active, next_unlock, oldest vanish; the rest stays."""
     metrics = Metrics()
     pool = fresh("old", max_age=30, active=4)
     pool.up = False
     pool.last_success_monotonic = time.monotonic() - 31
     metrics.bind(lambda: [pool])
     samples = parse_metrics(metrics.render()[0].decode())
-    for name in ("session_pool_sessions", "session_pool_active_sessions", "session_pool_uses",
-                 "session_pool_successes", "session_pool_next_unlock_timestamp_seconds",
+    for name in ("session_pool_sessions", "session_pool_active_sessions",
+                 "session_pool_next_unlock_timestamp_seconds",
                  "session_pool_oldest_active_last_use_timestamp_seconds"):  # fmt: skip
         assert not [n for (n, labels) in samples if n == name], name
+    # The sums follow their own cadence: still fresh, still exported.
+    assert value(samples, "session_pool_uses", pool="old") == 120
     assert value(samples, "session_pool_up", pool="old") == 0
     assert value(samples, "session_pool_last_success_timestamp_seconds", pool="old") is not None
     assert value(samples, "session_pool_min_active_sessions", pool="old") == 1
@@ -132,6 +138,24 @@ def test_staleness_rule_drops_state_series_only() -> None:
     pool.last_success_monotonic = time.monotonic() - 29
     samples = parse_metrics(metrics.render()[0].decode())
     assert value(samples, "session_pool_sessions", pool="old", state=str(State.ACTIVE)) == 4
+
+
+def test_sums_have_their_own_staleness() -> None:
+    """Sums older than 3 x sums_interval vanish while the state series stay; their timestamp stays."""
+    metrics = Metrics()
+    pool = fresh("p", active=2)
+    metrics.bind(lambda: [pool])
+    samples = parse_metrics(metrics.render()[0].decode())
+    assert value(samples, "session_pool_sums_interval_seconds", pool="p") == 300
+    read_at = value(samples, "session_pool_sums_timestamp_seconds", pool="p")
+    assert read_at == pytest.approx(time.time(), abs=60)
+    assert pool.sums_success_monotonic is not None
+    pool.sums_success_monotonic -= 3 * 300 + 1
+    samples = parse_metrics(metrics.render()[0].decode())
+    assert value(samples, "session_pool_uses", pool="p") is None
+    assert value(samples, "session_pool_successes", pool="p") is None
+    assert value(samples, "session_pool_sums_timestamp_seconds", pool="p") == read_at
+    assert value(samples, "session_pool_sessions", pool="p", state="active") == 2
 
 
 def test_help_types_and_admin_counters() -> None:
@@ -175,3 +199,23 @@ def test_exposition_passes_promtool_lint(tmp_path: object) -> None:
     body, _ = metrics.render()
     result = subprocess.run([promtool, "check", "metrics"], input=body, capture_output=True, check=False)
     assert result.returncode == 0, result.stdout.decode() + result.stderr.decode()
+
+
+def test_exposition_is_rendered_once_until_something_changes() -> None:
+    """Scrapes reuse one rendering per content type (gzip included) until changed() or the TTL."""
+    metrics = Metrics()
+    pool = fresh("p", active=2)
+    metrics.bind(lambda: [pool])
+    first, content_type = metrics.exposition(None, gzipped=False)
+    again, _ = metrics.exposition(None, gzipped=False)
+    assert again is first and content_type.startswith("text/plain")
+    packed, _ = metrics.exposition(None, gzipped=True)
+    assert gzip.decompress(packed) == first
+    openmetrics, om_type = metrics.exposition("application/openmetrics-text; version=1.0.0", gzipped=False)
+    assert om_type.startswith("application/openmetrics-text") and openmetrics.rstrip().endswith(b"# EOF")
+    # A refresh changes the pool; until changed() the old bytes are served, then new ones.
+    pool.stats = stats(active=7)
+    assert metrics.exposition(None, gzipped=False)[0] is first
+    metrics.changed()
+    fresh_bytes, _ = metrics.exposition(None, gzipped=False)
+    assert value(parse_metrics(fresh_bytes.decode()), "session_pool_sessions", pool="p", state="active") == 7

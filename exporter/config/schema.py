@@ -223,6 +223,8 @@ class PoolOptions(_Strict):
     grace: Seconds = 60.0
     min_active_sessions: Annotated[int, Field(ge=0)] = 1
     create_indexes: bool = True
+    sums_interval: PositiveSeconds = 300.0
+    sums_timeout: PositiveSeconds = 120.0
 
     def problems(self) -> list[tuple[str, str]]:
         """Checks spanning several options: (option, message) pairs."""
@@ -311,6 +313,11 @@ class Pool(PoolOptions):
     def staleness_limit(self) -> float:
         """Age in seconds after which the pool's state series are withdrawn."""
         return self.max_age if self.max_age is not None else 3 * self.interval
+
+    @property
+    def sums_staleness_limit(self) -> float:
+        """Age in seconds after which the pool's sums (uses, successes) are withdrawn."""
+        return 3 * max(self.sums_interval, self.interval)
 
 
 class AdminToken(_Strict):

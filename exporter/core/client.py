@@ -23,7 +23,9 @@ from pymongo.write_concern import WriteConcern
 from exporter.core import queries
 from exporter.core.errors import (
     CLOSE_TIMEOUT,
+    NAMESPACE_NOT_FOUND,
     InvalidInput,
+    OperationFailed,
     SessionNotFound,
     SessionPoolError,
     TransactionsUnsupported,
@@ -38,6 +40,7 @@ from exporter.core.model import (
     Period,
     State,
     Statistics,
+    Sums,
     check_payload,
     classify,
     parse_period,
@@ -531,13 +534,62 @@ class MongoSessions(MongoOperations, MongoFields):
             "legacy_locked": queries.and_filters(self.default_filter, self._filter_include_lock()),
         }
 
-    async def aggregate_statistics(self, *, db_session: DbSession = None) -> Statistics:
-        """Counts per state, the original's four counts, sums and key times of the pool, all for one moment."""
+    async def aggregate_statistics(
+        self, *, db_session: DbSession = None, sums: bool = True, fast_total: bool = True
+    ) -> Statistics:
+        """Counts per state, the original's four counts, sums and key times of the pool, all for one moment.
+
+        With `sums=False` the one pass over every document is left out: the counts then cost the
+        held and inactive sessions' index keys, `uses`/`successes` are None, and the total is the
+        collection's document count (`fast_total`, O(1)) or a count of its `_id` index. The daemon
+        reads them so every interval and the sums on a slower cadence (`aggregate_sums`).
+        """
         now = await self.server_time("aggregate_statistics")
         with self._at(now):
             extra = self._legacy_filters() if self._custom_selection() else {}
         coll = self._coll()
-        pipeline = queries.statistics_pipeline(self.rules, coll.name, now, extra)
+        total = "sums" if sums else ("metadata" if fast_total else "count")
+        pipeline = queries.statistics_pipeline(self.rules, coll.name, now, extra, total=total)
+        try:
+            rows, snapshot = await self._read_all("aggregate_statistics", pipeline, db_session)
+        except OperationFailed as exc:
+            if exc.code != NAMESPACE_NOT_FOUND or total != "metadata":
+                raise
+            # No collection yet ($collStats needs one): an empty pool, counted without it.
+            pipeline = queries.statistics_pipeline(self.rules, coll.name, now, extra, total="count")
+            rows, snapshot = await self._read_all("aggregate_statistics", pipeline, db_session)
+        stats = self._statistics(rows, now, snapshot, custom=bool(extra))
+        if sums and stats.uses is None:
+            # An empty collection answers no `sums` row: its sums are zero.
+            stats.uses = stats.successes = 0
+        return stats
+
+    async def aggregate_sums(self, *, db_session: DbSession = None) -> Sums:
+        """The sums of `count_use` and `count_success` and the exact total (one pass over every document)."""
+        now = await self.server_time("aggregate_sums")
+        pipeline = queries.sums_pipeline(self.fields, self._coll().name)
+        try:
+            rows, _ = await self._read_all("aggregate_sums", pipeline, db_session)
+        except OperationFailed as exc:
+            if exc.code != NAMESPACE_NOT_FOUND:
+                raise
+            # No collection (yet): nothing to sum, and nothing for the metadata to disagree with.
+            return Sums(time=now, total=0, uses=0, successes=0, metadata_total=0)
+        sums = next((r for r in rows if r.get("k") == "sums"), {})
+        metadata = next((r for r in rows if r.get("k") == "total"), None)
+        return Sums(
+            time=now,
+            total=int(sums.get("total") or 0),
+            uses=int(sums.get("uses") or 0),
+            successes=int(sums.get("successes") or 0),
+            metadata_total=int(metadata["n"]) if metadata is not None else None,
+        )
+
+    async def _read_all(
+        self, operation: str, pipeline: list[dict[str, Any]], db_session: DbSession
+    ) -> tuple[list[Document], bool]:
+        """Every row of an aggregation, at one snapshot when the server allows it (and no session was given)."""
+        coll = self._coll()
         session = driver_session(db_session)
         snapshot = session is None and self.supports_transactions
 
@@ -548,13 +600,14 @@ class MongoSessions(MongoOperations, MongoFields):
                     return await (await coll.aggregate(pipeline, session=snap)).to_list(None)
             return await (await coll.aggregate(pipeline, session=session)).to_list(None)
 
-        rows = await self._run("aggregate_statistics", read)
-        return self._statistics(rows, now, snapshot, custom=bool(extra))
+        return await self._run(operation, read), snapshot
 
     def _statistics(self, rows: list[Document], now: datetime, snapshot: bool, *, custom: bool) -> Statistics:
         """Fold the pipeline's rows into one Statistics."""
         counts: dict[str, int] = {}
-        total = uses = successes = 0
+        total = 0
+        uses: int | None = None
+        successes: int | None = None
         next_unlock: datetime | None = None
         oldest: datetime | None = None
         for row in rows:
@@ -562,6 +615,8 @@ class MongoSessions(MongoOperations, MongoFields):
             if key == "sums":
                 total = int(row.get("total") or 0)
                 uses, successes = int(row.get("uses") or 0), int(row.get("successes") or 0)
+            elif key == "total":
+                total = int(row.get("n") or 0)
             elif key == "oldest" and isinstance(row.get("v"), datetime):
                 oldest = self.from_stored(row["v"])
             elif isinstance(key, str):

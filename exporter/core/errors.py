@@ -61,6 +61,7 @@ _CAUSES = (
     (re.compile(r"timed out|timeout", re.I), "timed out"),
     (re.compile(r"no servers found|no replica set members", re.I), "no server available"),
 )
+NAMESPACE_NOT_FOUND = 26
 # Seconds closing a client may spend ending its server sessions (a courtesy; the server expires them anyway).
 CLOSE_TIMEOUT = 2.0
 _DRIVER_NOISE = re.compile(r"\s*\(configured timeouts:[^)]*\)|, Timeout: .*", re.S)

@@ -120,7 +120,8 @@ class Statistics(dict[str, int]):
     As a dict it is the original library's answer, with the original's meaning of each key:
     `count_active` (default_filter, not held), `count_blocked` (`active` is false: deactivated,
     not banned), `count_locked` (default_filter, held, whatever set the hold) and `count_total`.
-    The five states and the rest are attributes.
+    The five states and the rest are attributes; `uses` and `successes` are None when the
+    statistics were read without the sums (`aggregate_statistics(sums=False)`).
     """
 
     def __init__(
@@ -129,8 +130,8 @@ class Statistics(dict[str, int]):
         time: datetime,
         states: Mapping[State, int],
         total: int,
-        uses: int,
-        successes: int,
+        uses: int | None,
+        successes: int | None,
         next_unlock: datetime | None,
         oldest_active_last_use: datetime | None,
         snapshot: bool = False,
@@ -167,6 +168,27 @@ class Statistics(dict[str, int]):
             ),
             "snapshot": self.snapshot,
         }
+
+
+@dataclass(frozen=True)
+class Sums:
+    """The sums over every document of a pool (`aggregate_sums()`), read at `time`.
+
+    `total` is counted in the same pass; `metadata_total` is the collection's own document count,
+    which the state counts use between two sums. They differ only if documents came or went
+    during the pass, or if the metadata count is wrong (MongoDB after an unclean shutdown).
+    """
+
+    time: datetime
+    total: int
+    uses: int
+    successes: int
+    metadata_total: int | None
+
+    @property
+    def metadata_agrees(self) -> bool:
+        """True when the collection's document count equals the counted total."""
+        return self.metadata_total == self.total
 
 
 def parse_period(period: Period | timedelta | None, default: timedelta, *, name: str = "period") -> timedelta:

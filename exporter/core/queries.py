@@ -7,6 +7,8 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
+from bson import MinKey
+
 from exporter.core.model import HOLD_STATE, Fields, Hold, State
 from exporter.core.timeframe import TimeFrame
 
@@ -87,14 +89,47 @@ def _count(collection: str, key: str, match: Mapping[str, Any]) -> dict[str, Any
     return _union(collection, [{"$match": dict(match)}, {"$count": "n"}, {"$set": {"k": key}}])
 
 
+def _total(collection: str, how: str) -> dict[str, Any]:
+    """A row `{k: "total", n}`: from the collection's metadata (O(1)) or counted on the `_id` index."""
+    if how == "metadata":
+        # $collStats answers one row per shard; their sum is the collection's document count.
+        stages: list[dict[str, Any]] = [
+            {"$collStats": {"count": {}}},
+            {"$group": {"_id": None, "n": {"$sum": "$count"}}},
+        ]
+    else:
+        stages = [{"$match": {"_id": {"$gte": MinKey()}}}, {"$count": "n"}]
+    return _union(collection, [*stages, {"$project": {"_id": 0, "k": "total", "n": 1}}])
+
+
+def _sums(fields: Fields) -> list[dict[str, Any]]:
+    """Stages answering a row `{k: "sums", total, uses, successes}`: one pass over every document (the costly part)."""
+    f = fields
+    group = {
+        "_id": None,
+        "total": {"$sum": 1},
+        "uses": {"$sum": f"${f.count_use}"},
+        "successes": {"$sum": f"${f.count_success}"},
+    }
+    return [{"$group": group}, {"$set": {"k": "sums"}}]
+
+
 def statistics_pipeline(
-    rules: StateRules, collection: str, now: datetime, extra_counts: Mapping[str, Mapping[str, Any]] | None = None
+    rules: StateRules,
+    collection: str,
+    now: datetime,
+    extra_counts: Mapping[str, Mapping[str, Any]] | None = None,
+    *,
+    total: str = "sums",
 ) -> list[dict[str, Any]]:
-    """One aggregation answering every state count, the sums and the key times at `now`.
+    """One aggregation answering every state count and the key times at `now` (and the sums).
 
     Rows: one per held state (`k`, `n`, `first`: its earliest `next_use`), `inactive`,
-    `deactivated` (`active` is false), `sums` (`total`, `uses`, `successes`), `oldest`, and
-    one per `extra_counts` filter.
+    `deactivated` (`active` is false), `oldest`, one per `extra_counts` filter, and the total:
+    with `total="sums"` a `sums` row (`total`, `uses`, `successes`: one pass over every document);
+    with `"metadata"` or `"count"` a `total` row from the collection's document count or from a
+    count of the `_id` index, and no sums. Every count but the total costs the held and inactive
+    sessions' index keys, not the whole pool.
     """
     f = rules.fields
     now_s = rules.frame.to_stored(now)
@@ -106,20 +141,7 @@ def statistics_pipeline(
         {"$project": {"_id": 0, "k": "$_id", "n": 1, "first": 1}},
         _count(collection, "inactive", {f.active: {"$ne": True}}),
         _count(collection, "deactivated", {f.active: False}),
-        _union(
-            collection,
-            [
-                {
-                    "$group": {
-                        "_id": None,
-                        "total": {"$sum": 1},
-                        "uses": {"$sum": f"${f.count_use}"},
-                        "successes": {"$sum": f"${f.count_success}"},
-                    }
-                },
-                {"$set": {"k": "sums"}},
-            ],
-        ),
+        _union(collection, _sums(f)) if total == "sums" else _total(collection, total),
         _union(
             collection,
             [
@@ -137,6 +159,15 @@ def statistics_pipeline(
         ),
         *(_count(collection, key, match) for key, match in (extra_counts or {}).items()),
     ]
+
+
+def sums_pipeline(fields: Fields, collection: str) -> list[dict[str, Any]]:
+    """The sums of `count_use`/`count_success` and the exact total, with the metadata count beside them.
+
+    The two totals differ only if documents came or went during the pass, or if the collection's
+    metadata count is wrong (after an unclean shutdown): the caller compares them.
+    """
+    return [*_sums(fields), _total(collection, "metadata")]
 
 
 def and_filters(base: Mapping[str, Any], extra: Mapping[str, Any]) -> dict[str, Any]:

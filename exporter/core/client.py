@@ -15,7 +15,7 @@ from bson.codec_options import CodecOptions
 from pymongo import AsyncMongoClient
 from pymongo.asynchronous.collection import AsyncCollection
 from pymongo.asynchronous.database import AsyncDatabase
-from pymongo.errors import PyMongoError
+from pymongo.errors import ConfigurationError, PyMongoError
 from pymongo.read_concern import ReadConcern
 from pymongo.results import DeleteResult, InsertOneResult, UpdateResult
 from pymongo.write_concern import WriteConcern
@@ -594,13 +594,20 @@ class MongoSessions(MongoOperations, MongoFields):
         snapshot = session is None and self.supports_transactions
 
         async def read() -> list[Document]:
+            nonlocal snapshot
             if snapshot:
                 # Snapshot read concern: every branch of the pipeline reads the same instant.
-                async with self._client.start_session(snapshot=True) as snap:
-                    return await (await coll.aggregate(pipeline, session=snap)).to_list(None)
+                try:
+                    async with self._client.start_session(snapshot=True) as snap:
+                        return await (await coll.aggregate(pipeline, session=snap)).to_list(None)
+                except ConfigurationError:
+                    # The driver refuses a snapshot on a connection whose handshake did not offer it
+                    # (seen right after a server restart): read this once without.
+                    snapshot = False
             return await (await coll.aggregate(pipeline, session=session)).to_list(None)
 
-        return await self._run(operation, read), snapshot
+        rows = await self._run(operation, read)
+        return rows, snapshot
 
     def _statistics(self, rows: list[Document], now: datetime, snapshot: bool, *, custom: bool) -> Statistics:
         """Fold the pipeline's rows into one Statistics."""

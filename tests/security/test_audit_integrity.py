@@ -18,6 +18,8 @@ import pytest
 from bson import ObjectId
 from pymongo import MongoClient
 
+from exporter.core import Fields
+from exporter.core.queries import index_specs
 from exporter.mongod import Mongod
 from tests.support.daemon import WRITE_TOKEN, Daemon, config, running
 from tests.support.figures import Report
@@ -52,6 +54,9 @@ def standalone(mongod_factory: Callable[..., Mongod]) -> Iterator[Standalone]:
     cfg = config(server.uri, [{"name": "p", "database": "db", "collection": "pool"}],
                  admin={"audit": {"database": AUDIT[0], "collection": AUDIT[1]}})  # fmt: skip
     with running(cfg, ready=True) as daemon:
+        # The daemon builds the pool's indexes in the background; a collMod meanwhile would be refused.
+        wanted = len(index_specs(Fields())) + 1
+        daemon.wait_for(lambda: len(client.db.pool.index_information()) >= wanted, "the pool's indexes")
         yield Standalone(server, daemon, client, ids)
     client.close()
 

@@ -627,6 +627,8 @@ class MongoSessions(MongoOperations, MongoFields):
             elif key == "oldest" and isinstance(row.get("v"), datetime):
                 oldest = self.from_stored(row["v"])
             elif isinstance(key, str):
+                if key == "held":
+                    key = str(queries.held_state(row.get("kind"), row.get("bucket")))
                 counts[key] = counts.get(key, 0) + int(row.get("n") or 0)
                 first = row.get("first")
                 if key in (State.LOCKED, State.BLOCKED) and isinstance(first, datetime):

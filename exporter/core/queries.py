@@ -9,7 +9,7 @@ from typing import Any
 
 from bson import MinKey
 
-from exporter.core.model import HOLD_STATE, Fields, Hold, State
+from exporter.core.model import HOLD_KINDS, HOLD_STATE, Fields, Hold, State
 from exporter.core.timeframe import TimeFrame
 
 IndexSpec = tuple[list[tuple[str, int]], str]
@@ -71,6 +71,46 @@ def state_expr(rules: StateRules, now: datetime) -> dict[str, Any]:
     return {"$switch": {"branches": recorded, "default": by_remaining}}
 
 
+# A held session without a valid hold marker is classified by the time its hold has left: bucket 0, 1, 2.
+LEGACY_BUCKETS: tuple[State, ...] = (State.IN_USE, State.LOCKED, State.BLOCKED)
+
+
+def held_groups(rules: StateRules, now: datetime) -> list[dict[str, Any]]:
+    """Stages counting the held sessions by what their state depends on: rows `{k: "held", kind, bucket, n, first}`.
+
+    One group per deciding marker kind, and per remaining-time bucket for the sessions whose
+    marker does not decide (missing, stale, odd), so the server compares two fields per session and
+    nothing more; `held_state` names the state of each row. Cheaper than naming the state on the
+    server (a `$switch` per session), with the same answer as `state_expr`.
+    """
+    f = rules.fields
+    now_s = rules.frame.to_stored(now)
+    next_use, kind, until = f"${f.next_use}", f"${f.hold}.kind", f"${f.hold}.until"
+    decides = {"$and": [{"$eq": [until, next_use]}, {"$in": [kind, [str(h) for h in Hold]]}]}
+    bucket = {
+        "$switch": {
+            "branches": [
+                {"case": {"$gt": [next_use, now_s + rules.lock_time]}, "then": 2},
+                {"case": {"$gt": [next_use, now_s + rules.grace]}, "then": 1},
+            ],
+            "default": 0,
+        }
+    }
+    key = {"kind": {"$cond": [decides, kind, None]}, "bucket": {"$cond": [decides, None, bucket]}}
+    return [
+        {"$match": held(rules, now)},
+        {"$group": {"_id": key, "n": {"$sum": 1}, "first": {"$min": next_use}}},
+        {"$project": {"_id": 0, "k": "held", "kind": "$_id.kind", "bucket": "$_id.bucket", "n": 1, "first": 1}},
+    ]
+
+
+def held_state(kind: object, bucket: object) -> State:
+    """The state of a `held_groups` row: the marker's, or the legacy one by remaining time."""
+    if isinstance(kind, str) and kind in HOLD_KINDS:
+        return HOLD_STATE[Hold(kind)]
+    return LEGACY_BUCKETS[bucket if isinstance(bucket, int) and 0 <= bucket < len(LEGACY_BUCKETS) else 0]
+
+
 def state_filter(rules: StateRules, state: State, now: datetime) -> dict[str, Any]:
     """A query filter matching exactly the sessions in `state` at `now` (server time)."""
     f = rules.fields
@@ -124,7 +164,7 @@ def statistics_pipeline(
 ) -> list[dict[str, Any]]:
     """One aggregation answering every state count and the key times at `now` (and the sums).
 
-    Rows: one per held state (`k`, `n`, `first`: its earliest `next_use`), `inactive`,
+    Rows: the held sessions' groups (`k: "held"`, see `held_groups`; `first`: earliest `next_use`), `inactive`,
     `deactivated` (`active` is false), `oldest`, one per `extra_counts` filter, and the total:
     with `total="sums"` a `sums` row (`total`, `uses`, `successes`: one pass over every document);
     with `"metadata"` or `"count"` a `total` row from the collection's document count or from a
@@ -134,11 +174,8 @@ def statistics_pipeline(
     f = rules.fields
     now_s = rules.frame.to_stored(now)
     return [
-        # Held sessions only, from the index alone (covered projection): their count per state.
-        {"$match": held(rules, now)},
-        {"$project": {"_id": 0, f.next_use: 1, f"{f.hold}.kind": 1, f"{f.hold}.until": 1}},
-        {"$group": {"_id": state_expr(rules, now), "n": {"$sum": 1}, "first": {"$min": f"${f.next_use}"}}},
-        {"$project": {"_id": 0, "k": "$_id", "n": 1, "first": 1}},
+        # Held sessions only, from the index alone: their count per state (see held_groups).
+        *held_groups(rules, now),
         _count(collection, "inactive", {f.active: {"$ne": True}}),
         _count(collection, "deactivated", {f.active: False}),
         _union(collection, _sums(f)) if total == "sums" else _total(collection, total),

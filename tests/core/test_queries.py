@@ -4,11 +4,15 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 
-from exporter.core import STATES, Fields, Hold, State
+import pytest
+
+from exporter.core import STATES, Fields, Hold, State, classify
+from exporter.core.model import HOLD_KINDS
 from exporter.core.queries import (
     StateRules,
     and_filters,
     held,
+    held_state,
     hold_update,
     index_specs,
     state_filter,
@@ -63,15 +67,59 @@ def test_renamed_fields_are_used_everywhere() -> None:
     assert "free_at" in text and "enabled" in text and "why.until" in text and "used_at" in text
 
 
+def _paths(node: object) -> set[str]:
+    """Every `$field` path an aggregation expression reads."""
+    if isinstance(node, str):
+        return {node[1:]} if node.startswith("$") and not node.startswith("$$") else set()
+    if isinstance(node, dict):
+        return set().union(*(_paths(v) for v in node.values())) if node else set()
+    if isinstance(node, list):
+        return set().union(*(_paths(v) for v in node)) if node else set()
+    return set()
+
+
 def test_statistics_count_held_sessions_from_the_state_index() -> None:
-    """The first stage reads held sessions only, projecting exactly the fields of the second index."""
+    """The first stage reads held sessions only; the grouping reads only fields of the second index."""
     pipeline = statistics_pipeline(RULES, "pool", NOW)
     _, state_index = index_specs(Fields())
     assert pipeline[0] == {"$match": held(RULES, NOW)}
-    projected = {k for k, v in pipeline[1]["$project"].items() if v == 1}
-    assert projected <= {field for field, _ in state_index[0]}
+    assert _paths(pipeline[1]["$group"]) <= {field for field, _ in state_index[0]}
     extra = statistics_pipeline(RULES, "pool", NOW, {"legacy_active": {"kind": "x"}})
     assert extra[-1]["$unionWith"]["pipeline"][0] == {"$match": {"kind": "x"}}
+
+
+@pytest.mark.parametrize(
+    ("kind", "bucket", "state"),
+    [
+        ("use", None, State.IN_USE),
+        ("lock", None, State.LOCKED),
+        ("block", None, State.BLOCKED),
+        (None, 0, State.IN_USE),
+        (None, 1, State.LOCKED),
+        (None, 2, State.BLOCKED),
+        (["lock"], 2, State.BLOCKED),
+        (None, None, State.IN_USE),
+    ],
+)
+def test_held_rows_name_the_state_classify_would(kind: object, bucket: object, state: State) -> None:
+    """A deciding marker names the state; otherwise the remaining-time bucket does (as in classify)."""
+    assert held_state(kind, bucket) is state
+
+
+def test_held_rows_agree_with_classify() -> None:
+    """For every kind of hold (recorded, stale, missing, odd) the row's state is classify's."""
+    fields = Fields()
+    grace, lock = RULES.grace, RULES.lock_time
+    for remaining in (grace / 2, (grace + lock) / 2, lock * 2):
+        next_use = NOW + remaining
+        bucket = 0 if remaining <= grace else 1 if remaining <= lock else 2
+        for marker in (None, {"kind": "lock", "until": next_use}, {"kind": "block", "until": NOW},
+                       {"kind": "nap", "until": next_use}, "odd"):  # fmt: skip
+            doc = {"active": True, "next_use": next_use, "hold": marker}
+            decides = isinstance(marker, dict) and marker["until"] == next_use and marker["kind"] in HOLD_KINDS
+            row_state = held_state(marker["kind"] if decides and isinstance(marker, dict) else None,
+                                   None if decides else bucket)  # fmt: skip
+            assert row_state is classify(doc, NOW, fields=fields, lock_time=lock, grace=grace), (remaining, marker)
 
 
 def test_and_filters_never_drops_a_key() -> None:

@@ -10,12 +10,13 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pymongo
+from apscheduler.jobstores.base import JobLookupError
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 from apscheduler.triggers.interval import IntervalTrigger
 from pymongo import AsyncMongoClient
 from pymongo.errors import PyMongoError
 
-from exporter.config import Config
+from exporter.config import Config, Pool
 from exporter.core import (
     CLOSE_TIMEOUT,
     MongoSessions,
@@ -27,6 +28,7 @@ from exporter.core import (
     own_budget,
     redact,
 )
+from exporter.discovery import discover
 from exporter.log import get_logger
 from exporter.metrics import Metrics
 from exporter.runtime import PoolRuntime
@@ -59,7 +61,6 @@ class Collector:
     def __init__(self, config: Config, metrics: Metrics, *, client: AsyncMongoClient[dict[str, Any]] | None = None):
         self.config = config
         self.metrics = metrics
-        wc = config.mongodb.write_concern
         self.client: AsyncMongoClient[dict[str, Any]] = client or AsyncMongoClient(
             config.mongodb.uri_value(),
             tz_aware=True,
@@ -71,26 +72,9 @@ class Collector:
         )
         self._owns_client = client is None
         self.pools: dict[str, PoolRuntime] = {}
+        self._static = {p.name for p in config.pools}
         for settings in config.pools:
-            sessions = MongoSessions(
-                db=settings.database,
-                collection=settings.collection,
-                client=self.client,
-                fields=settings.fields.as_fields(),
-                lock_time=settings.lock_time,
-                block_time=settings.block_time,
-                grace=settings.grace,
-                stored_timezone=settings.stored_timezone,
-                timeout=config.mongodb.timeout,
-                w=wc.w,
-                j=wc.j,
-                wtimeout=wc.wtimeout,
-                tz_aware=True,
-                # The collector keeps the indexes itself, in the background (see _upkeep_indexes).
-                create_indexes=False,
-            )
-            self.pools[settings.name] = PoolRuntime(settings, sessions)
-            metrics.add_pool(settings.name)
+            self._add(settings)
         metrics.bind(lambda: list(self.pools.values()))
         self._scheduler: AsyncIOScheduler | None = None
         self._ping_at = 0.0
@@ -98,33 +82,134 @@ class Collector:
         self._ping_error: str | None = None
         self._ping_lock: asyncio.Lock | None = None
         self._stopping = False
+        # At most this many refreshes and sums passes talk to MongoDB at once (hundreds of pools).
+        self._slots = asyncio.Semaphore(config.max_concurrent_refreshes)
+        self._discovered: dict[int, set[str]] = {i: set() for i in range(len(config.discovery))}
+        self._skipped: dict[int, dict[str, str]] = {i: {} for i in range(len(config.discovery))}
+
+    def _add(self, settings: Pool) -> PoolRuntime:
+        """A pool's runtime, with its own MongoSessions on the shared client, and its metrics."""
+        wc = self.config.mongodb.write_concern
+        sessions = MongoSessions(
+            db=settings.database,
+            collection=settings.collection,
+            client=self.client,
+            fields=settings.fields.as_fields(),
+            lock_time=settings.lock_time,
+            block_time=settings.block_time,
+            grace=settings.grace,
+            stored_timezone=settings.stored_timezone,
+            timeout=self.config.mongodb.timeout,
+            w=wc.w,
+            j=wc.j,
+            wtimeout=wc.wtimeout,
+            tz_aware=True,
+            # The collector keeps the indexes itself, in the background (see _upkeep_indexes).
+            create_indexes=False,
+        )
+        pool = PoolRuntime(settings, sessions)
+        self.pools[settings.name] = pool
+        self.metrics.add_pool(settings.name)
+        return pool
 
     # -- scheduling --
 
     def start(self) -> None:
-        """Schedule every pool (first run right away); needs a running event loop."""
+        """Schedule every pool and discovery source (first runs right away); needs a running event loop."""
         self._stopping = False
         scheduler = AsyncIOScheduler(timezone=UTC)
-        now = datetime.now(UTC)
-        for pool in self.pools.values():
-            # First runs at startup, spread over the jitter so many pools do not start at once.
-            first = now + timedelta(seconds=random.uniform(0, min(pool.config.jitter, pool.interval)))  # noqa: S311
-            jitter = pool.config.jitter or None
-            for job, interval in ((self._scheduled, pool.interval), (self._scheduled_sums, pool.config.sums_interval)):
-                scheduler.add_job(
-                    job,
-                    IntervalTrigger(seconds=interval, jitter=jitter, timezone=UTC),
-                    args=[pool.name],
-                    id=f"{job.__name__}:{pool.name}",
-                    name=f"{job.__name__} {pool.name}",
-                    next_run_time=first,
-                    max_instances=1,
-                    coalesce=True,
-                    misfire_grace_time=None,
-                )
-        scheduler.start()
         self._scheduler = scheduler
-        log.info("scheduler_started", pools=list(self.pools))
+        for pool in self.pools.values():
+            self._schedule(pool)
+        now = datetime.now(UTC)
+        for index, source in enumerate(self.config.discovery):
+            scheduler.add_job(
+                self._scheduled_discovery,
+                IntervalTrigger(seconds=source.interval, timezone=UTC),
+                args=[index],
+                id=f"discovery:{index}",
+                name=f"discovery {index}",
+                next_run_time=now,
+                max_instances=1,
+                coalesce=True,
+                misfire_grace_time=None,
+            )
+        scheduler.start()
+        log.info("scheduler_started", pools=list(self.pools), discovery_sources=len(self.config.discovery))
+
+    def _schedule(self, pool: PoolRuntime) -> None:
+        """The pool's refresh and sums jobs; the first runs now, spread over the jitter."""
+        scheduler = self._scheduler
+        if scheduler is None:
+            return
+        first = datetime.now(UTC) + timedelta(seconds=random.uniform(0, min(pool.config.jitter, pool.interval)))  # noqa: S311
+        jitter = pool.config.jitter or None
+        for job, interval in ((self._scheduled, pool.interval), (self._scheduled_sums, pool.config.sums_interval)):
+            scheduler.add_job(
+                job,
+                IntervalTrigger(seconds=interval, jitter=jitter, timezone=UTC),
+                args=[pool.name],
+                id=f"{job.__name__}:{pool.name}",
+                name=f"{job.__name__} {pool.name}",
+                next_run_time=first,
+                max_instances=1,
+                coalesce=True,
+                misfire_grace_time=None,
+            )
+
+    # -- discovery --
+
+    async def _scheduled_discovery(self, index: int) -> None:
+        """The scheduler's job: list one source's collections and add or drop its pools."""
+        if not self._stopping:
+            await self.discover(index)
+
+    async def discover(self, index: int) -> None:
+        """Apply one listing of discovery source `index` (never raises; a failure keeps the pools it has)."""
+        source = self.config.discovery[index]
+        mine = self._discovered[index]
+        taken = {(p.config.database, p.config.collection): n for n, p in self.pools.items() if n not in mine}
+        try:
+            found = await discover(self.client, source, self.config.defaults, taken, self.config.mongodb.timeout)
+        except SessionPoolError as exc:
+            log.warning("discovery_failed", source=index, error=exc.message)
+            return
+        for where, why in found.skipped.items():
+            if self._skipped[index].get(where) != why:
+                log.warning("discovery_skipped", source=index, collection=where, reason=why)
+        self._skipped[index] = found.skipped
+        for name, settings in found.pools.items():
+            if name in mine:
+                continue
+            if name in self.pools:
+                other = self.pools[name].config
+                why = f"pool name {name!r} already names {other.database}.{other.collection}"
+                where = f"{settings.database}.{settings.collection}"
+                if self._skipped[index].get(where) != why:
+                    log.warning("discovery_skipped", source=index, collection=where, reason=why)
+                self._skipped[index][where] = why
+                continue
+            self._schedule(self._add(settings))
+            mine.add(name)
+            log.info(
+                "pool_discovered", source=index, pool=name, database=settings.database, collection=settings.collection
+            )
+        for name in sorted(mine - set(found.pools)):
+            await self._remove(name)
+            mine.discard(name)
+            log.info("pool_vanished", source=index, pool=name)
+        self.metrics.changed()
+
+    async def _remove(self, name: str) -> None:
+        """Stop watching a pool: its jobs, its runtime, its series (withdrawn, not left stale)."""
+        if self._scheduler is not None:
+            for job in (self._scheduled, self._scheduled_sums):
+                with contextlib.suppress(JobLookupError):
+                    self._scheduler.remove_job(f"{job.__name__}:{name}")
+        pool = self.pools.pop(name)
+        if pool.index_task is not None and not pool.index_task.done():
+            pool.index_task.cancel()
+        self.metrics.remove_pool(name)
 
     async def stop(self) -> None:
         """Stop scheduling, let running refreshes finish (bounded), and close the client."""
@@ -201,10 +286,13 @@ class Collector:
         """One refresh of a pool (caller holds its lock); records the outcome and logs state changes."""
         self.metrics.refreshes.labels(pool.name).inc()
         pool.refreshes += 1
-        started = time.monotonic()
         error: str | None = None
         limit = pool.config.refresh_timeout
         cause: str | None = None
+        queued = time.monotonic()
+        await self._slots.acquire()
+        started = time.monotonic()
+        pool.last_wait = started - queued
         try:
             # Every MongoDB call of the refresh shares refresh_timeout, so a failure names its cause
             # (connection refused, no answer...); the wait_for only backs that up.
@@ -220,6 +308,8 @@ class Collector:
         except Exception as exc:
             error = redact(f"unexpected {type(exc).__name__}: {exc}")
             log.exception("refresh_crashed", pool=pool.name)
+        finally:
+            self._slots.release()
         pool.last_duration = time.monotonic() - started
         if error is None:
             if not pool.up:
@@ -257,7 +347,7 @@ class Collector:
     async def read_sums(self, name: str) -> PoolRuntime:
         """Read one pool's sums now (never raises; a failure is logged at its first time and when it changes)."""
         pool = self.pools[name]
-        async with pool.sums_lock:
+        async with pool.sums_lock, self._slots:
             try:
                 with budget("sums_timeout", pool.config.sums_timeout):
                     if not pool.connected:
@@ -357,6 +447,8 @@ class Collector:
         for pool in self.pools.values():
             age = pool.age()
             if age is None:
+                if pool.name not in self._static and time.monotonic() - pool.added <= pool.max_age:
+                    continue  # just discovered: its first refresh is on its way
                 detail = f": {pool.last_error}" if pool.last_error else ""
                 reasons.append(f"pool {pool.name}: no successful refresh yet{detail}")
             elif age > pool.max_age:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import gzip
 import platform
 import time
@@ -28,6 +29,16 @@ RENDER_TTL = 1.0
 _EVERY = "Refreshed every session_pool_refresh_interval_seconds, not at scrape time."
 
 Samples = Iterable[tuple[tuple[str, ...], float]]
+
+
+def _children(counter: Counter) -> list[tuple[str, ...]]:
+    """The label values of a labelled counter's children, read from its samples (public API)."""
+    found: set[tuple[str, ...]] = set()
+    for family in counter.collect():
+        for sample in family.samples:
+            if sample.name.endswith("_total"):
+                found.add(tuple(sample.labels[name] for name in ("pool", "action") if name in sample.labels))
+    return sorted(found)
 
 
 def _ts(when: datetime | None) -> float | None:
@@ -112,6 +123,11 @@ POOL_GAUGES: tuple[PoolGauge, ...] = (
         lambda p: _one(p.last_success),
     ),
     PoolGauge("refresh_duration_seconds", "Seconds the pool's last refresh took.", lambda p: _one(p.last_duration)),
+    PoolGauge(
+        "refresh_wait_seconds",
+        "Seconds the pool's last refresh waited for one of max_concurrent_refreshes slots.",
+        lambda p: _one(p.last_wait),
+    ),
 )
 
 
@@ -252,6 +268,19 @@ class Metrics:
         for action in actions:
             self.admin_actions.labels(pool=name, action=action)
             self.admin_action_failures.labels(pool=name, action=action)
+
+    def remove_pool(self, name: str) -> None:
+        """Withdraw a pool's counters (its gauges go with its runtime): a vanished pool leaves no series."""
+        for spec in COUNTERS:
+            counter: Counter = getattr(self, spec.name)
+            if spec.labels == ("pool",):
+                with contextlib.suppress(KeyError):
+                    counter.remove(name)
+                continue
+            # The admin counters: every (pool, action) child of that pool.
+            for labels in [k for k in _children(counter) if k[0] == name]:
+                counter.remove(*labels)
+        self.changed()
 
     def render(self, accept: str | None = None) -> tuple[bytes, str]:
         """The exposition (Prometheus text, or OpenMetrics if `accept` asks for it) and its content type."""

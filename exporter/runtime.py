@@ -24,7 +24,9 @@ class PoolRuntime:
     last_error: str | None = None
     last_cause: str | None = None
     last_duration: float | None = None
+    last_wait: float | None = None
     refreshes: int = 0
+    added: float = field(default_factory=time.monotonic)
     connected: bool = False
     lock: asyncio.Lock = field(default_factory=asyncio.Lock)
     index_task: asyncio.Task[None] | None = None

@@ -140,8 +140,9 @@ class StatisticsView(Answer):
     time: str
     states: dict[State, int]
     total: int
-    uses: int
-    successes: int
+    uses: int | None = Field(description="Sum of count_use from the last sums pass (null before the first).")
+    successes: int | None = Field(description="Sum of count_success from the last sums pass (null before the first).")
+    sums_time: str | None = Field(description="When the sums were read (sums_interval cadence).")
     next_unlock: str | None
     oldest_active_last_use: str | None
     snapshot: bool

@@ -34,6 +34,8 @@ from exporter.core import (
     SessionNotFound,
     SessionPoolError,
     State,
+    Statistics,
+    Sums,
     format_duration,
     parse_period,
     recorded_hold,
@@ -44,6 +46,15 @@ from exporter.runtime import PoolRuntime
 log = structlog.get_logger("exporter.admin")
 
 BULK_UNLOCK = "bulk_unlock"
+
+
+def statistics_view(stats: Statistics, sums: Sums | None) -> StatisticsView:
+    """A pool's last counts, with the sums of its last sums pass (they have their own cadence)."""
+    body = stats.to_dict()
+    if stats.uses is None and sums is not None:
+        body.update(uses=sums.uses, successes=sums.successes)
+    body["sums_time"] = sums.time.isoformat() if sums else None
+    return StatisticsView.model_validate(body)
 
 
 class AdminService:
@@ -138,7 +149,7 @@ class AdminService:
                     ),
                     last_error=pool.last_error,
                     active=pool.active,
-                    statistics=StatisticsView.model_validate(stats.to_dict()) if stats else None,
+                    statistics=statistics_view(stats, pool.sums) if stats else None,
                 )
             )
         return PoolList(pools=views)

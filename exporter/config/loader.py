@@ -390,8 +390,10 @@ def _cross_checks(data: Mapping[str, Any]) -> Problems:
             ("mongodb.uri", "required: set mongodb.uri or mongodb.uri_file, "
              f"{ENV_PREFIX}MONGODB__URI, or --mongo-uri"),
         )  # fmt: skip
-    if not data.get("pools"):
-        problems.append(("pools", "at least one pool is required (or give --database and --collection)"))
+    if not data.get("pools") and not data.get("discovery"):
+        problems.append(
+            ("pools", "at least one pool or discovery source is required (or give --database and --collection)")
+        )
     for section, key, what in (("pools", "name", "pool name"), ("admin.tokens", "name", "token name")):
         node: Any = data
         for part in section.split("."):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import fnmatch
 import re
 from pathlib import Path
 from typing import Annotated, Any, Literal
@@ -320,6 +321,70 @@ class Pool(PoolOptions):
         return 3 * max(self.sums_interval, self.interval)
 
 
+class DiscoveredOptions(PoolOptions):
+    """What every pool a discovery source finds gets, over `defaults` (only the keys given here)."""
+
+    fields: FieldsConfig = FieldsConfig()
+    stored_timezone: str | None = None
+
+
+class DiscoveryConfig(_Strict):
+    """A pool source: every collection of `databases` whose name matches `include` and no `exclude`.
+
+    Listed again every `interval` seconds: pools appear and disappear without a restart. A
+    collection that a pool of `pools` already watches is left to that pool.
+    """
+
+    databases: Annotated[list[str], Field(min_length=1)]
+    include: list[str] = ["*"]
+    exclude: list[str] = []
+    name: str = "{collection}"
+    interval: PositiveSeconds = 60.0
+    options: DiscoveredOptions = DiscoveredOptions()
+
+    @field_validator("databases")
+    @classmethod
+    def _databases(cls, value: list[str]) -> list[str]:
+        """Database names MongoDB accepts."""
+        for name in value:
+            if not name or any(c in name for c in '/\\. "$\x00'):
+                raise ValueError(f"{name!r} is not a valid MongoDB database name")
+        return value
+
+    @field_validator("name")
+    @classmethod
+    def _template(cls, value: str) -> str:
+        """A template naming the pool from `{database}` and `{collection}`."""
+        try:
+            value.format(database="d", collection="c")
+        except (KeyError, IndexError, ValueError) as exc:
+            raise ValueError(f"{value!r}: use {{database}} and {{collection}} only ({exc})") from None
+        return value
+
+    def pool_name(self, database: str, collection: str) -> str:
+        """The name of the pool watching `database.collection`."""
+        return self.name.format(database=database, collection=collection)
+
+    def matches(self, collection: str) -> bool:
+        """Whether a collection of one of the databases belongs to this source."""
+        if collection.startswith("system."):
+            return False
+        return any(fnmatch.fnmatchcase(collection, p) for p in self.include) and not any(
+            fnmatch.fnmatchcase(collection, p) for p in self.exclude
+        )
+
+    def pool(self, defaults: PoolOptions, database: str, collection: str) -> Pool:
+        """The pool for a found collection (ValueError when its name or settings are not valid)."""
+        data = {
+            **defaults.model_dump(exclude_unset=True),
+            **self.options.model_dump(exclude_unset=True),
+            "name": self.pool_name(database, collection),
+            "database": database,
+            "collection": collection,
+        }
+        return Pool.model_validate(data)
+
+
 class AdminToken(_Strict):
     """One admin API credential."""
 
@@ -411,6 +476,8 @@ class Config(_Strict):
     mongodb: MongoConfig = MongoConfig()
     defaults: PoolOptions = PoolOptions()
     pools: list[Pool] = []
+    discovery: list[DiscoveryConfig] = []
+    max_concurrent_refreshes: Annotated[int, Field(ge=1, le=1000)] = 16
     admin: AdminConfig = AdminConfig()
 
     @model_validator(mode="before")

@@ -108,12 +108,16 @@ async def test_auth_matrix(daemon: Daemon, pool_name: str, sync_client: SyncClie
 
 async def test_list_pools_and_openapi(daemon: Daemon, pool_name: str) -> None:
     await daemon.collector.refresh(pool_name)
+    await daemon.collector.read_sums(pool_name)
     async with daemon.client(READ_TOKEN) as http:
         body = (await http.get("/admin/pools")).json()
         (pool,) = body["pools"]
         assert pool["name"] == pool_name and pool["up"] is True and pool["active"] == 6
         assert pool["statistics"]["states"] == {"active": 6, "in_use": 0, "locked": 0, "blocked": 0, "inactive": 0}
         assert pool["statistics"]["total"] == 6
+        # The sums come from their own, slower pass; the view carries them with their time.
+        assert (pool["statistics"]["uses"], pool["statistics"]["successes"]) == (0, 0)
+        assert pool["statistics"]["sums_time"] is not None
         spec = (await http.get("/admin/openapi.json")).json()
         assert spec["openapi"].startswith("3.")
         assert set(spec["paths"]) == {

@@ -68,7 +68,7 @@ def problems_of(tmp_path: Path, text: str, env: dict[str, str] | None = None) ->
         (BASE.replace(f'uri: "{URI}"', "uri_file: /nonexistent/mongo-uri"),
          "mongodb.uri_file: file '/nonexistent/mongo-uri' does not exist"),
         (BASE.replace(f'uri: "{URI}"', "timeout: 5"), "mongodb.uri: required"),
-        (f'mongodb: {{uri: "{URI}"}}\n', "pools: at least one pool is required"),
+        (f'mongodb: {{uri: "{URI}"}}\n', "pools: at least one pool or discovery source is required"),
         (BASE + "tls: {cert_file: /nonexistent/cert.pem, key_file: /nonexistent/key.pem}\n",
          "tls.cert_file: file '/nonexistent/cert.pem' does not exist"),
         (BASE + "admin: {tokens: [{name: ops, token_file: /nonexistent/tok}]}\n",

@@ -35,13 +35,13 @@ def show_id(value: Any) -> str:
 
 
 async def census(sessions: MongoSessions) -> tuple[int, list[ShapeCount], float]:
-    """The pool's document count, the odd shapes found, and the seconds the one pass took."""
+    """The pool's document count (from the collection's metadata), the odd shapes found, and the pass's seconds."""
     coll = sessions.collection
     started = time.monotonic()
     async with sessions.guard("odd_documents"):
         rows = await (await coll.aggregate(census_pipeline(sessions.fields))).to_list(None)
-    total, found = read_census(rows[0] if rows else None, sessions.fields)
-    return total, found, time.monotonic() - started
+        total = await coll.estimated_document_count()
+    return total, read_census(rows[0] if rows else None, sessions.fields), time.monotonic() - started
 
 
 def document_findings(pool: Pool, total: int, found: list[ShapeCount], seconds: float) -> list[Finding]:

@@ -12,7 +12,7 @@ from exporter.config import Pool
 from exporter.core import MongoSessions, format_duration
 from exporter.doctor.documents import show_id
 from exporter.doctor.findings import Finding, error, ok, warn
-from exporter.doctor.timezone import Estimate, Sample, estimate, offset_name, zone_name, zones_at
+from exporter.doctor.timezone import Estimate, Sample, estimate, made_at, offset_name, zone_name, zones_at
 
 # The newest documents (ObjectId order: the _id index) and the most recently used active ones (the
 # {active, last_use, next_use} index): both index reads, so the sample costs the same at any pool size.
@@ -87,7 +87,7 @@ def frame_findings(pool: Pool, sessions: MongoSessions, now: datetime, samples: 
     zone = sessions.stored_timezone
     frame = zone_name(zone)
     result = estimate(samples, now, zone)
-    with_ids = sum(1 for s in samples if s.id_time is not None and s.created is not None)
+    with_ids = sum(1 for s in samples if made_at(s) is not None)
     newest = _newest_use(samples, sessions, now)
     if result.checked == 0:
         return [ok("timezone", f"no document has a date in created or last_use yet: nothing to compare with {frame}")]

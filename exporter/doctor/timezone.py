@@ -29,7 +29,7 @@ COMMON_ZONES = (
     "Australia/Darwin", "Australia/Sydney", "Australia/Melbourne", "Australia/Brisbane", "Asia/Vladivostok",
     "Asia/Magadan", "Asia/Kamchatka", "Pacific/Auckland", "Atlantic/Azores", "Atlantic/Cape_Verde",
     "America/Sao_Paulo", "America/Argentina/Buenos_Aires", "America/Santiago", "America/Halifax",
-    "America/St_Johns", "America/New_York", "America/Toronto", "America/Bogota", "America/Lima", "America/Chicago",
+    "America/St_Johns", "America/New_York", "America/Toronto", "America/Chicago", "America/Bogota", "America/Lima",
     "America/Mexico_City", "America/Denver", "America/Phoenix", "America/Los_Angeles", "America/Vancouver",
     "America/Anchorage", "Pacific/Honolulu",
 )  # fmt: skip
@@ -71,26 +71,35 @@ def observations(sample: Sample, now: datetime, tolerance: timedelta = TOLERANCE
 
     A stored time is the true time of the write plus the writer's offset, and that write happened
     before `now` (the server's clock) and, for `last_use`, after the document was made. `created`
-    is written right before the insert that makes the ObjectId, so it pins the offset to a second.
+    is written right before the insert that makes the ObjectId, so it pins the offset to a second;
+    without a `created` near the ObjectId's time, the ObjectId is not taken as the making of the document.
     A fixed gap between two stored times (`next_use - last_use`) is the same in every frame and says
     nothing. Times no offset can explain (a `created` two years before its ObjectId) are left out.
     """
     out: list[Observation] = []
+    made = made_at(sample, tolerance)
     if sample.created is not None:
-        if sample.id_time is not None:
-            gap = sample.created - sample.id_time
-            if _plausible(gap, tolerance):
-                out.append(Observation((gap - _OID_RESOLUTION - tolerance, gap + tolerance), at=sample.id_time))
+        if made is not None:
+            gap = sample.created - made
+            out.append(Observation((gap - _OID_RESOLUTION - tolerance, gap + tolerance), at=made))
         elif _plausible(sample.created - now, tolerance, upper_only=True):
             out.append(Observation((sample.created - now - tolerance, None)))
     if sample.last_use is not None:
         low = sample.last_use - now - tolerance
-        high = sample.last_use - sample.id_time + tolerance if sample.id_time is not None else None
+        high = sample.last_use - made + tolerance if made is not None else None
         if _plausible(low + tolerance, tolerance, upper_only=True) and (
             high is None or _plausible(high - tolerance, tolerance, lower_only=True)
         ):
-            out.append(Observation((low, high), since=sample.id_time))
+            out.append(Observation((low, high), since=made))
     return out
+
+
+def made_at(sample: Sample, tolerance: timedelta = TOLERANCE) -> datetime | None:
+    """When the document was made: its ObjectId's time, if `created` agrees with it (a copied or imported
+    document gets a new `_id` but keeps its old times)."""
+    if sample.id_time is None or sample.created is None:
+        return None
+    return sample.id_time if _plausible(sample.created - sample.id_time, tolerance) else None
 
 
 def _plausible(gap: timedelta, tolerance: timedelta, *, upper_only: bool = False, lower_only: bool = False) -> bool:

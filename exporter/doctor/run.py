@@ -8,10 +8,11 @@ from collections.abc import Awaitable, Callable, Sequence
 from typing import Any, TextIO, TypeVar
 
 from pymongo import AsyncMongoClient
+from pymongo.errors import PyMongoError
 
 from exporter.collector import mongo_client, pool_sessions
 from exporter.config import Config, Pool, config_warnings
-from exporter.core import MongoSessions, SessionPoolError, redact
+from exporter.core import MongoSessions, OperationFailed, OperationTimeout, SessionPoolError, Unavailable, redact
 from exporter.doctor.documents import census, document_findings
 from exporter.doctor.findings import Finding, Report, error, warn
 from exporter.doctor.frame import frame_findings, read_samples
@@ -49,17 +50,35 @@ async def _attempt(check: str, step: Callable[[], Awaitable[_T]]) -> _T:
     try:
         return await step()
     except SessionPoolError as exc:
-        raise _Failed(error(check, f"could not check: {exc.message}", None)) from None
+        raise _Failed(error(check, f"could not check: {exc.message}", _retry_fix(exc))) from None
     except Exception as exc:  # the doctor reports on broken deployments: nothing in one check may stop the rest
         text = redact(f"{type(exc).__name__}: {exc}")[:300]
-        raise _Failed(error(check, f"could not check (unexpected {text})", None)) from None
+        raise _Failed(error(check, f"could not check (unexpected {text})", "report this as a bug")) from None
+
+
+def _retry_fix(exc: SessionPoolError) -> str:
+    """What to do when a check could not run."""
+    if isinstance(exc, OperationTimeout):
+        return "the server is slow or overloaded: look at its load, then run doctor again"
+    if isinstance(exc, Unavailable):
+        return f"the connection was lost ({exc.reason}): check the server, then run doctor again"
+    if isinstance(exc, OperationFailed) and exc.code == 13:
+        return "see rights: the user lacks a right this check needs"
+    return "see the cause; run doctor again once it is fixed"
 
 
 async def examine(config: Config, warnings: Sequence[str] = ()) -> Report:
     """Every check against the configured server and pools (read-only: nothing is written, no index built)."""
     report = Report({p.name: f"{p.database}.{p.collection}" for p in config.pools})
     report.add(warn("config", w, "see check-config") for w in warnings)
-    client = mongo_client(config, appname="session-pool-exporter-doctor")
+    try:
+        client = mongo_client(config, appname="session-pool-exporter-doctor")
+    except PyMongoError as exc:  # an option of the URI the driver refuses, an SRV record that does not resolve
+        cause = redact(f"{type(exc).__name__}: {exc}")[:300]
+        report.add(
+            [error("connect", f"mongodb.uri cannot be used: {cause}; nothing else was checked", "fix mongodb.uri")]
+        )
+        return report
     try:
         await _examine(config, client, report)
     finally:
@@ -74,7 +93,7 @@ async def _examine(config: Config, client: AsyncMongoClient[dict[str, Any]], rep
     except SessionPoolError as exc:
         report.add([unreachable(exc)])
         for pool in config.pools:
-            report.add([error("checks", "not checked: MongoDB cannot be used (see server)", None)], pool.name)
+            report.add([error("checks", "not checked: MongoDB cannot be used", "see server")], pool.name)
         return
     report.add(server_findings(server, admin_enabled=config.admin.enabled))
     try:
@@ -85,7 +104,7 @@ async def _examine(config: Config, client: AsyncMongoClient[dict[str, Any]], rep
     if rights.enforced and not rights.authenticated:
         report.add([not_authenticated()])
         for pool in config.pools:
-            report.add([error("checks", "not checked: nobody is logged in (see server)", None)], pool.name)
+            report.add([error("checks", "not checked: nobody is logged in", "see server")], pool.name)
         return
     report.add([access_finding(rights)])
     if config.admin.enabled:

@@ -238,13 +238,18 @@ async def test_a_user_without_create_index(mongod_factory: Callable[..., Mongod]
     assert bare[0].split()[0] == "error" and "has no createIndex on sessions.bare: the missing indexes" in bare[0]
     audit = lines(result.stdout, None, "audit")
     assert len(audit) == 4 and all(line.split()[0] == "warn" for line in audit), audit
-    assert [line.split()[2] for line in lines(result.stdout, "indexed", "refresh")] == ["one"]
+    # Everything ran with a read-only user: a write would have failed and shown as "could not check".
+    assert "could not check" not in result.stdout
+    assert "one refresh took" in lines(result.stdout, "indexed", "refresh")[0]
     with server.root() as root:
         assert set(root["sessions"]["bare"].index_information()) == {"_id_"}
         assert "session_pool_exporter" not in root.list_database_names()
     anonymous = doctor(write_config(tmp_path, config(server.server.uri, pools, tokens=False)))
     assert anonymous.returncode == 4
     assert "enforces access control and mongodb.uri has no user" in lines(anonymous.stdout, None, "access")[0]
+    wrong = doctor(write_config(tmp_path, config(server.uri("monitor", "not-the-password-2718"), pools, tokens=False)))
+    assert wrong.returncode == 4 and "not-the-password-2718" not in wrong.stdout + wrong.stderr
+    assert "MongoDB cannot be used: authentication failed" in lines(wrong.stdout, None, "connect")[0]
 
 
 def test_an_unreachable_server(tmp_path: Path) -> None:
@@ -262,6 +267,7 @@ def test_an_unreachable_server(tmp_path: Path) -> None:
     as_json = doctor(path, "--json")
     verdict, checks = json_checks(as_json.stdout)
     assert verdict == "error" and checks[0]["check"] == "connect" and as_json.returncode == 4
+    assert all(c["fix"] for c in checks if c["verdict"] != "ok"), checks
     for output in (result.stdout + result.stderr, as_json.stdout + as_json.stderr):
         assert "hunter2-secret" not in output and f"127.0.0.1:{port}" not in output and "Topology" not in output
 

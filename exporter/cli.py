@@ -93,9 +93,11 @@ def build_parser() -> argparse.ArgumentParser:
     doctor = sub.add_parser(
         "doctor",
         help="check, read-only, everything the daemon relies on (server, rights, indexes, documents, time)",
-        description="Connect with the configuration `run` would use and check, per pool, what the daemon relies on. "
-        "One line per finding: ok, warn or error, what was found, what to do. Exit 0 all ok, 1 warnings only, "
-        f"{EXIT_CONFIG} invalid configuration, 4 errors. Nothing is written; no index is built.",
+        description="Connect with the configuration `run` would use and check what the daemon relies on: the\n"
+        "server, and per pool the user's rights, indexes and query plans, odd documents, the stored time\n"
+        "zone and the cost of a refresh. One line per finding: ok, warn or error, what was found, what to\n"
+        f"do. Exit 0 all ok, 1 warnings only, {EXIT_CONFIG} invalid configuration, 4 errors. Read-only: nothing\n"
+        "is written and no index is built, so a read-only monitoring user can run it.",
         epilog=_EPILOG,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )

@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta, tzinfo
+from datetime import datetime, timedelta, tzinfo
 from typing import Any, Literal
 from zoneinfo import ZoneInfo, available_timezones
 
@@ -82,15 +82,14 @@ def observations(sample: Sample, now: datetime, tolerance: timedelta = TOLERANCE
         if made is not None:
             gap = sample.created - made
             out.append(Observation((gap - _OID_RESOLUTION - tolerance, gap + tolerance), at=made))
-        elif _plausible(sample.created - now, tolerance, upper_only=True):
+        elif sample.created - now <= LATEST + tolerance:
             out.append(Observation((sample.created - now - tolerance, None)))
     if sample.last_use is not None:
-        low = sample.last_use - now - tolerance
-        high = sample.last_use - made + tolerance if made is not None else None
-        if _plausible(low + tolerance, tolerance, upper_only=True) and (
-            high is None or _plausible(high - tolerance, tolerance, lower_only=True)
-        ):
-            out.append(Observation((low, high), since=made))
+        ahead = sample.last_use - now  # written before now: the writer's offset is at least this
+        since = sample.last_use - made if made is not None else None  # and at most this
+        if ahead <= LATEST + tolerance and (since is None or since >= EARLIEST - tolerance):
+            high = since + tolerance if since is not None else None
+            out.append(Observation((ahead - tolerance, high), since=made))
     return out
 
 
@@ -99,12 +98,8 @@ def made_at(sample: Sample, tolerance: timedelta = TOLERANCE) -> datetime | None
     document gets a new `_id` but keeps its old times)."""
     if sample.id_time is None or sample.created is None:
         return None
-    return sample.id_time if _plausible(sample.created - sample.id_time, tolerance) else None
-
-
-def _plausible(gap: timedelta, tolerance: timedelta, *, upper_only: bool = False, lower_only: bool = False) -> bool:
-    """Whether a gap between a stored time and a true one can come from a UTC offset at all."""
-    return (upper_only or gap >= EARLIEST - tolerance) and (lower_only or gap <= LATEST + tolerance)
+    gap = sample.created - sample.id_time
+    return sample.id_time if EARLIEST - tolerance <= gap <= LATEST + tolerance else None
 
 
 def _contains(window: Window, offset: timedelta) -> bool:
@@ -224,10 +219,10 @@ def offset_name(offset: timedelta) -> str:
     return f"UTC{sign}{hours}" + (f":{rest:02d}" if rest else "")
 
 
-def zones_at(offset: timedelta, at: datetime, limit: int = 3, extra: Sequence[str] = ()) -> list[str]:
+def zones_at(offset: timedelta, at: datetime, limit: int = 3) -> list[str]:
     """IANA zones whose UTC offset is `offset` at `at`: common ones first, then any other (no Etc/ aliases)."""
     found: list[str] = []
-    for name in (*extra, *COMMON_ZONES):
+    for name in COMMON_ZONES:
         if name not in found and name != "UTC" and _zone_offset(ZoneInfo(name), at) == offset:
             found.append(name)
         if len(found) >= limit:
@@ -245,8 +240,3 @@ def zones_at(offset: timedelta, at: datetime, limit: int = 3, extra: Sequence[st
 def zone_name(zone: tzinfo | None) -> str:
     """The configured frame as an operator wrote it."""
     return "UTC" if zone is None else str(getattr(zone, "key", zone))
-
-
-def as_utc(value: datetime) -> datetime:
-    """A datetime read from the pool (aware or naive) labelled UTC, as the stored value is."""
-    return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)

@@ -252,6 +252,7 @@ async def test_a_user_without_create_index(mongod_factory: Callable[..., Mongod]
     assert "MongoDB cannot be used: authentication failed" in lines(wrong.stdout, None, "connect")[0]
 
 
+@pytest.mark.integration
 def test_an_unreachable_server(tmp_path: Path) -> None:
     """Nothing listens: exit 4, the cause in a few words, every pool not checked; no host, no password."""
     port = free_port()
@@ -315,6 +316,7 @@ async def test_refresh_cost_against_the_interval(mongo_uri: str, db: str, tmp_pa
     assert failing.split()[0] == "error" and "longer than refresh_timeout (0s)" in failing, failing
 
 
+@pytest.mark.integration
 def test_an_invalid_config_exits_2_like_check_config(tmp_path: Path) -> None:
     """Every problem on stderr, exit 2; with --json also a JSON report of them; no password printed."""
     path = write_config(tmp_path, config("mongodb://u:pw-secret-9@127.0.0.1:1/", [

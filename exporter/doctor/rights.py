@@ -103,7 +103,12 @@ class Need:
 
 def pool_needs(pool: Pool, *, admin_enabled: bool, indexes_present: bool | None) -> list[Need]:
     """The rights the daemon needs on a pool's collection, with their effect when missing."""
-    needs = [Need("find", "the statistics fail: every refresh of this pool fails", Verdict.ERROR)]
+    needs = [
+        Need("find", "the statistics fail: every refresh of this pool fails", Verdict.ERROR),
+        Need(
+            "collStats", "the total ($collStats, the collection's own count) fails: every refresh fails", Verdict.ERROR
+        ),
+    ]
     if pool.create_indexes:
         needs.append(
             Need(
@@ -159,7 +164,7 @@ AUDIT_NEEDS = (
 def _grant_hint(rights: Rights, db: str, collection: str, actions: Sequence[str]) -> str:
     """A shell command granting what is missing: the built-in role that has it, or a privilege of a custom role."""
     user, user_db = rights.users[0] if rights.users else ("USER", "admin")
-    role = "read" if set(actions) <= {"find", "listIndexes"} else "readWrite"
+    role = "read" if set(actions) <= {"find", "listIndexes", "collStats"} else "readWrite"
     grant = json.dumps([{"role": role, "db": db}])
     exact = json.dumps({"resource": {"db": db, "collection": collection}, "actions": list(actions)})
     return (

@@ -18,7 +18,7 @@ from exporter.doctor.findings import Finding, Report, error, warn
 from exporter.doctor.frame import frame_findings, read_samples
 from exporter.doctor.indexes import Indexes, index_findings, read_indexes
 from exporter.doctor.plans import explain_statistics, plan_findings
-from exporter.doctor.refresh import refresh_findings, timed_refresh
+from exporter.doctor.refresh import refresh_findings, sums_findings, timed_refresh, timed_sums
 from exporter.doctor.rights import (
     Rights,
     access_finding,
@@ -114,7 +114,7 @@ async def _examine(config: Config, client: AsyncMongoClient[dict[str, Any]], rep
 
 
 async def _pool(config: Config, client: AsyncMongoClient[dict[str, Any]], pool: Pool, rights: Rights) -> list[Finding]:
-    """The checks of one pool, in order: rights, indexes, plans, documents, timezone, refresh."""
+    """The checks of one pool, in order: rights, indexes, plans, documents, timezone, refresh, sums."""
     sessions = pool_sessions(config, pool, client, timeout=LONG_READ)
     db, coll = pool.database, pool.collection
     out: list[Finding] = []
@@ -133,7 +133,7 @@ async def _pool(config: Config, client: AsyncMongoClient[dict[str, Any]], pool: 
     elif not rights.allows(db, coll, "listIndexes"):
         out.append(warn("indexes", f"not checked: the user may not list the indexes of {db}.{coll}", "see rights"))
     if not rights.allows(db, coll, "find"):
-        skipped = f"plans, documents, timezone and refresh not checked: no find on {db}.{coll}"
+        skipped = f"plans, documents, timezone, refresh and sums not checked: no find on {db}.{coll}"
         out.append(error("checks", skipped, "see rights"))
         return out
     index_coming = bool(indexes and indexes.missing and pool.create_indexes and can_create)
@@ -142,6 +142,7 @@ async def _pool(config: Config, client: AsyncMongoClient[dict[str, Any]], pool: 
         ("documents", lambda: _documents(sessions, pool)),
         ("timezone", lambda: _timezone(sessions, pool)),
         ("refresh", lambda: _refresh(sessions, pool)),
+        ("sums", lambda: _sums(sessions, pool)),
     ]
     try:
         await _attempt("connect", sessions.connect)  # learns the topology; never builds indexes (see pool_sessions)
@@ -180,6 +181,11 @@ async def _timezone(sessions: MongoSessions, pool: Pool) -> list[Finding]:
 async def _refresh(sessions: MongoSessions, pool: Pool) -> list[Finding]:
     stats, seconds = await timed_refresh(sessions, pool)
     return refresh_findings(pool, stats, seconds)
+
+
+async def _sums(sessions: MongoSessions, pool: Pool) -> list[Finding]:
+    sums, seconds = await timed_sums(sessions)
+    return sums_findings(pool, sums, seconds)
 
 
 def run_doctor(config: Config, *, as_json: bool = False, out: TextIO | None = None) -> int:

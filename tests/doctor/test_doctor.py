@@ -81,7 +81,7 @@ async def test_a_healthy_pool_is_all_ok(mongo_uri: str, sync_client: SyncClient,
     rows = text_rows(result.stdout)
     assert {verdict for _pool, _check, verdict in rows} == {"ok"}, result.stdout
     checks = [check for pool, check, _v in rows if pool == "healthy"]
-    assert checks == ["rights", "indexes", "plans", "documents", "timezone", "refresh"]
+    assert checks == ["rights", "indexes", "plans", "documents", "timezone", "refresh", "sums"]
     assert [check for pool, check, _v in rows if pool is None] == ["version", "topology", "clock", "access"]
     plans = lines(result.stdout, "healthy", "plans")[0]
     held = re.search(r"held counts index-only \(([\d,]+) index keys, 0 documents read", plans)
@@ -91,6 +91,10 @@ async def test_a_healthy_pool_is_all_ok(mongo_uri: str, sync_client: SyncClient,
     assert "agree with UTC" in lines(result.stdout, "healthy", "timezone")[0]
     refresh = lines(result.stdout, "healthy", "refresh")[0]
     assert "40 sessions: 28 active, 4 in_use, 4 locked, 4 blocked, 0 inactive" in refresh, refresh
+    assert "the total: $collStats" in plans, plans  # the daemon's per-interval total: metadata, no scan
+    sums = lines(result.stdout, "healthy", "sums")[0]
+    # 30 added with 0 uses, 12 taken once, 4 of them a success; the 10 old ones: 3 uses, 1 success each.
+    assert "(40 documents read: 42 uses, 14 successes)" in sums, sums
     assert result.stdout.splitlines()[-1].startswith("doctor: ok (")
     assert index_names(sync_client, db, "healthy") == before
 
@@ -307,9 +311,13 @@ async def test_refresh_cost_against_the_interval(mongo_uri: str, db: str, tmp_pa
     await healthy_pool(mongo_uri, db, "p")
     path = pools_config(tmp_path, mongo_uri, [
         {"name": "busy", "database": db, "collection": "p", "interval": 0.004, "refresh_timeout": 10},
-        {"name": "failing", "database": db, "collection": "p", "interval": 1, "refresh_timeout": 0.0001},
+        {"name": "failing", "database": db, "collection": "p", "interval": 1, "refresh_timeout": 0.0001,
+         "sums_interval": 1, "sums_timeout": 0.0001},
     ])  # fmt: skip
     result = doctor(path)
+    sums = lines(result.stdout, "failing", "sums")[0]
+    assert sums.split()[0] == "error" and "longer than sums_timeout (0s)" in sums, sums
+    assert lines(result.stdout, "busy", "sums")[0].split()[0] == "ok"
     busy = lines(result.stdout, "busy", "refresh")[0]
     assert busy.split()[0] == "warn" and "of the 0.004s interval" in busy, busy
     failing = lines(result.stdout, "failing", "refresh")[0]

@@ -6,14 +6,17 @@ import json
 from datetime import UTC, datetime, timedelta
 
 from exporter.config import Pool
-from exporter.core import State, Statistics
+from exporter.core import State, Statistics, Sums
 from exporter.doctor.findings import EXIT_ERRORS, EXIT_OK, EXIT_WARNINGS, Report, Verdict, error, ok, warn
-from exporter.doctor.refresh import refresh_findings
+from exporter.doctor.refresh import refresh_findings, sums_findings
 from exporter.doctor.rights import parse_rights, pool_needs, rights_findings
 from exporter.doctor.server import Server, server_findings
 from tests.support.doctor import json_checks, text_rows
 
-POOL = Pool(name="tg", database="sessions", collection="telegram", interval=10, refresh_timeout=5)
+POOL = Pool(
+    name="tg", database="sessions", collection="telegram", interval=10, refresh_timeout=5, sums_interval=300,
+    sums_timeout=120,
+)  # fmt: skip
 
 
 def test_the_worst_finding_decides_the_verdict_and_the_exit_code() -> None:
@@ -87,14 +90,21 @@ def test_what_each_missing_right_costs() -> None:
         (Verdict.ERROR, "monitor@admin has no createIndex"),
         (Verdict.WARN, "monitor@admin has no update"),
     ]
-    privileges = [
-        {"resource": {"db": "", "collection": ""}, "actions": ["find", "listIndexes", "createIndex", "update"]}
+
+    def granted(*actions: str) -> list[tuple[Verdict, str]]:
+        privileges = [{"resource": {"db": "", "collection": ""}, "actions": list(actions)}]
+        user = [{"user": "u", "db": "admin"}]
+        rights = parse_rights({"authInfo": {"authenticatedUsers": user, "authenticatedUserPrivileges": privileges}})
+        needs = pool_needs(POOL, admin_enabled=True, indexes_present=True)
+        return [(f.verdict, f.found.split(":")[0]) for f in rights_findings(rights, "sessions", "telegram", needs)]
+
+    assert granted("find", "collStats", "listIndexes", "createIndex", "update") == [
+        (Verdict.OK, "u@admin may find, collStats, listIndexes, createIndex, update on sessions.telegram")
     ]
-    everything = parse_rights(
-        {"authInfo": {"authenticatedUsers": [{"user": "u", "db": "admin"}], "authenticatedUserPrivileges": privileges}}
-    )
-    needs = pool_needs(POOL, admin_enabled=True, indexes_present=True)
-    assert [f.verdict for f in rights_findings(everything, "sessions", "telegram", needs)] == [Verdict.OK]
+    # Without collStats the daemon's total ($collStats) fails, so every refresh does.
+    assert granted("find", "listIndexes", "createIndex", "update") == [
+        (Verdict.ERROR, "u@admin has no collStats on sessions.telegram")
+    ]
 
 
 def _server(**changes: object) -> Server:
@@ -143,3 +153,20 @@ def test_refresh_cost_against_interval_and_timeout() -> None:
     failing = refresh_findings(POOL, _stats(), 6.0)[0]
     assert failing.verdict is Verdict.ERROR and "refresh_timeout (5s)" in failing.found
     assert "100 active" in failing.found
+
+
+def test_sums_cost_and_the_metadata_count() -> None:
+    """The sums against sums_interval and sums_timeout; a metadata count that disagrees is a warning."""
+
+    def sums(metadata: int) -> Sums:
+        return Sums(time=datetime.now(UTC), total=1000, uses=5000, successes=4000, metadata_total=metadata)
+
+    (fine,) = sums_findings(POOL, sums(1000), 2.0)
+    assert fine.verdict is Verdict.OK and "(1,000 documents read: 5,000 uses, 4,000 successes)" in fine.found
+    assert sums_findings(POOL, sums(1000), 100.0)[0].verdict is Verdict.WARN  # a third of 5 minutes
+    slow = sums_findings(POOL, sums(1000), 130.0)[0]
+    assert slow.verdict is Verdict.ERROR and "sums_timeout (2m)" in slow.found
+    disagree = sums_findings(POOL, sums(998), 2.0)
+    assert [f.verdict for f in disagree] == [Verdict.OK, Verdict.WARN]
+    assert "(998) differs from the counted total (1,000)" in disagree[1].found
+    assert 'runCommand({validate: "telegram"})' in (disagree[1].fix or "")

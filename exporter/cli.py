@@ -1,9 +1,10 @@
-"""Command line: `session-pool-exporter [run] | check-config | demo`, `--version`, `--help`."""
+"""Command line: `session-pool-exporter [run] | check-config | doctor | demo`, `--version`, `--help`."""
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import json
 import os
 import platform
 import sys
@@ -28,7 +29,7 @@ from exporter.log import get_logger, setup_logging
 
 EXIT_CONFIG = 2
 EXIT_LISTEN = 3
-SUBCOMMANDS = ("run", "check-config", "demo")
+SUBCOMMANDS = ("run", "check-config", "doctor", "demo")
 
 log = get_logger("exporter")
 
@@ -89,6 +90,21 @@ def build_parser() -> argparse.ArgumentParser:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     _config_options(check)
+    doctor = sub.add_parser(
+        "doctor",
+        help="check, read-only, everything the daemon relies on (server, rights, indexes, documents, time)",
+        description="Connect with the configuration `run` would use and check what the daemon relies on: the\n"
+        "server, and per pool the user's rights, indexes and query plans, odd documents, the stored time\n"
+        "zone and the cost of a refresh. One line per finding: ok, warn or error, what was found, what to\n"
+        f"do. Exit 0 all ok, 1 warnings only, {EXIT_CONFIG} invalid configuration, 4 errors. Read-only: nothing\n"
+        "is written and no index is built, so a read-only monitoring user can run it.",
+        epilog=_EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    _config_options(doctor)
+    doctor.add_argument(
+        "--json", action="store_true", help="one JSON document: {verdict, checks: [{pool, check, verdict, found, fix}]}"
+    )
     demo = sub.add_parser("demo", help="start a throwaway mongod, simulated handlers and the exporter")
     demo.add_argument("--pools", type=int, default=3, metavar="N", help="number of pools (default 3)")
     demo.add_argument("--sessions", type=int, default=300, metavar="N", help="sessions per pool (default 300)")
@@ -125,10 +141,15 @@ def _load_or_report(args: argparse.Namespace, environ: Mapping[str, str]) -> Con
     try:
         return load_config(args.config, environ, _flags(args))
     except ConfigError as error:
-        print(f"configuration invalid ({len(error.problems)} problem(s)):", file=sys.stderr)
-        for line in error.lines():
-            print(f"  {line}", file=sys.stderr)
+        _print_problems(error)
         return None
+
+
+def _print_problems(error: ConfigError) -> None:
+    """Every configuration problem, on stderr."""
+    print(f"configuration invalid ({len(error.problems)} problem(s)):", file=sys.stderr)
+    for line in error.lines():
+        print(f"  {line}", file=sys.stderr)
 
 
 def check_config(args: argparse.Namespace, environ: Mapping[str, str]) -> int:
@@ -146,6 +167,22 @@ def check_config(args: argparse.Namespace, environ: Mapping[str, str]) -> int:
         print(f"warning: {warning}", file=sys.stderr)
     print(f"config ok: listen {config.listen}, {len(config.pools)} pool(s): {pools}; {admin}")
     return 0
+
+
+def doctor(args: argparse.Namespace, environ: Mapping[str, str]) -> int:
+    """The `doctor` command: EXIT_CONFIG with every problem, else the report's code (0, 1 warnings, 4 errors)."""
+    try:
+        config = load_config(args.config, environ, _flags(args))
+    except ConfigError as error:
+        _print_problems(error)
+        if args.json:
+            checks = [{"pool": None, "check": "config", "verdict": "error", "found": line, "fix": None}
+                      for line in error.lines()]  # fmt: skip
+            print(json.dumps({"verdict": "error", "checks": checks}, indent=2))
+        return EXIT_CONFIG
+    from exporter.doctor import run_doctor
+
+    return run_doctor(config, as_json=args.json)
 
 
 async def serve(config: Config) -> int:
@@ -188,6 +225,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(args_list)
     if args.command == "check-config":
         return check_config(args, os.environ)
+    if args.command == "doctor":
+        return doctor(args, os.environ)
     if args.command == "demo":
         from exporter.demo import run_demo
 

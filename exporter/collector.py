@@ -55,21 +55,50 @@ def _index_name(keys: list[tuple[str, int]]) -> str:
     return "_".join(f"{field}_{direction}" for field, direction in keys)
 
 
+def mongo_client(config: Config, *, appname: str = "session-pool-exporter") -> AsyncMongoClient[dict[str, Any]]:
+    """The one MongoDB client the daemon's pools share (aware UTC times, the configured timeouts)."""
+    return AsyncMongoClient(
+        config.mongodb.uri_value(),
+        tz_aware=True,
+        tzinfo=UTC,
+        appname=appname,
+        maxPoolSize=MONGO_POOL,  # counted in the connection guard's file-descriptor reserve
+        serverSelectionTimeoutMS=int(config.mongodb.server_selection_timeout * 1000),
+        connectTimeoutMS=int(min(config.mongodb.server_selection_timeout, 10) * 1000),
+    )
+
+
+def pool_sessions(
+    config: Config, settings: Pool, client: AsyncMongoClient[dict[str, Any]], *, timeout: float | None = None
+) -> MongoSessions:
+    """The MongoSessions of a pool's refreshes (`timeout` per operation; default: mongodb.timeout)."""
+    wc = config.mongodb.write_concern
+    return MongoSessions(
+        db=settings.database,
+        collection=settings.collection,
+        client=client,
+        fields=settings.fields.as_fields(),
+        lock_time=settings.lock_time,
+        block_time=settings.block_time,
+        grace=settings.grace,
+        stored_timezone=settings.stored_timezone,
+        timeout=config.mongodb.timeout if timeout is None else timeout,
+        w=wc.w,
+        j=wc.j,
+        wtimeout=wc.wtimeout,
+        tz_aware=True,
+        # The collector keeps the indexes itself, in the background (see Collector._upkeep_indexes).
+        create_indexes=False,
+    )
+
+
 class Collector:
     """Owns the shared MongoDB client, the scheduler and every pool's runtime state."""
 
     def __init__(self, config: Config, metrics: Metrics, *, client: AsyncMongoClient[dict[str, Any]] | None = None):
         self.config = config
         self.metrics = metrics
-        self.client: AsyncMongoClient[dict[str, Any]] = client or AsyncMongoClient(
-            config.mongodb.uri_value(),
-            tz_aware=True,
-            tzinfo=UTC,
-            appname="session-pool-exporter",
-            maxPoolSize=MONGO_POOL,  # counted in the connection guard's file-descriptor reserve
-            serverSelectionTimeoutMS=int(config.mongodb.server_selection_timeout * 1000),
-            connectTimeoutMS=int(min(config.mongodb.server_selection_timeout, 10) * 1000),
-        )
+        self.client: AsyncMongoClient[dict[str, Any]] = client or mongo_client(config)
         self._owns_client = client is None
         self.pools: dict[str, PoolRuntime] = {}
         self._static = {p.name for p in config.pools}
@@ -89,24 +118,7 @@ class Collector:
 
     def _add(self, settings: Pool) -> PoolRuntime:
         """A pool's runtime, with its own MongoSessions on the shared client, and its metrics."""
-        wc = self.config.mongodb.write_concern
-        sessions = MongoSessions(
-            db=settings.database,
-            collection=settings.collection,
-            client=self.client,
-            fields=settings.fields.as_fields(),
-            lock_time=settings.lock_time,
-            block_time=settings.block_time,
-            grace=settings.grace,
-            stored_timezone=settings.stored_timezone,
-            timeout=self.config.mongodb.timeout,
-            w=wc.w,
-            j=wc.j,
-            wtimeout=wc.wtimeout,
-            tz_aware=True,
-            # The collector keeps the indexes itself, in the background (see _upkeep_indexes).
-            create_indexes=False,
-        )
+        sessions = pool_sessions(self.config, settings, self.client)
         pool = PoolRuntime(settings, sessions)
         self.pools[settings.name] = pool
         self.metrics.add_pool(settings.name)

@@ -14,7 +14,7 @@ from pymongo import MongoClient
 from tests.support.cli import clean_env, cli_command
 
 ROOT = Path(__file__).resolve().parent.parent
-SUBCOMMANDS = ("run", "check-config", "demo")
+SUBCOMMANDS = ("run", "check-config", "doctor", "demo")
 
 
 def entry_points() -> list[list[str]]:

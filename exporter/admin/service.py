@@ -23,7 +23,7 @@ from exporter.admin.models import (
     SessionView,
     StatisticsView,
 )
-from exporter.admin.views import SET_BY, UNKNOWN_CAUSE, oddities, plain
+from exporter.admin.views import SET_BY, UNKNOWN_CAUSE, plain
 from exporter.admin.writes import AuditedWrites, Outcome
 from exporter.audit import AuditFilters, AuditLog
 from exporter.config import AdminConfig, WriteConcernConfig
@@ -40,6 +40,7 @@ from exporter.core import (
     parse_period,
     recorded_hold,
 )
+from exporter.core.shapes import oddities
 from exporter.metrics import Metrics
 from exporter.runtime import PoolRuntime
 

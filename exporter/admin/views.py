@@ -1,4 +1,4 @@
-"""What an operator sees of a session document: every BSON value as JSON, and what is odd about it."""
+"""What an operator sees of a session document: every BSON value as JSON (what is odd about it: core.shapes)."""
 
 from __future__ import annotations
 
@@ -16,7 +16,7 @@ from bson.int64 import Int64
 from bson.regex import Regex
 from bson.timestamp import Timestamp
 
-from exporter.core import Fields, Hold
+from exporter.core import Hold
 
 SET_BY = {Hold.USE: "get_session", Hold.LOCK: "session_lock", Hold.BLOCK: "session_block"}
 UNKNOWN_CAUSE = "unknown: set by a worker of the original library (classified by the time left)"
@@ -45,33 +45,3 @@ def plain(value: Any, depth: int = 0) -> Any:
     if isinstance(value, ObjectId | Decimal128 | uuid.UUID):
         return str(value)
     return f"{type(value).__name__}: {value}"[:200]
-
-
-def _kind(value: Any) -> str:
-    return "null" if value is None else type(value).__name__
-
-
-def oddities(doc: Mapping[str, Any], fields: Fields) -> list[str]:
-    """What about a document the state rules or the handlers cannot use as intended, one line each."""
-    out: list[str] = []
-    active = doc.get(fields.active)
-    if fields.active not in doc:
-        out.append(f"{fields.active} is missing: the session counts as inactive")
-    elif not isinstance(active, bool):
-        out.append(f"{fields.active} is a {_kind(active)}, not true/false: the session counts as inactive")
-    for name in (fields.next_use, fields.last_use):
-        value = doc.get(name)
-        if value is not None and not isinstance(value, datetime):
-            out.append(f"{name} is a {_kind(value)}, not a date")
-    hold = doc.get(fields.hold)
-    if fields.hold in doc and not (
-        isinstance(hold, Mapping)
-        and hold.get("kind") in [str(h) for h in Hold]
-        and isinstance(hold.get("until"), datetime)
-    ):
-        out.append(f"{fields.hold} is not a {{kind, until}} marker: the hold counts by the time left")
-    for name in (fields.count_use, fields.count_success):
-        value = doc.get(name)
-        if value is not None and (isinstance(value, bool) or not isinstance(value, int | float)):
-            out.append(f"{name} is a {_kind(value)}, not a number: get_session and session_success fail on it")
-    return out

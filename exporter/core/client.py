@@ -545,20 +545,17 @@ class MongoSessions(MongoOperations, MongoFields):
         reads them so every interval and the sums on a slower cadence (`aggregate_sums`).
         """
         now = await self.server_time("aggregate_statistics")
-        with self._at(now):
-            extra = self._legacy_filters() if self._custom_selection() else {}
-        coll = self._coll()
         total = "sums" if sums else ("metadata" if fast_total else "count")
-        pipeline = queries.statistics_pipeline(self.rules, coll.name, now, extra, total=total)
+        pipeline = self.statistics_pipeline(now, total=total)
         try:
             rows, snapshot = await self._read_all("aggregate_statistics", pipeline, db_session)
         except OperationFailed as exc:
             if exc.code != NAMESPACE_NOT_FOUND or total != "metadata":
                 raise
             # No collection yet ($collStats needs one): an empty pool, counted without it.
-            pipeline = queries.statistics_pipeline(self.rules, coll.name, now, extra, total="count")
+            pipeline = self.statistics_pipeline(now, total="count")
             rows, snapshot = await self._read_all("aggregate_statistics", pipeline, db_session)
-        stats = self._statistics(rows, now, snapshot, custom=bool(extra))
+        stats = self._statistics(rows, now, snapshot, custom=self._custom_selection())
         if sums and stats.uses is None:
             # An empty collection answers no `sums` row: its sums are zero.
             stats.uses = stats.successes = 0
@@ -608,6 +605,16 @@ class MongoSessions(MongoOperations, MongoFields):
 
         rows = await self._run(operation, read)
         return rows, snapshot
+
+    def statistics_pipeline(self, now: datetime, *, total: str = "sums") -> list[dict[str, Any]]:
+        """The aggregation `aggregate_statistics()` runs at the server time `now` (to explain it, for one).
+
+        `total` as in `queries.statistics_pipeline`: "sums" (one pass over every document), "metadata"
+        or "count" (what the daemon runs every interval: `sums=False`).
+        """
+        with self._at(now):
+            extra = self._legacy_filters() if self._custom_selection() else {}
+        return queries.statistics_pipeline(self.rules, self._coll().name, now, extra, total=total)
 
     def _statistics(self, rows: list[Document], now: datetime, snapshot: bool, *, custom: bool) -> Statistics:
         """Fold the pipeline's rows into one Statistics."""

@@ -1,0 +1,163 @@
+"""The server: whether it answers, its version and topology, and how far this host's clock is from it."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from pymongo import AsyncMongoClient
+
+from exporter.core import OperationFailed, SessionPoolError, Unavailable, format_duration, guard
+from exporter.doctor.findings import Finding, error, ok, warn
+
+# $unionWith (4.4) and snapshot reads (5.0) make the statistics one aggregation of one instant.
+MIN_VERSION = (5, 0)
+# Beyond this, a handler of the original library on this host holds sessions noticeably shorter or longer.
+SKEW_WARN = timedelta(seconds=2)
+_CLOCK_SAMPLES = 5
+
+_CONNECT_FIXES = {
+    "connection refused": "is mongod running and listening on the host and port of mongodb.uri "
+    "(its bind_ip included), with no firewall in between?",
+    "host name not found": "check the host name in mongodb.uri (DNS)",
+    "TLS handshake failed": "check the TLS options of mongodb.uri (tlsCAFile) and the server's certificate",
+    "authentication failed": "check the user, password and authSource of mongodb.uri",
+    "no primary": "the replica set has no primary: check rs.status() on a member",
+    "timed out": "nothing answered in time: check the network path, or raise mongodb.server_selection_timeout",
+    "connection closed": "the server closed the connection: check its log (TLS required? connection limit?)",
+}
+
+
+@dataclass(frozen=True)
+class Server:
+    """What the server says about itself, and the clock difference measured with the round trip."""
+
+    version: str
+    topology: str
+    set_name: str | None
+    primary: bool
+    skew: timedelta
+    uncertainty: timedelta
+
+    @property
+    def version_tuple(self) -> tuple[int, ...]:
+        """`6.0.5` as (6, 0, 5); unparsable parts end it."""
+        parts: list[int] = []
+        for part in self.version.split("."):
+            if not part.isdigit():
+                break
+            parts.append(int(part))
+        return tuple(parts)
+
+
+def topology_of(hello: dict[str, Any]) -> str:
+    """'sharded', 'replica_set' or 'standalone', as `MongoSessions.connect()` names it."""
+    if hello.get("msg") == "isdbgrid":
+        return "sharded"
+    return "replica_set" if hello.get("setName") else "standalone"
+
+
+async def probe(client: AsyncMongoClient[dict[str, Any]], timeout: float) -> Server:  # noqa: ASYNC109
+    """Ask the server who it is, and sample its clock a few times (the shortest round trip wins)."""
+    best: tuple[float, timedelta] | None = None
+    hello: dict[str, Any] = {}
+    async with guard("hello", timeout, client):
+        for _ in range(_CLOCK_SAMPLES):
+            started = time.time()
+            hello = await client.admin.command("hello")
+            ended = time.time()
+            server_time = hello.get("localTime")
+            if isinstance(server_time, datetime):
+                server_time = server_time if server_time.tzinfo else server_time.replace(tzinfo=UTC)
+                skew = server_time - datetime.fromtimestamp((started + ended) / 2, UTC)
+                if best is None or ended - started < best[0]:
+                    best = (ended - started, skew)
+        build = await client.admin.command("buildInfo")
+    round_trip, skew = best if best is not None else (0.0, timedelta(0))
+    return Server(
+        version=str(build.get("version", "unknown")),
+        topology=topology_of(hello),
+        set_name=hello.get("setName"),
+        primary=bool(hello.get("isWritablePrimary") or hello.get("msg") == "isdbgrid"),
+        skew=skew,
+        # localTime has millisecond resolution; the reading happened somewhere within the round trip.
+        uncertainty=timedelta(seconds=round_trip / 2) + timedelta(milliseconds=1),
+    )
+
+
+def unreachable(exc: SessionPoolError) -> Finding:
+    """The server could not be used at all: the cause in a few words, never the driver's topology dump."""
+    if isinstance(exc, Unavailable):
+        cause = exc.reason
+    elif isinstance(exc, OperationFailed) and exc.code == 18:
+        cause = "authentication failed"
+    else:
+        cause = exc.message
+    fix = _CONNECT_FIXES.get(cause, "check mongodb.uri and that the server runs")
+    return error("connect", f"MongoDB cannot be used: {cause}; nothing else was checked", fix)
+
+
+def server_findings(server: Server, *, admin_enabled: bool) -> list[Finding]:
+    """Version, topology and clock findings."""
+    out: list[Finding] = []
+    version = f"MongoDB {server.version}"
+    if server.version_tuple and server.version_tuple < MIN_VERSION:
+        out.append(
+            error(
+                "version",
+                f"{version}: the statistics need MongoDB 5.0 or later "
+                "($unionWith, snapshot reads); every refresh fails",
+                "upgrade MongoDB to 5.0 or later",
+            )
+        )
+    else:
+        out.append(ok("version", version))
+    out.append(_topology(server, admin_enabled))
+    out.append(_clock(server))
+    return out
+
+
+def _topology(server: Server, admin_enabled: bool) -> Finding:
+    if server.topology == "standalone":
+        admin = (
+            "admin writes are not transactional (audit event first, then the change, then the event settled: "
+            "a crash in between leaves a pending event)"
+            if admin_enabled
+            else "admin writes (when the admin API is turned on) would not be transactional"
+        )
+        return warn(
+            "topology",
+            f"standalone server: {admin}, and the statistics' parts are read milliseconds apart, not as one snapshot",
+            "run mongod as a replica set; one member is enough (mongod --replSet rs0, then rs.initiate())",
+        )
+    if server.topology == "sharded":
+        return ok("topology", "sharded cluster (mongos): transactions and snapshot reads available")
+    if not server.primary:
+        return warn(
+            "topology",
+            f"replica set {server.set_name}, but this member is not the primary: index builds and admin writes fail",
+            "connect to the replica set (replicaSet=NAME in mongodb.uri, without directConnection)",
+        )
+    return ok(
+        "topology",
+        f"replica set {server.set_name}: statistics read one snapshot; admin writes commit with their audit events",
+    )
+
+
+def _clock(server: Server) -> Finding:
+    seconds = abs(server.skew.total_seconds())
+    off = format_duration(round(seconds, 3))
+    within = format_duration(round(server.uncertainty.total_seconds(), 3))
+    if abs(server.skew) - server.uncertainty <= SKEW_WARN:
+        return ok("clock", f"this host's clock and the server's differ by {off} (±{within})")
+    behind = server.skew > timedelta(0)
+    direction = "behind" if behind else "ahead of"
+    effect = "shorter" if behind else "longer"
+    return warn(
+        "clock",
+        f"this host's clock is {off} {direction} the server's (±{within}): the daemon and this library use the "
+        f"server's time, but handlers of the original library on this host hold sessions {off} {effect}",
+        "synchronise this host's clock (NTP: chrony or systemd-timesyncd)",
+    )

@@ -26,9 +26,10 @@ from exporter.core import (
     own_budget,
     redact,
 )
+from exporter.core.browse import underperforming_count_pipeline, underperforming_threshold
 from exporter.log import get_logger
 from exporter.metrics import Metrics
-from exporter.runtime import PoolRuntime
+from exporter.runtime import PoolRuntime, Underperformers
 
 log = get_logger("exporter.collector")
 
@@ -82,6 +83,7 @@ class Collector:
                 tz_aware=True,
                 # The collector keeps the indexes itself, in the background (see _upkeep_indexes).
                 create_indexes=False,
+                console_indexes=settings.session_fields.search,
             )
             self.pools[settings.name] = PoolRuntime(settings, sessions)
             metrics.add_pool(settings.name)
@@ -113,6 +115,7 @@ class Collector:
                 coalesce=True,
                 misfire_grace_time=None,
             )
+            self._schedule_underperformers(scheduler, pool, now)
         scheduler.start()
         self._scheduler = scheduler
         log.info("scheduler_started", pools=list(self.pools))
@@ -211,6 +214,51 @@ class Collector:
             await self._upkeep_indexes(pool)
         stats = await pool.sessions.aggregate_statistics()
         return stats, stats["count_active"]
+
+    # -- underperformers, on a slow cadence of their own --
+
+    def _schedule_underperformers(self, scheduler: AsyncIOScheduler, pool: PoolRuntime, now: datetime) -> None:
+        """One job per pool counting its underperforming sessions every `underperforming.interval` seconds."""
+        every = pool.config.underperforming.interval
+        scheduler.add_job(
+            self.count_underperformers,
+            IntervalTrigger(seconds=every, timezone=UTC),
+            args=[pool.name],
+            id=f"underperformers:{pool.name}",
+            name=f"underperformers {pool.name}",
+            # After the first refresh, whose sums give the pool's own success ratio.
+            next_run_time=now + timedelta(seconds=min(every, pool.interval + pool.config.jitter)),
+            max_instances=1,
+            coalesce=True,
+            misfire_grace_time=None,
+        )
+
+    async def count_underperformers(self, name: str) -> None:
+        """Count the pool's often-used active sessions whose success ratio lags the pool's (from index keys)."""
+        pool = self.pools[name]
+        settings = pool.config.underperforming
+        if self._stopping or pool.stats is None or not pool.connected:
+            return
+        stats = pool.stats
+        threshold = underperforming_threshold(stats.uses, stats.successes, settings.below)
+        try:
+            with budget("refresh_timeout", pool.config.refresh_timeout):
+                rows = (
+                    await pool.sessions.aggregate(
+                        underperforming_count_pipeline(pool.sessions.fields, settings.min_uses, threshold),
+                        _op="count_underperformers",
+                    )
+                    if threshold is not None
+                    else []
+                )
+        except SessionPoolError as exc:
+            # Withdrawn rather than repeated: a count nobody could make is not a count.
+            pool.underperformers = None
+            log.warning("underperformers_failed", pool=name, error=exc.message)
+            return
+        ratio = stats.successes / stats.uses if stats.uses else None
+        count = int(rows[0]["n"]) if rows else 0
+        pool.underperformers = Underperformers(count, threshold, ratio, time.time())
 
     # -- indexes --
 

@@ -1,0 +1,103 @@
+"""Pure builders of the console's session lists: orders, prefix search, held-state counts and underperformers."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import datetime
+from typing import Any, Literal
+
+from exporter.core.model import Fields, State
+from exporter.core.queries import IndexSpec, StateRules, held, state_expr
+
+Order = Literal["hold_desc", "hold_asc", "last_use_asc", "last_use_desc"]
+ORDERS: tuple[Order, ...] = ("hold_desc", "hold_asc", "last_use_asc", "last_use_desc")
+# Past the last character any string can hold: `q` and this bound every string starting with `q`.
+_PAST_PREFIX = "\U0010ffff"
+
+
+def console_index_specs(fields: Fields, search: Sequence[str]) -> list[IndexSpec]:
+    """The indexes the console's lists need besides the pool's own: one per search field, the underperformers'."""
+    f = fields
+    return [
+        *(([(f"{f.session}.{name}", 1)], f"the console's search by {name}") for name in search),
+        # Covered: the ratio of every often-used active session is read from the keys, never a document.
+        (
+            [(f.active, 1), (f.count_use, 1), (f.count_success, 1), ("_id", 1)],
+            "the underperforming sessions (count and list, covered)",
+        ),
+    ]
+
+
+def sort_of(fields: Fields, order: Order) -> list[tuple[str, int]]:
+    """The sort of a list: newest or oldest hold end, least or most recently used."""
+    key, direction = {
+        "hold_desc": (fields.next_use, -1),
+        "hold_asc": (fields.next_use, 1),
+        "last_use_asc": (fields.last_use, 1),
+        "last_use_desc": (fields.last_use, -1),
+    }[order]
+    return [(key, direction)]
+
+
+def search_filter(fields: Fields, search: Sequence[str], q: str) -> dict[str, Any]:
+    """Sessions whose configured search fields start with `q` (a string range per field: tight index bounds)."""
+    if not search:
+        raise ValueError("no search fields")
+    bounds = {"$gte": q, "$lt": q + _PAST_PREFIX}
+    branches = [{f"{fields.session}.{name}": dict(bounds)} for name in search]
+    return branches[0] if len(branches) == 1 else {"$or": branches}
+
+
+def held_count_pipeline(rules: StateRules, state: State, now: datetime) -> list[dict[str, Any]]:
+    """Count the sessions in a held state from the hold index alone (the statistics' covered projection)."""
+    f = rules.fields
+    return [
+        {"$match": held(rules, now)},
+        {"$project": {"_id": 0, f.next_use: 1, f"{f.hold}.kind": 1, f"{f.hold}.until": 1}},
+        {"$match": {"$expr": {"$eq": [state_expr(rules, now), str(state)]}}},
+        {"$count": "n"},
+    ]
+
+
+def underperforming_match(fields: Fields, min_uses: int) -> dict[str, Any]:
+    """Active sessions used at least `min_uses` times (a range on the underperformers' index)."""
+    return {fields.active: True, fields.count_use: {"$gte": min_uses}}
+
+
+def below_ratio(fields: Fields, ratio: float) -> dict[str, Any]:
+    """Success ratio below `ratio`, without a division (count_use is a number >= 1 after the match)."""
+    return {"$expr": {"$lt": [f"${fields.count_success}", {"$multiply": [f"${fields.count_use}", ratio]}]}}
+
+
+def underperforming_threshold(uses: int, successes: int, below: float) -> float | None:
+    """The success ratio under which a session underperforms: `below` (0.2) under the pool's; None without uses."""
+    if uses <= 0:
+        return None
+    return successes / uses * (1 - below)
+
+
+def underperforming_count_pipeline(fields: Fields, min_uses: int, ratio: float) -> list[dict[str, Any]]:
+    """Count the underperformers from index keys only."""
+    f = fields
+    return [
+        {"$match": underperforming_match(f, min_uses)},
+        {"$project": {"_id": 0, f.count_use: 1, f.count_success: 1}},
+        {"$match": below_ratio(f, ratio)},
+        {"$count": "n"},
+    ]
+
+
+def underperforming_page_pipeline(
+    fields: Fields, min_uses: int, ratio: float, skip: int, limit: int
+) -> list[dict[str, Any]]:
+    """The ids of one page of underperformers, most used first, from index keys only (documents fetched after)."""
+    f = fields
+    return [
+        {"$match": underperforming_match(f, min_uses)},
+        {"$sort": {f.count_use: -1}},
+        {"$project": {"_id": 1, f.count_use: 1, f.count_success: 1}},
+        {"$match": below_ratio(f, ratio)},
+        {"$skip": skip},
+        {"$limit": limit},
+        {"$project": {"_id": 1}},
+    ]

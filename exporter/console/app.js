@@ -1,6 +1,6 @@
 // The console's shell: the token, the router (hash routes), the sign-in form, dialogs and notices.
 import { ApiError, adoptFragmentToken, api, clearToken, explain, setToken, token } from "./api.js";
-import { h } from "./dom.js";
+import { fill, h } from "./dom.js";
 import { auditView } from "./audit.js";
 import { poolsView } from "./pools.js";
 import { sessionView } from "./session.js";
@@ -96,7 +96,7 @@ function signIn(message) {
     h("label", { class: "field", for: "token" }, "Admin token"), input,
     note,
     h("div", { class: "buttons" }, h("button", { type: "submit" }, "Sign in")));
-  main.replaceChildren(form);
+  fill(main, form);
   input.focus();
 }
 
@@ -148,12 +148,12 @@ export async function route() {
       signIn(explain(error));
       return;
     }
-    main.replaceChildren(errorPanel(error, route));
+    fill(main, errorPanel(error, route));
   }
 }
 
 export function render(...children) {
-  main.replaceChildren(...children);
+  fill(main, ...children);
 }
 
 document.getElementById("signout").addEventListener("click", () => {

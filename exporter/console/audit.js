@@ -1,6 +1,6 @@
 // The audit trail: every admin action, searchable by pool, action, actor, session and time, paged.
 import { api } from "./api.js";
-import { clock, h, number } from "./dom.js";
+import { clock, fill, h, number } from "./dom.js";
 import { errorPanel, go, link, render } from "./app.js";
 
 const ACTIONS = ["", "unlock", "deactivate", "activate", "lock", "block"];
@@ -58,7 +58,7 @@ export async function auditView(query) {
     return;
   }
   const pages = Math.max(1, Math.ceil(data.total / data.page_size));
-  listBox.replaceChildren(
+  fill(listBox,
     h("div", { class: "table-wrap" }, h("table", { class: "events" },
       h("caption", {}, `${number(data.total)} event(s), newest first`),
       h("thead", {}, h("tr", {}, ["Time", "Actor", "Action", "Pool", "Session", "Result", "State", "Reason"].map((t) => h("th", { scope: "col" }, t)))),

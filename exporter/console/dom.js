@@ -13,6 +13,12 @@ export function h(tag, attrs = {}, ...children) {
   return el;
 }
 
+// replaceChildren without the holes: a view's optional parts are null when absent.
+export function fill(el, ...children) {
+  el.replaceChildren(...children.flat().filter((c) => c !== null && c !== undefined && c !== false));
+  return el;
+}
+
 export function append(el, children) {
   for (const child of children.flat()) {
     if (child === null || child === undefined || child === false) continue;
@@ -64,6 +70,7 @@ export function relative(iso) {
   if (!iso) return "never";
   const ms = Date.parse(iso) - serverNow();
   if (Number.isNaN(ms)) return String(iso);
+  if (Math.abs(ms) < 1500) return "just now";
   return ms >= 0 ? `in ${duration(ms)}` : `${duration(-ms)} ago`;
 }
 

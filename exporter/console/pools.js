@@ -36,7 +36,7 @@ function chart(timeline) {
   const figure = svg("svg", { viewBox: `0 0 ${width} ${height}`, role: "img", "aria-label": title, class: "chart",
     preserveAspectRatio: "none" }, svg("title", {}, document.createTextNode(title)), ...layers, guide);
   return h("figure", { class: "chart-box" }, figure,
-    h("figcaption", { class: "muted" }, `last ${Math.round(span / 60000)} min · stacked: `,
+    h("figcaption", { class: "muted" }, `last ${span < 60000 ? `${Math.round(span / 1000)} s` : `${Math.round(span / 60000)} min`} · stacked: `,
       STATES.map((s) => h("span", { class: `key state-${s}` }, STATE_LABEL[s]))));
 }
 

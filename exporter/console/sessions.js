@@ -1,7 +1,7 @@
 // A pool's sessions: filter by state, search, sort, page; select several and act on them; bulk
 // unlock of a whole state with the dry-run count shown before the confirmation.
 import { api, explain } from "./api.js";
-import { STATES, STATE_LABEL, clock, countdown, h, number, percent, relative, stateBadge } from "./dom.js";
+import { STATES, STATE_LABEL, clock, countdown, fill, h, number, percent, relative, stateBadge } from "./dom.js";
 import { ask, errorPanel, go, link, reasonField, render, toast } from "./app.js";
 
 const ORDERS = {
@@ -155,7 +155,7 @@ export async function sessionsView(pool, query) {
       ? h("button", { type: "button", class: "secondary", "data-action": "bulk-unlock",
         onclick: () => bulkUnlock(pool, query.state, resultBox, load) }, `Unlock all ${query.state}…`)
       : null;
-    actionBar.replaceChildren(h("span", { class: "muted", "aria-live": "polite" }, `${n} selected`), ...buttons, bulk);
+    fill(actionBar, h("span", { class: "muted", "aria-live": "polite" }, `${n} selected`), buttons, bulk);
   };
 
   const load = async () => {
@@ -194,7 +194,7 @@ export async function sessionsView(pool, query) {
       h("span", {}, `Page ${page} of ${number(pages)}`),
       h("a", { href: link(["pools", pool], { ...query, page: page + 1 }), "aria-disabled": page >= pages ? "true" : null,
         class: page >= pages ? "disabled" : null, rel: "next" }, "Next →"));
-    listBox.replaceChildren(data.sessions.length ? table : empty, data.total > data.page_size ? pager : null);
+    fill(listBox, data.sessions.length ? table : empty, data.total > data.page_size ? pager : null);
     updateBar();
   };
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import importlib
+import re
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -31,16 +32,22 @@ def sync_playwright() -> Any:
     return module.sync_playwright()
 
 
+# Chromium logs every 4xx/5xx answer as a console error; the tests expect some (a refused token).
+_REFUSED = re.compile(r"^Failed to load resource: the server responded with a status of (\d+)")
+
+
 @dataclass
 class Watched:
-    """A page with everything it complained about: console errors, uncaught exceptions, failed requests."""
+    """A page with everything it complained about: console errors, uncaught exceptions, refused requests."""
 
     page: Any
     errors: list[str] = field(default_factory=list)
+    refused: list[int] = field(default_factory=list)
 
-    def clean(self) -> None:
-        """Assert the page logged no error at all (a CSP violation is logged as one)."""
+    def clean(self, refused: list[int] | None = None) -> None:
+        """Assert the page logged no error (a CSP violation is one) and only the `refused` answers expected."""
         assert not self.errors, "the console logged errors:\n" + "\n".join(self.errors)
+        assert self.refused == (refused or []), f"answers refused: {self.refused}"
 
 
 @contextlib.contextmanager
@@ -64,7 +71,10 @@ def page(launched: Any, viewport: dict[str, int] | None = None) -> Iterator[Watc
     watched = Watched(tab)
 
     def on_console(message: Any) -> None:
-        if message.type in ("error", "warning") and "DevTools" not in message.text:
+        refused = _REFUSED.match(message.text)
+        if refused:
+            watched.refused.append(int(refused[1]))
+        elif message.type in ("error", "warning"):
             watched.errors.append(f"console {message.type}: {message.text}")
 
     tab.on("console", on_console)

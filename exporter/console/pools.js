@@ -68,7 +68,7 @@ function card(pool, timeline) {
         optimum: String(total || 1), value: String(active || 0) }),
       low ? h("p", { class: "warn" }, "Below the pool's minimum of active sessions.") : null),
     h("dl", { class: "facts" },
-      h("dt", {}, "Next unlock"), h("dd", {}, stats && stats.next_unlock ? `${relative(stats.next_unlock)} (${clock(stats.next_unlock)})` : "none held"),
+      h("dt", {}, "Next unlock"), h("dd", {}, !stats ? "—" : stats.next_unlock ? `${relative(stats.next_unlock)} (${clock(stats.next_unlock)})` : "none held"),
       h("dt", {}, "Underperforming"), h("dd", {}, found
         ? h("a", { href: link(["pools", pool.name], { underperforming: "1" }) }, `${number(found.count)} session(s)`)
         : "not counted yet"),

@@ -113,14 +113,14 @@ function row(pool, session, selected, onToggle) {
   const held = HELD.includes(session.state) && session.next_use;
   return h("tr", { "data-id": session.id },
     h("td", {}, box),
-    h("td", {}, h("a", { href: link(["pools", pool, "sessions", session.id]), class: "mono" }, session.id.slice(-8)),
+    h("td", { class: "who" }, h("a", { href: link(["pools", pool, "sessions", session.id]), class: "mono" }, session.id.slice(-8)),
       shown.length ? h("div", { class: "fields" }, shown.map(([k, v]) => h("span", { class: "field-value" }, `${k} ${v}`))) : null),
     h("td", {}, stateBadge(session.state), session.set_by ? h("div", { class: "muted small" }, session.set_by) : null),
-    h("td", {}, held ? countdown(session.next_use) : "—"),
-    h("td", { title: clock(session.last_use) }, relative(session.last_use)),
-    h("td", { class: "num" }, number(session.count_use)),
-    h("td", { class: "num" }, number(session.count_success)),
-    h("td", { class: "num" }, percent(session.success_ratio)));
+    h("td", { "data-label": "Hold ends" }, held ? countdown(session.next_use) : "—"),
+    h("td", { "data-label": "Last use", title: clock(session.last_use) }, relative(session.last_use)),
+    h("td", { class: "num", "data-label": "Uses" }, number(session.count_use)),
+    h("td", { class: "num", "data-label": "Successes" }, number(session.count_success)),
+    h("td", { class: "num", "data-label": "Ratio" }, percent(session.success_ratio)));
 }
 
 export async function sessionsView(pool, query) {

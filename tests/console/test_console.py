@@ -9,8 +9,9 @@ from typing import Any
 from exporter.core import State
 from tests.console.conftest import Console
 from tests.support.browser import PHONE, Watched, page, screenshot
-from tests.support.console import login, password, phone
-from tests.support.daemon import READ_TOKEN, WRITE_TOKEN
+from exporter.mongod import free_port
+from tests.support.console import login, password, phone, pool_entry
+from tests.support.daemon import READ_TOKEN, WRITE_TOKEN, config, running
 
 
 def sign_in(tab: Watched, console: Console, token: str) -> None:
@@ -229,3 +230,28 @@ def test_a_csp_violation_would_be_caught(console: Console, chromium: Any) -> Non
         tab.page.wait_for_timeout(200)
         assert any("Content Security Policy" in e for e in tab.errors), tab.errors
         assert tab.page.evaluate("() => window.x") is None
+
+
+def test_mongodb_unreachable_and_the_pool_down_are_said(chromium: Any) -> None:
+    """With MongoDB unreachable the overview says the pool is down and why, and a list says MongoDB is
+    unreachable (503) instead of an empty table."""
+    data = config(
+        f"mongodb://127.0.0.1:{free_port()}/?directConnection=true",
+        [pool_entry("offline", "spe_console_ui")],
+        mongodb={"server_selection_timeout": 1, "timeout": 2},
+    )
+    with running(data) as daemon, page(chromium) as tab:
+        daemon.wait_for(lambda: daemon.get("/healthz").status_code == 200, "/healthz")
+        p = tab.page
+        p.goto(f"{daemon.url}/admin/ui/#token={WRITE_TOKEN}")
+        # At first no refresh has finished; the overview redraws every 5 s with the failure's cause.
+        health = p.locator("article[data-pool='offline'] .health.down", has_text="MongoDB is unreachable")
+        health.wait_for(timeout=20_000)
+        assert health.inner_text().startswith("Pool down: ")
+        screenshot(tab, "pool-down")
+        p.goto(f"{daemon.url}/admin/ui/#/pools/offline?state=locked")
+        alert = p.locator("#list .panel.error")
+        alert.wait_for(timeout=20_000)
+        assert alert.inner_text().startswith("MongoDB unreachable:"), alert.inner_text()
+        assert p.get_by_role("button", name="Try again").is_visible()
+        tab.clean(refused=[503])

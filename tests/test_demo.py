@@ -170,7 +170,7 @@ def test_demo_prints_a_console_link_with_a_ready_token() -> None:
         ).json()  # fmt: skip
         assert found["total"] == 10 and all("login" in s["fields"] for s in found["sessions"])
         process.send_signal(signal.SIGTERM)
-        stdout, stderr = process.communicate(timeout=60)
+        _stdout, stderr = process.communicate(timeout=60)
     finally:
         if process.poll() is None:
             process.kill()

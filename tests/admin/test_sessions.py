@@ -55,7 +55,9 @@ async def get(d: Daemon, path: str, token: str | None = None, **params: Any) -> 
     return response.status_code, response.json()
 
 
-async def test_each_state_lists_exactly_its_sessions_with_the_total(daemon: Daemon, unique_name: str, seeded: Seeded) -> None:
+async def test_each_state_lists_exactly_its_sessions_with_the_total(
+    daemon: Daemon, unique_name: str, seeded: Seeded
+) -> None:
     """Every state's list holds the seeded ids of that state, and `total` counts them."""
     for state in State:
         status, body = await get(daemon, f"/admin/pools/{unique_name}/sessions", state=str(state), page_size=200)
@@ -123,7 +125,7 @@ async def test_underperformers_are_the_lagging_often_used_sessions(
 async def test_bad_queries_are_located(daemon: Daemon, unique_name: str) -> None:
     """Every refusal is the one error shape, located at its query parameter."""
     path = f"/admin/pools/{unique_name}/sessions"
-    cases = [
+    cases: list[tuple[dict[str, Any], str]] = [
         ({}, "query.state"),
         ({"state": "sleeping"}, "query.state"),
         ({"state": "locked", "page_size": 500}, "query.page_size"),

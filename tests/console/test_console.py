@@ -6,10 +6,12 @@ import re
 from datetime import UTC, datetime
 from typing import Any
 
+from bson import ObjectId
+
 from exporter.core import State
+from exporter.mongod import free_port
 from tests.console.conftest import Console
 from tests.support.browser import PHONE, Watched, page, screenshot
-from exporter.mongod import free_port
 from tests.support.console import login, password, phone, pool_entry
 from tests.support.daemon import READ_TOKEN, WRITE_TOKEN, config, running
 
@@ -26,6 +28,13 @@ def held_now(console: Console, state: State) -> int:
     kind = {State.LOCKED: "lock", State.BLOCKED: "block"}[state]
     now = datetime.now(UTC)
     return console.sessions.count_documents({"active": True, "next_use": {"$gt": now}, "hold.kind": kind})
+
+
+def stored(console: Console, oid: ObjectId) -> dict[str, Any]:
+    """The session's document as MongoDB holds it."""
+    doc = console.sessions.find_one({"_id": oid})
+    assert doc is not None
+    return doc
 
 
 def confirm(tab: Watched, reason: str) -> None:
@@ -77,7 +86,7 @@ def test_operator_journey(console: Console, chromium: Any) -> None:
         p.get_by_role("button", name="Unlock").click()
         confirm(tab, "source recovered for this account")
         p.get_by_text("unlock: changed (locked → active)").first.wait_for()
-        assert console.sessions.find_one({"_id": target})["next_use"] is None
+        assert stored(console, target)["next_use"] is None
         assert "source recovered for this account" in p.inner_text("table.events")
         screenshot(tab, "session")
 
@@ -148,7 +157,7 @@ def test_a_read_token_sees_but_cannot_deactivate(console: Console, chromium: Any
         result.wait_for()
         assert "Not allowed: token 'reader' has role 'read'; this route needs 'write'" in result.inner_text()
         tab.clean(refused=[403])
-    assert console.sessions.find_one({"_id": target})["active"] is True
+    assert stored(console, target)["active"] is True
     assert not console.audit.count_documents({"session_id": str(target)})
 
 
@@ -201,7 +210,7 @@ def test_keyboard_only(console: Console, chromium: Any) -> None:
         assert p.locator("dialog[open]").count() == 0
         assert p.evaluate("() => document.activeElement.dataset.action") == "deactivate"
         tab.clean()
-    assert console.sessions.find_one({"_id": target})["active"] is True
+    assert stored(console, target)["active"] is True
 
 
 def test_readable_on_a_phone(console: Console, chromium: Any) -> None:

@@ -196,14 +196,8 @@ def test_underperforming_merges_defaults_and_pool_key_by_key(tmp_path: Path) -> 
                     "     session_fields: {search: [phone, profile.login], show: [country]}}\n"
                     "defaults: {underperforming: {below: 0.3, interval: 600}}\n")  # fmt: skip
     first, second = load_config(path, {}, {}).pool_settings()
-    assert (first.underperforming.min_uses, first.underperforming.below, first.underperforming.interval) == (
-        100,
-        0.3,
-        600,
-    )
-    assert (second.underperforming.min_uses, second.underperforming.below, second.underperforming.interval) == (
-        50, 0.3, 600,
-    )  # fmt: skip
+    assert first.underperforming.model_dump() == {"min_uses": 100, "below": 0.3, "interval": 600}
+    assert second.underperforming.model_dump() == {"min_uses": 50, "below": 0.3, "interval": 600}
     assert second.session_fields.search == ["phone", "profile.login"] and first.session_fields.search == []
 
 

@@ -256,6 +256,11 @@ class SessionPage(Answer):
     page: int
     page_size: int
     total: int
+    total_as_of: str | None = Field(
+        default=None,
+        description="When `total` was counted, if not for this answer: a state's total is the pool's last refresh's, "
+        "the underperformers' the last scheduled count's. Null: counted now (searches, before a first refresh).",
+    )
     sessions: list[SessionView]
     threshold: float | None = Field(default=None, description="Underperformers only: the success ratio compared.")
 

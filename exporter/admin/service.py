@@ -40,6 +40,7 @@ from exporter.core import (
     Document,
     InvalidInput,
     MongoSessions,
+    OperationFailed,
     SessionNotFound,
     SessionPoolError,
     State,
@@ -50,6 +51,7 @@ from exporter.core import (
 from exporter.core.browse import (
     Order,
     held_count_pipeline,
+    hold_index,
     search_filter,
     sort_of,
     underperforming_count_pipeline,
@@ -60,6 +62,8 @@ from exporter.core.queries import and_filters
 from exporter.metrics import Metrics
 from exporter.runtime import HISTORY_STEP, PoolRuntime
 
+# BadValue: the hinted index does not exist (dropped, not rebuilt yet, or create_indexes is off).
+_BAD_HINT = 2
 # A search is sorted in memory: past this many matches it asks for more of the value instead.
 SEARCH_SORT_LIMIT = 5000
 
@@ -259,26 +263,31 @@ class AdminService:
         if query.underperforming:
             return await self._underperformers(pool, query, skip)
         order: Order = query.order or ("hold_desc" if query.state in HELD_STATES else "last_use_asc")
+        as_of: str | None = None
         now = await sessions.server_time("list_sessions")
         state_part = sessions.state_filter(query.state, now) if query.state is not None else {}
         if query.q is not None:
             found = search_filter(f, search, query.q)
-            matches = await sessions.count_documents(found, _op="search_sessions")
+            # Counting stops past the limit: a one-character search of a million phones costs 5001 keys.
+            matches = await sessions.count_documents(found, limit=SEARCH_SORT_LIMIT + 1, _op="search_sessions")
             if matches > SEARCH_SORT_LIMIT:
                 raise InvalidRequest(
-                    f"{matches} sessions start with that; type more of it (at most {SEARCH_SORT_LIMIT} are sorted)",
+                    f"more than {SEARCH_SORT_LIMIT} sessions start with {query.q!r}; type more of it",
                     location="query.q",
                 )
             selector = and_filters(found, state_part)
             total = await sessions.count_documents(selector, _op="list_sessions") if state_part else matches
         else:
             selector = state_part
-            if query.state in HELD_STATES:
-                assert query.state is not None
-                rows = await sessions.aggregate(
-                    held_count_pipeline(sessions.rules, query.state, now), _op="list_sessions"
-                )
-                total = int(rows[0]["n"]) if rows else 0
+            assert query.state is not None
+            stats = pool.stats
+            if stats is not None and pool.fresh:
+                # The last refresh counted every state in one snapshot (at most `interval` seconds ago,
+                # and again right after every admin write): counting 750,000 keys again per page would not
+                # make the number truer.
+                total, as_of = stats.states[query.state], stats.time.isoformat()
+            elif query.state in HELD_STATES:
+                total = await self._held_count(pool, query.state, now)
             else:
                 total = await sessions.count_documents(selector, _op="list_sessions")
         docs = await sessions.find(
@@ -291,27 +300,49 @@ class AdminService:
         )
         return SessionPage(
             pool=pool.name, state=query.state, q=query.q, underperforming=False, order=order, page=query.page,
-            page_size=query.page_size, total=total, sessions=[self.view(pool, doc, now) for doc in docs],
+            page_size=query.page_size, total=total, total_as_of=as_of,
+            sessions=[self.view(pool, doc, now) for doc in docs],
         )  # fmt: skip
 
+    async def _held_count(self, pool: PoolRuntime, state: State, now: datetime) -> int:
+        """How many sessions are in a held state, from the hold index's keys alone."""
+        sessions = pool.sessions
+        pipeline = held_count_pipeline(sessions.rules, state, now)
+        try:
+            # The planner may pick the other index starting with `active` and read every document.
+            rows = await sessions.aggregate(pipeline, _op="list_sessions", hint=dict(hold_index(sessions.fields)))
+        except OperationFailed as exc:
+            if exc.code != _BAD_HINT:
+                raise
+            rows = await sessions.aggregate(pipeline, _op="list_sessions")  # the index is missing (being rebuilt)
+        return int(rows[0]["n"]) if rows else 0
+
     async def _underperformers(self, pool: PoolRuntime, query: SessionsQuery, skip: int) -> SessionPage:
-        """Active sessions with min_uses uses whose success ratio lags the pool's, most used first."""
+        """Active sessions with min_uses uses whose success ratio lags the pool's, most used first.
+
+        The total and the threshold are the last scheduled count's (a scan of every often-used session's
+        keys); only before the first one is the count made for this answer.
+        """
         sessions, f = pool.sessions, pool.sessions.fields
         settings = pool.config.underperforming
-        stats = pool.stats
-        if stats is None:
-            raise Conflict(
-                f"pool {pool.name!r} has no statistics yet: the underperformers compare with its success ratio"
-            )
-        threshold = underperforming_threshold(stats.uses, stats.successes, settings.below)
+        counted = pool.underperformers
         now = await sessions.server_time("list_sessions")
+        if counted is not None:
+            threshold, total, as_of = counted.threshold, counted.count, _iso(counted.time)
+        else:
+            if pool.stats is None:
+                raise Conflict(
+                    f"pool {pool.name!r} has no statistics yet: the underperformers compare with its success ratio"
+                )
+            threshold = underperforming_threshold(pool.stats.uses, pool.stats.successes, settings.below)
+            total, as_of = 0, None
+            if threshold is not None:
+                rows = await sessions.aggregate(
+                    underperforming_count_pipeline(f, settings.min_uses, threshold), _op="list_sessions"
+                )
+                total = int(rows[0]["n"]) if rows else 0
         docs: list[Document] = []
-        total = 0
         if threshold is not None:
-            rows = await sessions.aggregate(
-                underperforming_count_pipeline(f, settings.min_uses, threshold), _op="list_sessions"
-            )
-            total = int(rows[0]["n"]) if rows else 0
             page = await sessions.aggregate(
                 underperforming_page_pipeline(f, settings.min_uses, threshold, skip, query.page_size),
                 _op="list_sessions",
@@ -323,8 +354,8 @@ class AdminService:
                 docs = [by_id[i] for i in ids if i in by_id]
         return SessionPage(
             pool=pool.name, state=None, q=None, underperforming=True, order="count_use_desc", page=query.page,
-            page_size=query.page_size, total=total, sessions=[self.view(pool, doc, now) for doc in docs],
-            threshold=threshold,
+            page_size=query.page_size, total=total, total_as_of=as_of,
+            sessions=[self.view(pool, doc, now) for doc in docs], threshold=threshold,
         )  # fmt: skip
 
     async def history(self, pool_name: str, oid: ObjectId, query: HistoryQuery) -> SessionHistory:

@@ -184,7 +184,8 @@ export async function sessionsView(pool, query) {
     const empty = h("p", { class: "empty" }, query.q ? `No session of ${pool} starts with “${query.q}”${query.state ? ` in state ${query.state}` : ""}.`
       : query.underperforming ? "No session underperforms its pool." : `No session of ${pool} is ${STATE_LABEL[query.state].toLowerCase()} now.`);
     const table = h("div", { class: "table-wrap" }, h("table", { class: "sessions" },
-      h("caption", {}, `${number(data.total)} session(s) ${what}`),
+      h("caption", {}, `${number(data.total)} session(s) ${what}`,
+        data.total_as_of ? h("span", { class: "muted small" }, ` · counted ${relative(data.total_as_of)}`) : null),
       h("thead", {}, h("tr", {}, h("th", { scope: "col" }, all), ...["Session", "State", "Hold ends", "Last use", "Uses", "Successes", "Ratio"]
         .map((t) => h("th", { scope: "col" }, t)))),
       h("tbody", {}, data.sessions.map((s) => row(pool, s, selected, toggle)))));

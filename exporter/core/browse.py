@@ -49,14 +49,23 @@ def search_filter(fields: Fields, search: Sequence[str], q: str) -> dict[str, An
 
 
 def held_count_pipeline(rules: StateRules, state: State, now: datetime) -> list[dict[str, Any]]:
-    """Count the sessions in a held state from the hold index alone (the statistics' covered projection)."""
+    """Count the sessions in a held state from the hold index alone (the statistics' covered projection).
+
+    Grouped, not matched: a `$match` on the projected fields would be moved ahead of the projection
+    by the optimizer, and then every held document would be read.
+    """
     f = rules.fields
     return [
         {"$match": held(rules, now)},
         {"$project": {"_id": 0, f.next_use: 1, f"{f.hold}.kind": 1, f"{f.hold}.until": 1}},
-        {"$match": {"$expr": {"$eq": [state_expr(rules, now), str(state)]}}},
-        {"$count": "n"},
+        {"$group": {"_id": state_expr(rules, now), "n": {"$sum": 1}}},
+        {"$match": {"_id": str(state)}},
     ]
+
+
+def hold_index(fields: Fields) -> list[tuple[str, int]]:
+    """The keys of the hold index, the one a count of held sessions should read (a hint for the planner)."""
+    return [(fields.active, 1), (fields.next_use, 1), (f"{fields.hold}.kind", 1), (f"{fields.hold}.until", 1)]
 
 
 def underperforming_match(fields: Fields, min_uses: int) -> dict[str, Any]:
@@ -64,9 +73,12 @@ def underperforming_match(fields: Fields, min_uses: int) -> dict[str, Any]:
     return {fields.active: True, fields.count_use: {"$gte": min_uses}}
 
 
-def below_ratio(fields: Fields, ratio: float) -> dict[str, Any]:
-    """Success ratio below `ratio`, without a division (count_use is a number >= 1 after the match)."""
-    return {"$expr": {"$lt": [f"${fields.count_success}", {"$multiply": [f"${fields.count_use}", ratio]}]}}
+def _shortfall(fields: Fields, ratio: float) -> dict[str, Any]:
+    """count_success - ratio * count_use: negative when the success ratio is below `ratio` (no division).
+
+    A computed field, so the optimizer cannot move the test ahead of the covered projection.
+    """
+    return {"$subtract": [f"${fields.count_success}", {"$multiply": [f"${fields.count_use}", ratio]}]}
 
 
 def underperforming_threshold(uses: int, successes: int, below: float) -> float | None:
@@ -81,8 +93,8 @@ def underperforming_count_pipeline(fields: Fields, min_uses: int, ratio: float) 
     f = fields
     return [
         {"$match": underperforming_match(f, min_uses)},
-        {"$project": {"_id": 0, f.count_use: 1, f.count_success: 1}},
-        {"$match": below_ratio(f, ratio)},
+        {"$project": {"_id": 0, "short": _shortfall(f, ratio)}},
+        {"$match": {"short": {"$lt": 0}}},
         {"$count": "n"},
     ]
 
@@ -90,13 +102,16 @@ def underperforming_count_pipeline(fields: Fields, min_uses: int, ratio: float) 
 def underperforming_page_pipeline(
     fields: Fields, min_uses: int, ratio: float, skip: int, limit: int
 ) -> list[dict[str, Any]]:
-    """The ids of one page of underperformers, most used first, from index keys only (documents fetched after)."""
+    """The ids of one page of underperformers, most used first, from index keys only (documents fetched after).
+
+    The scan stops once the page is full.
+    """
     f = fields
     return [
         {"$match": underperforming_match(f, min_uses)},
         {"$sort": {f.count_use: -1}},
-        {"$project": {"_id": 1, f.count_use: 1, f.count_success: 1}},
-        {"$match": below_ratio(f, ratio)},
+        {"$project": {"_id": 1, "short": _shortfall(f, ratio)}},
+        {"$match": {"short": {"$lt": 0}}},
         {"$skip": skip},
         {"$limit": limit},
         {"$project": {"_id": 1}},

@@ -63,6 +63,7 @@ async def test_each_state_lists_exactly_its_sessions_with_the_total(
         status, body = await get(daemon, f"/admin/pools/{unique_name}/sessions", state=str(state), page_size=200)
         assert status == 200, body
         assert body["total"] == len(seeded.ids[state]), state
+        assert body["total_as_of"] is not None  # the last refresh's count, not a recount per page
         assert {s["id"] for s in body["sessions"]} == {str(i) for i in seeded.ids[state]}, state
         assert all(s["state"] == state for s in body["sessions"])
 

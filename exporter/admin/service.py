@@ -52,6 +52,7 @@ from exporter.core.browse import (
     Order,
     held_count_pipeline,
     hold_index,
+    list_filter,
     search_filter,
     sort_of,
     underperforming_count_pipeline,
@@ -265,7 +266,7 @@ class AdminService:
         order: Order = query.order or ("hold_desc" if query.state in HELD_STATES else "last_use_asc")
         as_of: str | None = None
         now = await sessions.server_time("list_sessions")
-        state_part = sessions.state_filter(query.state, now) if query.state is not None else {}
+        state_part = list_filter(sessions.rules, query.state, now) if query.state is not None else {}
         if query.q is not None:
             found = search_filter(f, search, query.q)
             # Counting stops past the limit: a one-character search of a million phones costs 5001 keys.

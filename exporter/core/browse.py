@@ -7,10 +7,11 @@ from datetime import datetime
 from typing import Any, Literal
 
 from exporter.core.model import Fields, State
-from exporter.core.queries import IndexSpec, StateRules, held, state_expr
+from exporter.core.queries import IndexSpec, StateRules, held, state_expr, state_filter
 
 Order = Literal["hold_desc", "hold_asc", "last_use_asc", "last_use_desc"]
 ORDERS: tuple[Order, ...] = ("hold_desc", "hold_asc", "last_use_asc", "last_use_desc")
+HOLD_KINDS = {State.IN_USE: "use", State.LOCKED: "lock", State.BLOCKED: "block"}
 # Past the last character any string can hold: `q` and this bound every string starting with `q`.
 _PAST_PREFIX = "\U0010ffff"
 
@@ -20,6 +21,8 @@ def console_index_specs(fields: Fields, search: Sequence[str]) -> list[IndexSpec
     f = fields
     return [
         *(([(f"{f.session}.{name}", 1)], f"the console's search by {name}") for name in search),
+        # A held state's recorded holds in hold order: the first page reads about a page of keys.
+        ([(f.active, 1), (f"{f.hold}.kind", 1), (f.next_use, 1)], "the console's held lists in hold order"),
         # Covered: the ratio of every often-used active session is read from the keys, never a document.
         (
             [(f.active, 1), (f.count_use, 1), (f.count_success, 1), ("_id", 1)],
@@ -61,6 +64,23 @@ def held_count_pipeline(rules: StateRules, state: State, now: datetime) -> list[
         {"$group": {"_id": state_expr(rules, now), "n": {"$sum": 1}}},
         {"$match": {"_id": str(state)}},
     ]
+
+
+def list_filter(rules: StateRules, state: State, now: datetime) -> dict[str, Any]:
+    """A state's exact filter; for a held state also a condition that lets the server read a page in hold order.
+
+    A session is in a held state by its recorded marker (`hold.kind`), or, with no valid marker, by
+    the time left, a range of `next_use` (`in_use` up to `grace`, `locked` up to `lock_time`,
+    `blocked` beyond). Each branch is a sorted range of an index, merged in `next_use` order, so the
+    documents read are about the page, not every hold ahead of it.
+    """
+    exact = state_filter(rules, state, now)
+    if state not in HOLD_KINDS:
+        return exact
+    f = rules.fields
+    edge = rules.frame.to_stored(now) + (rules.grace if state is State.IN_USE else rules.lock_time)
+    by_time = {f.next_use: {"$gt": edge}} if state is State.BLOCKED else {f.next_use: {"$lte": edge}}
+    return {"$and": [exact, {"$or": [{f"{f.hold}.kind": HOLD_KINDS[state]}, by_time]}]}
 
 
 def hold_index(fields: Fields) -> list[tuple[str, int]]:

@@ -52,7 +52,7 @@ def test_operator_journey(console: Console, chromium: Any) -> None:
         p = tab.page
         # A wrong token is refused and says so; the right one opens the overview.
         sign_in(tab, console, "not-a-token-but-long-enough-000")
-        assert "Token refused" in p.locator("#signin-note").inner_text()
+        p.locator("#signin-note", has_text="Token refused").wait_for()
         p.get_by_label("Admin token").fill(WRITE_TOKEN)
         p.get_by_role("button", name="Sign in").click()
         card = p.locator(f"article[data-pool='{console.pool}']")
@@ -70,8 +70,8 @@ def test_operator_journey(console: Console, chromium: Any) -> None:
         card.get_by_role("link", name=console.pool).click()
         p.get_by_label("Search").fill(phone(number))
         p.get_by_label("Search").press("Enter")
+        p.locator("table.sessions caption", has_text="matching").wait_for()
         rows = p.locator("table.sessions tbody tr")
-        rows.first.wait_for()
         assert rows.count() == 1 and rows.first.get_attribute("data-id") == str(target)
         text = rows.first.inner_text()
         assert phone(number) not in text and phone(number)[:3] in text and "NL" in text
@@ -198,6 +198,7 @@ def test_keyboard_only(console: Console, chromium: Any) -> None:
         assert "q" in reached, reached
         p.keyboard.type(login(number))
         p.keyboard.press("Enter")
+        p.locator("table.sessions caption", has_text="matching").wait_for()
         link = p.locator(f"table.sessions tbody tr[data-id='{target}'] a")
         link.focus()
         p.keyboard.press("Enter")

@@ -37,12 +37,17 @@ class Console:
 @pytest.fixture(scope="module")
 def console(mongo_uri: str, sync_client: MongoClient[dict[str, Any]]) -> Iterator[Console]:
     """A pool of 60 sessions in every state, and the daemon (admin API on) watching it."""
-    pool = f"tg_{uuid.uuid4().hex[:8]}"
-    sessions = sync_client[DB][pool]
+    # A database of its own, so the pool keeps the readable name the screenshots show.
+    database, pool = f"{DB}_{uuid.uuid4().hex[:8]}", "telegram"
+    sessions = sync_client[database][pool]
     seeded = seed(sessions)
-    data = config(mongo_uri, [pool_entry(pool, DB)], admin={"audit": {"database": DB, "collection": f"{pool}_audit"}})
-    with running(data, ready=True) as daemon:
-        yield Console(daemon, pool, sessions, sync_client[DB][f"{pool}_audit"], seeded)
+    audit = {"database": database, "collection": "audit"}
+    data = config(mongo_uri, [pool_entry(pool, database)], admin={"audit": audit})
+    try:
+        with running(data, ready=True) as daemon:
+            yield Console(daemon, pool, sessions, sync_client[database]["audit"], seeded)
+    finally:
+        sync_client.drop_database(database)
 
 
 @pytest.fixture(scope="module")

@@ -28,10 +28,11 @@ from exporter.core import (
     own_budget,
     redact,
 )
+from exporter.core.browse import underperforming_count_pipeline, underperforming_threshold
 from exporter.discovery import discover
 from exporter.log import get_logger
 from exporter.metrics import Metrics
-from exporter.runtime import PoolRuntime
+from exporter.runtime import PoolRuntime, Underperformers
 
 log = get_logger("exporter.collector")
 
@@ -89,6 +90,7 @@ def pool_sessions(
         tz_aware=True,
         # The collector keeps the indexes itself, in the background (see Collector._upkeep_indexes).
         create_indexes=False,
+        console_indexes=settings.session_fields.search,
     )
 
 
@@ -168,6 +170,7 @@ class Collector:
                 coalesce=True,
                 misfire_grace_time=None,
             )
+        self._schedule_underperformers(scheduler, pool, first)
 
     # -- discovery --
 
@@ -215,9 +218,9 @@ class Collector:
     async def _remove(self, name: str) -> None:
         """Stop watching a pool: its jobs, its runtime, its series (withdrawn, not left stale)."""
         if self._scheduler is not None:
-            for job in (self._scheduled, self._scheduled_sums):
+            for job_id in (f"_scheduled:{name}", f"_scheduled_sums:{name}", f"underperformers:{name}"):
                 with contextlib.suppress(JobLookupError):
-                    self._scheduler.remove_job(f"{job.__name__}:{name}")
+                    self._scheduler.remove_job(job_id)
         pool = self.pools.pop(name)
         if pool.index_task is not None and not pool.index_task.done():
             pool.index_task.cancel()
@@ -376,6 +379,8 @@ class Collector:
             self._check_metadata_count(pool, sums)
             pool.sums_read(sums)
             self.metrics.changed()
+        if pool.underperformers is None:
+            await self.count_underperformers(name)  # the first count as soon as the pool's ratio is known
         return pool
 
     def _check_metadata_count(self, pool: PoolRuntime, sums: Sums) -> None:
@@ -391,6 +396,56 @@ class Collector:
             # shutdown: `validate` repairs it). Exact counts meanwhile, until a later pass agrees.
             log.warning("metadata_count_disagrees", pool=pool.name, counted=sums.total, metadata=sums.metadata_total)
         pool.fast_total = False
+
+    # -- underperformers, on a slow cadence of their own --
+
+    def _schedule_underperformers(self, scheduler: AsyncIOScheduler, pool: PoolRuntime, now: datetime) -> None:
+        """One job per pool counting its underperforming sessions every `underperforming.interval` seconds."""
+        every = pool.config.underperforming.interval
+        scheduler.add_job(
+            self.count_underperformers,
+            IntervalTrigger(seconds=every, timezone=UTC),
+            args=[pool.name],
+            id=f"underperformers:{pool.name}",
+            name=f"underperformers {pool.name}",
+            # The first count follows the first sums pass (see read_sums); these are the later ones.
+            next_run_time=now + timedelta(seconds=every),
+            max_instances=1,
+            coalesce=True,
+            misfire_grace_time=None,
+        )
+
+    async def count_underperformers(self, name: str) -> None:
+        """Count the pool's often-used active sessions whose success ratio lags the pool's (from index keys)."""
+        pool = self.pools[name]
+        settings = pool.config.underperforming
+        # The pool's own success ratio comes from its sums (their slow cadence), or from statistics
+        # read with the sums (`aggregate_statistics()` by a caller of the core).
+        source = pool.sums if pool.sums is not None else pool.stats
+        if self._stopping or source is None or source.uses is None or source.successes is None:
+            return
+        if not pool.connected:
+            return
+        uses, successes = source.uses, source.successes
+        threshold = underperforming_threshold(uses, successes, settings.below)
+        try:
+            with budget("refresh_timeout", pool.config.refresh_timeout):
+                rows = (
+                    await pool.sessions.aggregate(
+                        underperforming_count_pipeline(pool.sessions.fields, settings.min_uses, threshold),
+                        _op="count_underperformers",
+                    )
+                    if threshold is not None
+                    else []
+                )
+        except SessionPoolError as exc:
+            # Withdrawn rather than repeated: a count nobody could make is not a count.
+            pool.underperformers = None
+            log.warning("underperformers_failed", pool=name, error=exc.message)
+            return
+        ratio = successes / uses if uses else None
+        count = int(rows[0]["n"]) if rows else 0
+        pool.underperformers = Underperformers(count, threshold, ratio, time.time())
 
     # -- indexes --
 

@@ -35,6 +35,10 @@ P_LOCK = 0.06
 P_BLOCK = 0.02
 P_INACTIVE = 0.01
 # Rest: the handler gave up without a verdict (the session stays in use until next_use).
+# One session in FLAKY_EVERY is flaky: it succeeds far less often, so the console's
+# "Underperforming" tab and session_pool_underperforming_sessions have something to show.
+FLAKY_EVERY = 25
+P_SUCCESS_FLAKY = 0.35
 
 
 def run_demo(args: argparse.Namespace) -> int:
@@ -108,8 +112,22 @@ def _config(args: argparse.Namespace, uri: str, token_file: Path) -> Config:
         "listen": args.listen,
         "mongodb": {"uri": uri, "timeout": 5},
         "log": {"level": args.log_level, "format": args.log_format},
-        "defaults": {"interval": args.interval, "jitter": min(0.5, args.interval / 4), "lock_time": 120},
-        "pools": [{"name": name, "database": DATABASE, "collection": name} for name in POOL_NAMES[: args.pools]],
+        "defaults": {
+            "interval": args.interval,
+            "jitter": min(0.5, args.interval / 4),
+            "lock_time": 120,
+            # Small enough to flag the flaky sessions within minutes of a demo.
+            "underperforming": {"min_uses": 20, "interval": 10},
+        },
+        "pools": [
+            {
+                "name": name,
+                "database": DATABASE,
+                "collection": name,
+                "session_fields": {"search": ["phone", "login"], "show": ["country"]},
+            }
+            for name in POOL_NAMES[: args.pools]
+        ],
     }
     return Config.model_validate(data)
 
@@ -125,7 +143,15 @@ async def _seed(client: AsyncMongoClient[dict[str, Any]], names: list[str], coun
         await pool.ensure_indexes()
         for start in range(0, count, 1000):
             batch = [
-                {"session": {"login": f"{name}-{i:05d}", "token": f"demo-{rng.getrandbits(64):016x}"}}
+                {
+                    "session": {
+                        "login": f"{name}-{i:05d}",
+                        "phone": f"+7900{i:07d}",
+                        "country": rng.choice(("NL", "DE", "PL", "PT")),
+                        "token": f"demo-{rng.getrandbits(64):016x}",
+                        **({"flaky": True} if i % FLAKY_EVERY == 0 else {}),
+                    }
+                }
                 for i in range(start, min(start + 1000, count))
             ]
             for doc in batch:
@@ -146,6 +172,9 @@ async def _handler(pool: MongoSessions, seed: int, stop: asyncio.Event) -> None:
                 continue
             await asyncio.sleep(rng.uniform(0.05, 0.4))  # "work" with the account
             roll = rng.random()
+            if doc.get("session", {}).get("flaky") and roll < P_SUCCESS:
+                # A flaky account: most of its would-be successes end without a verdict.
+                roll = P_SUCCESS + P_LOCK + P_BLOCK + P_INACTIVE if rng.random() > P_SUCCESS_FLAKY else roll
             if roll < P_SUCCESS:
                 await pool.session_success(doc)
             elif roll < P_SUCCESS + P_LOCK:
@@ -180,7 +209,8 @@ async def _run(args: argparse.Namespace, server: Mongod, stop: asyncio.Event, li
     assert server.dbpath is not None
     token_file = server.dbpath / "admin-token"
     token_file.touch(mode=0o600)
-    token_file.write_text(secrets.token_urlsafe(24))
+    token = secrets.token_urlsafe(24)
+    token_file.write_text(token)
     config = _config(args, server.uri, token_file)
     names = [p.name for p in config.pools]
     fleet_client: AsyncMongoClient[dict[str, Any]] = AsyncMongoClient(
@@ -214,6 +244,8 @@ async def _run(args: argparse.Namespace, server: Mongod, stop: asyncio.Event, li
             f"  ready:    {base}/readyz\n"
             f"  health:   {base}/healthz\n"
             f'  admin:    curl -H "Authorization: Bearer $(cat {token_file})" {admin_base}/admin/pools\n'
+            # The fragment never reaches a server or a log; the page moves it into sessionStorage.
+            f"  console:  {admin_base}/admin/ui/#token={token}\n"
             f"  mongodb:  {server.uri}\n"
             + ("Press Ctrl-C to stop." if args.duration is None else f"Stopping after {args.duration:g} s."),
             flush=True,

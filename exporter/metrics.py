@@ -64,6 +64,7 @@ class PoolGauge:
     samples: Callable[[PoolRuntime], Samples]
     labels: tuple[str, ...] = ()
     stateful: bool = False
+    every: str = _EVERY
 
 
 POOL_GAUGES: tuple[PoolGauge, ...] = (
@@ -111,6 +112,14 @@ POOL_GAUGES: tuple[PoolGauge, ...] = (
         "Unix time of the oldest last_use among active sessions (absent when none).",
         lambda p: _one(_ts(p.stats.oldest_active_last_use) if p.stats else None),
         stateful=True,
+    ),
+    PoolGauge(
+        "underperforming_sessions",
+        "Active sessions with at least underperforming.min_uses uses whose success ratio is underperforming.below "
+        "or more under the pool's.",
+        lambda p: _one(p.underperformers.count if p.underperformers else None),
+        stateful=True,
+        every="Counted every underperforming.interval seconds (not every refresh); absent before the first count.",
     ),
     PoolGauge(
         "min_active_sessions", "Configured alert threshold for active sessions.", lambda p: _one(p.min_active_sessions)
@@ -169,7 +178,7 @@ class PoolCollector(Collector):
 
     @staticmethod
     def _family(gauge: PoolGauge) -> GaugeMetricFamily:
-        return GaugeMetricFamily(PREFIX + gauge.name, f"{gauge.help} {_EVERY}", labels=["pool", *gauge.labels])
+        return GaugeMetricFamily(PREFIX + gauge.name, f"{gauge.help} {gauge.every}", labels=["pool", *gauge.labels])
 
     def collect(self) -> Iterator[Metric]:
         """Current samples for every pool."""

@@ -4,10 +4,34 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections import deque
 from dataclasses import dataclass, field
 
 from exporter.config import Pool
-from exporter.core import MongoSessions, Statistics, Sums
+from exporter.core import MongoSessions, State, Statistics, Sums
+
+# The overview's chart: the last hour of state counts, one point every 5 s at most (720 points per pool).
+HISTORY_SECONDS = 3600.0
+HISTORY_STEP = 5.0
+HISTORY_POINTS = int(HISTORY_SECONDS / HISTORY_STEP)
+
+
+@dataclass(frozen=True)
+class StatesPoint:
+    """The state counts of one successful refresh, for the overview's chart."""
+
+    time: float
+    states: dict[State, int]
+
+
+@dataclass
+class Underperformers:
+    """The last count of a pool's underperforming sessions, and what it compared against."""
+
+    count: int
+    threshold: float | None
+    pool_ratio: float | None
+    time: float
 
 
 @dataclass
@@ -42,6 +66,8 @@ class PoolRuntime:
     # The state counts take the total from the collection's metadata count while it agrees with
     # the counted total of the last sums; otherwise they count the `_id` index.
     fast_total: bool = True
+    history: deque[StatesPoint] = field(default_factory=lambda: deque(maxlen=HISTORY_POINTS))
+    underperformers: Underperformers | None = None
 
     @property
     def name(self) -> str:
@@ -96,6 +122,16 @@ class PoolRuntime:
         self.last_success_monotonic = time.monotonic()
         self.up = True
         self.last_error = None
+        self.remember(stats)
+
+    def remember(self, stats: Statistics) -> None:
+        """Keep the refresh's state counts for the last hour (at most one point per HISTORY_STEP seconds)."""
+        now = stats.time.timestamp()
+        if self.history and now - self.history[-1].time < HISTORY_STEP:
+            return
+        self.history.append(StatesPoint(now, dict(stats.states)))
+        while self.history and now - self.history[0].time > HISTORY_SECONDS:
+            self.history.popleft()
 
     def failed(self, error: str) -> None:
         """Record a failed refresh (the last good statistics stay until they are stale)."""

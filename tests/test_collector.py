@@ -186,3 +186,33 @@ async def test_read_only_user_gets_statistics_without_creating_indexes(mongod_fa
         assert all("monitor-pw-456" not in str(e) for e in logs)
     finally:
         await collector.stop()
+
+
+async def test_underperformers_are_counted_on_their_own_cadence(
+    mongo_uri: str, sync_client: MongoClient[Doc], unique_name: str
+) -> None:
+    """The first count follows the first sums pass (the pool's own ratio), then runs as a job of its
+    own: with an interval of an hour, refreshes and sums go on and a change in the data leaves the
+    count as it was."""
+    coll = sync_client["spe_collector"][unique_name]
+    good = {"active": True, "next_use": None, "count_use": 200, "count_success": 180}
+    coll.insert_many([dict(good) for _ in range(8)] + [{**good, "count_success": 20} for _ in range(2)])
+    collector = Collector(make_config(mongo_uri, {"p": unique_name}, underperforming={"interval": 3600}), Metrics())
+    pool = collector.pools["p"]
+    collector.start()
+    try:
+        jobs = {job.id: job for job in collector._scheduler.get_jobs()}  # type: ignore[union-attr]
+        assert jobs["underperformers:p"].trigger.interval.total_seconds() == 3600
+        await wait_until(lambda: pool.underperformers is not None, "the first count")
+        assert pool.underperformers is not None and pool.underperformers.count == 2
+        assert pool.underperformers.pool_ratio == pytest.approx((8 * 180 + 2 * 20) / 2000)
+        coll.update_many({"count_success": 20}, {"$set": {"count_success": 180}})
+        refreshes = pool.refreshes
+        await wait_until(lambda: pool.refreshes >= refreshes + 3, "three more refreshes")
+        await collector.read_sums("p")
+        assert pool.sums is not None and pool.sums.successes == 1800
+        assert pool.underperformers.count == 2
+        await collector.count_underperformers("p")
+        assert pool.underperformers.count == 0
+    finally:
+        await collector.stop()

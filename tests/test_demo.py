@@ -137,3 +137,43 @@ def test_a_busy_port_is_refused_before_mongod_starts() -> None:
     assert process.returncode == 3, stderr
     assert f"demo: cannot listen on 127.0.0.1:{port}: address already in use" in stderr
     assert "starting a throwaway mongod" not in stdout
+
+
+def test_demo_prints_a_console_link_with_a_ready_token() -> None:
+    """The console's address carries a token in its fragment (never a query string); it works for the
+    console's calls, the demo's sessions are searchable by login, and no log line holds the token."""
+    port = free_port()
+    process = start_demo(port)
+    try:
+        assert process.stdout is not None
+        printed: list[str] = []
+        link = None
+        deadline = time.monotonic() + 120
+        while link is None and time.monotonic() < deadline and process.poll() is None:
+            # A line at a time, as the user reads it (the block is printed, and flushed, at once).
+            line = process.stdout.readline()
+            printed.append(line)
+            link = re.search(r"console:\s+(\S+)", line)
+        assert link is not None, f"the demo printed no console address: {printed}"
+        url = link[1]
+        base, _, fragment = url.partition("#")
+        assert base == f"http://127.0.0.1:{port}/admin/ui/" and "?" not in base
+        assert fragment.startswith("token=")
+        token = fragment.removeprefix("token=")
+        headers = {"Authorization": f"Bearer {token}"}
+        assert httpx.get(base, timeout=10).status_code == 200
+        pools = httpx.get(f"http://127.0.0.1:{port}/admin/pools", headers=headers, timeout=10).json()["pools"]
+        assert [p["search_fields"] for p in pools] == [["phone", "login"]] * 2
+        found = httpx.get(
+            f"http://127.0.0.1:{port}/admin/pools/telegram/sessions",
+            params={"q": "telegram-0000"}, headers=headers, timeout=10,
+        ).json()  # fmt: skip
+        assert found["total"] == 10 and all("login" in s["fields"] for s in found["sessions"])
+        process.send_signal(signal.SIGTERM)
+        _stdout, stderr = process.communicate(timeout=60)
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.communicate()
+    assert process.returncode == 0, stderr[-3000:]
+    assert token not in stderr

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import gzip
+import itertools
 import subprocess
 import time
 from datetime import UTC, datetime
@@ -14,7 +15,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from exporter.config import Pool
 from exporter.core import STATES, MongoSessions, State, Statistics, Sums
 from exporter.metrics import Metrics
-from exporter.runtime import PoolRuntime
+from exporter.runtime import HISTORY_POINTS, HISTORY_STEP, PoolRuntime, Underperformers
 from tests.support.metrics import parse_metrics, value
 from tests.support.tools import require_binary
 
@@ -219,3 +220,34 @@ def test_exposition_is_rendered_once_until_something_changes() -> None:
     metrics.changed()
     fresh_bytes, _ = metrics.exposition(None, gzipped=False)
     assert value(parse_metrics(fresh_bytes.decode()), "session_pool_sessions", pool="p", state="active") == 7
+
+
+def test_underperforming_gauge_follows_its_own_count() -> None:
+    """Absent until the first count; then the count, with HELP naming its own cadence; withdrawn when stale."""
+    metrics = Metrics()
+    pool = fresh("p", active=3)
+    metrics.bind(lambda: [pool])
+    samples = parse_metrics(metrics.render()[0].decode())
+    assert value(samples, "session_pool_underperforming_sessions", pool="p") is None
+    pool.underperformers = Underperformers(count=7, threshold=0.5, pool_ratio=0.625, time=time.time())
+    samples = parse_metrics(metrics.render()[0].decode())
+    assert value(samples, "session_pool_underperforming_sessions", pool="p") == 7
+    families = {f.name: f for f in text_string_to_metric_families(metrics.render()[0].decode())}
+    assert "underperforming.interval" in families["session_pool_underperforming_sessions"].documentation
+    pool.last_success_monotonic = time.monotonic() - 46  # older than max_age: withdrawn with the state series
+    samples = parse_metrics(metrics.render()[0].decode())
+    assert value(samples, "session_pool_underperforming_sessions", pool="p") is None
+
+
+def test_the_last_hour_of_states_is_bounded() -> None:
+    """The overview's memory keeps at most one point per 5 s and nothing older than an hour."""
+    pool = fresh("p")
+    start = datetime(2030, 1, 1, tzinfo=UTC).timestamp()
+    for second in range(0, 3 * 3600, 1):
+        snapshot = stats(active=second % 7)
+        snapshot.time = datetime.fromtimestamp(start + second, UTC)
+        pool.remember(snapshot)
+    times = [p.time for p in pool.history]
+    assert len(times) <= HISTORY_POINTS
+    assert times[-1] - times[0] <= 3600
+    assert all(b - a >= HISTORY_STEP for a, b in itertools.pairwise(times))

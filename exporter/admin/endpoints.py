@@ -16,8 +16,13 @@ from exporter.admin.models import (
     AuditQuery,
     BulkUnlockBody,
     BulkUnlockResult,
+    HistoryQuery,
     PoolList,
+    SessionHistory,
+    SessionPage,
+    SessionsQuery,
     SessionView,
+    StatesTimeline,
 )
 from exporter.config import NAME
 
@@ -48,7 +53,38 @@ class Endpoint:
 
 ENDPOINTS: tuple[Endpoint, ...] = (
     Endpoint("/admin/openapi.json", "GET", "openapi", "This document.", "openapi", documented=False),
+    Endpoint("/admin/ui", "GET", "console", "The operator console's page.", "console", documented=False),
+    Endpoint("/admin/ui/", "GET", "consoleSlash", "The operator console's page.", "console", documented=False),
+    Endpoint("/admin/ui/{asset}", "GET", "consoleAsset", "The console's scripts, styles.", "asset", documented=False),
     Endpoint("/admin/pools", "GET", "listPools", "Every pool with its last statistics.", "list_pools", answer=PoolList),
+    Endpoint(
+        "/admin/pools/{pool}/states",
+        "GET",
+        "poolStates",
+        "The pool's state counts over the last hour (from the daemon's memory).",
+        "pool_states",
+        answer=StatesTimeline,
+    ),
+    Endpoint(
+        "/admin/pools/{pool}/sessions",
+        "GET",
+        "listSessions",
+        "A page of the pool's sessions: in a state, found by a search field, or underperforming.",
+        "list_sessions",
+        query=SessionsQuery,
+        answer=SessionPage,
+        errors=(400, 401, 404, 409, 422, 503, 504),
+    ),
+    Endpoint(
+        "/admin/pools/{pool}/sessions/{session_id}/history",
+        "GET",
+        "sessionHistory",
+        "A session's hold and what set it, and its audit events (newest first).",
+        "session_history",
+        query=HistoryQuery,
+        answer=SessionHistory,
+        errors=(400, 401, 404, 422, 503, 504),
+    ),
     Endpoint(
         "/admin/pools/{pool}/unlock",
         "POST",

@@ -17,6 +17,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Route
 
 from exporter.admin.actions import Caller
+from exporter.admin.console import Console
 from exporter.admin.endpoints import ENDPOINTS
 from exporter.admin.errors import (
     AdminDisabled,
@@ -27,7 +28,17 @@ from exporter.admin.errors import (
     Unauthorized,
     UnsupportedMediaType,
 )
-from exporter.admin.models import REQUEST_ID, REQUEST_ID_RULE, Action, ActionBody, AuditQuery, Body, BulkUnlockBody
+from exporter.admin.models import (
+    REQUEST_ID,
+    REQUEST_ID_RULE,
+    Action,
+    ActionBody,
+    AuditQuery,
+    Body,
+    BulkUnlockBody,
+    HistoryQuery,
+    SessionsQuery,
+)
 from exporter.admin.openapi import openapi_document
 from exporter.admin.service import AdminService
 from exporter.config import AdminConfig
@@ -57,6 +68,7 @@ class AdminHTTP:
         self.service = service
         self.request_timeout = config.request_timeout
         self._tokens = [(hashlib.sha256(t.secret().encode()).digest(), Caller(t.name, t.role)) for t in config.tokens]
+        self._console = Console()
 
     def routes(self) -> list[BaseRoute]:
         """The admin routes (all under /admin), from the endpoint table."""
@@ -190,6 +202,38 @@ class AdminHTTP:
         """GET /admin/openapi.json."""
         self.authenticate(request, write=False)
         return JSONResponse(openapi_document())
+
+    async def console(self, request: Request) -> Response:
+        """GET /admin/ui/: the console's page (public code; every call it makes needs a token)."""
+        if not self._tokens:
+            raise AdminDisabled(ADMIN_OFF)
+        return self._console.page()
+
+    async def asset(self, request: Request) -> Response:
+        """GET /admin/ui/{asset}: a script, style sheet or icon of the console."""
+        if not self._tokens:
+            raise AdminDisabled(ADMIN_OFF)
+        return self._console.asset(request.path_params["asset"])
+
+    async def pool_states(self, request: Request) -> Response:
+        """GET /admin/pools/{pool}/states."""
+        self.authenticate(request, write=False)
+        return self.answer(self.service.states(request.path_params["pool"]))
+
+    async def list_sessions(self, request: Request) -> Response:
+        """GET /admin/pools/{pool}/sessions."""
+        self.authenticate(request, write=False)
+        self.service.pool(request.path_params["pool"])
+        query: SessionsQuery = self.query(request, SessionsQuery)
+        return self.answer(await self.service.list_sessions(request.path_params["pool"], query))
+
+    async def session_history(self, request: Request) -> Response:
+        """GET /admin/pools/{pool}/sessions/{session_id}/history."""
+        self.authenticate(request, write=False)
+        self.service.pool(request.path_params["pool"])
+        oid = self.session_id(request)
+        query: HistoryQuery = self.query(request, HistoryQuery)
+        return self.answer(await self.service.history(request.path_params["pool"], oid, query))
 
     async def list_pools(self, request: Request) -> Response:
         """GET /admin/pools."""

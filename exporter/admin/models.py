@@ -12,6 +12,11 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from exporter.config import NAME, check_name
 from exporter.core import PERIOD_UNITS, State
+from exporter.core.browse import Order
+
+# The deepest a list pages (skip): beyond it, a narrower filter or search is the faster answer.
+MAX_OFFSET = 10_000
+MAX_SESSIONS_PAGE = 200
 
 REQUEST_ID = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
 REQUEST_ID_RULE = "must be 1-128 characters of letters, digits, '.', '_', ':' or '-'"
@@ -125,6 +130,39 @@ class AuditQuery(BaseModel):
         return value
 
 
+class SessionsQuery(BaseModel):
+    """Query string of a pool's session list."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    state: State | None = Field(default=None, description="Sessions in this state.")
+    q: str | None = Field(
+        default=None,
+        min_length=1,
+        max_length=128,
+        description="Prefix of a configured search field of `session` (session_fields.search), e.g. a phone.",
+    )
+    underperforming: bool = Field(
+        default=False, description="Active sessions whose success ratio lags the pool's (thresholds in config)."
+    )
+    page: int = Field(default=1, ge=1, le=MAX_OFFSET)
+    page_size: int = Field(default=50, ge=1, le=MAX_SESSIONS_PAGE)
+    order: Order | None = Field(
+        default=None,
+        description="hold_desc (newest hold end first; default of held states), hold_asc, last_use_asc "
+        "(least recently used first; the default otherwise), last_use_desc. Underperformers: most used first.",
+    )
+
+
+class HistoryQuery(BaseModel):
+    """Query string of a session's history."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    page: int = Field(default=1, ge=1, le=1_000_000)
+    page_size: int = Field(default=50, ge=1, le=1000)
+
+
 # --- responses --------------------------------------------------------------------------------------
 
 
@@ -148,6 +186,16 @@ class StatisticsView(Answer):
     snapshot: bool
 
 
+class UnderperformersView(Answer):
+    """The pool's last count of underperforming sessions."""
+
+    count: int
+    threshold: float | None = Field(description="Success ratio under which a session with min_uses underperforms.")
+    pool_ratio: float | None
+    min_uses: int
+    time: str
+
+
 class PoolView(Answer):
     """One pool with its last statistics and refresh status."""
 
@@ -155,10 +203,15 @@ class PoolView(Answer):
     database: str
     collection: str
     up: bool
+    fresh: bool = Field(description="The last successful refresh is younger than max_age.")
     last_success: str | None
     last_error: str | None
     active: int | None
+    min_active_sessions: int
+    interval: float
+    search_fields: list[str]
     statistics: StatisticsView | None
+    underperformers: UnderperformersView | None
 
 
 class PoolList(Answer):
@@ -184,7 +237,33 @@ class SessionView(Answer):
     problems: list[str] = Field(
         default=[], description="What about the document is odd (a field of the wrong type...)."
     )
+    success_ratio: float | None = None
+    fields: dict[str, Any] = Field(
+        default={},
+        description="Sub-fields of `session` the pool's config names: session_fields.show as stored, "
+        "session_fields.search masked in part.",
+    )
     session: Any = Field(default=None, description="Present only when admin.expose_credentials is true.")
+
+
+class SessionPage(Answer):
+    """One page of a pool's sessions, with the total that matched."""
+
+    pool: str
+    state: State | None
+    q: str | None
+    underperforming: bool
+    order: str
+    page: int
+    page_size: int
+    total: int
+    total_as_of: str | None = Field(
+        default=None,
+        description="When `total` was counted, if not for this answer: a state's total is the pool's last refresh's, "
+        "the underperformers' the last scheduled count's. Null: counted now (searches, before a first refresh).",
+    )
+    sessions: list[SessionView]
+    threshold: float | None = Field(default=None, description="Underperformers only: the success ratio compared.")
 
 
 class ActionResult(Answer):
@@ -229,6 +308,32 @@ class AuditEvent(BaseModel):
     result: str
     reason: str | None
     request_id: str
+
+
+class SessionHistory(Answer):
+    """A session as it is now (state, hold and what set it) and its audit events, newest first."""
+
+    session: SessionView
+    events: list[AuditEvent]
+    page: int
+    page_size: int
+    total: int
+
+
+class StatesPoint(Answer):
+    """The state counts of one refresh."""
+
+    time: str
+    states: dict[State, int]
+
+
+class StatesTimeline(Answer):
+    """A pool's state counts over the last hour, from the daemon's memory."""
+
+    pool: str
+    step_seconds: float
+    min_active_sessions: int
+    points: list[StatesPoint]
 
 
 class AuditPage(Answer):

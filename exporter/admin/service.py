@@ -12,25 +12,35 @@ from bson import ObjectId
 from exporter.admin.actions import ACTIONS, Caller, Plan
 from exporter.admin.errors import AdminError, Conflict, InvalidRequest, PoolNotFound
 from exporter.admin.models import (
+    MAX_OFFSET,
     Action,
     ActionResult,
     AuditEvent,
     AuditPage,
     AuditQuery,
     BulkUnlockResult,
+    HistoryQuery,
     PoolList,
     PoolView,
+    SessionHistory,
+    SessionPage,
+    SessionsQuery,
     SessionView,
+    StatesPoint,
+    StatesTimeline,
     StatisticsView,
+    UnderperformersView,
 )
-from exporter.admin.views import SET_BY, UNKNOWN_CAUSE, plain
+from exporter.admin.views import SET_BY, UNKNOWN_CAUSE, plain, shown_fields, success_ratio
 from exporter.admin.writes import AuditedWrites, Outcome
 from exporter.audit import AuditFilters, AuditLog
 from exporter.config import AdminConfig, WriteConcernConfig
 from exporter.core import (
+    HELD_STATES,
     Document,
     InvalidInput,
     MongoSessions,
+    OperationFailed,
     SessionNotFound,
     SessionPoolError,
     State,
@@ -40,9 +50,26 @@ from exporter.core import (
     parse_period,
     recorded_hold,
 )
+from exporter.core.browse import (
+    Order,
+    held_count_pipeline,
+    hold_index,
+    list_filter,
+    search_filter,
+    sort_of,
+    underperforming_count_pipeline,
+    underperforming_page_pipeline,
+    underperforming_threshold,
+)
+from exporter.core.queries import and_filters
 from exporter.core.shapes import oddities
 from exporter.metrics import Metrics
-from exporter.runtime import PoolRuntime
+from exporter.runtime import HISTORY_STEP, PoolRuntime
+
+# BadValue: the hinted index does not exist (dropped, not rebuilt yet, or create_indexes is off).
+_BAD_HINT = 2
+# A search is sorted in memory: past this many matches it asks for more of the value instead.
+SEARCH_SORT_LIMIT = 5000
 
 log = structlog.get_logger("exporter.admin")
 
@@ -139,21 +166,43 @@ class AdminService:
         views = []
         for name, pool in self.pools.items():
             stats = pool.stats
+            found = pool.underperformers
             views.append(
                 PoolView(
                     name=name,
                     database=pool.sessions.collection.database.name,
                     collection=pool.sessions.collection.name,
                     up=pool.up,
-                    last_success=(
-                        datetime.fromtimestamp(pool.last_success, UTC).isoformat() if pool.last_success else None
-                    ),
+                    fresh=pool.fresh,
+                    last_success=_iso(pool.last_success),
                     last_error=pool.last_error,
                     active=pool.active,
+                    min_active_sessions=pool.min_active_sessions,
+                    interval=pool.interval,
+                    search_fields=list(pool.config.session_fields.search),
                     statistics=statistics_view(stats, pool.sums) if stats else None,
+                    underperformers=UnderperformersView(
+                        count=found.count,
+                        threshold=found.threshold,
+                        pool_ratio=found.pool_ratio,
+                        min_uses=pool.config.underperforming.min_uses,
+                        time=_iso(found.time) or "",
+                    )
+                    if found
+                    else None,
                 )
             )
         return PoolList(pools=views)
+
+    def states(self, pool_name: str) -> StatesTimeline:
+        """The pool's state counts over the last hour, as the daemon's refreshes saw them."""
+        pool = self.pool(pool_name)
+        return StatesTimeline(
+            pool=pool.name,
+            step_seconds=HISTORY_STEP,
+            min_active_sessions=pool.min_active_sessions,
+            points=[StatesPoint(time=_iso(p.time) or "", states=p.states) for p in pool.history],
+        )
 
     def view(self, pool: PoolRuntime, doc: Document, now: datetime) -> SessionView:
         """What an operator sees of one session document, whatever shapes its fields have."""
@@ -165,6 +214,7 @@ class AdminService:
         extra: dict[str, Any] = {}
         if self.config.expose_credentials:
             extra["session"] = plain(doc.get(f.session))
+        console = pool.config.session_fields
         return SessionView(
             pool=pool.name,
             id=str(doc["_id"]),
@@ -178,6 +228,8 @@ class AdminService:
             hold=plain(doc.get(f.hold)),
             set_by=SET_BY[recorded] if recorded is not None else (UNKNOWN_CAUSE if held else None),
             problems=oddities(doc, f),
+            success_ratio=success_ratio(doc.get(f.count_use), doc.get(f.count_success)),
+            fields=shown_fields(doc.get(f.session), console.search, console.show),
             **extra,
         )
 
@@ -187,6 +239,155 @@ class AdminService:
         doc = await pool.sessions.get(oid)
         now = await pool.sessions.server_time()
         return self.view(pool, doc, now)
+
+    def _projection(self, pool: PoolRuntime) -> dict[str, int]:
+        """What a list reads of each document: never `session`, only the sub-fields the config names."""
+        f = pool.sessions.fields
+        wanted = [f.active, f.next_use, f.last_use, f.created, f.hold, f.count_use, f.count_success]
+        console = pool.config.session_fields
+        if self.config.expose_credentials:
+            wanted.append(f.session)
+        else:
+            wanted += [f"{f.session}.{name}" for name in (*console.search, *console.show)]
+        return dict.fromkeys(wanted, 1)
+
+    async def list_sessions(self, pool_name: str, query: SessionsQuery) -> SessionPage:
+        """One page of a pool's sessions: in a state, found by a search field, or underperforming."""
+        pool = self.pool(pool_name)
+        sessions, f = pool.sessions, pool.sessions.fields
+        search = pool.config.session_fields.search
+        if query.underperforming and (query.state is not None or query.q is not None):
+            raise InvalidRequest(
+                "underperforming lists every active session that lags; leave out state and q",
+                location="query.underperforming",
+            )
+        if query.q is not None and not search:
+            raise InvalidRequest(
+                f"pool {pool.name!r} has no search fields (configure pools[].session_fields.search)",
+                location="query.q",
+            )
+        if query.state is None and query.q is None and not query.underperforming:
+            raise InvalidRequest("give a state, a search (q) or underperforming=1", location="query.state")
+        skip = (query.page - 1) * query.page_size
+        if skip + query.page_size > MAX_OFFSET:
+            raise InvalidRequest(
+                f"a list pages through its first {MAX_OFFSET} sessions; search or filter for the rest",
+                location="query.page",
+            )
+        if query.underperforming:
+            return await self._underperformers(pool, query, skip)
+        order: Order = query.order or ("hold_desc" if query.state in HELD_STATES else "last_use_asc")
+        as_of: str | None = None
+        now = await sessions.server_time("list_sessions")
+        state_part = list_filter(sessions.rules, query.state, now) if query.state is not None else {}
+        if query.q is not None:
+            found = search_filter(f, search, query.q)
+            # Counting stops past the limit: a one-character search of a million phones costs 5001 keys.
+            matches = await sessions.count_documents(found, limit=SEARCH_SORT_LIMIT + 1, _op="search_sessions")
+            if matches > SEARCH_SORT_LIMIT:
+                raise InvalidRequest(
+                    f"more than {SEARCH_SORT_LIMIT} sessions start with {query.q!r}; type more of it",
+                    location="query.q",
+                )
+            selector = and_filters(found, state_part)
+            total = await sessions.count_documents(selector, _op="list_sessions") if state_part else matches
+        else:
+            selector = state_part
+            assert query.state is not None
+            stats = pool.stats
+            if stats is not None and pool.fresh:
+                # The last refresh counted every state in one snapshot (at most `interval` seconds ago,
+                # and again right after every admin write): counting 750,000 keys again per page would not
+                # make the number truer.
+                total, as_of = stats.states[query.state], stats.time.isoformat()
+            elif query.state in HELD_STATES:
+                total = await self._held_count(pool, query.state, now)
+            else:
+                total = await sessions.count_documents(selector, _op="list_sessions")
+        docs = await sessions.find(
+            selector,
+            self._projection(pool),
+            sort=sort_of(f, order),
+            skip=skip,
+            limit=query.page_size,
+            _op="list_sessions",
+        )
+        return SessionPage(
+            pool=pool.name, state=query.state, q=query.q, underperforming=False, order=order, page=query.page,
+            page_size=query.page_size, total=total, total_as_of=as_of,
+            sessions=[self.view(pool, doc, now) for doc in docs],
+        )  # fmt: skip
+
+    async def _held_count(self, pool: PoolRuntime, state: State, now: datetime) -> int:
+        """How many sessions are in a held state, from the hold index's keys alone."""
+        sessions = pool.sessions
+        pipeline = held_count_pipeline(sessions.rules, state, now)
+        try:
+            # The planner may pick the other index starting with `active` and read every document.
+            rows = await sessions.aggregate(pipeline, _op="list_sessions", hint=dict(hold_index(sessions.fields)))
+        except OperationFailed as exc:
+            if exc.code != _BAD_HINT:
+                raise
+            rows = await sessions.aggregate(pipeline, _op="list_sessions")  # the index is missing (being rebuilt)
+        return int(rows[0]["n"]) if rows else 0
+
+    async def _underperformers(self, pool: PoolRuntime, query: SessionsQuery, skip: int) -> SessionPage:
+        """Active sessions with min_uses uses whose success ratio lags the pool's, most used first.
+
+        The total and the threshold are the last scheduled count's (a scan of every often-used session's
+        keys); only before the first one is the count made for this answer.
+        """
+        sessions, f = pool.sessions, pool.sessions.fields
+        settings = pool.config.underperforming
+        counted = pool.underperformers
+        now = await sessions.server_time("list_sessions")
+        if counted is not None:
+            threshold, total, as_of = counted.threshold, counted.count, _iso(counted.time)
+        else:
+            source = pool.sums if pool.sums is not None else pool.stats
+            if source is None or source.uses is None or source.successes is None:
+                raise Conflict(
+                    f"pool {pool.name!r} has no sums of uses yet: the underperformers compare with its success ratio"
+                )
+            threshold = underperforming_threshold(source.uses, source.successes, settings.below)
+            total, as_of = 0, None
+            if threshold is not None:
+                rows = await sessions.aggregate(
+                    underperforming_count_pipeline(f, settings.min_uses, threshold), _op="list_sessions"
+                )
+                total = int(rows[0]["n"]) if rows else 0
+        docs: list[Document] = []
+        if threshold is not None:
+            page = await sessions.aggregate(
+                underperforming_page_pipeline(f, settings.min_uses, threshold, skip, query.page_size),
+                _op="list_sessions",
+            )
+            ids = [row["_id"] for row in page]
+            if ids:
+                fetched = await sessions.find({"_id": {"$in": ids}}, self._projection(pool), _op="list_sessions")
+                by_id = {doc["_id"]: doc for doc in fetched}
+                docs = [by_id[i] for i in ids if i in by_id]
+        return SessionPage(
+            pool=pool.name, state=None, q=None, underperforming=True, order="count_use_desc", page=query.page,
+            page_size=query.page_size, total=total, total_as_of=as_of,
+            sessions=[self.view(pool, doc, now) for doc in docs], threshold=threshold,
+        )  # fmt: skip
+
+    async def history(self, pool_name: str, oid: ObjectId, query: HistoryQuery) -> SessionHistory:
+        """A session now (its hold and what set it) and the audit events of it, newest first."""
+        pool = self.pool(pool_name)
+        current = await self.session(pool_name, oid)
+        async with pool.sessions.guard("session_history"):
+            events, total = await self.audit.search(
+                AuditFilters(pool=pool.name, session_id=str(oid)), page=query.page, page_size=query.page_size
+            )
+        return SessionHistory(
+            session=current,
+            events=[_event(e) for e in events],
+            page=query.page,
+            page_size=query.page_size,
+            total=total,
+        )
 
     async def search_audit(self, query: AuditQuery) -> AuditPage:
         """Search the audit trail by pool, action, session, actor, time range; paginated."""
@@ -209,10 +410,7 @@ class AdminService:
                 filters, page=query.page, page_size=query.page_size, order=query.order
             )
         return AuditPage(
-            events=[
-                AuditEvent.model_validate({**{k: plain(v) for k, v in e.items() if k != "_id"}, "id": str(e["_id"])})
-                for e in events
-            ],
+            events=[_event(e) for e in events],
             page=query.page,
             page_size=query.page_size,
             order=query.order,
@@ -312,3 +510,13 @@ class AdminService:
         return BulkUnlockResult(
             pool=pool.name, state=state, dry_run=False, matched=changed, changed=changed, cap=cap, request_id=request_id
         )
+
+
+def _iso(when: float | None) -> str | None:
+    """A Unix time as ISO 8601 (UTC), or None."""
+    return datetime.fromtimestamp(when, UTC).isoformat() if when else None
+
+
+def _event(doc: Document) -> AuditEvent:
+    """A stored audit event as the API shows it."""
+    return AuditEvent.model_validate({**{k: plain(v) for k, v in doc.items() if k != "_id"}, "id": str(doc["_id"])})

@@ -6,7 +6,7 @@ import base64
 import math
 import re
 import uuid
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from datetime import datetime
 from typing import Any
 
@@ -17,6 +17,8 @@ from bson.regex import Regex
 from bson.timestamp import Timestamp
 
 from exporter.core import Hold
+
+MASK = "•"
 
 SET_BY = {Hold.USE: "get_session", Hold.LOCK: "session_lock", Hold.BLOCK: "session_block"}
 UNKNOWN_CAUSE = "unknown: set by a worker of the original library (classified by the time left)"
@@ -45,3 +47,47 @@ def plain(value: Any, depth: int = 0) -> Any:
     if isinstance(value, ObjectId | Decimal128 | uuid.UUID):
         return str(value)
     return f"{type(value).__name__}: {value}"[:200]
+
+
+def mask(value: Any) -> str:
+    """A credential shown in part: enough to recognise it (`+79•••••67`), never enough to use it."""
+    if not isinstance(value, str | int | float) or isinstance(value, bool):
+        return MASK * 3
+    text = str(value)
+    if len(text) >= 8:
+        return text[:3] + MASK * (len(text) - 5) + text[-2:]
+    return text[:1] + MASK * max(len(text) - 1, 2)
+
+
+def subfield(doc: Mapping[str, Any], path: str) -> Any:
+    """The value at a dotted path of nested documents, or None."""
+    value: Any = doc
+    for part in path.split("."):
+        if not isinstance(value, Mapping):
+            return None
+        value = value.get(part)
+    return value
+
+
+def shown_fields(credentials: Any, search: Sequence[str], show: Sequence[str]) -> dict[str, Any]:
+    """The sub-fields of `session` an operator may see: `show` ones as stored, `search` ones masked in part."""
+    if not isinstance(credentials, Mapping):
+        return {}
+    out: dict[str, Any] = {}
+    for name in search:
+        value = subfield(credentials, name)
+        if value is not None and name not in show:
+            out[name] = mask(value)
+    for name in show:
+        value = subfield(credentials, name)
+        if value is not None:
+            out[name] = plain(value)
+    return out
+
+
+def success_ratio(uses: Any, successes: Any) -> float | None:
+    """count_success / count_use when both are numbers and there was a use."""
+    numbers = all(isinstance(v, int | float) and not isinstance(v, bool) for v in (uses, successes))
+    if not numbers or uses <= 0:
+        return None
+    return round(float(successes) / float(uses), 4)

@@ -209,6 +209,35 @@ class MongoConfig(_Strict):
         return self.uri.get_secret_value()
 
 
+class UnderperformingConfig(_Strict):
+    """Which sessions count as underperforming, and how often the daemon counts them."""
+
+    min_uses: Annotated[int, Field(ge=1)] = 100
+    below: Annotated[float, Field(gt=0, lt=1)] = 0.2
+    interval: PositiveSeconds = 300.0
+
+
+_SUBFIELD = re.compile(r"^[A-Za-z0-9_-]+(\.[A-Za-z0-9_-]+)*$")
+
+
+class SessionFieldsConfig(_Strict):
+    """Sub-fields of a pool's `session` field the console may use; every other credential stays hidden."""
+
+    search: Annotated[list[str], Field(max_length=8)] = []
+    show: Annotated[list[str], Field(max_length=16)] = []
+
+    @field_validator("search", "show")
+    @classmethod
+    def _paths(cls, value: list[str]) -> list[str]:
+        """Dotted names of sub-fields (`phone`, `profile.login`), each once."""
+        for name in value:
+            if not _SUBFIELD.match(name) or len(name) > 100:
+                raise ValueError(f"{name!r} is not a sub-field name such as phone or profile.login")
+        if len(set(value)) != len(value):
+            raise ValueError("names must be distinct")
+        return value
+
+
 class PoolOptions(_Strict):
     """The options of a pool: `defaults` sets them for every pool, a pool may override each one.
 
@@ -226,6 +255,7 @@ class PoolOptions(_Strict):
     create_indexes: bool = True
     sums_interval: PositiveSeconds = 300.0
     sums_timeout: PositiveSeconds = 120.0
+    underperforming: UnderperformingConfig = UnderperformingConfig()
 
     def problems(self) -> list[tuple[str, str]]:
         """Checks spanning several options: (option, message) pairs."""
@@ -271,6 +301,7 @@ class Pool(PoolOptions):
     collection: str
     fields: FieldsConfig = FieldsConfig()
     stored_timezone: str | None = None
+    session_fields: SessionFieldsConfig = SessionFieldsConfig()
 
     _name = field_validator("name")(check_name)
 
@@ -326,6 +357,7 @@ class DiscoveredOptions(PoolOptions):
 
     fields: FieldsConfig = FieldsConfig()
     stored_timezone: str | None = None
+    session_fields: SessionFieldsConfig = SessionFieldsConfig()
 
 
 class DiscoveryConfig(_Strict):
@@ -375,13 +407,8 @@ class DiscoveryConfig(_Strict):
 
     def pool(self, defaults: PoolOptions, database: str, collection: str) -> Pool:
         """The pool for a found collection (ValueError when its name or settings are not valid)."""
-        data = {
-            **defaults.model_dump(exclude_unset=True),
-            **self.options.model_dump(exclude_unset=True),
-            "name": self.pool_name(database, collection),
-            "database": database,
-            "collection": collection,
-        }
+        data = _inherit(defaults.model_dump(exclude_unset=True), self.options.model_dump(exclude_unset=True))
+        data.update(name=self.pool_name(database, collection), database=database, collection=collection)
         return Pool.model_validate(data)
 
 
@@ -430,6 +457,15 @@ class AuditConfig(_Strict):
     database: str = "session_pool_exporter"
     collection: str = "audit"
     retention: Annotated[int, Field(gt=0)] = 7_776_000
+
+
+def _inherit(inherited: dict[str, Any], pool: dict[str, Any]) -> dict[str, Any]:
+    """A pool's keys over the defaults it inherits; a section set in both (`underperforming`) merges key by key."""
+    merged = {**inherited, **pool}
+    for key, value in pool.items():
+        if isinstance(value, dict) and isinstance(inherited.get(key), dict):
+            merged[key] = {**inherited[key], **value}
+    return merged
 
 
 def is_loopback(host: str) -> bool:
@@ -493,7 +529,7 @@ class Config(_Strict):
         if defaults.problems():
             return data
         inherited = defaults.model_dump(exclude_unset=True)
-        pools = [{**inherited, **pool} if isinstance(pool, dict) else pool for pool in data["pools"]]
+        pools = [_inherit(inherited, pool) if isinstance(pool, dict) else pool for pool in data["pools"]]
         return {**data, "pools": pools}
 
     @field_validator("listen")

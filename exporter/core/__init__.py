@@ -19,6 +19,7 @@ from exporter.core.errors import (
 )
 from exporter.core.fields import MongoFields
 from exporter.core.model import (
+    HELD_STATES,
     MAX_PERIOD,
     PERIOD_UNITS,
     STATES,
@@ -40,6 +41,7 @@ from exporter.core.operations import DbSession, Transaction
 
 __all__ = [
     "CLOSE_TIMEOUT",
+    "HELD_STATES",
     "MAX_PERIOD",
     "PERIOD_UNITS",
     "STATES",

@@ -20,7 +20,7 @@ from pymongo.read_concern import ReadConcern
 from pymongo.results import DeleteResult, InsertOneResult, UpdateResult
 from pymongo.write_concern import WriteConcern
 
-from exporter.core import queries
+from exporter.core import browse, queries
 from exporter.core.errors import (
     CLOSE_TIMEOUT,
     NAMESPACE_NOT_FOUND,
@@ -92,6 +92,7 @@ class MongoSessions(MongoOperations, MongoFields):
         wtimeout: int | None = None,
         transactions: Literal["require", "fallback"] = "require",
         create_indexes: bool = True,
+        console_indexes: Sequence[str] | None = None,
         allow_reconnect: bool = False,
         max_allowed_reconnect: int | None = None,
         **client_options: Any,
@@ -128,6 +129,11 @@ class MongoSessions(MongoOperations, MongoFields):
             raise InvalidInput("transactions must be 'require' or 'fallback'", field="transactions")
         self._transactions = transactions
         self._create_indexes = create_indexes
+        if console_indexes is not None and (
+            isinstance(console_indexes, str) or not all(isinstance(n, str) and n for n in console_indexes)
+        ):
+            raise InvalidInput("console_indexes must be a list of sub-field names of session", field="console_indexes")
+        self._console_indexes = tuple(console_indexes) if console_indexes is not None else None
         self.allow_reconnect = bool(allow_reconnect)
         if max_allowed_reconnect is not None and (
             isinstance(max_allowed_reconnect, bool)
@@ -246,8 +252,11 @@ class MongoSessions(MongoOperations, MongoFields):
         await self.close()
 
     def index_specs(self) -> list[queries.IndexSpec]:
-        """The indexes the pool needs: keys and why."""
-        return queries.index_specs(self.fields)
+        """The indexes the pool needs: keys and why (with `console_indexes`, the console's lists' too)."""
+        specs = queries.index_specs(self.fields)
+        if self._console_indexes is not None:
+            specs += browse.console_index_specs(self.fields, self._console_indexes)
+        return specs
 
     async def missing_indexes(self) -> list[list[tuple[str, int]]]:
         """Keys of the pool's indexes that do not exist (someone dropped them, or they were never made)."""

@@ -97,6 +97,14 @@ class MongoOperations:
 
         return await self._run(_op, read)
 
+    async def aggregate(self, pipeline: list[dict[str, Any]], _op: str = "aggregate", **kwargs: Any) -> list[Document]:
+        """`Collection.aggregate` as a list of documents."""
+
+        async def read() -> list[Document]:
+            return [self._out(doc) async for doc in await self._coll().aggregate(pipeline, **kwargs)]
+
+        return await self._run(_op, read)
+
     async def delete_one(self, *args: Any, _op: str = "delete_one", **kwargs: Any) -> DeleteResult:
         """`Collection.delete_one`."""
         return await self._run(_op, lambda: self._coll().delete_one(*args, **kwargs))

@@ -123,6 +123,8 @@ async def test_list_pools_and_openapi(daemon: Daemon, pool_name: str) -> None:
         assert set(spec["paths"]) == {
             "/admin/pools", "/admin/pools/{pool}/sessions/{session_id}",
             "/admin/pools/{pool}/sessions/{session_id}/{action}", "/admin/pools/{pool}/unlock", "/admin/audit",
+            "/admin/pools/{pool}/sessions", "/admin/pools/{pool}/sessions/{session_id}/history",
+            "/admin/pools/{pool}/states",
         }  # fmt: skip
 
 

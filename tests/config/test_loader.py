@@ -89,6 +89,15 @@ def problems_of(tmp_path: Path, text: str, env: dict[str, str] | None = None) ->
          "admin.tokens[1]: same token value as admin.tokens[0]"),
         (BASE + "admin: {max_period: 0, bulk_unlock_cap: 0, audit: {retention: -1}}\n",
          "admin.max_period: must be > 0"),
+        (BASE + "  - {name: b, database: d, collection: c, session_fields: {search: ['$where']}}\n",
+         "pools[1].session_fields.search: '$where' is not a sub-field name"),
+        (BASE + "  - {name: b, database: d, collection: c, session_fields: {show: [phone, phone]}}\n",
+         "pools[1].session_fields.show: names must be distinct"),
+        (BASE + "  - {name: b, database: d, collection: c, session_fields: {serch: [phone]}}\n",
+         "pools[1].session_fields.serch: unknown key"),
+        (BASE + "defaults: {underperforming: {below: 1.5}}\n", "defaults.underperforming.below: must be < 1"),
+        (BASE + "defaults: {underperforming: {min_uses: 0, interval: 0}}\n",
+         "defaults.underperforming.min_uses: must be >= 1"),
     ],
 )  # fmt: skip
 def test_each_kind_of_problem_is_located(tmp_path: Path, text: str, expected: str) -> None:
@@ -178,6 +187,18 @@ def test_pool_overrides_and_interval_flag(tmp_path: Path) -> None:
     assert fast.interval == slow.interval == 2
     default_age = load_config(None, {}, {"database": "d", "collection": "c", "mongo_uri": URI, "interval": 4.0})
     assert default_age.pool_settings()[0].max_age == 12
+
+
+def test_underperforming_merges_defaults_and_pool_key_by_key(tmp_path: Path) -> None:
+    """A pool that sets one key of `underperforming` keeps the others from `defaults`, not the built-ins."""
+    path = tmp_path / "config.yaml"
+    path.write_text(BASE + "  - {name: b, database: d, collection: c, underperforming: {min_uses: 50},\n"
+                    "     session_fields: {search: [phone, profile.login], show: [country]}}\n"
+                    "defaults: {underperforming: {below: 0.3, interval: 600}}\n")  # fmt: skip
+    first, second = load_config(path, {}, {}).pool_settings()
+    assert first.underperforming.model_dump() == {"min_uses": 100, "below": 0.3, "interval": 600}
+    assert second.underperforming.model_dump() == {"min_uses": 50, "below": 0.3, "interval": 600}
+    assert second.session_fields.search == ["phone", "profile.login"] and first.session_fields.search == []
 
 
 def test_quick_single_pool_mode_from_flags_alone() -> None:

@@ -27,7 +27,7 @@ def entry_points() -> list[list[str]]:
             if path.name == "__main__.py":
                 found.append([sys.executable, "-m", ".".join(relative.parent.parts)])
             elif '__name__ == "__main__"' in text:
-                if top == "scripts" or path.parent.name == "bench":
+                if top == "scripts":
                     found.append([sys.executable, str(relative)])
                 else:
                     found.append([sys.executable, "-m", ".".join(relative.with_suffix("").parts)])

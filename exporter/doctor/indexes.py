@@ -6,7 +6,7 @@ import json
 from dataclasses import dataclass
 
 from exporter.config import Pool
-from exporter.core import Fields, MongoSessions
+from exporter.core import Fields, MongoSessions, queries
 from exporter.doctor.findings import Finding, error, ok, warn
 
 Keys = list[tuple[str, int]]
@@ -47,7 +47,11 @@ def index_findings(sessions: MongoSessions, pool: Pool, indexes: Indexes, *, can
     """Each needed index present or missing (built by the daemon, or by hand), and the legacy index if present."""
     out: list[Finding] = []
     present = []
+    statistics = [keys for keys, _why in queries.index_specs(sessions.fields)]
     for keys, why in sessions.index_specs():
+        # Without a statistics index every refresh reads every document; without a console index
+        # only the console's lists (and the underperformers' count) read more than they need.
+        cost = "the statistics read every document" if keys in statistics else "those reads scan the pool"
         name = indexes.name_of(keys)
         if name is not None:
             present.append(f"{name} for {why}")
@@ -58,7 +62,7 @@ def index_findings(sessions: MongoSessions, pool: Pool, indexes: Indexes, *, can
                 warn(
                     "indexes",
                     f"index {spec} is missing ({why}): the daemon builds it in the background at its first "
-                    "refresh; until then the statistics read every document",
+                    f"refresh; until then {cost}",
                     f"nothing, or build it now: {create_command(pool, keys)}",
                 )
             )
@@ -67,8 +71,7 @@ def index_findings(sessions: MongoSessions, pool: Pool, indexes: Indexes, *, can
             out.append(
                 error(
                     "indexes",
-                    f"index {spec} is missing ({why}) and the daemon will not build it ({who}): "
-                    "the statistics read every document",
+                    f"index {spec} is missing ({why}) and the daemon will not build it ({who}): {cost}",
                     f"build it once as a user who may: {create_command(pool, keys)}",
                 )
             )

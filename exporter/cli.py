@@ -166,6 +166,9 @@ def check_config(args: argparse.Namespace, environ: Mapping[str, str]) -> int:
     for warning in config_warnings(config):
         print(f"warning: {warning}", file=sys.stderr)
     print(f"config ok: listen {config.listen}, {len(config.pools)} pool(s): {pools}; {admin}")
+    print(
+        "MongoDB not contacted: run `session-pool-exporter doctor` (same options) to check the server, rights, indexes"
+    )
     return 0
 
 

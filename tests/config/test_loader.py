@@ -280,6 +280,7 @@ def test_check_config_cli_ok_and_secret_free(tmp_path: Path) -> None:
     result = run_cli("check-config", "--config", str(path), env=env)
     assert result.returncode == 0, result.stderr
     assert result.stdout.startswith("config ok")
+    assert "MongoDB not contacted" in result.stdout and "doctor" in result.stdout
     assert "telegram" in result.stdout
     assert "s3cret" not in result.stdout + result.stderr
     assert "env-token-xyz-0123456789abcdef" not in result.stdout + result.stderr

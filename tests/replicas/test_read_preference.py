@@ -36,7 +36,7 @@ async def test_statistics_follow_the_read_preference(replica_set: ReplicaSet) ->
     pools = {
         name: MongoSessions(
             replica_set.uri, DB, POOL, tz_aware=True, create_indexes=False, statistics_read_preference=name
-        )  # fmt: skip
+        )
         for name in ("primary", "secondaryPreferred")
     }
     for pool in pools.values():

@@ -32,6 +32,8 @@ HERE = Path(__file__).resolve().parent
 DS = DataSourceRef(type_val="prometheus", uid="${DS_PROMETHEUS}")
 POOL = 'pool=~"$pool"'
 EXPORTER_JOB = 'job=~".*session-pool-exporter.*"'
+# Several exporter replicas export the same pool: one series per pool, whichever replica it comes from.
+ONE = "max without (instance, pod) "
 TAGS = ["session-pool-exporter", "mongodb"]
 
 
@@ -116,7 +118,7 @@ def overview() -> dash.Dashboard:
             "Active sessions",
             "Sessions a worker could take right now (count_active).",
             "none",
-            f"session_pool_active_sessions{{{POOL}}}",
+            f"pool:session_pool_active_sessions:max{{{POOL}}}",
             "{{pool}}",
             thresholds=[(None, "red"), (1, "orange"), (5, "green")],
         )
@@ -146,7 +148,7 @@ def overview() -> dash.Dashboard:
             "Time to next unlock",
             "Seconds until the earliest lock or block of the pool ends (no value: nothing is held).",
             "s",
-            f"clamp_min(session_pool_next_unlock_timestamp_seconds{{{POOL}}} - time(), 0)",
+            f"clamp_min({ONE}(session_pool_next_unlock_timestamp_seconds{{{POOL}}}) - time(), 0)",
             "{{pool}}",
             thresholds=[(None, "green")],
         )
@@ -156,8 +158,8 @@ def overview() -> dash.Dashboard:
             "Active sessions vs minimum",
             "Active sessions and the pool's configured min_active_sessions (SessionPoolActiveSessionsLow).",
             "none",
-            (f"session_pool_active_sessions{{{POOL}}}", "{{pool}} active"),
-            (f"session_pool_min_active_sessions{{{POOL}}}", "{{pool}} minimum"),
+            (f"pool:session_pool_active_sessions:max{{{POOL}}}", "{{pool}} active"),
+            (f"{ONE}(session_pool_min_active_sessions{{{POOL}}})", "{{pool}} minimum"),
         )
     )
     board = board.with_panel(
@@ -165,7 +167,7 @@ def overview() -> dash.Dashboard:
             "Sessions by state",
             "Sessions per state, stacked: active, in_use (held within the grace), locked, blocked, inactive.",
             "none",
-            (f"sum by (pool, state) (session_pool_sessions{{{POOL}}})", "{{pool}} {{state}}"),
+            (f"max by (pool, state) (session_pool_sessions{{{POOL}}})", "{{pool}} {{state}}"),
         ).stacking(StackingConfig().mode(StackingMode.NORMAL))
     )
     board = board.with_panel(
@@ -182,22 +184,23 @@ def overview() -> dash.Dashboard:
         series(
             "Usage and success rates",
             "Uses and successes per second, derived with deriv() from the session_pool_uses and "
-            "session_pool_successes gauges (they are sums over documents, not counters).",
+            "session_pool_successes gauges (sums over documents read every sums_interval, not counters) "
+            "over 15 minutes: three readings at the default 300 s.",
             "ops",
-            (f"pool:session_pool_uses:deriv5m{{{POOL}}}", "{{pool}} uses"),
-            (f"pool:session_pool_successes:deriv5m{{{POOL}}}", "{{pool}} successes"),
+            (f"pool:session_pool_uses:deriv15m{{{POOL}}}", "{{pool}} uses"),
+            (f"pool:session_pool_successes:deriv15m{{{POOL}}}", "{{pool}} successes"),
         )
     )
     board = board.with_panel(
         series(
             "Success ratio",
-            "Successes / uses over the panel interval, the last hour and the last day "
+            "Successes / uses over the last 15 minutes (three readings of the sums), the last hour and the last day "
             "(SessionPoolSuccessRatioBelowNorm compares the last two).",
             "percentunit",
             (
-                f"clamp(delta(session_pool_successes{{{POOL}}}[$__rate_interval])"
-                f" / (delta(session_pool_uses{{{POOL}}}[$__rate_interval]) > 0), 0, 1)",
-                "{{pool}} now",
+                f"clamp({ONE}(delta(session_pool_successes{{{POOL}}}[15m]))"
+                f" / ({ONE}(delta(session_pool_uses{{{POOL}}}[15m])) > 0), 0, 1)",
+                "{{pool}} 15m",
             ),
             (f"pool:session_pool_success_ratio:ratio1h{{{POOL}}}", "{{pool}} 1h"),
             (f"pool:session_pool_success_ratio:ratio1d{{{POOL}}}", "{{pool}} 1d"),
@@ -211,9 +214,12 @@ def overview() -> dash.Dashboard:
             "Seconds until the earliest lock or block ends, and how long the least recently used "
             "active session has rested.",
             "s",
-            (f"clamp_min(session_pool_next_unlock_timestamp_seconds{{{POOL}}} - time(), 0)", "{{pool}} next unlock"),
             (
-                f"time() - session_pool_oldest_active_last_use_timestamp_seconds{{{POOL}}}",
+                f"clamp_min({ONE}(session_pool_next_unlock_timestamp_seconds{{{POOL}}}) - time(), 0)",
+                "{{pool}} next unlock",
+            ),
+            (
+                f"time() - {ONE}(session_pool_oldest_active_last_use_timestamp_seconds{{{POOL}}})",
                 "{{pool}} oldest active idle",
             ),
         )

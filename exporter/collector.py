@@ -26,6 +26,7 @@ from exporter.core import (
     budget,
     connection_reason,
     own_budget,
+    read_preference,
     redact,
 )
 from exporter.core.browse import underperforming_count_pipeline, underperforming_threshold
@@ -88,6 +89,7 @@ def pool_sessions(
         j=wc.j,
         wtimeout=wc.wtimeout,
         tz_aware=True,
+        statistics_read_preference=config.mongodb.read_preference,
         # The collector keeps the indexes itself, in the background (see Collector._upkeep_indexes).
         create_indexes=False,
         console_indexes=settings.session_fields.search,
@@ -185,7 +187,14 @@ class Collector:
         mine = self._discovered[index]
         taken = {(p.config.database, p.config.collection): n for n, p in self.pools.items() if n not in mine}
         try:
-            found = await discover(self.client, source, self.config.defaults, taken, self.config.mongodb.timeout)
+            found = await discover(
+                self.client,
+                source,
+                self.config.defaults,
+                taken,
+                self.config.mongodb.timeout,
+                read_preference(self.config.mongodb.read_preference),
+            )
         except SessionPoolError as exc:
             log.warning("discovery_failed", source=index, error=exc.message)
             return
@@ -490,7 +499,10 @@ class Collector:
     # -- readiness --
 
     async def mongodb_reachable(self) -> tuple[bool, str | None]:
-        """Ping MongoDB (bounded, cached for a second): (reachable, redacted error)."""
+        """Ping a member the statistics reads may use (bounded, cached for a second): (reachable, redacted error).
+
+        With the default read preference (primary) that is the primary: no primary, not ready.
+        """
         if self._ping_lock is None:
             self._ping_lock = asyncio.Lock()
         async with self._ping_lock:
@@ -498,7 +510,9 @@ class Collector:
                 return self._ping_ok, self._ping_error
             try:
                 with pymongo.timeout(_PING_TIMEOUT):
-                    await self.client.admin.command("ping")
+                    await self.client.admin.command(
+                        "ping", read_preference=read_preference(self.config.mongodb.read_preference)
+                    )
                 self._ping_ok, self._ping_error = True, None
             except PyMongoError as exc:
                 self._ping_ok, self._ping_error = False, f"MongoDB unreachable: {connection_reason(exc)}"

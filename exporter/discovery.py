@@ -7,6 +7,7 @@ from typing import Any
 
 from pydantic import ValidationError
 from pymongo import AsyncMongoClient
+from pymongo.read_preferences import Primary, _ServerMode
 
 from exporter.config import DiscoveryConfig, Pool, PoolOptions
 from exporter.core import guard
@@ -20,10 +21,17 @@ class Found:
     skipped: dict[str, str] = field(default_factory=dict)
 
 
-async def collections(client: AsyncMongoClient[dict[str, Any]], database: str, timeout: float) -> list[str]:  # noqa: ASYNC109
-    """The collections (not views) of a database, by name."""
-    async with guard("list_collections", timeout, client):
-        names = await client[database].list_collection_names(filter={"type": "collection"})
+async def collections(
+    client: AsyncMongoClient[dict[str, Any]],
+    database: str,
+    timeout: float,  # noqa: ASYNC109 - the core's guard applies it
+    read: _ServerMode | None = None,
+) -> list[str]:
+    """The collections (not views) of a database, by name (listed on a member `read` selects; default the primary)."""
+    mode = read or Primary()
+    async with guard("list_collections", timeout, client, mode):
+        db = client.get_database(database, read_preference=mode)
+        names = await db.list_collection_names(filter={"type": "collection"})
     return sorted(names)
 
 
@@ -33,11 +41,12 @@ async def discover(
     defaults: PoolOptions,
     taken: dict[tuple[str, str], str],
     timeout: float,  # noqa: ASYNC109 - the core's guard applies it
+    read: _ServerMode | None = None,
 ) -> Found:
     """The pools `source` finds now. `taken` maps (database, collection) to the pool already watching it."""
     found = Found()
     for database in source.databases:
-        for collection in await collections(client, database, timeout):
+        for collection in await collections(client, database, timeout, read):
             if not source.matches(collection):
                 continue
             where = f"{database}.{collection}"

@@ -71,6 +71,7 @@ class Mongod:
 
     port: int = field(default_factory=free_port)
     replica_set: str | None = "rs0"
+    initiate: bool = True  # False: a member of a set someone else initiates (tests/support/replset.py)
     test_commands: bool = True
     dbpath: Path | None = None
     binary: str | None = None
@@ -128,7 +129,7 @@ class Mongod:
                     if time.monotonic() > deadline:
                         raise
                     time.sleep(0.1)
-            if self.replica_set:
+            if self.replica_set and self.initiate:
                 try:
                     client.admin.command(
                         "replSetInitiate",

@@ -14,6 +14,7 @@ from pymongo import MongoClient
 from exporter.core import MongoSessions
 from exporter.mongod import Mongod
 from tests.support.figures import Report
+from tests.support.replset import ReplicaSet
 
 PoolFactory = Callable[..., Awaitable[MongoSessions]]
 
@@ -91,9 +92,19 @@ def mongod_factory() -> Iterator[Callable[..., Mongod]]:
         server.cleanup()
 
 
+@pytest.fixture
+def replica_set() -> Iterator[ReplicaSet]:
+    """A fresh real 3-member replica set (member 0 primary) a test may step down or kill; removed after."""
+    members = ReplicaSet().start()
+    try:
+        yield members
+    finally:
+        members.cleanup()
+
+
 # Tests that need a real server or a process: `pytest -m "not integration"` runs the rest in seconds.
-_SERVER_FIXTURES = {"mongo_uri", "sync_client", "pool_factory", "mongod_factory"}
-_SLOW = ("reliability/", "test_e2e_prometheus.py", "test_bench_smoke.py", "test_demo.py", "test_image.py")
+_SERVER_FIXTURES = {"mongo_uri", "sync_client", "pool_factory", "mongod_factory", "replica_set"}
+_SLOW = ("reliability/", "replicas/", "test_e2e_prometheus.py", "test_bench_smoke.py", "test_demo.py", "test_image.py")
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:

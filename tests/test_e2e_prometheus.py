@@ -189,14 +189,16 @@ def rules_without_for(paths: list[Path]) -> list[dict[str, Any]]:
 
 
 @contextlib.contextmanager
-def running_stack(tmp_path: Path, mongo_uri: str, pools: dict[str, int]) -> Iterator[dict[str, Any]]:
-    """Exporter (pools: name -> min_active_sessions) + Prometheus + Alertmanager + webhook on loopback."""
+def running_stack(tmp_path: Path, mongo_uri: str, pools: dict[str, int], replicas: int = 1) -> Iterator[dict[str, Any]]:
+    """Exporter (pools: name -> min_active_sessions; `replicas` of them on the same pools) + Prometheus +
+    Alertmanager + webhook on loopback."""
     prometheus_bin = binary("prometheus")
     alertmanager_bin = binary("prometheus-alertmanager")
     assert EXPORTER.exists(), f"{EXPORTER} missing: pip install -e ."
     database = f"e2e_{uuid.uuid4().hex[:10]}"
     token = secrets.token_urlsafe(24)
     ports = {name: free_port() for name in ("exporter", "admin", "prometheus", "alertmanager")}
+    more = [(free_port(), free_port()) for _ in range(replicas - 1)]
     processes: list[Process] = []
     webhook = Webhook()
 
@@ -225,6 +227,11 @@ def running_stack(tmp_path: Path, mongo_uri: str, pools: dict[str, int]) -> Iter
         processes.append(
             Process("exporter", [str(EXPORTER), "run", "--config", str(tmp_path / "exporter.yaml")], tmp_path, env)
         )
+        for index, (port, admin_port) in enumerate(more, start=2):
+            replica = {**config, "listen": f"127.0.0.1:{port}", "admin": {"listen": f"127.0.0.1:{admin_port}"}}
+            path = tmp_path / f"exporter-{index}.yaml"
+            path.write_text(yaml.safe_dump(replica))
+            processes.append(Process(f"exporter-{index}", [str(EXPORTER), "run", "--config", str(path)], tmp_path, env))
 
         (tmp_path / "alertmanager.yml").write_text(
             yaml.safe_dump(
@@ -268,7 +275,13 @@ def running_stack(tmp_path: Path, mongo_uri: str, pools: dict[str, int]) -> Iter
                     "scrape_configs": [
                         {
                             "job_name": "session-pool-exporter",
-                            "static_configs": [{"targets": [f"127.0.0.1:{ports['exporter']}"]}],
+                            "static_configs": [
+                                {
+                                    "targets": [
+                                        f"127.0.0.1:{port}" for port in [ports["exporter"], *(p for p, _ in more)]
+                                    ]
+                                }
+                            ],
                         }
                     ],
                 }
@@ -470,3 +483,26 @@ async def test_mongodb_outage_fires_the_stale_alert_instead_of_going_quiet(
         received = await asyncio.to_thread(wait_for, f"{STALE_ALERT} at the webhook", delivered, 30, logs)
         assert received[0]["labels"]["severity"] == "critical"
         assert received[0]["annotations"]["runbook_url"] == "docs/runbooks.md#sessionpoolstatisticsstale"
+
+
+async def test_two_replicas_count_a_pool_once(tmp_path: Path, mongo_uri: str) -> None:
+    """Two daemons on the same pool, both scraped: the recorded sums and the alert are one replica's, not double."""
+    with running_stack(tmp_path, mongo_uri, {"twice": 5}, replicas=2) as stack:
+        prometheus, logs = stack["urls"]["prometheus"], stack["logs"]
+        async with MongoSessions(mongo_uri, stack["database"], "twice") as pool:
+            for name in ("a", "b", "c"):
+                await pool.add({"session": {"name": name}})
+        await asyncio.to_thread(
+            wait_for, f"{LOW_ALERT} firing", lambda: firing(prometheus, LOW_ALERT, "twice"), 30, logs
+        )
+
+        def both_scraped() -> bool:
+            return len(instant(prometheus, 'session_pool_active_sessions{pool="twice"} == 3')) == 2
+
+        await asyncio.to_thread(wait_for, "both replicas exporting 3 active", both_scraped, 30, logs)
+        total = instant(prometheus, 'pool:session_pool_sessions:sum{pool="twice"}')
+        assert [float(r["value"][1]) for r in total] == [3.0]
+        ratio = instant(prometheus, 'pool:session_pool_active_ratio:ratio{pool="twice"}')
+        assert [float(r["value"][1]) for r in ratio] == [1.0]
+        alerts = firing(prometheus, LOW_ALERT, "twice")
+        assert len(alerts) == 1 and "instance" not in alerts[0]["labels"], alerts

@@ -172,6 +172,7 @@ class MongoConfig(_Strict):
     uri_file: Path | None = None
     timeout: PositiveSeconds = 10.0
     server_selection_timeout: PositiveSeconds = 5.0
+    read_preference: Literal["primary", "primaryPreferred", "secondary", "secondaryPreferred", "nearest"] = "primary"
     write_concern: WriteConcernConfig = WriteConcernConfig()
 
     @field_validator("uri_file")

@@ -37,13 +37,14 @@ from exporter.core.model import (
     recorded_hold,
     session_filter,
 )
-from exporter.core.operations import DbSession, Transaction
+from exporter.core.operations import READ_PREFERENCES, DbSession, Transaction, read_preference
 
 __all__ = [
     "CLOSE_TIMEOUT",
     "HELD_STATES",
     "MAX_PERIOD",
     "PERIOD_UNITS",
+    "READ_PREFERENCES",
     "STATES",
     "DbSession",
     "Document",
@@ -71,6 +72,7 @@ __all__ = [
     "own_budget",
     "parse_period",
     "parse_session_id",
+    "read_preference",
     "recorded_hold",
     "redact",
     "server_reason",

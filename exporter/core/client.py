@@ -17,6 +17,7 @@ from pymongo.asynchronous.collection import AsyncCollection
 from pymongo.asynchronous.database import AsyncDatabase
 from pymongo.errors import ConfigurationError, PyMongoError
 from pymongo.read_concern import ReadConcern
+from pymongo.read_preferences import _ServerMode
 from pymongo.results import DeleteResult, InsertOneResult, UpdateResult
 from pymongo.write_concern import WriteConcern
 
@@ -46,7 +47,7 @@ from exporter.core.model import (
     parse_period,
     session_filter,
 )
-from exporter.core.operations import DbSession, MongoOperations, Transaction, driver_session
+from exporter.core.operations import DbSession, MongoOperations, Transaction, driver_session, read_preference
 from exporter.core.timeframe import TimeFrame
 
 SessionRef = Any  # a document with `_id`, or an `_id` value (ObjectId, its 24-hex string, any other id)
@@ -91,6 +92,7 @@ class MongoSessions(MongoOperations, MongoFields):
         j: bool | None = None,
         wtimeout: int | None = None,
         transactions: Literal["require", "fallback"] = "require",
+        statistics_read_preference: str = "primary",
         create_indexes: bool = True,
         console_indexes: Sequence[str] | None = None,
         allow_reconnect: bool = False,
@@ -128,6 +130,7 @@ class MongoSessions(MongoOperations, MongoFields):
         if transactions not in ("require", "fallback"):
             raise InvalidInput("transactions must be 'require' or 'fallback'", field="transactions")
         self._transactions = transactions
+        self._stats_read = read_preference(statistics_read_preference)
         self._create_indexes = create_indexes
         if console_indexes is not None and (
             isinstance(console_indexes, str) or not all(isinstance(n, str) and n for n in console_indexes)
@@ -192,6 +195,17 @@ class MongoSessions(MongoOperations, MongoFields):
     def guard(self, operation: str) -> AbstractAsyncContextManager[None]:
         """Bound a block of driver calls like the core's own: `timeout`, the enclosing budget, a usable server."""
         return guard(operation, self._timeout, self._client)
+
+    @property
+    def statistics_read_preference(self) -> str:
+        """Where the statistics reads go (aggregate_statistics, aggregate_sums, count_active): a mode name."""
+        return str(self._stats_read.mongos_mode)
+
+    def _stats_coll(self, db_session: DbSession) -> AsyncCollection[Document]:
+        """The collection for a statistics read: the statistics read preference, unless inside a caller's session."""
+        if driver_session(db_session) is not None:
+            return self._coll()  # a transaction reads from the primary only
+        return self._coll().with_options(read_preference=self._stats_read)
 
     @property
     def topology(self) -> str | None:
@@ -290,10 +304,10 @@ class MongoSessions(MongoOperations, MongoFields):
         """Convert a time read from the collection (aware-labelled) to a true aware UTC time."""
         return self._frame.from_stored(when)
 
-    async def server_time(self, _op: str = "server_time") -> datetime:
-        """The server's clock (`hello.localTime`), aware UTC."""
+    async def server_time(self, _op: str = "server_time", *, read: _ServerMode | None = None) -> datetime:
+        """The server's clock (`hello.localTime`), aware UTC: the primary's, or that of a member `read` selects."""
         started = time.time()
-        hello = await self._run(_op, lambda: self._client.admin.command("hello"))
+        hello = await self._run(_op, lambda: self._client.admin.command("hello", read_preference=read), read)
         self._learn_clock(hello, started)
         now: datetime = hello["localTime"]
         return now if now.tzinfo else now.replace(tzinfo=UTC)
@@ -379,10 +393,14 @@ class MongoSessions(MongoOperations, MongoFields):
     async def count_active(self, *, db_session: DbSession = None) -> int:
         """Count sessions matching `default_filter` and `_filter_exclude_lock()` (not held now)."""
         # The server's time as a literal: a plain range on next_use is answered from the index alone.
-        now = await self.server_time("count_active")
+        read = self._stats_read if driver_session(db_session) is None else None
+        now = await self.server_time("count_active", read=read)
         with self._at(now):
             query = queries.and_filters(self.default_filter, self._filter_exclude_lock())
-        return await self.count_documents(query, session=driver_session(db_session), _op="count_active")
+        coll = self._stats_coll(db_session)
+        return await self._run(
+            "count_active", lambda: coll.count_documents(query, session=driver_session(db_session)), read
+        )
 
     async def get_sessions(self, *, db_session: DbSession = None) -> list[Document]:
         """All sessions matching `default_filter`, with `projection`'s fields (all when it is None or {})."""
@@ -553,7 +571,7 @@ class MongoSessions(MongoOperations, MongoFields):
         collection's document count (`fast_total`, O(1)) or a count of its `_id` index. The daemon
         reads them so every interval and the sums on a slower cadence (`aggregate_sums`).
         """
-        now = await self.server_time("aggregate_statistics")
+        now = await self.server_time("aggregate_statistics", read=self._stats_read if db_session is None else None)
         total = "sums" if sums else ("metadata" if fast_total else "count")
         pipeline = self.statistics_pipeline(now, total=total)
         try:
@@ -572,7 +590,7 @@ class MongoSessions(MongoOperations, MongoFields):
 
     async def aggregate_sums(self, *, db_session: DbSession = None) -> Sums:
         """The sums of `count_use` and `count_success` and the exact total (one pass over every document)."""
-        now = await self.server_time("aggregate_sums")
+        now = await self.server_time("aggregate_sums", read=self._stats_read if db_session is None else None)
         pipeline = queries.sums_pipeline(self.fields, self._coll().name)
         try:
             rows, _ = await self._read_all("aggregate_sums", pipeline, db_session)
@@ -595,11 +613,12 @@ class MongoSessions(MongoOperations, MongoFields):
         self, operation: str, pipeline: list[dict[str, Any]], db_session: DbSession
     ) -> tuple[list[Document], bool]:
         """Every row of an aggregation, at one snapshot when the server allows it (and no session was given)."""
-        coll = self._coll()
+        coll = self._stats_coll(db_session)
         session = driver_session(db_session)
         snapshot = session is None and self.supports_transactions
+        read = self._stats_read if session is None else None
 
-        async def read() -> list[Document]:
+        async def read_rows() -> list[Document]:
             nonlocal snapshot
             if snapshot:
                 # Snapshot read concern: every branch of the pipeline reads the same instant.
@@ -612,7 +631,7 @@ class MongoSessions(MongoOperations, MongoFields):
                     snapshot = False
             return await (await coll.aggregate(pipeline, session=session)).to_list(None)
 
-        rows = await self._run(operation, read)
+        rows = await self._run(operation, read_rows, read)
         return rows, snapshot
 
     def statistics_pipeline(self, now: datetime, *, total: str = "sums") -> list[dict[str, Any]]:

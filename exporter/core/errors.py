@@ -8,7 +8,7 @@ from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager, contextmanager
 from contextvars import ContextVar
 from dataclasses import dataclass
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
 import pymongo
 from pymongo import AsyncMongoClient
@@ -21,6 +21,9 @@ from pymongo.errors import (
     WTimeoutError,
 )
 from pymongo.errors import OperationFailure as DriverOperationFailure
+
+if TYPE_CHECKING:
+    from pymongo.read_preferences import _ServerMode
 
 _URI_CREDENTIALS = re.compile(r"(?P<scheme>[a-z][a-z0-9+.-]*://)[^@/\s]+@", re.IGNORECASE)
 _QUOTED = re.compile(r"\"(?:[^\"\\]|\\.)*\"|'(?:[^'\\]|\\.)*'")
@@ -229,9 +232,9 @@ def own_budget() -> Iterator[None]:
         _BUDGET.reset(token)
 
 
-def _server_known(client: AsyncMongoClient[Any]) -> bool:
-    """Whether the driver currently knows a server the client's read preference accepts."""
-    return client.topology_description.has_readable_server(client.read_preference)
+def _server_known(client: AsyncMongoClient[Any], read_preference: _ServerMode) -> bool:
+    """Whether the driver currently knows a server the read preference accepts."""
+    return client.topology_description.has_readable_server(read_preference)
 
 
 @asynccontextmanager
@@ -239,12 +242,14 @@ async def guard(
     operation: str,
     timeout: float,  # noqa: ASYNC109 - a driver (CSOT) timeout
     client: AsyncMongoClient[Any] | None = None,
+    read_preference: _ServerMode | None = None,
 ) -> AsyncIterator[None]:
     """Run a block of driver calls with a timeout, turning driver errors into the core's errors.
 
     The block gets `timeout`, or what remains of the enclosing `budget` if less. With a `client`
     that knows no usable server, it first waits for one for at most `server_selection_timeout`
     (PyMongo alone would wait the whole timeout: under CSOT it ignores serverSelectionTimeoutMS).
+    A usable server is one `read_preference` accepts (default: the client's).
     """
     limit, spent_by = timeout, "timeout"
     enclosing = _BUDGET.get()
@@ -260,13 +265,14 @@ async def guard(
     total = enclosing.seconds if spent_by != "timeout" and enclosing is not None else timeout
     started = time.monotonic()
     try:
-        if client is not None and not _server_known(client):
+        mode = read_preference or (client.read_preference if client is not None else None)
+        if client is not None and mode is not None and not _server_known(client, mode):
             selection = client.options.server_selection_timeout
             # Name the setting that bounds the wait, with its configured value (not what was left of it).
             wait, governs = (selection, "server_selection_timeout") if selection <= limit else (total, spent_by)
             try:
                 with pymongo.timeout(min(selection, limit)):
-                    await client.admin.command("ping", read_preference=client.read_preference)
+                    await client.admin.command("ping", read_preference=mode)
             except (ServerSelectionTimeoutError, NetworkTimeout, ConnectionFailure) as exc:
                 reason = connection_reason(exc)
                 message = f"{operation}: MongoDB is unreachable (no server within {wait:g} s, {governs}): {reason}"

@@ -9,12 +9,32 @@ from typing import Any, Literal, TypeVar
 from pymongo import AsyncMongoClient
 from pymongo.asynchronous.client_session import AsyncClientSession
 from pymongo.asynchronous.collection import AsyncCollection
+from pymongo.read_preferences import Nearest, Primary, PrimaryPreferred, Secondary, SecondaryPreferred, _ServerMode
 from pymongo.results import DeleteResult, InsertOneResult, UpdateResult
 
 from exporter.core.errors import InvalidInput, OperationTimeout, guard
 from exporter.core.model import Document
 
 _T = TypeVar("_T")
+
+# Where the statistics reads may go; writes, get_session and admin reads always go to the primary.
+READ_PREFERENCES: dict[str, _ServerMode] = {
+    "primary": Primary(),
+    "primaryPreferred": PrimaryPreferred(),
+    "secondary": Secondary(),
+    "secondaryPreferred": SecondaryPreferred(),
+    "nearest": Nearest(),
+}
+
+
+def read_preference(name: str) -> _ServerMode:
+    """The driver's read preference called `name` (one of READ_PREFERENCES); InvalidInput otherwise."""
+    try:
+        return READ_PREFERENCES[name]
+    except (KeyError, TypeError):
+        raise InvalidInput(
+            f"read preference must be one of {', '.join(READ_PREFERENCES)}, got {name!r}", field="read_preference"
+        ) from None
 
 
 @dataclass
@@ -63,12 +83,15 @@ class MongoOperations:
         """A document as returned to callers (the client converts its times)."""
         return doc
 
-    async def _run(self, op: str, call: Callable[[], Awaitable[_T]]) -> _T:
-        """Run one driver call with the timeout and error mapping (and one more try after a network timeout)."""
+    async def _run(self, op: str, call: Callable[[], Awaitable[_T]], read: _ServerMode | None = None) -> _T:
+        """Run one driver call with the timeout and error mapping (and one more try after a network timeout).
+
+        `read`: the read preference of a read that need not go to the primary (its wait for a server).
+        """
         attempts = 2 if self.allow_reconnect else 1
         for attempt in range(attempts):
             try:
-                async with guard(op, self._timeout, self._client):
+                async with guard(op, self._timeout, self._client, read):
                     return await call()
             except OperationTimeout as exc:
                 if not exc.network or attempt + 1 == attempts:

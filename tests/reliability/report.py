@@ -255,6 +255,11 @@ def render(data: dict[str, dict[str, Any]]) -> str:
       "strings, so a token a client wrongly sends as `?access_token=` landed in the logs | fixed (8d4d619); "
       "`test_debug_access_log_hides_a_token_sent_in_the_query` |")  # fmt: skip
     w("")
+    w("## Replica sets")
+    w("")
+    w("Step-down and kill -9 of the primary of a real 3-member replica set, under 64 `get_session` callers, "
+      "admin writes and refreshes: [docs/replica-set.md](replica-set.md) (its own suite, `tests/replicas/`).")  # fmt: skip
+    w("")
     w("## Not covered")
     w("")
     w("- kill -9 of the server on a standalone `mongod` during admin writes (the intent-first path is covered "

@@ -116,6 +116,8 @@ def _config(args: argparse.Namespace, uri: str, token_file: Path) -> Config:
             "interval": args.interval,
             "jitter": min(0.5, args.interval / 4),
             "lock_time": 120,
+            # The sums of a demo's small pools cost nothing: read them often so the uses move.
+            "sums_interval": max(args.interval, 5),
             # Small enough to flag the flaky sessions within minutes of a demo.
             "underperforming": {"min_uses": 20, "interval": 10},
         },

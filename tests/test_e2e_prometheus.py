@@ -211,7 +211,14 @@ def running_stack(tmp_path: Path, mongo_uri: str, pools: dict[str, int], replica
             "log": {"level": "info", "format": "json"},
             # The admin API on its own loopback listener, as deployed.
             "admin": {"listen": f"127.0.0.1:{ports['admin']}"},
-            "defaults": {"interval": 1, "jitter": 0, "refresh_timeout": 5, "min_active_sessions": 1},
+            # Sums every 2 s (300 s in production) so the success-ratio panels get data within the test.
+            "defaults": {
+                "interval": 1,
+                "jitter": 0,
+                "refresh_timeout": 5,
+                "min_active_sessions": 1,
+                "sums_interval": 2,
+            },
             "pools": [
                 {"name": name, "database": database, "collection": name, "min_active_sessions": minimum}
                 for name, minimum in pools.items()

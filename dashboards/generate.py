@@ -260,7 +260,7 @@ def health() -> dash.Dashboard:
             "Whether the last refresh of each pool succeeded (SessionPoolRefreshFailing).",
             "none",
             f"session_pool_up{{{POOL}}}",
-            "{{pool}}",
+            "{{pool}} {{instance}}",
             thresholds=[(None, "red"), (1, "green")],
         ).mappings(up_mappings)
     )
@@ -270,7 +270,7 @@ def health() -> dash.Dashboard:
             "Seconds since the last successful refresh (SessionPoolStatisticsStale past 3 intervals).",
             "s",
             f"time() - session_pool_last_success_timestamp_seconds{{{POOL}}}",
-            "{{pool}}",
+            "{{pool}} {{instance}}",
             thresholds=[(None, "green"), (60, "orange"), (180, "red")],
         )
     )
@@ -289,8 +289,8 @@ def health() -> dash.Dashboard:
             "Age of last success",
             "Seconds since each pool's last successful refresh, against the stale threshold (3 intervals).",
             "s",
-            (f"time() - session_pool_last_success_timestamp_seconds{{{POOL}}}", "{{pool}} age"),
-            (f"3 * session_pool_refresh_interval_seconds{{{POOL}}}", "{{pool}} stale threshold"),
+            (f"time() - session_pool_last_success_timestamp_seconds{{{POOL}}}", "{{pool}} {{instance}} age"),
+            (f"3 * session_pool_refresh_interval_seconds{{{POOL}}}", "{{pool}} {{instance}} stale threshold"),
         )
     )
     board = board.with_panel(
@@ -298,7 +298,7 @@ def health() -> dash.Dashboard:
             "Refresh duration",
             "Duration of each pool's last refresh (one aggregation on MongoDB).",
             "s",
-            (f"session_pool_refresh_duration_seconds{{{POOL}}}", "{{pool}}"),
+            (f"session_pool_refresh_duration_seconds{{{POOL}}}", "{{pool}} {{instance}}"),
         )
     )
     board = board.with_panel(
@@ -306,8 +306,11 @@ def health() -> dash.Dashboard:
             "Refresh failures",
             "Refreshes attempted and failed per second (SessionPoolRefreshErrors above 20% failed).",
             "ops",
-            (f"rate(session_pool_refreshes_total{{{POOL}}}[$__rate_interval])", "{{pool}} refreshes"),
-            (f"rate(session_pool_refresh_failures_total{{{POOL}}}[$__rate_interval])", "{{pool}} failures"),
+            (f"rate(session_pool_refreshes_total{{{POOL}}}[$__rate_interval])", "{{pool}} {{instance}} refreshes"),
+            (
+                f"rate(session_pool_refresh_failures_total{{{POOL}}}[$__rate_interval])",
+                "{{pool}} {{instance}} failures",
+            ),
         )
     )
     board = board.with_panel(

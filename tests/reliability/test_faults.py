@@ -13,15 +13,11 @@ from bson import ObjectId
 from pymongo import MongoClient
 
 from exporter.mongod import Mongod
-from tests.reliability.harness import (
-    APP_NAME,
-    Poller,
-    Probe,
-    base_config,
-)
+from tests.reliability.harness import APP_NAME, base_config
 from tests.support.daemon import Daemon, running
 from tests.support.figures import Report
 from tests.support.metrics import value
+from tests.support.poller import Poller, Probe
 from tests.support.stats import latency_summary
 
 SyncClient = MongoClient[dict[str, Any]]

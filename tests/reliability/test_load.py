@@ -15,9 +15,7 @@ import psutil  # type: ignore[import-untyped,unused-ignore]
 from pymongo import AsyncMongoClient, MongoClient
 
 from exporter import MongoSessions
-from tests.reliability.harness import (
-    base_config,
-)
+from tests.reliability.harness import base_config
 from tests.support.daemon import READ_TOKEN, WRITE_TOKEN, running
 from tests.support.figures import Report
 from tests.support.metrics import parse_metrics, value

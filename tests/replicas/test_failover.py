@@ -15,11 +15,11 @@ from bson import ObjectId
 from pymongo import MongoClient
 
 from exporter.core import MongoSessions, SessionPoolError
-from tests.reliability.harness import Poller
 from tests.support.daemon import WRITE_TOKEN, running
 from tests.support.daemon import config as daemon_config
 from tests.support.figures import Report
 from tests.support.metrics import value
+from tests.support.poller import Poller
 from tests.support.replset import ReplicaSet
 
 DB, POOL = "spe_rs", "failover"

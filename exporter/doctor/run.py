@@ -95,7 +95,9 @@ async def _examine(config: Config, client: AsyncMongoClient[dict[str, Any]], rep
         for pool in config.pools:
             report.add([error("checks", "not checked: MongoDB cannot be used", "see server")], pool.name)
         return
-    report.add(server_findings(server, admin_enabled=config.admin.enabled))
+    report.add(
+        server_findings(server, admin_enabled=config.admin.enabled, read_preference=config.mongodb.read_preference)
+    )
     try:
         rights = await _attempt("access", lambda: read_rights(client, timeout))
     except _Failed as failed:

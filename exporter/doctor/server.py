@@ -99,7 +99,7 @@ def unreachable(exc: SessionPoolError) -> Finding:
     return error("connect", f"MongoDB cannot be used: {cause}; nothing else was checked", fix)
 
 
-def server_findings(server: Server, *, admin_enabled: bool) -> list[Finding]:
+def server_findings(server: Server, *, admin_enabled: bool, read_preference: str = "primary") -> list[Finding]:
     """Version, topology and clock findings."""
     out: list[Finding] = []
     version = f"MongoDB {server.version}"
@@ -114,12 +114,12 @@ def server_findings(server: Server, *, admin_enabled: bool) -> list[Finding]:
         )
     else:
         out.append(ok("version", version))
-    out.append(_topology(server, admin_enabled))
+    out.append(_topology(server, admin_enabled, read_preference))
     out.append(_clock(server))
     return out
 
 
-def _topology(server: Server, admin_enabled: bool) -> Finding:
+def _topology(server: Server, admin_enabled: bool, read_preference: str) -> Finding:
     if server.topology == "standalone":
         admin = (
             "admin writes are not transactional (audit event first, then the change, then the event settled: "
@@ -140,9 +140,11 @@ def _topology(server: Server, admin_enabled: bool) -> Finding:
             f"replica set {server.set_name}, but this member is not the primary: index builds and admin writes fail",
             "connect to the replica set (replicaSet=NAME in mongodb.uri, without directConnection)",
         )
+    where = "the primary" if read_preference == "primary" else f"read preference {read_preference}"
     return ok(
         "topology",
-        f"replica set {server.set_name}: statistics read one snapshot; admin writes commit with their audit events",
+        f"replica set {server.set_name}: statistics read one snapshot from {where}; "
+        "admin writes commit with their audit events",
     )
 
 

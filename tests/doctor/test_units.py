@@ -135,6 +135,10 @@ def test_server_verdicts() -> None:
     # Within the round trip's uncertainty a bigger difference is not proven.
     unsure = _server(skew=timedelta(seconds=2.5), uncertainty=timedelta(seconds=1))
     assert server_findings(unsure, admin_enabled=False)[2].verdict is Verdict.OK
+    # The topology line says where the statistics are read.
+    assert "from the primary" in server_findings(_server(), admin_enabled=False)[1].found
+    secondary = server_findings(_server(), admin_enabled=False, read_preference="secondaryPreferred")[1]
+    assert "from read preference secondaryPreferred" in secondary.found
 
 
 def _stats(total: int = 100) -> Statistics:

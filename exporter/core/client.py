@@ -273,9 +273,24 @@ class MongoSessions(MongoOperations, MongoFields):
         return specs
 
     async def missing_indexes(self) -> list[list[tuple[str, int]]]:
-        """Keys of the pool's indexes that do not exist (someone dropped them, or they were never made)."""
-        info = await self.index_information(_op="index_information")
-        present = [[(k, int(d)) for k, d in spec["key"]] for spec in info.values()]
+        """Keys of the pool's indexes that do not exist (someone dropped them, or they were never made).
+
+        Read where the statistics are read: a daemon on secondaries keeps refreshing without a primary.
+        """
+        coll = self._coll()
+        try:
+            # listIndexes as a command: the driver's list_indexes() always goes to the primary.
+            answer = await self._run(
+                "index_information",
+                lambda: coll.database.command("listIndexes", coll.name, read_preference=self._stats_read),
+                self._stats_read,
+            )
+        except OperationFailed as exc:
+            if exc.code != NAMESPACE_NOT_FOUND:
+                raise
+            answer = {"cursor": {"firstBatch": []}}  # no collection yet: every index is missing
+        specs = answer["cursor"]["firstBatch"]  # a collection has at most 64 indexes: one batch
+        present = [[(str(k), int(d)) for k, d in spec["key"].items()] for spec in specs]
         return [keys for keys, _why in self.index_specs() if keys not in present]
 
     async def ensure_indexes(self) -> list[str]:

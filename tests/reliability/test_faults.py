@@ -361,6 +361,14 @@ def verify_atomic(
                 last_after[sid] = event["state_after"]
             for e in events:
                 committed_rids[e["request_id"]] = e["result"]
+            # A repeated action that changed nothing counts on the earlier event (AuditLog.record_unchanged):
+            # its request id is committed as that event's last_request_id.
+            for o in ops:
+                if o.get("ns") == audit_ns and o["op"] == "u":
+                    diff = o["o"].get("diff", {})
+                    rid = {**diff.get("i", {}), **diff.get("u", {})}.get("last_request_id")
+                    if rid is not None:
+                        committed_rids[rid] = "unchanged"
         stored = {e["request_id"]: e for e in client[audit_ns.split(".")[0]][audit_ns.split(".", 1)[1]].find()}
     finally:
         client.close()
@@ -369,7 +377,8 @@ def verify_atomic(
     for rid, _sid, _action, status, body in results:
         if status == 200 and body is not None:
             acknowledged += 1
-            if committed_rids.get(rid) != body["result"] or rid not in stored:
+            repeat = body["result"] == "unchanged" and committed_rids.get(rid) == "unchanged"
+            if committed_rids.get(rid) != body["result"] or (rid not in stored and not repeat):
                 lost += 1
     mismatches = sum(1 for sid, state in final.items() if state != last_after.get(sid, "active"))
     return {

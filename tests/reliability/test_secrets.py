@@ -94,6 +94,8 @@ def routes(pool: str, sid: str) -> list[tuple[str, str, bool, dict[str, Any] | N
                     out.append((method.upper(), filled.replace("{action}", action), True, None))
             else:
                 body = {"state": "locked"} if filled.endswith("/unlock") else None
+                if filled.endswith("/sessions"):
+                    filled += "?state=active"  # the console's list needs a state, a search or underperforming
                 out.append((method.upper(), filled, method != "get", body))
     out.append(("GET", "/admin/openapi.json", False, None))
     return out

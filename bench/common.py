@@ -217,6 +217,18 @@ def seed(
     return SeedResult(collection, size, seconds, expected)
 
 
+def shift_holds(coll: Any, after: datetime, shift_ms: int) -> int:
+    """Move `next_use` of the sessions held past `after` by `shift_ms`, the hold marker's `until` with it."""
+    until = {"$add": ["$hold.until", shift_ms]}
+    moved = {"$mergeObjects": ["$hold", {"until": until}]}
+    # The marker stays valid (until == next_use); a legacy document stays without one.
+    hold = {"$cond": [{"$eq": [{"$type": "$hold"}, "object"]}, moved, "$$REMOVE"]}
+    result = coll.update_many(
+        {"next_use": {"$gt": after}}, [{"$set": {"next_use": {"$add": ["$next_use", shift_ms]}, "hold": hold}}]
+    )
+    return int(result.modified_count)
+
+
 def _reuse(
     client: MongoClient[dict[str, Any]], database: str, collection: str, size: int, seed_value: int
 ) -> SeedResult | None:
@@ -233,16 +245,8 @@ def _reuse(
     shifted = 0
     started = time.monotonic()
     if shift_ms > 60_000:
-        # Sessions held at seeding (next_use after the seeding time) are held again for as long:
-        # next_use and the marker's `until` move together, so the marker stays valid.
-        until = {"$add": ["$hold.until", shift_ms]}
-        moved = {"$mergeObjects": ["$hold", {"until": until}]}
-        hold = {"$cond": [{"$eq": [{"$type": "$hold"}, "object"]}, moved, "$$REMOVE"]}
-        result = coll.update_many(
-            {"next_use": {"$gt": holds_from}},
-            [{"$set": {"next_use": {"$add": ["$next_use", shift_ms]}, "hold": hold}}],
-        )
-        shifted = result.modified_count
+        # Sessions held at seeding (next_use after the seeding time) are held again for as long.
+        shifted = shift_holds(coll, holds_from, shift_ms)
         client[database][SEEDS].update_one({"_id": collection}, {"$set": {"holds_from": now}})
     return SeedResult(
         collection,

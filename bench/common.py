@@ -29,6 +29,9 @@ DATABASE = "bench"
 MIX = (("inactive", 0.05), ("blocked", 0.04), ("locked", 0.06), ("in_use", 0.05))
 LEGACY_SHARE = 0.2  # documents written by the original library: no hold marker, some without `active`
 SEED_BATCH = 10_000
+# Seeded holds last an hour at least: a reused pool's holds are moved forward once they are this old
+# (moving them rewrites ~15 % of the pool: 4 min at 10M sessions), so none runs out during a run.
+HOLDS_KEPT = timedelta(minutes=20)
 
 
 def median(values: list[float]) -> float:
@@ -169,12 +172,20 @@ SEEDS = "bench_seeds"  # one document per seeded pool: size, seconds, expected s
 
 
 def seed(
-    mongo_uri: str, collection: str, size: int, *, seed_value: int = 7, reuse: bool = False, database: str = DATABASE
+    mongo_uri: str,
+    collection: str,
+    size: int,
+    *,
+    seed_value: int = 7,
+    reuse: bool = False,
+    database: str = DATABASE,
+    holds_kept: timedelta = HOLDS_KEPT,
 ) -> SeedResult:
     """Fill `<database>.<collection>` with `size` sessions (insert_many, batches of 10 000), then index it.
 
     With `reuse`, a pool seeded earlier with the same size and seed (a persistent dbpath) is kept:
-    its holds are moved forward by the time since seeding so the mix is what it was, and the
+    its holds are moved forward by the time since seeding (once older than `holds_kept`) so the mix is
+    what it was, and the
     result reports the original seeding time with `reused` set.
     """
     from exporter.core import MongoSessions
@@ -186,7 +197,7 @@ def seed(
         coll = client[database][collection]
         meta = client[database][SEEDS]
         if reuse:
-            kept = _reuse(client, database, collection, size, seed_value)
+            kept = _reuse(client, database, collection, size, seed_value, holds_kept)
             if kept is not None:
                 return kept
         meta.delete_one({"_id": collection})
@@ -230,7 +241,12 @@ def shift_holds(coll: Any, after: datetime, shift_ms: int) -> int:
 
 
 def _reuse(
-    client: MongoClient[dict[str, Any]], database: str, collection: str, size: int, seed_value: int
+    client: MongoClient[dict[str, Any]],
+    database: str,
+    collection: str,
+    size: int,
+    seed_value: int,
+    holds_kept: timedelta,
 ) -> SeedResult | None:
     """The earlier seeding of this pool if it is still whole, its holds moved to start from now; else None."""
     doc = client[database][SEEDS].find_one({"_id": collection})
@@ -244,7 +260,7 @@ def _reuse(
     shift_ms = int((now - holds_from).total_seconds() * 1000)
     shifted = 0
     started = time.monotonic()
-    if shift_ms > 60_000:
+    if now - holds_from > holds_kept:
         # Sessions held at seeding (next_use after the seeding time) are held again for as long.
         shifted = shift_holds(coll, holds_from, shift_ms)
         client[database][SEEDS].update_one({"_id": collection}, {"$set": {"holds_from": now}})

@@ -556,9 +556,10 @@ class Report:
             f"The daemon runs one aggregation per refresh: {ms(big.med('ours'))} ms at {big.size:,} sessions,"
             f" {fx(ratio(big.med('ours'), big.med('group')))} the `$group` scan. Its state counts cost what the"
             " held and inactive sessions cost (index keys only), and `count_active` comes from the same snapshot"
-            " (total minus inactive minus held), so the separate `count_active()` row is for callers, not the"
-            " daemon. The floor is the one `$group` pass that sums `count_use`/`count_success` over every"
-            " document.\n"
+            " (total minus inactive minus held; the total from `$collStats`), so the separate `count_active()` and"
+            " `aggregate_statistics()` rows are for callers, not the daemon, whose sums pass runs on its own slower"
+            " cadence (its mongod CPU is in the database cost section). Wall time here is the client's view and"
+            " depends on the machine's load; the database cost section measures mongod's CPU instead.\n"
         )
 
     def _scrape_section(self, w: Any) -> None:

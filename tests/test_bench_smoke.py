@@ -94,7 +94,7 @@ def test_persistent_dbpath_reuses_a_seeded_pool(tmp_path: Path) -> None:
             assert shift_holds(client[DATABASE]["kept"], meta["holds_from"], -120_000) > 0
         finally:
             client.close()
-        again = seed(server.uri, "kept", 300, reuse=True)
+        again = seed(server.uri, "kept", 300, reuse=True, holds_kept=timedelta(minutes=1))
         assert again.reused and again.expected == first.expected and again.shifted > 0
         assert asyncio.run(_states(server.uri, "kept")) == first.expected
         # A different size is seeded anew.

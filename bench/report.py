@@ -393,7 +393,9 @@ class Report:
         w("### Where the per-interval CPU goes\n")
         w(
             "Each part of the per-interval pipeline run alone (mongod CPU per call, median of 3 batches; the parts"
-            " after the first run as a `$unionWith` behind a match on no document, as in the pipeline):\n"
+            " after the first run as a `$unionWith` behind a match on no document, as in the pipeline). Run as"
+            " separate commands, with fewer repetitions, they need not add up to the pipeline's own figure above;"
+            " their shares are the profile:\n"
         )
         names = list(first.parts)
         w("| sessions | " + " | ".join(names) + " | sum of parts | held + inactive sessions |")

@@ -452,10 +452,25 @@ class Report:
                         f" falls to {fx(ratio(ob.rps, oa.rps))} (body {ob.body_bytes / max(oa.body_bytes, 1):.0f}x),"
                         f" the stock server's to {fx(ratio(sb.rps, sa.rps))}."
                     )
+            renders = {(r.pools, r.gzip): r.render for r in self.scaling if r.server == "ours" and r.render == r.render}
+            if renders:
+                w(
+                    "\nOne fresh rendering of the exposition, in-process (median of 5; what `Metrics.exposition` does"
+                    " after a change or once its 1 s cache has expired): "
+                    + ", ".join(
+                        f"{n} pools {ms(renders[(n, False)])} ms (+ gzip: {ms(renders.get((n, True), math.nan))} ms)"
+                        for n in counts
+                        if (n, False) in renders
+                    )
+                    + "."
+                )
             w(
-                "\nOurs serves stored bytes: its cost per request is the HTTP exchange plus copying the body, so it"
-                " falls only with the body's size (the network copy), while the stock server renders every series on"
-                " every request.\n"
+                "\nThe stock server renders every series on every request. Ours serves the stored bytes, but the"
+                " rendering is kept for at most 1 s (`RENDER_TTL`, so process figures stay fresh) and is made again"
+                " on the event loop by the next scrape: every second the loop is blocked for one rendering, and the"
+                " requests that arrive meanwhile wait for it. With many pools that rendering, not the serving, sets"
+                " the p99. To keep p99 flat, render off the event loop (a worker thread, serving the previous bytes"
+                " meanwhile) and keep the process figures out of the cached part; not done here (bench only).\n"
             )
 
     def _many_section(self, w: Any) -> None:

@@ -167,6 +167,7 @@ class ScaleRow:
     server: str
     gzip: bool
     result: WrkResult
+    render: float = float("nan")  # seconds of one fresh rendering, in-process (ours only)
 
 
 def synthetic(pools: int, server: str) -> Proc:
@@ -189,6 +190,13 @@ def gzipped_size(url: str) -> int:
         return len(resp.read())
 
 
+def render_seconds(pools: int, gzipped: bool) -> float:
+    """bench.synthetic.render_seconds (imported late: it builds a daemon)."""
+    from bench.synthetic import render_seconds as measure
+
+    return measure(pools, gzipped)
+
+
 def scaling(counts: list[int], *, duration: float, log: Any) -> list[ScaleRow]:
     """Every pool count, our server then the stock one, each plain and with `Accept-Encoding: gzip`."""
     rows: list[ScaleRow] = []
@@ -200,7 +208,8 @@ def scaling(counts: list[int], *, duration: float, log: Any) -> list[ScaleRow]:
                 for gz in (False, True):
                     r = wrk(proc.url(), duration=duration, headers=(GZIP,) if gz else ())
                     r.body_bytes = gzipped_size(proc.url()) if gz else len(http_get(proc.url(), timeout=60)[1])
-                    rows.append(ScaleRow(pools, server, gz, r))
+                    render = render_seconds(pools, gz) if server == "ours" else float("nan")
+                    rows.append(ScaleRow(pools, server, gz, r, render))
                     log(
                         f"  {pools:>5} pools {server:>5} {'gzip' if gz else 'plain':>5}: {r.rps:9.1f} req/s,"
                         f" p99 {r.p99 * 1000:.2f} ms, {r.body_bytes:,} bytes"

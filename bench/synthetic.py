@@ -6,6 +6,7 @@ import argparse
 import asyncio
 import random
 import sys
+import time
 from datetime import UTC, datetime, timedelta
 
 from prometheus_client import start_http_server
@@ -49,6 +50,24 @@ def fill(daemon: Daemon, seed: int = 1) -> None:
         uses = rng.randrange(0, 10**7)
         pool.sums_read(Sums(time=now, total=total, uses=uses, successes=uses // 2, metadata_total=total))
     daemon.metrics.changed()
+
+
+def render_seconds(pools: int, gzipped: bool, *, times: int = 5) -> float:
+    """Median seconds of one fresh rendering of the exposition (what a scrape waits for after a change)."""
+
+    async def measure() -> float:
+        daemon = build(config(pools, 9))  # never listens
+        fill(daemon)
+        took = []
+        for _ in range(times):
+            daemon.metrics.changed()
+            started = time.perf_counter()
+            daemon.metrics.exposition(None, gzipped)
+            took.append(time.perf_counter() - started)
+        await daemon.collector.client.close()
+        return sorted(took)[len(took) // 2]
+
+    return asyncio.run(measure())
 
 
 async def serve(pools: int, port: int, server: str) -> None:

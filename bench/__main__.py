@@ -1,4 +1,4 @@
-"""`python -m bench`: seed a throwaway mongod, run the four benchmarks, write docs/benchmarks.md."""
+"""`python -m bench`: seed a mongod (throwaway, or kept with --dbpath), run the benchmarks, write docs/benchmarks.md."""
 
 from __future__ import annotations
 
@@ -15,12 +15,13 @@ from typing import Any
 
 from pymongo import AsyncMongoClient
 
-from bench import footprint, handlers, refresh, scrape
-from bench.common import machine, ms, seed
+from bench import dbcost, footprint, handlers, manypools, refresh, scrape
+from bench.common import machine, ms, seed, start_mongod
 from bench.report import Report
-from exporter.mongod import Mongod
+from exporter.config.schema import PoolOptions
 
 SMALL_POOLS = 19  # plus the largest pool: 20 pools for scrape and footprint
+SECTIONS = ("dbcost", "refresh", "scrape", "scaling", "manypools", "handlers", "footprint")
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -44,8 +45,23 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--footprint-minutes", type=float, default=None, help="daemon run time (default 10)")
     parser.add_argument("--small-pool", type=int, default=None, help="sessions in each of the 19 small pools")
     parser.add_argument(
-        "--only", default="refresh,scrape,handlers,footprint", help="comma-separated subset of the four benches"
+        "--dbpath",
+        default=None,
+        help="persistent mongod data directory (kept between runs; a pool already seeded with its size is reused,"
+        " its holds moved to start now) instead of a throwaway one",
     )
+    parser.add_argument("--cost-reps", type=int, default=None, help="CPU repetitions per size (default 5; 3 from 10M)")
+    parser.add_argument(
+        "--cost-batch-seconds", type=float, default=None, help="wall seconds of each CPU batch (default 1)"
+    )
+    parser.add_argument("--scale-pools", default=None, help="pool counts of the /metrics scaling (default 20,200,1000)")
+    parser.add_argument("--many-pools", type=int, default=None, help="pools found by discovery (default 500)")
+    parser.add_argument("--many-sessions", type=int, default=None, help="sessions in each of them (default 200)")
+    parser.add_argument("--many-minutes", type=float, default=None, help="minutes the daemon watches them (default 4)")
+    parser.add_argument(
+        "--many-concurrency", type=int, default=None, help="max_concurrent_refreshes (default: the config's, 16)"
+    )
+    parser.add_argument("--only", default=",".join(SECTIONS), help="comma-separated subset of: " + ", ".join(SECTIONS))
     args = parser.parse_args(argv)
     args.size_list = [int(s) for s in args.sizes.split(",") if s.strip()]
     q = args.quick
@@ -58,7 +74,24 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     args.footprint_minutes = args.footprint_minutes if args.footprint_minutes is not None else (0.1 if q else 10)
     args.small_pool = args.small_pool or (50 if q else 1000)
     args.benches = {b.strip() for b in args.only.split(",") if b.strip()}
+    unknown = args.benches - set(SECTIONS)
+    if unknown:
+        parser.error(f"unknown sections {sorted(unknown)}; choose from {', '.join(SECTIONS)}")
+    args.cost_batch_seconds = args.cost_batch_seconds or (0.1 if q else 1.0)
+    args.scale_list = [int(n) for n in (args.scale_pools or ("20,50" if q else "20,200,1000")).split(",") if n.strip()]
+    args.many_pools = args.many_pools or (10 if q else 500)
+    args.many_sessions = args.many_sessions or (20 if q else 200)
+    args.many_minutes = args.many_minutes if args.many_minutes is not None else (0.15 if q else 4)
+    args.many_interval = 2.0 if q else float(PoolOptions().interval)
+    args.many_concurrency = args.many_concurrency or 16
     return args
+
+
+def cost_reps(size: int, args: argparse.Namespace) -> int:
+    """Repetitions of the CPU bench for a pool size."""
+    if args.cost_reps:
+        return int(args.cost_reps)
+    return 2 if args.quick else 3 if size >= 10_000_000 else 5
 
 
 def reps_for(size: int, args: argparse.Namespace) -> int:
@@ -67,7 +100,7 @@ def reps_for(size: int, args: argparse.Namespace) -> int:
         return int(args.reps)
     if args.quick:
         return 3
-    return 15 if size <= 10_000 else 9 if size <= 100_000 else 7
+    return 15 if size <= 10_000 else 9 if size <= 100_000 else 7 if size <= 1_000_000 else 3
 
 
 def log(message: str) -> None:
@@ -83,23 +116,35 @@ def main(argv: list[str] | None = None) -> int:
     command = "python -m bench " + " ".join(shlex.quote(a) for a in (sys.argv[1:] if argv is None else argv))
     started = time.monotonic()
     report = Report(command=command.strip(), quick=args.quick)
-    server = Mongod().start()
+    server = start_mongod(args.dbpath)
+    reuse = args.dbpath is not None
+    report.dbpath = args.dbpath
     try:
         report.machine = machine(server.uri)
         log(f"mongod {report.machine['mongod']} on port {server.port}")
         sizes = sorted(set(args.size_list))
         largest = f"pool_{sizes[-1]}"
         for size in sizes:
-            s = seed(server.uri, f"pool_{size}", size)
+            s = seed(server.uri, f"pool_{size}", size, reuse=reuse)
             report.seeds.append(s)
-            log(f"seeded {size:,} sessions in {s.seconds:.1f} s")
+            if s.reused:
+                log(
+                    f"reused {size:,} sessions (seeded in {s.seconds:.1f} s; {s.shifted:,} holds moved in"
+                    f" {s.shift_seconds:.1f} s)"
+                )
+            else:
+                log(f"seeded {size:,} sessions in {s.seconds:.1f} s")
         small = [f"small_{i:02d}" for i in range(SMALL_POOLS)]
         if args.benches & {"scrape", "footprint"}:
             for i, name in enumerate(small):
-                seed(server.uri, name, args.small_pool, seed_value=100 + i)
+                seed(server.uri, name, args.small_pool, seed_value=100 + i, reuse=reuse)
             log(f"seeded {SMALL_POOLS} pools of {args.small_pool:,} sessions")
         twenty = [largest, *small]
 
+        if "dbcost" in args.benches:
+            log("database cost (mongod CPU)")
+            assert server.process is not None
+            report.dbcost = asyncio.run(_dbcost(server.uri, server.process.pid, sizes, args))
         if "refresh" in args.benches:
             log("refresh cost")
             report.refresh = asyncio.run(_refresh(server.uri, sizes, args, report))
@@ -113,6 +158,21 @@ def main(argv: list[str] | None = None) -> int:
                 duration=args.wrk_seconds,
                 log=log,
                 mongodb_exporter_seconds=args.mongodb_exporter_seconds,
+            )
+        if "scaling" in args.benches:
+            log(f"/metrics as pools grow ({args.scale_list}, wrk {args.wrk_seconds:g} s per run)")
+            report.scaling = scrape.scaling(args.scale_list, duration=args.wrk_seconds, log=log)
+        if "manypools" in args.benches:
+            log(f"many pools ({args.many_pools} x {args.many_sessions} sessions, {args.many_minutes:g} min)")
+            report.many = manypools.run(
+                server.uri,
+                pools=args.many_pools,
+                sessions=args.many_sessions,
+                minutes=args.many_minutes,
+                interval=args.many_interval,
+                concurrency=args.many_concurrency,
+                reuse=reuse,
+                log=log,
             )
         if "handlers" in args.benches:
             log(f"handlers ({args.callers} callers)")
@@ -140,6 +200,27 @@ def main(argv: list[str] | None = None) -> int:
     for line in report.headlines():
         log(line)
     return 0
+
+
+async def _dbcost(uri: str, pid: int, sizes: list[int], args: argparse.Namespace) -> list[dbcost.CostResult]:
+    from datetime import UTC as _UTC
+
+    client: AsyncMongoClient[dict[str, Any]] = AsyncMongoClient(uri, tz_aware=True, tzinfo=_UTC)
+    try:
+        return [
+            await dbcost.bench_size(
+                client,
+                pid,
+                f"pool_{size}",
+                size,
+                reps=cost_reps(size, args),
+                batch_seconds=args.cost_batch_seconds,
+                log=log,
+            )
+            for size in sizes
+        ]
+    finally:
+        await client.close()
 
 
 async def _refresh(uri: str, sizes: list[int], args: argparse.Namespace, report: Report) -> list[refresh.SizeResult]:

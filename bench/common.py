@@ -11,6 +11,7 @@ import sys
 import time
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 import prometheus_client
@@ -18,6 +19,7 @@ import psutil  # type: ignore[import-untyped]
 import pymongo
 from pymongo import MongoClient
 
+from exporter.mongod import Mongod, free_port
 from tests.support.stats import percentile
 
 DATABASE = "bench"
@@ -27,6 +29,9 @@ DATABASE = "bench"
 MIX = (("inactive", 0.05), ("blocked", 0.04), ("locked", 0.06), ("in_use", 0.05))
 LEGACY_SHARE = 0.2  # documents written by the original library: no hold marker, some without `active`
 SEED_BATCH = 10_000
+# Seeded holds last an hour at least: a reused pool's holds are moved forward once they are this old
+# (moving them rewrites ~15 % of the pool: 4 min at 10M sessions), so none runs out during a run.
+HOLDS_KEPT = timedelta(minutes=20)
 
 
 def median(values: list[float]) -> float:
@@ -115,6 +120,9 @@ class SeedResult:
     size: int
     seconds: float
     expected: dict[str, int]
+    reused: bool = False
+    shift_seconds: float = 0.0
+    shifted: int = 0
 
 
 def _doc(rng: random.Random, now: datetime) -> tuple[dict[str, Any], str]:
@@ -160,15 +168,39 @@ def _doc(rng: random.Random, now: datetime) -> tuple[dict[str, Any], str]:
     return doc, state
 
 
-def seed(mongo_uri: str, collection: str, size: int, *, seed_value: int = 7) -> SeedResult:
-    """Fill `bench.<collection>` with `size` sessions (insert_many, batches of 10 000), then index it."""
+SEEDS = "bench_seeds"  # one document per seeded pool: size, seconds, expected states, seeding time
+
+
+def seed(
+    mongo_uri: str,
+    collection: str,
+    size: int,
+    *,
+    seed_value: int = 7,
+    reuse: bool = False,
+    database: str = DATABASE,
+    holds_kept: timedelta = HOLDS_KEPT,
+) -> SeedResult:
+    """Fill `<database>.<collection>` with `size` sessions (insert_many, batches of 10 000), then index it.
+
+    With `reuse`, a pool seeded earlier with the same size and seed (a persistent dbpath) is kept:
+    its holds are moved forward by the time since seeding (once older than `holds_kept`) so the mix is
+    what it was, and the
+    result reports the original seeding time with `reused` set.
+    """
     from exporter.core import MongoSessions
 
     client: MongoClient[dict[str, Any]] = MongoClient(mongo_uri, tz_aware=True)
     started = time.monotonic()
     expected = {"active": 0, "in_use": 0, "locked": 0, "blocked": 0, "inactive": 0}
     try:
-        coll = client[DATABASE][collection]
+        coll = client[database][collection]
+        meta = client[database][SEEDS]
+        if reuse:
+            kept = _reuse(client, database, collection, size, seed_value, holds_kept)
+            if kept is not None:
+                return kept
+        meta.delete_one({"_id": collection})
         coll.drop()
         rng = random.Random(seed_value)
         now = datetime.now(UTC)
@@ -185,9 +217,62 @@ def seed(mongo_uri: str, collection: str, size: int, *, seed_value: int = 7) -> 
         keys = MongoSessions(client=_dummy_async(), db=DATABASE, collection=collection).index_specs()
         for spec, _why in keys:
             coll.create_index(spec)
+        seconds = time.monotonic() - started
+        meta.replace_one(
+            {"_id": collection},
+            {"size": size, "seed": seed_value, "seconds": seconds, "expected": expected, "holds_from": now},
+            upsert=True,
+        )
     finally:
         client.close()
-    return SeedResult(collection, size, time.monotonic() - started, expected)
+    return SeedResult(collection, size, seconds, expected)
+
+
+def shift_holds(coll: Any, after: datetime, shift_ms: int) -> int:
+    """Move `next_use` of the sessions held past `after` by `shift_ms`, the hold marker's `until` with it."""
+    until = {"$add": ["$hold.until", shift_ms]}
+    moved = {"$mergeObjects": ["$hold", {"until": until}]}
+    # The marker stays valid (until == next_use); a legacy document stays without one.
+    hold = {"$cond": [{"$eq": [{"$type": "$hold"}, "object"]}, moved, "$$REMOVE"]}
+    result = coll.update_many(
+        {"next_use": {"$gt": after}}, [{"$set": {"next_use": {"$add": ["$next_use", shift_ms]}, "hold": hold}}]
+    )
+    return int(result.modified_count)
+
+
+def _reuse(
+    client: MongoClient[dict[str, Any]],
+    database: str,
+    collection: str,
+    size: int,
+    seed_value: int,
+    holds_kept: timedelta,
+) -> SeedResult | None:
+    """The earlier seeding of this pool if it is still whole, its holds moved to start from now; else None."""
+    doc = client[database][SEEDS].find_one({"_id": collection})
+    coll = client[database][collection]
+    if doc is None or doc.get("size") != size or doc.get("seed") != seed_value:
+        return None
+    if coll.count_documents({}) != size:
+        return None
+    now = datetime.now(UTC)
+    holds_from: datetime = doc["holds_from"]
+    shift_ms = int((now - holds_from).total_seconds() * 1000)
+    shifted = 0
+    started = time.monotonic()
+    if now - holds_from > holds_kept:
+        # Sessions held at seeding (next_use after the seeding time) are held again for as long.
+        shifted = shift_holds(coll, holds_from, shift_ms)
+        client[database][SEEDS].update_one({"_id": collection}, {"$set": {"holds_from": now}})
+    return SeedResult(
+        collection,
+        size,
+        float(doc["seconds"]),
+        {k: int(v) for k, v in doc["expected"].items()},
+        reused=True,
+        shift_seconds=time.monotonic() - started,
+        shifted=shifted,
+    )
 
 
 def _dummy_async() -> Any:
@@ -200,3 +285,18 @@ def _dummy_async() -> Any:
 def python() -> str:
     """The interpreter running the bench (subprocesses use the same one)."""
     return sys.executable
+
+
+def start_mongod(dbpath: str | None) -> Mongod:
+    """A throwaway mongod, or one on a persistent `dbpath` (kept; its port is kept too, in `bench-port`).
+
+    The replica set's configuration names the member's port, so a restart on the same data must use it.
+    """
+    if dbpath is None:
+        return Mongod().start()
+    path = Path(dbpath)
+    path.mkdir(parents=True, exist_ok=True)
+    port_file = path / "bench-port"
+    port = int(port_file.read_text()) if port_file.exists() else free_port()
+    port_file.write_text(f"{port}\n")
+    return Mongod(port=port, dbpath=path).start(timeout=300)

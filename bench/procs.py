@@ -204,8 +204,10 @@ def _seconds(text: str) -> float:
     return float(match.group(1)) * _UNITS[match.group(2)]
 
 
-def wrk(url: str, *, duration: float, connections: int = 16, threads: int = 2) -> WrkResult:
-    """Run wrk with --latency and parse requests/s, p50, p99 and errors."""
+def wrk(
+    url: str, *, duration: float, connections: int = 16, threads: int = 2, headers: tuple[str, ...] = ()
+) -> WrkResult:
+    """Run wrk with --latency (and `-H` for each header) and parse requests/s, p50, p99 and errors."""
     binary = shutil.which("wrk")
     if binary is None:
         raise FileNotFoundError("wrk is not installed (Debian: apt-get install wrk)")
@@ -218,6 +220,7 @@ def wrk(url: str, *, duration: float, connections: int = 16, threads: int = 2) -
             "--timeout",
             "30s",  # the default 2 s would count slow scrapes as errors instead of timing them
             "--latency",
+            *(arg for header in headers for arg in ("-H", header)),
             url,
         ],
         capture_output=True,

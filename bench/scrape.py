@@ -13,7 +13,17 @@ from typing import Any
 from pymongo import AsyncMongoClient
 
 from bench.common import DATABASE
-from bench.procs import Proc, WrkResult, daemon, http_get, mongodb_exporter, pools_config, stock_server, wait_http, wrk
+from bench.procs import (
+    Proc,
+    WrkResult,
+    daemon,
+    http_get,
+    mongodb_exporter,
+    pools_config,
+    stock_server,
+    wait_http,
+    wrk,
+)
 from exporter.core import MongoSessions
 
 TARGETS = ("ours", "stock", "mongodb_exporter")
@@ -144,3 +154,66 @@ def run(
             finally:
                 proc.stop()
     return out
+
+
+GZIP = "Accept-Encoding: gzip"
+
+
+@dataclass
+class ScaleRow:
+    """wrk against one server holding `pools` synthetic pools, plain or gzipped."""
+
+    pools: int
+    server: str
+    gzip: bool
+    result: WrkResult
+    render: float = float("nan")  # seconds of one fresh rendering, in-process (ours only)
+
+
+def synthetic(pools: int, server: str) -> Proc:
+    """`python -m bench.synthetic`: a registry of `pools` filled pools served by `ours` or `stock`."""
+    import sys
+
+    from exporter.mongod import free_port
+
+    port = free_port()
+    args = [sys.executable, "-m", "bench.synthetic", "--pools", str(pools), "--port", str(port), "--server", server]
+    return Proc(args, port=port)
+
+
+def gzipped_size(url: str) -> int:
+    """Bytes of a gzip-encoded answer as sent."""
+    import urllib.request
+
+    request = urllib.request.Request(url, headers={"Accept-Encoding": "gzip"})  # noqa: S310 - our own URL
+    with urllib.request.urlopen(request, timeout=60) as resp:  # noqa: S310
+        return len(resp.read())
+
+
+def render_seconds(pools: int, gzipped: bool) -> float:
+    """bench.synthetic.render_seconds (imported late: it builds a daemon)."""
+    from bench.synthetic import render_seconds as measure
+
+    return measure(pools, gzipped)
+
+
+def scaling(counts: list[int], *, duration: float, log: Any) -> list[ScaleRow]:
+    """Every pool count, our server then the stock one, each plain and with `Accept-Encoding: gzip`."""
+    rows: list[ScaleRow] = []
+    for pools in counts:
+        for server in ("ours", "stock"):
+            proc = synthetic(pools, server).start()
+            try:
+                wait_http(proc.url(), timeout=120, request_timeout=30)
+                for gz in (False, True):
+                    r = wrk(proc.url(), duration=duration, headers=(GZIP,) if gz else ())
+                    r.body_bytes = gzipped_size(proc.url()) if gz else len(http_get(proc.url(), timeout=60)[1])
+                    render = render_seconds(pools, gz) if server == "ours" else float("nan")
+                    rows.append(ScaleRow(pools, server, gz, r, render))
+                    log(
+                        f"  {pools:>5} pools {server:>5} {'gzip' if gz else 'plain':>5}: {r.rps:9.1f} req/s,"
+                        f" p99 {r.p99 * 1000:.2f} ms, {r.body_bytes:,} bytes"
+                    )
+            finally:
+                proc.stop()
+    return rows

@@ -1,0 +1,227 @@
+"""Many pools: a real daemon finding hundreds of small pools by discovery; its RSS and how late each refresh runs."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import math
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import datetime
+from functools import wraps
+from pathlib import Path
+from typing import Any
+
+import psutil  # type: ignore[import-untyped]
+import yaml
+from apscheduler.events import EVENT_JOB_MAX_INSTANCES, EVENT_JOB_SUBMITTED, JobEvent, JobSubmissionEvent
+
+from bench.common import median, seed
+from bench.procs import Proc
+from exporter.assembly import build
+from exporter.config import load_config
+from exporter.mongod import free_port
+from tests.support.stats import percentile
+
+DATABASE = "bench_many"
+PREFIX = "many_"
+
+
+@dataclass
+class ManyResult:
+    """RSS samples (s since start, MiB) and one record per refresh: seconds late against its schedule."""
+
+    pools: int
+    sessions: int
+    concurrency: int
+    interval: float
+    minutes: float
+    seed_seconds: float = 0.0
+    samples: list[tuple[float, float]] = field(default_factory=list)
+    refreshes: list[dict[str, float]] = field(default_factory=list)
+    skipped: int = 0
+    discovered_after: float = math.nan
+    failures: int = 0
+    pools_seen: int = 0
+
+    def lags(self, key: str, *, steady: bool) -> list[float]:
+        """`key` ('start' or 'end' lag) of every refresh; `steady` leaves out the first two intervals (start-up)."""
+        cut = 2 * self.interval if steady else -math.inf
+        return [r[key] for r in self.refreshes if r["due"] >= cut]
+
+    def stat(self, key: str, q: float, *, steady: bool = True) -> float:
+        """A percentile of a lag (q=100: the maximum)."""
+        values = self.lags(key, steady=steady)
+        return percentile(values, q) if values else math.nan
+
+    @property
+    def peak(self) -> float:
+        """Largest RSS seen (MiB)."""
+        return max((s[1] for s in self.samples), default=math.nan)
+
+    @property
+    def end_rss(self) -> float:
+        """RSS at the last sample (MiB)."""
+        return self.samples[-1][1] if self.samples else math.nan
+
+    @property
+    def per_pool_refresh(self) -> float:
+        """Median seconds of one refresh (slot held)."""
+        return median([r["duration"] for r in self.refreshes]) if self.refreshes else math.nan
+
+
+def seed_pools(mongo_uri: str, pools: int, sessions: int, *, reuse: bool) -> float:
+    """`pools` collections `many_NNNN` of `sessions` sessions each in their own database; seconds taken."""
+    started = time.monotonic()
+    for i in range(pools):
+        seed(mongo_uri, f"{PREFIX}{i:04d}", sessions, seed_value=1000 + i, reuse=reuse, database=DATABASE)
+    return time.monotonic() - started
+
+
+def daemon_config(mongo_uri: str, port: int, *, interval: float, concurrency: int) -> dict[str, Any]:
+    """Discovery of every `many_*` collection; the defaults otherwise (jitter, sums_interval)."""
+    return {
+        "listen": f"127.0.0.1:{port}",
+        "log": {"level": "warning", "format": "json"},
+        "mongodb": {"uri": mongo_uri, "timeout": 120},
+        "defaults": {"interval": interval, "refresh_timeout": 120, "create_indexes": False},
+        "discovery": [{"databases": [DATABASE], "include": [f"{PREFIX}*"], "interval": 60}],
+        "max_concurrent_refreshes": concurrency,
+    }
+
+
+def run(
+    mongo_uri: str,
+    *,
+    pools: int,
+    sessions: int,
+    minutes: float,
+    interval: float,
+    concurrency: int,
+    reuse: bool,
+    log: Callable[[str], None],
+) -> ManyResult:
+    """Seed, then run the probe daemon for `minutes`, sampling its RSS every second."""
+    out = ManyResult(pools=pools, sessions=sessions, concurrency=concurrency, interval=interval, minutes=minutes)
+    out.seed_seconds = seed_pools(mongo_uri, pools, sessions, reuse=reuse)
+    log(f"  seeded {pools} pools of {sessions} sessions in {out.seed_seconds:.1f} s")
+    with tempfile.TemporaryDirectory(prefix="spe-bench-") as tmp:
+        config = Path(tmp) / "config.yaml"
+        result = Path(tmp) / "result.json"
+        port = free_port()
+        config.write_text(yaml.safe_dump(daemon_config(mongo_uri, port, interval=interval, concurrency=concurrency)))
+        args = ["--config", str(config), "--seconds", str(minutes * 60), "--out", str(result)]
+        proc = Proc([sys.executable, "-m", "bench.manypools", *args], port=port).start()
+        try:
+            ps = psutil.Process(proc.pid)
+            while proc.process is not None and proc.process.poll() is None:
+                try:
+                    out.samples.append((time.monotonic() - proc.started, ps.memory_info().rss / 2**20))
+                except psutil.Error:
+                    break
+                time.sleep(1)
+            if not result.exists():
+                raise RuntimeError(f"probe wrote no result: {proc.tail()}")
+            data = json.loads(result.read_text())
+        finally:
+            proc.stop()
+    out.refreshes = data["refreshes"]
+    out.skipped = int(data["skipped"])
+    out.discovered_after = float(data["discovered_after"])
+    out.failures = int(data["failures"])
+    out.pools_seen = int(data["pools"])
+    log(
+        f"  RSS end {out.end_rss:.1f} MiB (peak {out.peak:.1f}); {len(out.refreshes)} refreshes, start lag"
+        f" p50 {out.stat('start', 50):.3f} s p99 {out.stat('start', 99):.3f} s max {out.stat('start', 100):.3f} s"
+    )
+    return out
+
+
+# -- the probe: the real daemon in this process, its scheduler watched -------------------------------------
+
+
+async def probe(config_path: str, seconds: float) -> dict[str, Any]:
+    """Serve the daemon for `seconds`; record each scheduled refresh's due time, start and end."""
+    daemon = build(load_config(config_path, {}, {}))
+    collector = daemon.collector
+    due: dict[str, datetime] = {}
+    counts = {"skipped": 0}
+    records: list[dict[str, float]] = []
+    t0 = time.time()
+    discovered: list[float] = []
+    seen: set[str] = set()
+
+    def listen(event: JobEvent) -> None:
+        if isinstance(event, JobSubmissionEvent) and event.code == EVENT_JOB_SUBMITTED:
+            due[event.job_id] = event.scheduled_run_times[-1]
+        elif event.code == EVENT_JOB_MAX_INSTANCES and event.job_id.startswith("_scheduled:"):
+            counts["skipped"] += 1  # a refresh still running when the next one was due
+
+    original_start, original_job = collector.start, collector._scheduled
+
+    def start() -> None:
+        original_start()
+        assert collector._scheduler is not None
+        collector._scheduler.add_listener(listen, EVENT_JOB_SUBMITTED | EVENT_JOB_MAX_INSTANCES)
+
+    @wraps(original_job)
+    async def scheduled(name: str) -> None:
+        when = due.pop(f"_scheduled:{name}", None)
+        await original_job(name)
+        pool = collector.pools.get(name)
+        if when is None or pool is None or pool.last_duration is None:
+            return
+        end = time.time()
+        records.append(
+            {
+                "due": when.timestamp() - t0,
+                "start": end - pool.last_duration - when.timestamp(),
+                "end": end - when.timestamp(),
+                "wait": pool.last_wait or 0.0,
+                "duration": pool.last_duration,
+            }
+        )
+        seen.add(name)
+        if expected and len(seen) >= expected and not discovered:
+            discovered.append(time.time() - t0)  # every pool discovery found has refreshed once
+
+    expected = 0
+    collector.start = start  # type: ignore[method-assign]
+    collector._scheduled = scheduled  # type: ignore[method-assign]
+    server = daemon.server(install_signals=False)
+    task = asyncio.create_task(server.serve())
+    # How many pools discovery should find: wait for the first listing.
+    for _ in range(600):
+        if collector.pools:
+            break
+        await asyncio.sleep(0.1)
+    expected = len(collector.pools)
+    await asyncio.sleep(max(0.0, seconds - (time.time() - t0)))
+    server.should_exit = True
+    await task
+    return {
+        "refreshes": records,
+        "skipped": counts["skipped"],
+        "discovered_after": discovered[0] if discovered else math.nan,
+        "failures": sum(1 for p in collector.pools.values() if not p.up),
+        "pools": len(collector.pools),
+    }
+
+
+def main(argv: list[str] | None = None) -> None:
+    """`python -m bench.manypools --config FILE --seconds S --out FILE` (the probe the bench runs)."""
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--config", required=True)
+    parser.add_argument("--seconds", type=float, required=True)
+    parser.add_argument("--out", required=True)
+    args = parser.parse_args(argv)
+    result = asyncio.run(probe(args.config, args.seconds))
+    Path(args.out).write_text(json.dumps(result))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,97 @@
+"""A daemon's registry filled with N synthetic pools, served by our `/metrics` (uvicorn) or the stock server."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import random
+import sys
+import time
+from datetime import UTC, datetime, timedelta
+
+from prometheus_client import start_http_server
+
+from exporter.assembly import Daemon, build
+from exporter.config import Config
+from exporter.core import STATES, Statistics
+from exporter.core.model import Sums
+
+
+def config(pools: int, port: int) -> Config:
+    """A config of `pools` pools on a server never contacted (the collector is not started)."""
+    return Config.model_validate(
+        {
+            "listen": f"127.0.0.1:{port}",
+            "log": {"level": "warning", "format": "json"},
+            "mongodb": {"uri": "mongodb://127.0.0.1:1/?connect=false"},
+            "pools": [{"name": f"pool_{i:04d}", "database": "bench", "collection": f"c{i:04d}"} for i in range(pools)],
+        }
+    )
+
+
+def fill(daemon: Daemon, seed: int = 1) -> None:
+    """Give every pool a successful refresh and sums pass with plausible figures."""
+    rng = random.Random(seed)
+    now = datetime.now(UTC)
+    for pool in daemon.collector.pools.values():
+        states = {s: rng.randrange(0, 5000) for s in STATES}
+        total = sum(states.values())
+        stats = Statistics(
+            time=now,
+            states=states,
+            total=total,
+            uses=None,
+            successes=None,
+            next_unlock=now + timedelta(seconds=rng.uniform(1, 3600)),
+            oldest_active_last_use=now - timedelta(seconds=rng.uniform(1, 86400)),
+        )
+        pool.succeeded(stats, stats["count_active"])
+        pool.last_duration, pool.last_wait = rng.uniform(0.001, 0.05), 0.0
+        uses = rng.randrange(0, 10**7)
+        pool.sums_read(Sums(time=now, total=total, uses=uses, successes=uses // 2, metadata_total=total))
+    daemon.metrics.changed()
+
+
+def render_seconds(pools: int, gzipped: bool, *, times: int = 5) -> float:
+    """Median seconds of one fresh rendering of the exposition (what a scrape waits for after a change)."""
+
+    async def measure() -> float:
+        daemon = build(config(pools, 9))  # never listens
+        fill(daemon)
+        took = []
+        for _ in range(times):
+            daemon.metrics.changed()
+            started = time.perf_counter()
+            daemon.metrics.exposition(None, gzipped)
+            took.append(time.perf_counter() - started)
+        await daemon.collector.client.close()
+        return sorted(took)[len(took) // 2]
+
+    return asyncio.run(measure())
+
+
+async def serve(pools: int, port: int, server: str) -> None:
+    """Serve until killed: `ours` (the daemon's uvicorn server, lifespan off) or `stock` (start_http_server)."""
+    daemon = build(config(pools, port))
+    fill(daemon)
+    if server == "stock":
+        start_http_server(port, addr="127.0.0.1", registry=daemon.metrics.registry)
+        print("serving", file=sys.stderr, flush=True)
+        await asyncio.Event().wait()  # until killed
+    uv = daemon.server(lifespan="off")
+    print("serving", file=sys.stderr, flush=True)
+    await uv.serve()
+
+
+def main(argv: list[str] | None = None) -> None:
+    """`python -m bench.synthetic --pools N --port P --server ours|stock`."""
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--pools", type=int, required=True)
+    parser.add_argument("--port", type=int, required=True)
+    parser.add_argument("--server", choices=("ours", "stock"), required=True)
+    args = parser.parse_args(argv)
+    asyncio.run(serve(args.pools, args.port, args.server))
+
+
+if __name__ == "__main__":
+    main()

@@ -153,7 +153,7 @@ class Scrape:
                 accept = value.decode("latin-1")
             elif name == b"accept-encoding":
                 gzipped = _accepts_gzip(value.decode("latin-1"))
-        body, content_type = self.metrics.exposition(accept, gzipped)
+        body, content_type = await self.metrics.serve(accept, gzipped)
         headers = [
             (b"content-type", content_type.encode("latin-1")),
             (b"content-length", str(len(body)).encode("ascii")),

@@ -465,12 +465,15 @@ class Report:
                     + "."
                 )
             w(
-                "\nThe stock server renders every series on every request. Ours serves the stored bytes, but the"
-                " rendering is kept for at most 1 s (`RENDER_TTL`, so process figures stay fresh) and is made again"
-                " on the event loop by the next scrape: every second the loop is blocked for one rendering, and the"
-                " requests that arrive meanwhile wait for it. With many pools that rendering, not the serving, sets"
-                " the p99. To keep p99 flat, render off the event loop (a worker thread, serving the previous bytes"
-                " meanwhile) and keep the process figures out of the cached part; not done here (bench only).\n"
+                "\nThe stock server renders every series on every request. Ours serves stored bytes: a rendering is"
+                " made once per change and content type and kept for at most 1 s (`RENDER_TTL`); once one takes "
+                "over 20 ms (`SLOW_RENDER`, a few hundred pools) it is made in a worker thread, at most 5 % of "
+                "the time (`RENDER_SHARE`), while scrapes get the previous bytes. The p99 above 10 ms that "
+                "remains at 200 and 1000 pools was not profiled further; likely, that thread's rendering competing with the event loop for the "
+                "one interpreter (the GIL) on two cores shared with wrk, plus, without gzip, 1.5 MB bodies per "
+                "request at 1000 pools. What would flatten it further: render each pool's series once per refresh"
+                " of that pool and join stored pieces (a change then costs one pool, not all), or render in a "
+                "separate process.\n"
             )
 
     def _many_section(self, w: Any) -> None:

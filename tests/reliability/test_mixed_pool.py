@@ -267,6 +267,7 @@ async def run_soak(mongo_uri: str, zone_name: str, tmp_path: Path) -> tuple[Ledg
 
 
 @pytest.mark.parametrize("zone", ["UTC", "Europe/Moscow"])
+@pytest.mark.timeout(DURATION + 240)  # the soak itself, plus seeding and the checks
 async def test_mixed_pool_reports_true_states(mongo_uri: str, zone: str, tmp_path: Path, report: Report) -> None:
     """Gauges equal the rules at every quiet moment; no double hand-out, none during a lock; indexes rebuilt."""
     ledger, figures = await run_soak(mongo_uri, zone, tmp_path)

@@ -50,7 +50,7 @@ def render(data: dict[str, dict[str, Any]]) -> str:
     w("```sh")
     w(
         "RELIABILITY_LOAD_SECONDS=60 RELIABILITY_SOAK_SECONDS=300 RELIABILITY_REPORT=docs/reliability.md "
-        ".venv/bin/python -m pytest -q tests/reliability"
+        ".venv/bin/python -m pytest -q tests/reliability tests/security"
     )
     w("```")
     w("")

@@ -6,6 +6,7 @@ import asyncio
 import contextlib
 import random
 import time
+from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -55,6 +56,28 @@ def _cause(exc: SessionPoolError) -> str:
 def _index_name(keys: list[tuple[str, int]]) -> str:
     """MongoDB's default name of an index on `keys`."""
     return "_".join(f"{field}_{direction}" for field, direction in keys)
+
+
+def _add_job(
+    scheduler: AsyncIOScheduler,
+    job: Callable[[Any], Awaitable[None]],
+    trigger: IntervalTrigger,
+    arg: Any,
+    job_id: str,
+    first: datetime,
+) -> None:
+    """One periodic job of the daemon: never two runs of it at once, missed runs coalesced, none dropped."""
+    scheduler.add_job(
+        job,
+        trigger,
+        args=[arg],
+        id=job_id,
+        name=job_id.replace(":", " "),
+        next_run_time=first,
+        max_instances=1,
+        coalesce=True,
+        misfire_grace_time=None,
+    )
 
 
 def mongo_client(config: Config, *, appname: str = "session-pool-exporter") -> AsyncMongoClient[dict[str, Any]]:
@@ -139,17 +162,8 @@ class Collector:
             self._schedule(pool)
         now = datetime.now(UTC)
         for index, source in enumerate(self.config.discovery):
-            scheduler.add_job(
-                self._scheduled_discovery,
-                IntervalTrigger(seconds=source.interval, timezone=UTC),
-                args=[index],
-                id=f"discovery:{index}",
-                name=f"discovery {index}",
-                next_run_time=now,
-                max_instances=1,
-                coalesce=True,
-                misfire_grace_time=None,
-            )
+            trigger = IntervalTrigger(seconds=source.interval, timezone=UTC)
+            _add_job(scheduler, self._scheduled_discovery, trigger, index, f"discovery:{index}", now)
         scheduler.start()
         log.info("scheduler_started", pools=list(self.pools), discovery_sources=len(self.config.discovery))
 
@@ -161,17 +175,8 @@ class Collector:
         first = datetime.now(UTC) + timedelta(seconds=random.uniform(0, min(pool.config.jitter, pool.interval)))  # noqa: S311
         jitter = pool.config.jitter or None
         for job, interval in ((self._scheduled, pool.interval), (self._scheduled_sums, pool.config.sums_interval)):
-            scheduler.add_job(
-                job,
-                IntervalTrigger(seconds=interval, jitter=jitter, timezone=UTC),
-                args=[pool.name],
-                id=f"{job.__name__}:{pool.name}",
-                name=f"{job.__name__} {pool.name}",
-                next_run_time=first,
-                max_instances=1,
-                coalesce=True,
-                misfire_grace_time=None,
-            )
+            trigger = IntervalTrigger(seconds=interval, jitter=jitter, timezone=UTC)
+            _add_job(scheduler, job, trigger, pool.name, f"{job.__name__}:{pool.name}", first)
         self._schedule_underperformers(scheduler, pool, first)
 
     # -- discovery --
@@ -411,18 +416,10 @@ class Collector:
     def _schedule_underperformers(self, scheduler: AsyncIOScheduler, pool: PoolRuntime, now: datetime) -> None:
         """One job per pool counting its underperforming sessions every `underperforming.interval` seconds."""
         every = pool.config.underperforming.interval
-        scheduler.add_job(
-            self.count_underperformers,
-            IntervalTrigger(seconds=every, timezone=UTC),
-            args=[pool.name],
-            id=f"underperformers:{pool.name}",
-            name=f"underperformers {pool.name}",
-            # The first count follows the first sums pass (see read_sums); these are the later ones.
-            next_run_time=now + timedelta(seconds=every),
-            max_instances=1,
-            coalesce=True,
-            misfire_grace_time=None,
-        )
+        trigger = IntervalTrigger(seconds=every, timezone=UTC)
+        # The first count follows the first sums pass (see read_sums); these are the later ones.
+        first = now + timedelta(seconds=every)
+        _add_job(scheduler, self.count_underperformers, trigger, pool.name, f"underperformers:{pool.name}", first)
 
     async def count_underperformers(self, name: str) -> None:
         """Count the pool's often-used active sessions whose success ratio lags the pool's (from index keys)."""

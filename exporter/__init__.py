@@ -3,6 +3,7 @@
 from exporter._version import __version__
 from exporter.core import (
     STATES,
+    CollectionMissing,
     Fields,
     Hold,
     InvalidInput,
@@ -24,6 +25,7 @@ from exporter.core import (
 
 __all__ = [
     "STATES",
+    "CollectionMissing",
     "Fields",
     "Hold",
     "InvalidInput",

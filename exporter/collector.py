@@ -20,10 +20,12 @@ from pymongo.errors import PyMongoError
 from exporter.config import Config, Pool
 from exporter.core import (
     CLOSE_TIMEOUT,
+    CollectionMissing,
     MongoSessions,
     SessionPoolError,
     Statistics,
     Sums,
+    Unavailable,
     budget,
     connection_reason,
     own_budget,
@@ -40,6 +42,8 @@ log = get_logger("exporter.collector")
 
 _PING_TIMEOUT = 1.0
 _PING_CACHE = 1.0
+# Seconds between the daemon's own checks that MongoDB answers (session_pool_mongodb_up), at most.
+MONGODB_CHECK_INTERVAL = 5.0
 _INDEX_RETRY = 600.0
 # The refresh's own MongoDB calls end by refresh_timeout; this is the backstop for anything else.
 _REFRESH_SLACK = 2.0
@@ -132,6 +136,7 @@ class Collector:
         for settings in config.pools:
             self._add(settings)
         metrics.bind(lambda: list(self.pools.values()))
+        metrics.bind_mongodb(self.mongodb_up)
         self._scheduler: AsyncIOScheduler | None = None
         self._ping_at = 0.0
         self._ping_ok: bool | None = None
@@ -161,6 +166,9 @@ class Collector:
         for pool in self.pools.values():
             self._schedule(pool)
         now = datetime.now(UTC)
+        every = min([MONGODB_CHECK_INTERVAL, *(p.interval for p in self.pools.values())])
+        check = IntervalTrigger(seconds=every, timezone=UTC)
+        _add_job(scheduler, self._scheduled_mongodb_check, check, None, "mongodb_check", now)
         for index, source in enumerate(self.config.discovery):
             trigger = IntervalTrigger(seconds=source.interval, timezone=UTC)
             _add_job(scheduler, self._scheduled_discovery, trigger, index, f"discovery:{index}", now)
@@ -178,6 +186,12 @@ class Collector:
             trigger = IntervalTrigger(seconds=interval, jitter=jitter, timezone=UTC)
             _add_job(scheduler, job, trigger, pool.name, f"{job.__name__}:{pool.name}", first)
         self._schedule_underperformers(scheduler, pool, first)
+
+    async def _scheduled_mongodb_check(self, _: None) -> None:
+        """The scheduler's job: ask MongoDB whether it answers (session_pool_mongodb_up), unless stopping."""
+        if not self._stopping:
+            await self.mongodb_reachable(fresh=True)
+            self.metrics.changed()
 
     # -- discovery --
 
@@ -318,6 +332,7 @@ class Collector:
         error: str | None = None
         limit = pool.config.refresh_timeout
         cause: str | None = None
+        missing: CollectionMissing | None = None
         queued = time.monotonic()
         await self._slots.acquire()
         started = time.monotonic()
@@ -327,9 +342,14 @@ class Collector:
             # (connection refused, no answer...); the wait_for only backs that up.
             with budget("refresh_timeout", limit):
                 stats, active = await asyncio.wait_for(self._fetch(pool), timeout=limit + _REFRESH_SLACK)
+        except CollectionMissing as exc:
+            error = cause = exc.message
+            missing = exc
         except SessionPoolError as exc:  # first: OperationTimeout is a TimeoutError too, with the cause
             error = exc.message
             cause = _cause(exc)
+            if isinstance(exc, Unavailable):
+                self._mongodb_down(exc.reason)
         except TimeoutError:
             error = f"refresh timed out after {limit:g} s (refresh_timeout)"
         except PyMongoError as exc:  # defensive: the core maps driver errors, but never crash the job
@@ -347,15 +367,21 @@ class Collector:
                 else:
                     log.info("pool_up", pool=pool.name, total=stats.total)
             pool.succeeded(stats, active)
-            self._ping_ok, self._ping_at = True, time.monotonic()
+            self._ping_ok, self._ping_at, self._ping_error = True, time.monotonic(), None
             return
         self.metrics.refresh_failures.labels(pool.name).inc()
         cause = cause or error
         if pool.up or pool.last_error is None or pool.last_cause != cause:
             # At the first failure and when the cause changes (not which step met it): a pool that
             # stays down is not logged on every run.
-            log.warning("refresh_failed", pool=pool.name, error=error, previous_error=pool.last_error)
-        pool.failed(error)
+            if missing is not None:
+                log.warning(
+                    "collection_missing", pool=pool.name, database=missing.database,
+                    collection=missing.collection, close=list(missing.close), error=error,
+                )  # fmt: skip
+            else:
+                log.warning("refresh_failed", pool=pool.name, error=error, previous_error=pool.last_error)
+        pool.failed(error, collection_missing=missing is not None)
         pool.last_cause = cause
 
     async def _fetch(self, pool: PoolRuntime) -> tuple[Statistics, int]:
@@ -366,9 +392,12 @@ class Collector:
         if not pool.connected:
             await pool.sessions.connect()
             pool.connected = True
+        stats = await pool.sessions.aggregate_statistics(sums=False, fast_total=pool.fast_total)
+        if stats.total == 0:
+            # An empty pool may be a mistyped collection name: say so rather than look healthy.
+            await pool.sessions.check_collection()
         if pool.config.create_indexes:
             await self._upkeep_indexes(pool)
-        stats = await pool.sessions.aggregate_statistics(sums=False, fast_total=pool.fast_total)
         return stats, stats["count_active"]
 
     # -- sums --
@@ -495,26 +524,41 @@ class Collector:
 
     # -- readiness --
 
-    async def mongodb_reachable(self) -> tuple[bool, str | None]:
+    async def mongodb_reachable(self, *, fresh: bool = False) -> tuple[bool, str | None]:
         """Ping a member the statistics reads may use (bounded, cached for a second): (reachable, redacted error).
 
         With the default read preference (primary) that is the primary: no primary, not ready.
+        `fresh` asks again even within the cache's second (the scheduled check).
         """
         if self._ping_lock is None:
             self._ping_lock = asyncio.Lock()
         async with self._ping_lock:
-            if self._ping_ok is not None and time.monotonic() - self._ping_at < _PING_CACHE:
-                return self._ping_ok, self._ping_error
+            cached = self._ping_ok is not None and time.monotonic() - self._ping_at < _PING_CACHE
+            if cached and not fresh:
+                return self._ping_ok is True, self._ping_error
             try:
                 with pymongo.timeout(_PING_TIMEOUT):
                     await self.client.admin.command(
                         "ping", read_preference=read_preference(self.config.mongodb.read_preference)
                     )
-                self._ping_ok, self._ping_error = True, None
             except PyMongoError as exc:
-                self._ping_ok, self._ping_error = False, f"MongoDB unreachable: {connection_reason(exc)}"
-            self._ping_at = time.monotonic()
-            return self._ping_ok, self._ping_error
+                self._mongodb_down(connection_reason(exc))
+            else:
+                if self._ping_ok is False:
+                    log.info("mongodb_reachable", previous_error=self._ping_error)
+                self._ping_ok, self._ping_error, self._ping_at = True, None, time.monotonic()
+            return self._ping_ok is True, self._ping_error
+
+    def _mongodb_down(self, reason: str) -> None:
+        """Record that MongoDB could not be reached, and why (logged once per cause)."""
+        error = f"MongoDB unreachable: {reason}"
+        if self._ping_error != error:
+            log.warning("mongodb_unreachable", reason=reason)
+        self._ping_ok, self._ping_error, self._ping_at = False, error, time.monotonic()
+
+    def mongodb_up(self) -> bool | None:
+        """The last verdict on MongoDB (a check, or a refresh that reached it or not); None before any."""
+        return self._ping_ok
 
     async def readiness(self) -> tuple[bool, list[str]]:
         """Whether the daemon is ready and, if not, every reason why."""
@@ -524,6 +568,9 @@ class Collector:
             reasons.append(error or "MongoDB unreachable")
         for pool in self.pools.values():
             age = pool.age()
+            if pool.collection_missing:
+                reasons.append(f"pool {pool.name}: {pool.last_error}")
+                continue
             if age is None:
                 if pool.name not in self._static and time.monotonic() - pool.added <= pool.max_age:
                     continue  # just discovered: its first refresh is on its way
@@ -548,5 +595,6 @@ class Collector:
                 "age_seconds": round(age, 3) if age is not None else None,
                 "max_age_seconds": pool.max_age,
                 "last_error": pool.last_error,
+                "collection_missing": pool.collection_missing,
             }
         return out

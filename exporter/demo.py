@@ -142,6 +142,7 @@ async def _seed(client: AsyncMongoClient[dict[str, Any]], names: list[str], coun
         pool = MongoSessions(db=DATABASE, collection=name, client=client, lock_time=120, block_time=900)
         await pool.connect()
         await pool.collection.drop()
+        await client[DATABASE].create_collection(name)  # on purpose: nothing creates a pool's collection by accident
         await pool.ensure_indexes()
         for start in range(0, count, 1000):
             batch = [

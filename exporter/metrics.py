@@ -136,6 +136,12 @@ POOL_GAUGES: tuple[PoolGauge, ...] = (
     PoolGauge("refresh_interval_seconds", "Configured seconds between refreshes.", lambda p: _one(p.interval)),
     PoolGauge("up", "1 when the pool's last refresh succeeded, else 0.", lambda p: _one(1.0 if p.up else 0.0)),
     PoolGauge(
+        "collection_missing",
+        "1 when the pool's last refresh found its collection missing (a mistyped name, or a pool not created "
+        "yet; nothing creates it), else 0.",
+        lambda p: _one(1.0 if p.collection_missing else 0.0),
+    ),
+    PoolGauge(
         "last_success_timestamp_seconds",
         "Unix time of the pool's last successful refresh.",
         lambda p: _one(p.last_success),
@@ -201,6 +207,33 @@ class PoolCollector(Collector):
                 for labels, sample in gauge.samples(pool):
                     family.add_metric([pool.name, *labels], sample)
             yield family
+
+
+class MongoDBCollector(Collector):
+    """Whether MongoDB answers the daemon: its own check every few seconds, and every refresh's outcome."""
+
+    def __init__(self, read: Callable[[], bool | None]) -> None:
+        self._read = read
+
+    def describe(self) -> Iterable[Metric]:
+        """The family, without samples."""
+        return [self._family()]
+
+    @staticmethod
+    def _family() -> GaugeMetricFamily:
+        return GaugeMetricFamily(
+            PREFIX + "mongodb_up",
+            "1 when MongoDB answered the daemon's last check (a ping on the members the statistics may read, every "
+            "few seconds, or a refresh), else 0; absent before the first check.",
+        )
+
+    def collect(self) -> Iterator[Metric]:
+        """The current verdict."""
+        family = self._family()
+        up = self._read()
+        if up is not None:
+            family.add_metric([], 1.0 if up else 0.0)
+        yield family
 
 
 class ConnectionCollector(Collector):
@@ -283,6 +316,10 @@ class Metrics:
     def bind_connections(self, read: Callable[[], tuple[int, int, int]]) -> None:
         """Export the HTTP connection counts `read` returns (open, closed slow, evicted)."""
         self.registry.register(ConnectionCollector(read))
+
+    def bind_mongodb(self, read: Callable[[], bool | None]) -> None:
+        """Export whether MongoDB answers, as `read` says (None: not known yet)."""
+        self.registry.register(MongoDBCollector(read))
 
     def bind(self, pools: Callable[[], Iterable[PoolRuntime]]) -> None:
         """Tell the pool collector where the runtime state of the pools lives."""

@@ -49,6 +49,8 @@ class PoolRuntime:
     last_cause: str | None = None
     last_duration: float | None = None
     last_wait: float | None = None
+    # The last refresh found no collection (a mistyped name, or a pool not created yet).
+    collection_missing: bool = False
     refreshes: int = 0
     added: float = field(default_factory=time.monotonic)
     connected: bool = False
@@ -122,6 +124,7 @@ class PoolRuntime:
         self.last_success_monotonic = time.monotonic()
         self.up = True
         self.last_error = None
+        self.collection_missing = False
         self.remember(stats)
 
     def remember(self, stats: Statistics) -> None:
@@ -133,7 +136,8 @@ class PoolRuntime:
         while self.history and now - self.history[0].time > HISTORY_SECONDS:
             self.history.popleft()
 
-    def failed(self, error: str) -> None:
+    def failed(self, error: str, *, collection_missing: bool = False) -> None:
         """Record a failed refresh (the last good statistics stay until they are stale)."""
         self.up = False
         self.last_error = error
+        self.collection_missing = collection_missing

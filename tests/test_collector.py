@@ -80,8 +80,11 @@ async def test_refresh_records_statistics_and_active_count(
         await collector.stop()
 
 
-async def test_broken_and_slow_pools_do_not_delay_the_others(mongo_uri: str, unique_name: str) -> None:
+async def test_broken_and_slow_pools_do_not_delay_the_others(
+    mongo_uri: str, sync_client: MongoClient[Doc], unique_name: str
+) -> None:
     """One pool pointing at a dead server and one hanging never stop a healthy pool's schedule."""
+    sync_client["spe_collector"].create_collection(unique_name)  # an empty pool, but one that exists
     metrics = Metrics()
     collector = Collector(make_config(mongo_uri, {"good": unique_name, "dead": "x", "slow": "y"}), metrics)
     dead, slow = collector.pools["dead"], collector.pools["slow"]
@@ -117,8 +120,9 @@ async def test_broken_and_slow_pools_do_not_delay_the_others(mongo_uri: str, uni
     assert metrics.registry.get_sample_value("session_pool_refresh_failures_total", {"pool": "dead"}) == dead.refreshes
 
 
-async def test_recovery_is_logged_once(mongo_uri: str, unique_name: str) -> None:
+async def test_recovery_is_logged_once(mongo_uri: str, sync_client: MongoClient[Doc], unique_name: str) -> None:
     """A pool failing, then working again logs refresh_failed once and refresh_recovered once."""
+    sync_client["spe_collector"].create_collection(unique_name)
     collector = Collector(make_config(mongo_uri, {"p": unique_name}), Metrics())
     pool = collector.pools["p"]
     working = pool.sessions
@@ -144,8 +148,11 @@ async def test_recovery_is_logged_once(mongo_uri: str, unique_name: str) -> None
         await collector.stop()
 
 
-async def test_readiness_reasons_before_first_refresh(mongo_uri: str, unique_name: str) -> None:
+async def test_readiness_reasons_before_first_refresh(
+    mongo_uri: str, sync_client: MongoClient[Doc], unique_name: str
+) -> None:
     """Not ready until every pool has refreshed; the reasons name the pool."""
+    sync_client["spe_collector"].create_collection(unique_name)
     collector = Collector(make_config(mongo_uri, {"a": unique_name, "b": unique_name + "b"}), Metrics())
     try:
         await collector.refresh("a")

@@ -263,12 +263,14 @@ def test_outage_keeps_serving_and_recovers_without_restart(
         assert value(samples, "session_pool_up", pool="p") == 0.0
         assert value(samples, "session_pool_last_success_timestamp_seconds", pool="p") is not None
         assert (value(samples, "session_pool_refresh_failures_total", pool="p") or 0) >= 1
+        assert value(samples, "session_pool_mongodb_up") == 0.0  # the cause, for the alerts to fold under
         assert daemon.get("/healthz").status_code == 200
         assert daemon.process is not None and daemon.process.poll() is None
 
         server.restart()
         daemon.wait_for(lambda: value(daemon.samples(), "session_pool_up", pool="p") == 1.0, "up == 1 again")
         assert value(daemon.samples(), "session_pool_sessions", pool="p", state="active") == 5.0
+        assert value(daemon.samples(), "session_pool_mongodb_up") == 1.0
         daemon.wait_ready()
         assert daemon.terminate(signal.SIGTERM) == 0
         logs = daemon.logs()
@@ -280,6 +282,41 @@ def test_outage_keeps_serving_and_recovers_without_restart(
     assert 1 <= len(failed) <= 3 and all(e["pool"] == "p" for e in failed), failed
     assert all(a["error"] != b["error"] for a, b in itertools.pairwise(failed)), failed
     assert len(recovered) == 1
+
+
+def test_a_mistyped_collection_is_named_and_never_created(
+    mongo_uri: str, sync_client: MongoClient[Doc], unique_name: str
+) -> None:
+    """`--collection telegarm` beside an existing `telegram`: the daemon creates nothing, logs the cause once,
+    /readyz and the metric say so (with the close name); once the collection exists, the pool comes up."""
+    database = sync_client["spe_daemon"]
+    database[unique_name + "_telegram"].insert_one({"active": True, "next_use": None})
+    typo = unique_name + "_telegarm"
+    env = {"SESSION_POOL_EXPORTER_MONGODB__URI": mongo_uri}
+    args = ["--database", "spe_daemon", "--collection", typo, "--interval", "0.5", "--log-format", "json"]
+    with running({}, env, args, create_pools=False) as daemon:
+        daemon.wait_for(lambda: value(daemon.samples(), "session_pool_collection_missing", pool=typo) == 1.0, "missing")
+        daemon.wait_refreshes([typo], more=3)
+        ready = daemon.get("/readyz")
+        assert ready.status_code == 503
+        cause = f"collection spe_daemon.{typo} does not exist (did you mean {unique_name}_telegram?)"
+        assert ready.json()["reasons"] == [f"pool {typo}: {cause}"]
+        assert ready.json()["pools"][typo]["collection_missing"] is True
+        samples = daemon.samples()
+        assert value(samples, "session_pool_up", pool=typo) == 0.0
+        assert value(samples, "session_pool_sessions", pool=typo, state="active") is None  # no healthy-looking zeros
+        assert typo not in database.list_collection_names()  # no index build, no write created it
+        database[typo].insert_one({"active": True, "next_use": None})
+        daemon.wait_for(lambda: value(daemon.samples(), "session_pool_collection_missing", pool=typo) == 0.0, "found")
+        daemon.wait_ready()
+        assert value(daemon.samples(), "session_pool_sessions", pool=typo, state="active") == 1.0
+        logs = daemon.logs()
+    events = [json.loads(line) for line in logs.splitlines() if line.startswith("{")]
+    missing = [e for e in events if e["event"] == "collection_missing"]
+    assert len(missing) == 1 and missing[0]["close"] == [unique_name + "_telegram"], missing
+    assert missing[0]["error"] == cause
+    assert not [e for e in events if e["event"] in ("refresh_failed", "pool_up")]  # the cause, not a symptom
+    assert [e["event"] for e in events if e["event"] == "refresh_recovered"] == ["refresh_recovered"]
 
 
 def test_sigint_and_unknown_routes(mongo_uri: str, unique_name: str) -> None:

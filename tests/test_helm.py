@@ -23,6 +23,7 @@ import pytest
 import yaml
 
 from exporter.mongod import free_port
+from tests.support.daemon import create_pools
 from tests.support.tools import missing_tool
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -1249,6 +1250,9 @@ def test_rendered_pod_answers_its_probes(helm: ModuleType, mongo_uri: str, tmp_p
         env[entry["name"]] = secret[entry["valueFrom"]["secretKeyRef"]["key"]]
     config_file = tmp_path / "config.yaml"
     config_file.write_text(config_of_text(docs), encoding="utf-8")
+    create_pools(
+        yaml.safe_load(config_file.read_text(encoding="utf-8")), {"SESSION_POOL_EXPORTER_MONGODB__URI": mongo_uri}
+    )
     entrypoint = Path(sys.executable).with_name("session-pool-exporter")
     if not entrypoint.exists():
         _missing("the session-pool-exporter console script (pip install -e .)")

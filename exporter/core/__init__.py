@@ -3,6 +3,7 @@
 from exporter.core.client import MongoSessions
 from exporter.core.errors import (
     CLOSE_TIMEOUT,
+    CollectionMissing,
     InvalidInput,
     OperationFailed,
     OperationTimeout,
@@ -46,6 +47,7 @@ __all__ = [
     "PERIOD_UNITS",
     "READ_PREFERENCES",
     "STATES",
+    "CollectionMissing",
     "DbSession",
     "Document",
     "Fields",

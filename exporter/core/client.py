@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import difflib
 import time
 from collections.abc import AsyncIterator, Iterable, Iterator, Mapping, Sequence
 from contextlib import AbstractAsyncContextManager, asynccontextmanager, contextmanager
@@ -25,6 +26,7 @@ from exporter.core import browse, queries
 from exporter.core.errors import (
     CLOSE_TIMEOUT,
     NAMESPACE_NOT_FOUND,
+    CollectionMissing,
     InvalidInput,
     OperationFailed,
     SessionNotFound,
@@ -132,6 +134,8 @@ class MongoSessions(MongoOperations, MongoFields):
         self._transactions = transactions
         self._stats_read = read_preference(statistics_read_preference)
         self._create_indexes = create_indexes
+        # connect() found no collection: the first add() (which creates it) builds the indexes.
+        self._indexes_pending = False
         if console_indexes is not None and (
             isinstance(console_indexes, str) or not all(isinstance(n, str) and n for n in console_indexes)
         ):
@@ -237,7 +241,12 @@ class MongoSessions(MongoOperations, MongoFields):
         else:
             self._topology = "standalone"
         if self._create_indexes and self._collection is not None:
-            await self.ensure_indexes()
+            # Never on a collection that does not exist: building an index would create it, and a
+            # mistyped name would then look like a healthy empty pool.
+            if await self.collection_exists():
+                await self.ensure_indexes()
+            else:
+                self._indexes_pending = True
         return self
 
     def switch_collection(self, collection: str) -> None:
@@ -272,10 +281,47 @@ class MongoSessions(MongoOperations, MongoFields):
             specs += browse.console_index_specs(self.fields, self._console_indexes)
         return specs
 
+    async def collection_exists(self) -> bool:
+        """Whether the pool's collection exists (one listCollections by name, where the statistics are read)."""
+        coll = self._coll()
+        answer = await self._run(
+            "collection_exists",
+            lambda: coll.database.command(
+                "listCollections",
+                filter={"name": coll.name},
+                nameOnly=True,
+                # Lists what the user may read even without the listCollections right.
+                authorizedCollections=True,
+                read_preference=self._stats_read,
+            ),
+            self._stats_read,
+        )
+        return bool(answer["cursor"]["firstBatch"])
+
+    async def check_collection(self) -> None:
+        """Raise CollectionMissing, with the database's collections whose names are close, if the pool's is missing."""
+        if await self.collection_exists():
+            return
+        coll = self._coll()
+        answer = await self._run(
+            "collection_exists",
+            lambda: coll.database.command(
+                "listCollections",
+                nameOnly=True,
+                authorizedCollections=True,
+                read_preference=self._stats_read,
+            ),
+            self._stats_read,
+        )
+        names = [str(c["name"]) for c in answer["cursor"]["firstBatch"] if not str(c["name"]).startswith("system.")]
+        close = tuple(difflib.get_close_matches(coll.name, names, n=3, cutoff=0.6))
+        raise CollectionMissing(self._db_name, coll.name, close=close, operation="collection_exists")
+
     async def missing_indexes(self) -> list[list[tuple[str, int]]]:
         """Keys of the pool's indexes that do not exist (someone dropped them, or they were never made).
 
         Read where the statistics are read: a daemon on secondaries keeps refreshing without a primary.
+        CollectionMissing when the collection itself does not exist.
         """
         coll = self._coll()
         try:
@@ -288,13 +334,17 @@ class MongoSessions(MongoOperations, MongoFields):
         except OperationFailed as exc:
             if exc.code != NAMESPACE_NOT_FOUND:
                 raise
-            answer = {"cursor": {"firstBatch": []}}  # no collection yet: every index is missing
+            raise CollectionMissing(self._db_name, coll.name, operation="index_information") from None
         specs = answer["cursor"]["firstBatch"]  # a collection has at most 64 indexes: one batch
         present = [[(str(k), int(d)) for k, d in spec["key"].items()] for spec in specs]
         return [keys for keys, _why in self.index_specs() if keys not in present]
 
     async def ensure_indexes(self) -> list[str]:
-        """Create the pool's indexes if missing; never drop or alter anyone else's."""
+        """Create the pool's indexes if missing; never drop or alter anyone else's.
+
+        CollectionMissing when the collection does not exist: building an index would create it.
+        """
+        await self.check_collection()
         names: list[str] = []
         for keys, _why in self.index_specs():
             try:
@@ -504,7 +554,12 @@ class MongoSessions(MongoOperations, MongoFields):
             self.next_use: None,
             **self._frame.for_storage(dict(data)),
         }
-        return await self.insert_one(doc, session=driver_session(db_session), _op="add")
+        result = await self.insert_one(doc, session=driver_session(db_session), _op="add")
+        if self._indexes_pending and db_session is None:
+            # The pool's first session created the collection that connect() found missing.
+            self._indexes_pending = False
+            await self.ensure_indexes()
+        return result
 
     async def session_update(
         self,

@@ -51,18 +51,36 @@ CODE_NAMES = {
     13435: "NotPrimaryNoSecondaryOk",
 }
 # What a connection failure was, said in a few words (the driver's text holds the topology, with hosts).
+REFUSED = "connection refused"
+HOST_NOT_FOUND = "host name not found"
+TLS_FAILED = "TLS handshake failed"
+AUTH_FAILED = "authentication failed"
+SET_NAME_MISMATCH = "no member of the replica set named in the URI answered (check replicaSet=)"
+NO_PRIMARY = "no primary"
+CONNECTION_CLOSED = "connection closed"
+CONNECTION_LOST = "connection lost"
+NO_ANSWER = "no answer from the server (frozen or overloaded?)"
+NO_SERVER = "no server available"
 _CAUSES = (
-    (re.compile(r"connection refused|errno 111|connect call failed", re.I), "connection refused"),
+    (re.compile(r"connection refused|errno 111|connect call failed", re.I), REFUSED),
     (
         re.compile(r"name or service not known|nodename nor servname|getaddrinfo|no address associated", re.I),
-        "host name not found",
+        HOST_NOT_FOUND,
     ),
-    (re.compile(r"certificate|ssl|tls", re.I), "TLS handshake failed"),
-    (re.compile(r"authentication failed|auth failed", re.I), "authentication failed"),
-    (re.compile(r"primary\(\)|no primary|not primary|writable", re.I), "no primary"),
-    (re.compile(r"connection reset|broken pipe|closed", re.I), "connection closed"),
-    (re.compile(r"timed out|timeout", re.I), "timed out"),
-    (re.compile(r"no servers found|no replica set members", re.I), "no server available"),
+    (re.compile(r"certificate|ssl|tls", re.I), TLS_FAILED),
+    (re.compile(r"authentication failed|auth failed", re.I), AUTH_FAILED),
+    (re.compile(r"for replica set name|replica set name mismatch", re.I), SET_NAME_MISMATCH),
+    (re.compile(r"primary\(\)|no primary|not primary|writable", re.I), NO_PRIMARY),
+    (re.compile(r"connection reset|broken pipe|closed", re.I), CONNECTION_CLOSED),
+    (re.compile(r"pool (was )?(paused|cleared)", re.I), CONNECTION_LOST),
+    (re.compile(r"timed out|timeout", re.I), NO_ANSWER),
+    (re.compile(r"no servers found|no replica set members", re.I), NO_SERVER),
+)
+# A cause in words when the driver's text says nothing we know: by the error's kind, never its class name.
+_KIND_CAUSES: tuple[tuple[type[BaseException], str], ...] = (
+    (NetworkTimeout, NO_ANSWER),
+    (ServerSelectionTimeoutError, NO_SERVER),
+    (ConnectionFailure, CONNECTION_LOST),
 )
 NAMESPACE_NOT_FOUND = 26
 # Seconds closing a client may spend ending its server sessions (a courtesy; the server expires them anyway).
@@ -113,7 +131,10 @@ def connection_reason(exc: BaseException) -> str:
     for pattern, reason in _CAUSES:
         if pattern.search(text):
             return reason
-    return type(exc).__name__
+    for kind, reason in _KIND_CAUSES:
+        if isinstance(exc, kind):
+            return reason
+    return "unexpected driver error"
 
 
 class SessionPoolError(Exception):
@@ -185,6 +206,23 @@ class OperationFailed(SessionPoolError):
         self.code = code
         self.transient = transient
         super().__init__(message, operation=operation)
+
+
+class CollectionMissing(SessionPoolError, LookupError):
+    """The pool's collection does not exist (a mistyped name, or a pool not created yet); nothing creates it."""
+
+    status = 404
+    kind = "collection_missing"
+
+    def __init__(
+        self, database: str, collection: str, *, close: tuple[str, ...] = (), operation: str | None = None
+    ) -> None:
+        self.database = database
+        self.collection = collection
+        self.close = close
+        self.what = f"collection {database}.{collection} does not exist"
+        hint = f" (did you mean {' or '.join(close)}?)" if close else ""
+        super().__init__(self.what + hint, operation=operation)
 
 
 class TransactionsUnsupported(SessionPoolError):

@@ -12,7 +12,15 @@ from pymongo.errors import PyMongoError
 
 from exporter.collector import mongo_client, pool_sessions
 from exporter.config import Config, Pool, config_warnings
-from exporter.core import MongoSessions, OperationFailed, OperationTimeout, SessionPoolError, Unavailable, redact
+from exporter.core import (
+    CollectionMissing,
+    MongoSessions,
+    OperationFailed,
+    OperationTimeout,
+    SessionPoolError,
+    Unavailable,
+    redact,
+)
 from exporter.doctor.documents import census, document_findings
 from exporter.doctor.findings import Finding, Report, error, warn
 from exporter.doctor.frame import frame_findings, read_samples
@@ -116,9 +124,16 @@ async def _examine(config: Config, client: AsyncMongoClient[dict[str, Any]], rep
 
 
 async def _pool(config: Config, client: AsyncMongoClient[dict[str, Any]], pool: Pool, rights: Rights) -> list[Finding]:
-    """The checks of one pool, in order: rights, indexes, plans, documents, timezone, refresh, sums."""
+    """The checks of one pool, in order: its collection, rights, indexes, plans, documents, timezone, refresh, sums."""
     sessions = pool_sessions(config, pool, client, timeout=LONG_READ)
     db, coll = pool.database, pool.collection
+    try:
+        missing = await _attempt("collection", lambda: _missing(sessions))
+    except _Failed as failed:
+        return [failed.finding]
+    if missing is not None:
+        # First and alone: index advice for a collection that does not exist would create it.
+        return [missing]
     out: list[Finding] = []
     indexes: Indexes | None = None
     if rights.allows(db, coll, "listIndexes"):
@@ -158,6 +173,21 @@ async def _pool(config: Config, client: AsyncMongoClient[dict[str, Any]], pool: 
     return out
 
 
+async def _missing(sessions: MongoSessions) -> Finding | None:
+    """An error finding when the pool's collection does not exist (with the close names), else None."""
+    try:
+        await sessions.check_collection()
+    except CollectionMissing as exc:
+        where = f"pools[].database and pools[].collection ({exc.database}.{exc.collection})"
+        close = f"did you mean {' or '.join(exc.close)}? " if exc.close else ""
+        return error(
+            "collection",
+            f"{exc.what}; the daemon reports it (collection_missing) and creates nothing; other checks skipped",
+            f"{close}check {where}; names are case-sensitive",
+        )
+    return None
+
+
 async def _plans(sessions: MongoSessions, index_coming: bool) -> list[Finding]:
     return plan_findings(await explain_statistics(sessions), index_coming=index_coming)
 
@@ -168,8 +198,8 @@ async def _documents(sessions: MongoSessions, pool: Pool) -> list[Finding]:
         return [
             warn(
                 "documents",
-                f"{pool.database}.{pool.collection} is empty or does not exist",
-                "check pools[].database and pools[].collection (names are case-sensitive)",
+                f"{pool.database}.{pool.collection} is empty",
+                "add sessions (MongoSessions.add), or check pools[].database and pools[].collection",
             )
         ]
     return document_findings(pool, total, found, seconds)

@@ -16,6 +16,7 @@ from pymongo import MongoClient
 
 from exporter import (
     STATES,
+    CollectionMissing,
     InvalidInput,
     MongoSessions,
     OperationFailed,
@@ -99,6 +100,37 @@ async def test_connect_creates_indexes_idempotently_and_keeps_others(
     assert await pool.missing_indexes() == [[("active", 1), ("last_use", 1), ("next_use", 1)]]
     info = await pool.index_information()
     assert info.keys() == set(coll.index_information())
+
+
+async def test_a_missing_collection_is_never_created_by_accident(
+    mongo_uri: str, sync_client: SyncClient, unique_name: str
+) -> None:
+    """connect() and ensure_indexes() build nothing on a collection that does not exist (that would create
+    it, and a mistyped name would look like a healthy empty pool); the first add() creates it, with its indexes."""
+    database = sync_client["spe_test"]
+    database.create_collection(unique_name + "_telegram")
+    pool = MongoSessions(mongo_uri, "spe_test", unique_name + "_telegarm", tz_aware=True)
+    try:
+        await pool.connect()
+        assert unique_name + "_telegarm" not in database.list_collection_names()
+        assert not await pool.collection_exists()
+        with pytest.raises(CollectionMissing) as missing:
+            await pool.ensure_indexes()
+        assert missing.value.status == 404 and missing.value.close == (unique_name + "_telegram",)
+        assert missing.value.message == (
+            f"collection spe_test.{unique_name}_telegarm does not exist (did you mean {unique_name}_telegram?)"
+        )
+        with pytest.raises(CollectionMissing):
+            await pool.missing_indexes()
+        # Reads and statistics of a missing collection answer as the original did: nothing there.
+        assert await pool.count_active() == 0 and await pool.get_session() is None
+        assert (await pool.aggregate_statistics()).total == 0
+        assert unique_name + "_telegarm" not in database.list_collection_names()
+        await pool.add({"session": {"phone": "+1"}})  # adding the first session is how a pool is created
+        assert await pool.collection_exists()
+        assert "active_1_last_use_1_next_use_1" in database[unique_name + "_telegarm"].index_information()
+    finally:
+        await pool.close()
 
 
 async def test_get_session_uses_the_lru_index(pool_factory: PoolFactory, sync_client: SyncClient) -> None:

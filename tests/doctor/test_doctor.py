@@ -102,6 +102,25 @@ async def test_a_healthy_pool_is_all_ok(mongo_uri: str, sync_client: SyncClient,
     assert index_names(sync_client, db, "healthy") == before
 
 
+def test_a_mistyped_collection_is_the_first_finding(
+    mongo_uri: str, sync_client: SyncClient, db: str, tmp_path: Path
+) -> None:
+    """A pool whose collection does not exist: its first and only finding says so and names the close
+    collections; no createIndex advice (that would create it); nothing is created; exit 4."""
+    sync_client[db]["telegram"].insert_one({"active": True, "next_use": None})
+    sync_client[db]["telegram_archive"].insert_one({"active": True})
+    path = pools_config(tmp_path, mongo_uri, [{"name": "tg", "database": db, "collection": "telegarm"}])
+    result = doctor(path)
+    assert result.returncode == 4, result.stdout
+    assert [(check, verdict) for pool, check, verdict in text_rows(result.stdout) if pool == "tg"] == [
+        ("collection", "error")
+    ], result.stdout
+    finding = lines(result.stdout, "tg", "collection")[0]
+    assert f"collection {db}.telegarm does not exist" in finding and "did you mean telegram" in finding, finding
+    assert "createIndex" not in result.stdout
+    assert "telegarm" not in sync_client[db].list_collection_names()
+
+
 async def test_missing_indexes_and_the_scans_they_cause(
     mongo_uri: str, sync_client: SyncClient, db: str, tmp_path: Path
 ) -> None:

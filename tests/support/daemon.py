@@ -19,6 +19,8 @@ from typing import Any
 import httpx
 import pytest
 import yaml
+from pymongo import MongoClient
+from pymongo.errors import CollectionInvalid, ConfigurationError, ServerSelectionTimeoutError
 
 from exporter.admin import AdminService
 from exporter.assembly import build
@@ -56,6 +58,29 @@ def config(mongo_uri: str, pools: list[dict[str, Any]], *, tokens: bool = True, 
     return data
 
 
+def create_pools(data: Mapping[str, Any], env: Mapping[str, str] | None = None) -> None:
+    """Create the collections of the config's pools that do not exist yet, as a deployment has them.
+
+    The daemon never creates a pool's collection (a missing one is a named condition); a test of that
+    condition starts its daemon with `create_pools=False`. Skipped quickly when the server is down.
+    """
+    uri = (data.get("mongodb") or {}).get("uri") or (env or {}).get("SESSION_POOL_EXPORTER_MONGODB__URI")
+    pools = [p for p in data.get("pools") or [] if isinstance(p, dict)]
+    if not uri or not pools:
+        return
+    client: MongoClient[dict[str, Any]] = MongoClient(uri, serverSelectionTimeoutMS=1000)
+    try:
+        for pool in pools:
+            database = client[pool["database"]]
+            if pool["collection"] not in database.list_collection_names(filter={"name": pool["collection"]}):
+                with contextlib.suppress(CollectionInvalid):  # created meanwhile by the test itself
+                    database.create_collection(pool["collection"])
+    except (ServerSelectionTimeoutError, ConfigurationError):
+        pass  # a test of a daemon whose MongoDB is down
+    finally:
+        client.close()
+
+
 def write_config(directory: Path, data: Mapping[str, Any]) -> Path:
     """Write a config file under `directory` and return its path."""
     path = directory / f"config-{free_port()}.yaml"
@@ -85,6 +110,7 @@ class Daemon:
     port: int = field(default_factory=free_port)
     verify: str | bool = True
     nofile: int | None = None  # open-files limit (soft and hard) of the daemon process
+    create_pools: bool = True  # create the pools' collections first (see create_pools)
     process: subprocess.Popen[bytes] | None = None
     workdir: Path = field(default_factory=lambda: Path(tempfile.mkdtemp(prefix="spe-daemon-")))
 
@@ -100,7 +126,9 @@ class Daemon:
         return self.workdir / "stderr.log"
 
     def start(self) -> Daemon:
-        """Write the config and start the process."""
+        """Write the config (and the pools' collections, unless told not to) and start the process."""
+        if self.create_pools:
+            create_pools(self.config, self.env)
         path = self.workdir / "config.yaml"
         path.write_text(yaml.safe_dump({**self.config, "listen": f"127.0.0.1:{self.port}"}))
         limit = self.nofile
@@ -203,9 +231,12 @@ def running(
     verify: str | bool = True,
     ready: bool = False,
     nofile: int | None = None,
+    create_pools: bool = True,
 ) -> Iterator[Daemon]:
     """A started daemon subprocess (waited ready if asked), stopped and cleaned up on exit."""
-    daemon = Daemon(dict(config), dict(env or {}), list(args or []), verify=verify, nofile=nofile).start()
+    daemon = Daemon(
+        dict(config), dict(env or {}), list(args or []), verify=verify, nofile=nofile, create_pools=create_pools
+    ).start()
     try:
         if ready:
             daemon.wait_ready()
@@ -239,8 +270,13 @@ class InProcess:
 
 
 @contextlib.asynccontextmanager
-async def serving(config_path: Path) -> AsyncIterator[InProcess]:
-    """Build the daemon from a config file exactly as `run` does, serve it on a free port, stop it after."""
+async def serving(config_path: Path, *, create: bool = True) -> AsyncIterator[InProcess]:
+    """Build the daemon from a config file exactly as `run` does, serve it on a free port, stop it after.
+
+    `create`: create the pools' collections first (see create_pools).
+    """
+    if create:
+        await asyncio.to_thread(lambda: create_pools(yaml.safe_load(config_path.read_text())))
     daemon = build(load_config(config_path))
     servers = [s for s in (daemon.server(install_signals=False), daemon.admin_server()) if s is not None]
     tasks = [asyncio.create_task(server.serve()) for server in servers]

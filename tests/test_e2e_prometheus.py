@@ -28,6 +28,7 @@ import pytest
 import yaml
 
 from exporter import MongoSessions
+from tests.support.daemon import create_pools
 from tests.support.tools import require_binary
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -225,6 +226,7 @@ def running_stack(tmp_path: Path, mongo_uri: str, pools: dict[str, int], replica
             ],
         }
         (tmp_path / "exporter.yaml").write_text(yaml.safe_dump(config))
+        create_pools(config, {"SESSION_POOL_EXPORTER_MONGODB__URI": mongo_uri})  # the daemon creates none
         # Secrets go through the environment, not the config file or the command line.
         env = {
             **os.environ,

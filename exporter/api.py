@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import time
 from collections.abc import AsyncIterator, Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 from pydantic import ValidationError
@@ -27,6 +28,33 @@ from exporter.metrics import Metrics
 log = get_logger("exporter.api")
 
 RETRY_AFTER_SECONDS = 5
+
+
+@dataclass(frozen=True)
+class MainRoute:
+    """A route of the main listener (the admin routes are the admin package's endpoint table)."""
+
+    path: str
+    methods: tuple[str, ...]
+    summary: str
+
+
+MAIN_ROUTES: tuple[MainRoute, ...] = (
+    MainRoute(
+        "/metrics",
+        ("GET", "HEAD"),
+        "The exposition, from memory (never waits for MongoDB): Prometheus text, or OpenMetrics on "
+        "`Accept: application/openmetrics-text`; gzipped on `Accept-Encoding: gzip`.",
+    ),
+    MainRoute("/healthz", ("GET",), "`200 ok`: the process is alive and serving (on the admin listener too)."),
+    MainRoute(
+        "/readyz",
+        ("GET",),
+        "`200` JSON when every pool has refreshed successfully within its `max_age` and MongoDB answers a ping "
+        "(1 s, cached 1 s); otherwise `503` JSON `{ready: false, reasons: [...], pools: {...}}`, each reason a "
+        "cause in words (a missing collection, MongoDB unreachable and why).",
+    ),
+)
 
 
 def error_response(exc: BaseException) -> JSONResponse:
@@ -225,10 +253,9 @@ def create_app(
         finally:
             await collector.stop()
 
+    handlers: dict[str, Any] = {"/metrics": Scrape(metrics), "/healthz": healthz, "/readyz": readyz}
     routes: list[BaseRoute] = [
-        Route("/metrics", Scrape(metrics), methods=["GET", "HEAD"]),
-        Route("/healthz", healthz, methods=["GET"]),
-        Route("/readyz", readyz, methods=["GET"]),
+        *(Route(r.path, handlers[r.path], methods=list(r.methods)) for r in MAIN_ROUTES),
         *(admin_routes or []),
     ]
     if admin_routes is None:

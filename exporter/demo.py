@@ -38,6 +38,8 @@ P_INACTIVE = 0.01
 # One session in FLAKY_EVERY is flaky: it succeeds far less often, so the console's
 # "Underperforming" tab and session_pool_underperforming_sessions have something to show.
 FLAKY_EVERY = 25
+# Seconds the demo waits for every pool's first refresh before printing where everything is.
+FIRST_REFRESH_WAIT = 15.0
 P_SUCCESS_FLAKY = 0.35
 
 
@@ -206,6 +208,27 @@ async def _activator(pool: MongoSessions, seed: int, stop: asyncio.Event) -> Non
                 await pool.session_activate(rng.choice(docs))
 
 
+def banner(
+    args: argparse.Namespace, names: list[str], base: str, admin_base: str, token: str, token_file: Path, uri: str
+) -> str:
+    """What the demo tells its user: where everything is, and the lines to paste into another terminal."""
+    admin_note = "the demo's one port" if admin_base == base else "its own loopback port"
+    return (
+        f"demo: {len(names)} pools ({', '.join(names)}) of {args.sessions} sessions each in database "
+        f"{DATABASE!r}, {args.handlers} simulated handlers per pool\n"
+        f"  metrics:  {base}/metrics\n"
+        f"  ready:    {base}/readyz\n"
+        f"  admin:    {admin_base}/admin/pools  (admin API on {admin_note}; a daemon's is on 127.0.0.1:9811)\n"
+        # The fragment never reaches a server or a log; the page moves it into sessionStorage.
+        f"  console:  {admin_base}/admin/ui/#token={token}\n"
+        f"  mongodb:  {uri}\n"
+        "In another terminal, paste these for the admin API, doctor and a daemon of your own:\n"
+        f"  export SESSION_POOL_EXPORTER_MONGODB__URI='{uri}'\n"
+        f'  export SESSION_POOL_EXPORTER_ADMIN_TOKEN="$(cat {token_file})"\n'
+        + ("Press Ctrl-C to stop." if args.duration is None else f"Stopping after {args.duration:g} s.")
+    )
+
+
 async def _run(args: argparse.Namespace, server: Mongod, stop: asyncio.Event, listener: socket.socket) -> int:
     """Seed, start the fleet and the exporter, wait for Ctrl-C or --duration."""
     # A throwaway admin token, in a file only this user can read: never printed or logged.
@@ -236,23 +259,16 @@ async def _run(args: argparse.Namespace, server: Mongod, stop: asyncio.Event, li
         if serving.done():
             print("demo: the HTTP server did not start", file=sys.stderr)
             return 1
+        # The URLs are printed once every pool has its first statistics: what they show is never empty.
+        for _ in range(int(FIRST_REFRESH_WAIT / 0.05)):
+            if all(pool.up for pool in daemon.collector.pools.values()) or stop.is_set():
+                break
+            await asyncio.sleep(0.05)
         host, port = parse_listen(args.listen)
         shown = "127.0.0.1" if host in ("0.0.0.0", "::") else host
         base = f"http://{f'[{shown}]' if ':' in shown else shown}:{port}"
         admin_base = base if config.admin.listen is None else f"http://{config.admin.listen}"
-        print(
-            f"demo: {len(names)} pools ({', '.join(names)}), {args.sessions} sessions each, "
-            f"{args.handlers} simulated handlers per pool\n"
-            f"  metrics:  {base}/metrics\n"
-            f"  ready:    {base}/readyz\n"
-            f"  health:   {base}/healthz\n"
-            f'  admin:    curl -H "Authorization: Bearer $(cat {token_file})" {admin_base}/admin/pools\n'
-            # The fragment never reaches a server or a log; the page moves it into sessionStorage.
-            f"  console:  {admin_base}/admin/ui/#token={token}\n"
-            f"  mongodb:  {server.uri}\n"
-            + ("Press Ctrl-C to stop." if args.duration is None else f"Stopping after {args.duration:g} s."),
-            flush=True,
-        )
+        print(banner(args, names, base, admin_base, token, token_file, server.uri), flush=True)
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(stop.wait(), timeout=args.duration)
         stop.set()

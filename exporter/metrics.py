@@ -36,6 +36,7 @@ STALE_LIMIT = 2.0
 # 0.15 s each) one every 3 s, served up to 8 s old.
 RENDER_SHARE = 0.05
 _EVERY = "Refreshed every session_pool_refresh_interval_seconds, not at scrape time."
+_SUMS_EVERY = "Read every session_pool_sums_interval_seconds (one pass over the pool), not at scrape time."
 
 Samples = Iterable[tuple[tuple[str, ...], float]]
 
@@ -94,21 +95,25 @@ POOL_GAUGES: tuple[PoolGauge, ...] = (
         "uses",
         "Sum of count_use over the pool, read every sums_interval; use deriv()/delta(), not rate().",
         lambda p: _one(p.sums.uses if p.sums and p.sums_fresh else None),
+        every=_SUMS_EVERY,
     ),
     PoolGauge(
         "successes",
         "Sum of count_success over the pool, read every sums_interval; use deriv()/delta(), not rate().",
         lambda p: _one(p.sums.successes if p.sums and p.sums_fresh else None),
+        every=_SUMS_EVERY,
     ),
     PoolGauge(
         "sums_timestamp_seconds",
         "Unix time the pool's uses and successes were last read (every sums_interval).",
         lambda p: _one(p.sums_success),
+        every=_SUMS_EVERY,
     ),
     PoolGauge(
         "sums_interval_seconds",
         "Configured seconds between readings of the sums.",
         lambda p: _one(p.config.sums_interval),
+        every="",
     ),
     PoolGauge(
         "next_unlock_timestamp_seconds",
@@ -131,9 +136,14 @@ POOL_GAUGES: tuple[PoolGauge, ...] = (
         every="Counted every underperforming.interval seconds (not every refresh); absent before the first count.",
     ),
     PoolGauge(
-        "min_active_sessions", "Configured alert threshold for active sessions.", lambda p: _one(p.min_active_sessions)
+        "min_active_sessions",
+        "Configured alert threshold for active sessions (min_active_sessions).",
+        lambda p: _one(p.min_active_sessions),
+        every="",
     ),
-    PoolGauge("refresh_interval_seconds", "Configured seconds between refreshes.", lambda p: _one(p.interval)),
+    PoolGauge(
+        "refresh_interval_seconds", "Configured seconds between refreshes.", lambda p: _one(p.interval), every=""
+    ),
     PoolGauge("up", "1 when the pool's last refresh succeeded, else 0.", lambda p: _one(1.0 if p.up else 0.0)),
     PoolGauge(
         "collection_missing",
@@ -181,6 +191,39 @@ COUNTERS: tuple[CounterSpec, ...] = (
 )
 
 
+@dataclass(frozen=True)
+class DaemonFamily:
+    """One metric of the daemon as a whole (no pool label): its name, type, help and labels."""
+
+    name: str
+    type: str
+    help: str
+    labels: tuple[str, ...] = ()
+
+
+MONGODB_UP = DaemonFamily(
+    "mongodb_up",
+    "gauge",
+    "1 when MongoDB answered the daemon's last check (a ping on the members the statistics may read, every few "
+    "seconds, or a refresh), else 0; absent before the first check.",
+)
+HTTP_CONNECTIONS = DaemonFamily("http_connections", "gauge", "HTTP connections open now (both listeners).")
+HTTP_CONNECTIONS_CLOSED = DaemonFamily(
+    "http_connections_closed",
+    "counter",
+    "HTTP connections the daemon closed: reason slow_header (no request head within http.header_timeout), "
+    "evicted (closed to make room at http.max_connections).",
+    ("reason",),
+)
+BUILD_INFO = DaemonFamily(
+    "build_info",
+    "gauge",
+    "Always 1; labels carry the exporter, Python and PyMongo versions.",
+    ("version", "python_version", "pymongo_version"),
+)
+DAEMON_FAMILIES: tuple[DaemonFamily, ...] = (MONGODB_UP, HTTP_CONNECTIONS, HTTP_CONNECTIONS_CLOSED, BUILD_INFO)
+
+
 class PoolCollector(Collector):
     """Renders the pool gauges from memory and applies the staleness rule (never touches MongoDB)."""
 
@@ -193,7 +236,9 @@ class PoolCollector(Collector):
 
     @staticmethod
     def _family(gauge: PoolGauge) -> GaugeMetricFamily:
-        return GaugeMetricFamily(PREFIX + gauge.name, f"{gauge.help} {gauge.every}", labels=["pool", *gauge.labels])
+        return GaugeMetricFamily(
+            PREFIX + gauge.name, f"{gauge.help} {gauge.every}".strip(), labels=["pool", *gauge.labels]
+        )
 
     def collect(self) -> Iterator[Metric]:
         """Current samples for every pool."""
@@ -221,11 +266,7 @@ class MongoDBCollector(Collector):
 
     @staticmethod
     def _family() -> GaugeMetricFamily:
-        return GaugeMetricFamily(
-            PREFIX + "mongodb_up",
-            "1 when MongoDB answered the daemon's last check (a ping on the members the statistics may read, every "
-            "few seconds, or a refresh), else 0; absent before the first check.",
-        )
+        return GaugeMetricFamily(PREFIX + MONGODB_UP.name, MONGODB_UP.help)
 
     def collect(self) -> Iterator[Metric]:
         """The current verdict."""
@@ -249,12 +290,11 @@ class ConnectionCollector(Collector):
     @staticmethod
     def _families(values: tuple[int, int, int]) -> Iterator[Metric]:
         open_now, slow, evicted = values
-        yield GaugeMetricFamily(PREFIX + "http_connections", "HTTP connections open now.", value=open_now)
+        yield GaugeMetricFamily(PREFIX + HTTP_CONNECTIONS.name, HTTP_CONNECTIONS.help, value=open_now)
         closed = CounterMetricFamily(
-            PREFIX + "http_connections_closed",
-            "HTTP connections the daemon closed: reason slow_header (no request head within http.header_timeout), "
-            "evicted (closed to make room at http.max_connections).",
-            labels=["reason"],
+            PREFIX + HTTP_CONNECTIONS_CLOSED.name,
+            HTTP_CONNECTIONS_CLOSED.help,
+            labels=list(HTTP_CONNECTIONS_CLOSED.labels),
         )
         closed.add_metric(["slow_header"], slow)
         closed.add_metric(["evicted"], evicted)
@@ -296,10 +336,7 @@ class Metrics:
         PlatformCollector(registry=self.registry)
         GCCollector(registry=self.registry)
         self.build_info = Gauge(
-            PREFIX + "build_info",
-            "Always 1; labels carry the exporter, Python and PyMongo versions.",
-            ["version", "python_version", "pymongo_version"],
-            registry=self.registry,
+            PREFIX + BUILD_INFO.name, BUILD_INFO.help, list(BUILD_INFO.labels), registry=self.registry
         )
         self.build_info.labels(version, platform.python_version(), pymongo.version).set(1)
         for spec in COUNTERS:

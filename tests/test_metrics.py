@@ -169,7 +169,9 @@ def test_help_types_and_admin_counters() -> None:
     families = {f.name: f for f in text_string_to_metric_families(metrics.render()[0].decode())}
     for name in ("session_pool_sessions", "session_pool_active_sessions", "session_pool_uses", "session_pool_up"):
         assert families[name].type == "gauge"
-        assert "Refreshed every" in families[name].documentation
+        # Each says how often it is read (the sums on their own, slower cadence), and never at scrape time.
+        every = "Read every session_pool_sums_interval_seconds" if name == "session_pool_uses" else "Refreshed every"
+        assert every in families[name].documentation and "not at scrape time" in families[name].documentation
     for name in ("session_pool_refreshes", "session_pool_refresh_failures", "session_pool_admin_actions",
                  "session_pool_admin_action_failures"):  # fmt: skip
         assert families[name].type == "counter"

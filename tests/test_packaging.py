@@ -60,3 +60,14 @@ def test_published_extras_carry_no_dev_tools() -> None:
     extras = PYPROJECT["project"]["optional-dependencies"]
     assert set(extras) == {"mongod"}
     assert not {Requirement(r).name for r in extras["mongod"]} & DEV_TOOLS
+
+
+def test_ci_runs_the_readme_test_command() -> None:
+    """The README's test command is `bash .ci/run`: it installs what the tests need and ends by running all of them."""
+    readme = (ROOT / "README.md").read_text(encoding="utf-8")
+    assert "\n```sh\nbash .ci/run\n```\n" in readme
+    script = (ROOT / ".ci" / "run").read_text(encoding="utf-8")
+    assert script.startswith("#!/usr/bin/env bash\n") and "set -euo pipefail" in script
+    commands = [line for line in script.splitlines() if line.strip() and not line.lstrip().startswith("#")]
+    assert commands[-1] == ".venv/bin/python -m pytest -q", commands[-1]
+    assert "--require-hashes -r requirements/dev.txt" in script  # the lock file, every test tool in it

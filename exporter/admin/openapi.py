@@ -76,6 +76,8 @@ def _document() -> dict[str, Any]:
         operation: dict[str, Any] = {
             "operationId": e.operation_id,
             "summary": e.summary,
+            # The token role the route needs (read: GET routes; write: the actions).
+            "x-role": "write" if e.write else "read",
             "responses": {
                 "200": ok,
                 **{

@@ -48,7 +48,9 @@ def render(data: dict[str, dict[str, Any]]) -> str:
     w("Regenerate this page (about 15 minutes on 2 cores):")
     w("")
     # The manual's example runner (tests/docs/) runs every block; this one is the suite CI runs anyway.
-    w("<!-- not run: the suite itself, shorter in CI; tests/reliability/test_load.py::test_reads_under_load_with_churn -->")
+    w(
+        "<!-- not run: the suite itself, shorter in CI; tests/reliability/test_load.py::test_reads_under_load_with_churn -->"
+    )
     w("```sh")
     w(
         "RELIABILITY_LOAD_SECONDS=60 RELIABILITY_SOAK_SECONDS=300 RELIABILITY_REPORT=docs/reliability.md "

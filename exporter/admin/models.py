@@ -206,6 +206,11 @@ class PoolView(Answer):
     fresh: bool = Field(description="The last successful refresh is younger than max_age.")
     last_success: str | None
     last_error: str | None
+    cause: str | None = Field(
+        default=None,
+        description="Why the last refresh failed, in words (MongoDB unreachable and why, a missing collection...).",
+    )
+    collection_missing: bool = Field(default=False, description="The last refresh found no collection.")
     active: int | None
     min_active_sessions: int
     interval: float

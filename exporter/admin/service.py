@@ -176,6 +176,8 @@ class AdminService:
                     fresh=pool.fresh,
                     last_success=_iso(pool.last_success),
                     last_error=pool.last_error,
+                    cause=None if pool.up else pool.last_cause or pool.last_error,
+                    collection_missing=pool.collection_missing,
                     active=pool.active,
                     min_active_sessions=pool.min_active_sessions,
                     interval=pool.interval,

@@ -1,7 +1,7 @@
 // The pools overview: per pool the five state counts, the active share against its minimum, the
 // next unlock, refresh health and the last hour of states (from the daemon's memory).
 import { api } from "./api.js";
-import { STATES, STATE_LABEL, clock, h, number, percent, relative, svg } from "./dom.js";
+import { STATES, STATE_LABEL, clock, h, number, percent, relative, serverNow, svg } from "./dom.js";
 import { current, link, onLeave, render } from "./app.js";
 
 const EVERY_MS = 5000;
@@ -46,12 +46,21 @@ function card(pool, timeline) {
   const active = stats ? stats.states.active : null;
   const share = total ? active / total : null;
   const low = active !== null && active < pool.min_active_sessions;
-  const health = !pool.up
-    ? h("p", { class: "health down", role: "status" }, "Pool down: ", pool.last_error || "no successful refresh yet")
-    : !pool.fresh
-      ? h("p", { class: "health stale" }, "Statistics stale: last refresh ", relative(pool.last_success))
-      : h("p", { class: "health ok" }, "Refresh ok · ", relative(pool.last_success), ` · every ${pool.interval} s`);
-  const counts = h("ul", { class: "counts" }, STATES.map((state) => h("li", {},
+  // Counts a failed or late refresh left behind are shown dimmed, with their age: never as current.
+  const old = Boolean(stats) && (!pool.up || !pool.fresh);
+  const age = old ? h("p", { class: "health aged" }, `Counts as of ${relative(pool.last_success)}, not current.`) : null;
+  const health = pool.collection_missing
+    ? h("p", { class: "health down", role: "status" }, "Collection missing: ", pool.cause || pool.last_error,
+      ". Nothing creates it: check the pool's database and collection.")
+    : !pool.up
+      ? h("p", { class: "health down", role: "status" }, "Pool down: ", pool.cause || pool.last_error || "no successful refresh yet")
+      : !pool.fresh
+        ? h("p", { class: "health stale" }, "Statistics stale: last refresh ", relative(pool.last_success))
+        : h("p", { class: "health ok" }, "Refresh ok · ", relative(pool.last_success), ` · every ${pool.interval} s`);
+  const unlock = !stats ? "—" : !stats.next_unlock ? "none held"
+    : Date.parse(stats.next_unlock) <= serverNow() ? `due since ${clock(stats.next_unlock)}`
+      : `${relative(stats.next_unlock)} (${clock(stats.next_unlock)})`;
+  const counts = h("ul", { class: old ? "counts aged" : "counts" }, STATES.map((state) => h("li", {},
     h("a", { href: link(["pools", pool.name], { state }), class: `count state-${state}` },
       h("span", { class: "label" }, STATE_LABEL[state]),
       h("span", { class: "value", "data-state": state }, stats ? number(stats.states[state]) : "—")))));
@@ -62,13 +71,14 @@ function card(pool, timeline) {
       h("span", { class: "muted" }, `${pool.database}.${pool.collection}`)),
     health,
     counts,
+    age,
     h("div", { class: `share${low ? " low" : ""}` },
       h("label", { for: `share-${pool.name}` }, `Active ${number(active)} of ${number(total)} (${percent(share)}) · minimum ${pool.min_active_sessions}`),
       h("meter", { id: `share-${pool.name}`, min: "0", max: String(total || 1), low: String(pool.min_active_sessions),
         optimum: String(total || 1), value: String(active || 0) }),
       low ? h("p", { class: "warn" }, "Below the pool's minimum of active sessions.") : null),
     h("dl", { class: "facts" },
-      h("dt", {}, "Next unlock"), h("dd", {}, !stats ? "—" : stats.next_unlock ? `${relative(stats.next_unlock)} (${clock(stats.next_unlock)})` : "none held"),
+      h("dt", {}, "Next unlock"), h("dd", {}, unlock),
       h("dt", {}, "Underperforming"), h("dd", {}, found
         ? h("a", { href: link(["pools", pool.name], { underperforming: "1" }) }, `${number(found.count)} session(s)`)
         : "not counted yet"),

@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
 
 from bson import ObjectId
+from pymongo import MongoClient
 
 from exporter.core import State
-from exporter.mongod import free_port
+from exporter.mongod import Mongod, free_port
 from tests.console.conftest import Console
 from tests.support.browser import PHONE, Watched, page, screenshot
 from tests.support.console import login, password, phone, pool_entry
@@ -265,3 +267,44 @@ def test_mongodb_unreachable_and_the_pool_down_are_said(chromium: Any) -> None:
         assert alert.inner_text().startswith("MongoDB unreachable:"), alert.inner_text()
         assert p.get_by_role("button", name="Try again").is_visible()
         tab.clean(refused=[503])
+
+
+def test_stale_counts_are_dimmed_with_their_age_and_causes_are_words(
+    chromium: Any, mongod_factory: Callable[..., Mongod]
+) -> None:
+    """MongoDB stopped after a good refresh: the card says why in words (no step name), dims the last counts
+    and says how old they are; a pool whose collection is missing says so, with the close name."""
+    server = mongod_factory()
+    client: MongoClient[dict[str, Any]] = MongoClient(server.uri)
+    with client:
+        client["spe_console_stale"]["telegram"].insert_many([{"active": True, "next_use": None} for _ in range(5)])
+    pools = [
+        pool_entry("telegram", "spe_console_stale"),
+        {**pool_entry("typo", "spe_console_stale"), "collection": "telegarm"},
+    ]
+    data = config(server.uri, pools, mongodb={"server_selection_timeout": 1, "timeout": 2},
+                  defaults={"interval": 1, "jitter": 0, "refresh_timeout": 2, "max_age": 600})  # fmt: skip
+    with running(data, create_pools=False) as daemon, page(chromium) as tab:
+        daemon.wait_for(lambda: daemon.refreshes("telegram") >= 1 and daemon.refreshes("typo") >= 1, "refreshes")
+        p = tab.page
+        p.goto(f"{daemon.url}/admin/ui/#token={WRITE_TOKEN}")
+        missing = p.locator("article[data-pool='typo'] .health.down")
+        missing.wait_for(timeout=20_000)
+        assert missing.inner_text() == (
+            "Collection missing: collection spe_console_stale.telegarm does not exist (did you mean telegram?). "
+            "Nothing creates it: check the pool's database and collection."
+        ), missing.inner_text()
+        card = p.locator("article[data-pool='telegram']")
+        card.locator(".health.ok").wait_for(timeout=20_000)
+        assert card.locator(".counts.aged").count() == 0
+        server.stop()
+        down = card.locator(".health.down", has_text="MongoDB is unreachable")
+        down.wait_for(timeout=30_000)
+        text = down.inner_text()
+        assert text.startswith("Pool down: MongoDB is unreachable") and "connection refused" in text, text
+        assert not re.search(r"(index_information|aggregate_statistics|server_time|connect): ", text), text
+        assert card.locator(".counts.aged").count() == 1  # the last good counts, dimmed
+        assert re.fullmatch(r"Counts as of .+ ago, not current\.", card.locator(".health.aged").inner_text())
+        assert card.locator("[data-state='active']").inner_text() == "5"
+        screenshot(tab, "pool-stale")
+        tab.clean()  # the overview reads from memory: nothing is refused while MongoDB is down

@@ -248,10 +248,10 @@ async def test_request_timeout_against_a_blackholed_server(
 
 
 def test_the_settings_are_documented_with_their_precedence() -> None:
-    """The README says which timeout wins when (the rule these tests check)."""
-    readme = (Path(__file__).resolve().parent.parent / "README.md").read_text(encoding="utf-8")
-    assert "### Timeouts" in readme
-    section = readme.split("### Timeouts", 1)[1].split("\n## ", 1)[0]
+    """The manual's configuration page says which timeout wins when (the rule these tests check)."""
+    page = (Path(__file__).resolve().parent.parent / "docs" / "configuration.md").read_text(encoding="utf-8")
+    assert "\n## Timeouts\n" in page
+    section = page.split("\n## Timeouts\n", 1)[1].split("\n## ", 1)[0]
     for setting in ("server_selection_timeout", "mongodb.timeout", "refresh_timeout", "admin.request_timeout"):
         assert setting in section, setting
 

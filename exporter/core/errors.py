@@ -74,6 +74,8 @@ _CAUSES = (
     (re.compile(r"connection reset|broken pipe|closed", re.I), CONNECTION_CLOSED),
     (re.compile(r"pool (was )?(paused|cleared)", re.I), CONNECTION_LOST),
     (re.compile(r"timed out|timeout", re.I), NO_ANSWER),
+    # Nothing known of any server yet, and no error either: connections neither refused nor answered.
+    (re.compile(r"no servers found yet", re.I), NO_ANSWER),
     (re.compile(r"no servers found|no replica set members", re.I), NO_SERVER),
 )
 # A cause in words when the driver's text says nothing we know: by the error's kind, never its class name.

@@ -9,7 +9,7 @@ from typing import Any
 
 from pymongo import AsyncMongoClient
 
-from exporter.core import OperationFailed, SessionPoolError, Unavailable, format_duration, guard
+from exporter.core import OperationFailed, SessionPoolError, Unavailable, errors, format_duration, guard
 from exporter.doctor.findings import Finding, error, ok, warn
 
 # $unionWith (4.4) and snapshot reads (5.0) make the statistics one aggregation of one instant.
@@ -19,14 +19,19 @@ SKEW_WARN = timedelta(seconds=2)
 _CLOCK_SAMPLES = 5
 
 _CONNECT_FIXES = {
-    "connection refused": "is mongod running and listening on the host and port of mongodb.uri "
+    errors.REFUSED: "is mongod running and listening on the host and port of mongodb.uri "
     "(its bind_ip included), with no firewall in between?",
-    "host name not found": "check the host name in mongodb.uri (DNS)",
-    "TLS handshake failed": "check the TLS options of mongodb.uri (tlsCAFile) and the server's certificate",
-    "authentication failed": "check the user, password and authSource of mongodb.uri",
-    "no primary": "the replica set has no primary: check rs.status() on a member",
-    "timed out": "nothing answered in time: check the network path, or raise mongodb.server_selection_timeout",
-    "connection closed": "the server closed the connection: check its log (TLS required? connection limit?)",
+    errors.HOST_NOT_FOUND: "check the host name in mongodb.uri (DNS)",
+    errors.TLS_FAILED: "check the TLS options of mongodb.uri (tlsCAFile) and the server's certificate",
+    errors.AUTH_FAILED: "check the user, password and authSource of mongodb.uri",
+    errors.SET_NAME_MISMATCH: "the servers answer, but as members of another replica set: set replicaSet= in "
+    "mongodb.uri to the name rs.status() shows (or leave it out with directConnection=true)",
+    errors.NO_PRIMARY: "the replica set has no primary: check rs.status() on a member",
+    errors.NO_ANSWER: "the server takes connections but does not answer: is it frozen, overloaded or stopped "
+    "(SIGSTOP)? Check its log and load, or raise mongodb.server_selection_timeout",
+    errors.NO_SERVER: "nothing answered in time: check the network path and that the server runs",
+    errors.CONNECTION_CLOSED: "the server closed the connection: check its log (TLS required? connection limit?)",
+    errors.CONNECTION_LOST: "the connection dropped: check the server's log and the network path",
 }
 
 
@@ -92,7 +97,7 @@ def unreachable(exc: SessionPoolError) -> Finding:
     if isinstance(exc, Unavailable):
         cause = exc.reason
     elif isinstance(exc, OperationFailed) and exc.code == 18:
-        cause = "authentication failed"
+        cause = errors.AUTH_FAILED
     else:
         cause = exc.message
     fix = _CONNECT_FIXES.get(cause, "check mongodb.uri and that the server runs")

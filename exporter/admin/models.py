@@ -288,7 +288,15 @@ class BulkUnlockResult(Answer):
     matched: int
     cap: int
     request_id: str
-    would_change: int | None = Field(default=None, description="Dry run only.")
+    would_change: int | None = Field(
+        default=None, description="Dry run only: how many the real call would change now (0 when it would be refused)."
+    )
+    would_status: int | None = Field(
+        default=None, description="Dry run only: the real call's status now (409 over admin.bulk_unlock_cap)."
+    )
+    refusal: str | None = Field(
+        default=None, description="Dry run over the cap only: the 409's message (the count and the cap)."
+    )
     changed: int | None = Field(default=None, description="Real run only.")
 
 

@@ -486,15 +486,19 @@ class AdminService:
         cap = self.config.bulk_unlock_cap
         now = await sessions.server_time()
         matched = await sessions.count_documents(filter=sessions.state_filter(target, now), _op=BULK_UNLOCK)
+        over_cap = (
+            f"{matched} sessions are {target}, more than admin.bulk_unlock_cap ({cap}); nothing was changed"
+            if matched > cap
+            else None
+        )
         if dry_run:
+            # Over the cap the real call is refused whole: the dry run says so rather than a count it would not change.
             return BulkUnlockResult(
-                pool=pool.name, state=state, dry_run=True, matched=matched, would_change=min(matched, cap), cap=cap,
-                request_id=request_id,
+                pool=pool.name, state=state, dry_run=True, matched=matched, cap=cap, request_id=request_id,
+                would_change=0 if over_cap else matched, would_status=409 if over_cap else 200, refusal=over_cap,
             )  # fmt: skip
-        if matched > cap:
-            raise Conflict(
-                f"{matched} sessions are {target}, more than admin.bulk_unlock_cap ({cap}); nothing was changed"
-            )
+        if over_cap:
+            raise Conflict(over_cap)
         try:
             changed = await self.writes.unlock_state(pool, target, cap, reason, caller, request_id)
         except (SessionPoolError, AdminError) as exc:

@@ -87,12 +87,17 @@ async function bulkUnlock(pool, state, resultBox, reload) {
     resultBox.replaceChildren(h("p", { class: "panel ok", role: "status" }, `No session is ${state} now: nothing to unlock.`));
     return;
   }
-  const over = dry.matched > dry.cap;
+  if (dry.would_status === 409) {
+    // The real call would be refused whole: say so instead of offering it.
+    resultBox.replaceChildren(h("p", { class: "panel error dry-run", role: "alert" },
+      `Dry run: ${number(dry.matched)} session(s) are ${state} now, more than the cap of ${number(dry.cap)}: `,
+      "the unlock would be refused whole (409) and nothing would change. Unlock them by selection, or raise admin.bulk_unlock_cap."));
+    return;
+  }
   const values = await ask(`Unlock every ${state} session of ${pool}`, [
-    h("p", { class: "dry-run" }, `Dry run: ${number(dry.matched)} session(s) are ${state} now`,
-      over ? ` — more than the cap of ${number(dry.cap)}, so the unlock will be refused whole.` : "; all of them would be unlocked."),
+    h("p", { class: "dry-run" }, `Dry run: ${number(dry.matched)} session(s) are ${state} now; all of them would be unlocked.`),
     reasonField(),
-  ], `Unlock ${number(dry.matched)}`);
+  ], `Unlock ${number(dry.would_change)}`);
   if (!values) return;
   try {
     const done = await api.bulkUnlock(pool, { state, reason: values.reason });

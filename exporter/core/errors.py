@@ -65,6 +65,7 @@ _CAUSES = (
     (re.compile(r"no servers found|no replica set members", re.I), "no server available"),
 )
 NAMESPACE_NOT_FOUND = 26
+AUTHENTICATION_FAILED = 18
 # Seconds closing a client may spend ending its server sessions (a courtesy; the server expires them anyway).
 CLOSE_TIMEOUT = 2.0
 _DRIVER_NOISE = re.compile(r"\s*\(configured timeouts:[^)]*\)|, Timeout: .*", re.S)
@@ -298,6 +299,14 @@ async def guard(
     except DriverOperationFailure as exc:
         if exc.timeout:
             raise _timeout(operation, total, spent_by, exc) from None
+        if exc.code == AUTHENTICATION_FAILED:
+            # The login of a new connection, not the operation, failed: MongoDB is unusable until
+            # the credentials are fixed (or the user is created), like a server that cannot be reached.
+            raise Unavailable(
+                f"{operation}: MongoDB refused the login of mongodb.uri: authentication failed",
+                operation=operation,
+                reason="authentication failed",
+            ) from None
         raise OperationFailed(
             f"{operation} failed: {server_reason(exc)}",
             code=exc.code,

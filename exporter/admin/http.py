@@ -268,10 +268,10 @@ class AdminHTTP:
 
     async def list_sessions(self, request: Request) -> Response:
         """GET /admin/pools/{pool}/sessions."""
-        self.authenticate(request, write=False)
+        caller = self.authenticate(request, write=False)
         self.service.pool(request.path_params["pool"])
         query: SessionsQuery = self.query(request, SessionsQuery)
-        return self.answer(await self.service.list_sessions(request.path_params["pool"], query))
+        return self.answer(await self.service.list_sessions(request.path_params["pool"], query, caller))
 
     async def session_history(self, request: Request) -> Response:
         """GET /admin/pools/{pool}/sessions/{session_id}/history."""

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from datetime import datetime
 from typing import Any, Literal
 
@@ -42,12 +42,13 @@ def sort_of(fields: Fields, order: Order) -> list[tuple[str, int]]:
     return [(key, direction)]
 
 
-def search_filter(fields: Fields, search: Sequence[str], q: str) -> dict[str, Any]:
-    """Sessions whose configured search fields start with `q` (a string range per field: tight index bounds)."""
+def search_filter(fields: Fields, search: Sequence[str], q: str, exact: Collection[str] = ()) -> dict[str, Any]:
+    """Sessions whose configured search fields start with `q` (a string range per field: tight index bounds),
+    or, for the fields in `exact`, equal it."""
     if not search:
         raise ValueError("no search fields")
     bounds = {"$gte": q, "$lt": q + _PAST_PREFIX}
-    branches = [{f"{fields.session}.{name}": dict(bounds)} for name in search]
+    branches = [{f"{fields.session}.{name}": q if name in exact else dict(bounds)} for name in search]
     return branches[0] if len(branches) == 1 else {"$or": branches}
 
 

@@ -64,8 +64,11 @@ def setup(mongo_uri: str) -> Iterator[Setup]:
     with running(cfg, ready=True) as daemon:
         # The daemon builds the pools' indexes in the background; a collMod meanwhile would be refused.
         wanted = len(index_specs(Fields())) + len(console_index_specs(Fields(), [])) + 1
-        for coll in pools.values():
-            daemon.wait_for(lambda c=coll: len(c.index_information()) >= wanted, f"the indexes of {coll.name}")
+
+        def indexed() -> bool:
+            return all(len(coll.index_information()) >= wanted for coll in pools.values())
+
+        daemon.wait_for(indexed, "the pools' indexes")
         yield Setup(daemon, pools, audit)
     client.close()
 

@@ -17,7 +17,7 @@ from starlette.responses import JSONResponse, PlainTextResponse, Response
 from starlette.routing import BaseRoute, Route
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from exporter.admin import AdminError, InvalidRequest
+from exporter.admin import AdminError, InvalidRequest, TooManyRequests
 from exporter.admin.http import ADMIN_OFF, invalid
 from exporter.collector import Collector
 from exporter.config import Config
@@ -72,6 +72,8 @@ def error_response(exc: BaseException) -> JSONResponse:
     if isinstance(exc, AdminError):
         if exc.status == 401:
             headers["WWW-Authenticate"] = 'Bearer realm="admin"'
+        if isinstance(exc, TooManyRequests):
+            headers["Retry-After"] = str(exc.retry_after)
         problems = exc.problems if isinstance(exc, InvalidRequest) else None
         return _problem(exc.status, exc.kind, exc.message, exc.location, headers, problems)
     if isinstance(exc, SessionPoolError):

@@ -109,10 +109,11 @@ class AuditLog:
         self, event: Mapping[str, Any], *, within: timedelta, db_session: AsyncClientSession | None = None
     ) -> ObjectId:
         """Record an action that changed nothing, coalesced: a repeat of the same actor's same "unchanged"
-        action on the same session within `within` counts on the earlier event (`repeats`, `last_time`)
-        instead of adding one, so repeating a harmless call cannot grow the trail without bound.
+        action on the same session with the same reason within `within` counts on the earlier event
+        (`repeats`, `last_time`) instead of adding one, so repeating a harmless call cannot grow the trail
+        without bound. Another reason is another event: no reason an operator gave is lost.
         """
-        same = {key: event.get(key) for key in ("actor", "action", "pool", "session_id")}
+        same = {key: event.get(key) for key in ("actor", "action", "pool", "session_id", "reason")}
         earlier = await self.collection.find_one_and_update(
             {**same, "result": "unchanged", "time": {"$gte": event["time"] - within}},
             {"$inc": {"repeats": 1}, "$set": {"last_time": event["time"], "last_request_id": event.get("request_id")}},

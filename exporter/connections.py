@@ -16,7 +16,10 @@ from collections import OrderedDict
 from dataclasses import dataclass, field
 from typing import Any
 
+import h11
+from uvicorn.config import Config
 from uvicorn.protocols.http.h11_impl import H11Protocol
+from uvicorn.server import ServerState
 
 # asyncio accepts up to `backlog` connections in one go before any of them can make room, so the
 # cap leaves that many descriptors free (plus the caller's own needs); otherwise accept() fails
@@ -70,6 +73,31 @@ class ConnectionGuard:
         self.open.pop(id(protocol), None)
 
 
+AMBIGUOUS_LENGTH = "a request may not carry both Content-Length and Transfer-Encoding (RFC 9112, section 6.1)"
+
+
+class StrictConnection(h11.Connection):
+    """h11's server side, refusing a request whose body length is ambiguous.
+
+    h11 frames a request carrying both Content-Length and Transfer-Encoding by the chunked encoding
+    and keeps the connection open, so whatever a proxy going by Content-Length took for body would
+    be read here as the next request (smuggling). RFC 9112 lets a server refuse such a request
+    and close the connection: the error makes uvicorn answer 400 and close.
+    """
+
+    refusal: str | None = None
+
+    def next_event(self) -> Any:
+        """The next event; a request with both length headers is a protocol error."""
+        event = super().next_event()
+        if type(event) is h11.Request:
+            names = [name for name, _ in event.headers]
+            if b"transfer-encoding" in names and b"content-length" in names:
+                self.refusal = AMBIGUOUS_LENGTH
+                raise h11.RemoteProtocolError(AMBIGUOUS_LENGTH, error_status_hint=400)
+        return event
+
+
 def guarded_protocol(guard: ConnectionGuard) -> type[H11Protocol]:
     """uvicorn's h11 protocol with the guard's rules (only asyncio's public Protocol methods are extended)."""
 
@@ -80,6 +108,22 @@ def guarded_protocol(guard: ConnectionGuard) -> type[H11Protocol]:
         _head_tail = b""
         _deadline: asyncio.TimerHandle | None = None
         _transport: asyncio.BaseTransport | None = None
+
+        def __init__(
+            self,
+            config: Config,
+            server_state: ServerState,
+            app_state: dict[str, Any],
+            _loop: asyncio.AbstractEventLoop | None = None,
+        ) -> None:
+            super().__init__(config, server_state, app_state, _loop)
+            # The same limit uvicorn gave its own connection, which nothing has used yet.
+            self.conn = StrictConnection(h11.SERVER, self.conn._max_incomplete_event_size)
+
+        def send_400_response(self, msg: str) -> None:
+            """uvicorn's 400 (then close), saying why when the request was refused here."""
+            refusal = getattr(self.conn, "refusal", None)
+            super().send_400_response(refusal or msg)
 
         def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
             self._transport = transport

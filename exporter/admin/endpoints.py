@@ -73,7 +73,7 @@ ENDPOINTS: tuple[Endpoint, ...] = (
         "list_sessions",
         query=SessionsQuery,
         answer=SessionPage,
-        errors=(400, 401, 404, 409, 422, 503, 504),
+        errors=(400, 401, 404, 409, 422, 429, 503, 504),
     ),
     Endpoint(
         "/admin/pools/{pool}/sessions/{session_id}/history",

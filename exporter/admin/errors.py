@@ -91,3 +91,14 @@ class InvalidRequest(AdminError):
     def __init__(self, message: str, *, location: str = "body", problems: list[dict[str, str]] | None = None) -> None:
         self.problems = problems or []
         super().__init__(message, location=location)
+
+
+class TooManyRequests(AdminError):
+    """The caller spent its allowance of a limited request; `retry_after` seconds until the next is allowed."""
+
+    status = 429
+    kind = "too_many_requests"
+
+    def __init__(self, message: str, *, retry_after: int, location: str = "") -> None:
+        self.retry_after = retry_after
+        super().__init__(message, location=location)

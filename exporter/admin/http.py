@@ -61,6 +61,52 @@ def invalid(exc: ValidationError, where: str = "body") -> InvalidRequest:
     return InvalidRequest(f"invalid request: {summary}", location=where, problems=problems)
 
 
+def _unique_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    """json's object hook refusing a key given twice."""
+    out: dict[str, Any] = {}
+    for key, value in pairs:
+        if key in out:
+            raise InvalidRequest(f"request body names {key!r} twice; send each field once", location=f"body.{key}")
+        out[key] = value
+    return out
+
+
+def _lone_surrogate(value: Any, where: str) -> str | None:
+    """The location of the first string (key or value) holding a lone surrogate, which no UTF-8 can carry."""
+    if isinstance(value, str):
+        return where if any("\ud800" <= c <= "\udfff" for c in value) else None
+    if isinstance(value, dict):
+        for key, item in value.items():
+            found = _lone_surrogate(key, where) or _lone_surrogate(item, f"{where}.{key}")
+            if found is not None:
+                return found
+    if isinstance(value, list):
+        for index, item in enumerate(value):
+            found = _lone_surrogate(item, f"{where}.{index}")
+            if found is not None:
+                return found
+    return None
+
+
+def check_media_type(header: str) -> None:
+    """A body must be `application/json`, in UTF-8 if a charset is named (415 otherwise)."""
+    media, *params = (part.strip() for part in header.split(";"))
+    media = media.lower()
+    if media != "application/json":
+        raise UnsupportedMediaType(
+            f"send the body as JSON with 'Content-Type: application/json', not {media or 'no content type'!r}",
+            location="header.Content-Type",
+        )
+    for param in params:
+        name, _, value = param.partition("=")
+        charset = value.strip().strip('"').lower()
+        if name.strip().lower() == "charset" and charset not in ("utf-8", "utf8"):
+            raise UnsupportedMediaType(
+                f"send the JSON body in UTF-8 (charset=utf-8 or no charset), not charset={charset or 'empty'!r}",
+                location="header.Content-Type",
+            )
+
+
 class AdminHTTP:
     """The admin routes: authenticate, parse, call the service, answer JSON."""
 
@@ -153,18 +199,13 @@ class AdminHTTP:
                 return model.model_validate({})
             except ValidationError as exc:
                 raise invalid(exc) from None
-        media = request.headers.get("content-type", "").split(";", 1)[0].strip().lower()
-        if media != "application/json":
-            raise UnsupportedMediaType(
-                f"send the body as JSON with 'Content-Type: application/json', not {media or 'no content type'!r}",
-                location="header.Content-Type",
-            )
+        check_media_type(request.headers.get("content-type", ""))
         try:
             text = bytes(raw).decode("utf-8")
         except UnicodeDecodeError as exc:
             raise InvalidRequest(f"request body is not valid UTF-8 (byte {exc.start})") from None
         try:
-            data = json.loads(text)
+            data = json.loads(text, object_pairs_hook=_unique_keys)
         except json.JSONDecodeError as exc:
             raise InvalidRequest(
                 f"request body is not valid JSON: {exc.msg} at line {exc.lineno} column {exc.colno}"
@@ -173,6 +214,11 @@ class AdminHTTP:
             raise InvalidRequest("request body is nested too deeply") from None
         if not isinstance(data, dict):
             raise InvalidRequest("request body must be a JSON object")
+        lone = _lone_surrogate(data, "body")
+        if lone is not None:
+            raise InvalidRequest(
+                f"{lone}: a lone UTF-16 surrogate (\\ud800-\\udfff without its pair) is not text", location=lone
+            )
         try:
             return model.model_validate(data)
         except ValidationError as exc:
@@ -222,10 +268,10 @@ class AdminHTTP:
 
     async def list_sessions(self, request: Request) -> Response:
         """GET /admin/pools/{pool}/sessions."""
-        self.authenticate(request, write=False)
+        caller = self.authenticate(request, write=False)
         self.service.pool(request.path_params["pool"])
         query: SessionsQuery = self.query(request, SessionsQuery)
-        return self.answer(await self.service.list_sessions(request.path_params["pool"], query))
+        return self.answer(await self.service.list_sessions(request.path_params["pool"], query, caller))
 
     async def session_history(self, request: Request) -> Response:
         """GET /admin/pools/{pool}/sessions/{session_id}/history."""

@@ -140,7 +140,9 @@ class SessionsQuery(BaseModel):
         default=None,
         min_length=1,
         max_length=128,
-        description="Prefix of a configured search field of `session` (session_fields.search), e.g. a phone.",
+        description="Prefix of a configured search field of `session` (session_fields.search), e.g. a phone; "
+        "a read token matches masked fields (search but not show) whole, at most admin.read_searches_per_minute "
+        "times a minute.",
     )
     underperforming: bool = Field(
         default=False, description="Active sessions whose success ratio lags the pool's (thresholds in config)."
@@ -269,6 +271,14 @@ class SessionPage(Answer):
     )
     sessions: list[SessionView]
     threshold: float | None = Field(default=None, description="Underperformers only: the success ratio compared.")
+    match: Literal["prefix", "exact"] | None = Field(
+        default=None,
+        description="Searches only: `exact` when some search fields were matched whole, not by prefix (a read "
+        "token's search of masked fields).",
+    )
+    exact_fields: list[str] | None = Field(
+        default=None, description="Searches only: the search fields matched whole (`q` must be their full value)."
+    )
 
 
 class ActionResult(Answer):
@@ -293,7 +303,15 @@ class BulkUnlockResult(Answer):
     matched: int
     cap: int
     request_id: str
-    would_change: int | None = Field(default=None, description="Dry run only.")
+    would_change: int | None = Field(
+        default=None, description="Dry run only: how many the real call would change now (0 when it would be refused)."
+    )
+    would_status: int | None = Field(
+        default=None, description="Dry run only: the real call's status now (409 over admin.bulk_unlock_cap)."
+    )
+    refusal: str | None = Field(
+        default=None, description="Dry run over the cap only: the 409's message (the count and the cap)."
+    )
     changed: int | None = Field(default=None, description="Real run only.")
 
 

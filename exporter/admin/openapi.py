@@ -20,10 +20,11 @@ STATUS_TEXT = {
     404: "admin API off, unknown pool or session",
     409: "conflict with the current state",
     413: "body too large",
-    415: "body not sent as application/json",
+    415: "body not sent as application/json, or in another charset than UTF-8",
     422: "invalid body or query",
+    429: "a read token's searches of masked fields over admin.read_searches_per_minute (Retry-After)",
     502: "MongoDB refused the operation",
-    503: "MongoDB unreachable (Retry-After)",
+    503: "MongoDB unreachable or refusing the login (Retry-After)",
     504: "MongoDB did not answer in time (mongodb.timeout or admin.request_timeout)",
 }
 _REF = "#/components/schemas/{model}"

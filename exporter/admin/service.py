@@ -11,6 +11,7 @@ from bson import ObjectId
 
 from exporter.admin.actions import ACTIONS, Caller, Plan
 from exporter.admin.errors import AdminError, Conflict, InvalidRequest, PoolNotFound
+from exporter.admin.limits import PerMinute
 from exporter.admin.models import (
     MAX_OFFSET,
     Action,
@@ -103,6 +104,7 @@ class AdminService:
         self.refresh = refresh
         self.metrics = metrics
         self.writes = AuditedWrites(audit, write_concern)
+        self.read_searches = PerMinute(config.read_searches_per_minute, "searches of masked fields")
         # Known label values start at 0, so rate() and increase() see the first action or failure.
         for name in pools:
             metrics.add_pool(name, actions=[*(a.value for a in Action), BULK_UNLOCK])
@@ -231,7 +233,7 @@ class AdminService:
             set_by=SET_BY[recorded] if recorded is not None else (UNKNOWN_CAUSE if held else None),
             problems=oddities(doc, f),
             success_ratio=success_ratio(doc.get(f.count_use), doc.get(f.count_success)),
-            fields=shown_fields(doc.get(f.session), console.search, console.show),
+            fields=shown_fields(doc.get(f.session), console.search, console.show, console.reveal),
             **extra,
         )
 
@@ -253,7 +255,18 @@ class AdminService:
             wanted += [f"{f.session}.{name}" for name in (*console.search, *console.show)]
         return dict.fromkeys(wanted, 1)
 
-    async def list_sessions(self, pool_name: str, query: SessionsQuery) -> SessionPage:
+    def exact_fields(self, pool: PoolRuntime, caller: Caller) -> list[str]:
+        """The search fields `caller` matches whole, not by prefix: the masked ones, for a read token.
+
+        A prefix search answers "does this session's value start with this", so a read token could rebuild
+        a masked value a character at a time; it gets equality, and a limited number of tries, instead.
+        """
+        console = pool.config.session_fields
+        if caller.role == "write" or self.config.expose_credentials:
+            return []
+        return [name for name in console.search if name not in console.show]
+
+    async def list_sessions(self, pool_name: str, query: SessionsQuery, caller: Caller) -> SessionPage:
         """One page of a pool's sessions: in a state, found by a search field, or underperforming."""
         pool = self.pool(pool_name)
         sessions, f = pool.sessions, pool.sessions.fields
@@ -282,8 +295,11 @@ class AdminService:
         as_of: str | None = None
         now = await sessions.server_time("list_sessions")
         state_part = list_filter(sessions.rules, query.state, now) if query.state is not None else {}
+        exact = self.exact_fields(pool, caller) if query.q is not None else []
         if query.q is not None:
-            found = search_filter(f, search, query.q)
+            if exact:
+                self.read_searches.spend(caller.name, location="query.q")
+            found = search_filter(f, search, query.q, exact)
             # Counting stops past the limit: a one-character search of a million phones costs 5001 keys.
             matches = await sessions.count_documents(found, limit=SEARCH_SORT_LIMIT + 1, _op="search_sessions")
             if matches > SEARCH_SORT_LIMIT:
@@ -314,11 +330,14 @@ class AdminService:
             limit=query.page_size,
             _op="list_sessions",
         )
-        return SessionPage(
+        page = SessionPage(
             pool=pool.name, state=query.state, q=query.q, underperforming=False, order=order, page=query.page,
             page_size=query.page_size, total=total, total_as_of=as_of,
             sessions=[self.view(pool, doc, now) for doc in docs],
         )  # fmt: skip
+        if query.q is not None:
+            page.match, page.exact_fields = ("exact" if exact else "prefix"), exact
+        return page
 
     async def _held_count(self, pool: PoolRuntime, state: State, now: datetime) -> int:
         """How many sessions are in a held state, from the hold index's keys alone."""
@@ -488,15 +507,19 @@ class AdminService:
         cap = self.config.bulk_unlock_cap
         now = await sessions.server_time()
         matched = await sessions.count_documents(filter=sessions.state_filter(target, now), _op=BULK_UNLOCK)
+        over_cap = (
+            f"{matched} sessions are {target}, more than admin.bulk_unlock_cap ({cap}); nothing was changed"
+            if matched > cap
+            else None
+        )
         if dry_run:
+            # Over the cap the real call is refused whole: the dry run says so rather than a count it would not change.
             return BulkUnlockResult(
-                pool=pool.name, state=state, dry_run=True, matched=matched, would_change=min(matched, cap), cap=cap,
-                request_id=request_id,
+                pool=pool.name, state=state, dry_run=True, matched=matched, cap=cap, request_id=request_id,
+                would_change=0 if over_cap else matched, would_status=409 if over_cap else 200, refusal=over_cap,
             )  # fmt: skip
-        if matched > cap:
-            raise Conflict(
-                f"{matched} sessions are {target}, more than admin.bulk_unlock_cap ({cap}); nothing was changed"
-            )
+        if over_cap:
+            raise Conflict(over_cap)
         try:
             changed = await self.writes.unlock_state(pool, target, cap, reason, caller, request_id)
         except (SessionPoolError, AdminError) as exc:

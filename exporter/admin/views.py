@@ -49,14 +49,17 @@ def plain(value: Any, depth: int = 0) -> Any:
     return f"{type(value).__name__}: {value}"[:200]
 
 
-def mask(value: Any) -> str:
-    """A credential shown in part: enough to recognise it (`+79•••••67`), never enough to use it."""
+MASK_WIDTH = 6
+
+
+def mask(value: Any, reveal: int = 2) -> str:
+    """A credential shown in part: its last `reveal` characters at most (`••••••67`), at most a quarter of it,
+    behind a mask of fixed width that hides its length; never enough to use or rebuild it."""
     if not isinstance(value, str | int | float) or isinstance(value, bool):
-        return MASK * 3
+        return MASK * MASK_WIDTH
     text = str(value)
-    if len(text) >= 8:
-        return text[:3] + MASK * (len(text) - 5) + text[-2:]
-    return text[:1] + MASK * max(len(text) - 1, 2)
+    shown = min(reveal, len(text) // 4)
+    return MASK * MASK_WIDTH + (text[-shown:] if shown else "")
 
 
 def subfield(doc: Mapping[str, Any], path: str) -> Any:
@@ -69,7 +72,7 @@ def subfield(doc: Mapping[str, Any], path: str) -> Any:
     return value
 
 
-def shown_fields(credentials: Any, search: Sequence[str], show: Sequence[str]) -> dict[str, Any]:
+def shown_fields(credentials: Any, search: Sequence[str], show: Sequence[str], reveal: int = 2) -> dict[str, Any]:
     """The sub-fields of `session` an operator may see: `show` ones as stored, `search` ones masked in part."""
     if not isinstance(credentials, Mapping):
         return {}
@@ -77,7 +80,7 @@ def shown_fields(credentials: Any, search: Sequence[str], show: Sequence[str]) -
     for name in search:
         value = subfield(credentials, name)
         if value is not None and name not in show:
-            out[name] = mask(value)
+            out[name] = mask(value, reveal)
     for name in show:
         value = subfield(credentials, name)
         if value is not None:

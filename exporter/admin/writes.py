@@ -4,9 +4,10 @@ from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any, TypeVar
 
+import structlog
 from bson import ObjectId
 from pymongo.write_concern import WriteConcern
 
@@ -23,6 +24,7 @@ _TRANSACTION_ATTEMPTS = 5
 # Repeats of an action that changed nothing count on one event for this long (see AuditLog.record_unchanged).
 COALESCE = timedelta(minutes=10)
 _T = TypeVar("_T")
+log = structlog.get_logger("exporter.admin")
 
 
 @dataclass(frozen=True)
@@ -120,11 +122,13 @@ class AuditedWrites:
 
         if not sessions.supports_transactions:
             return await self._apply_standalone(pool, oid, action, period, event)
+        seen: dict[str, Any] = {}
 
         async def unit(txn: Transaction) -> Outcome:
             doc = await sessions.get(oid, db_session=txn)
             now = await sessions.server_time()
             before = sessions.state_of(doc, now)
+            seen.update(before=before, now=now)
             plan = ACTIONS[action].plan(action, before)
             if plan is Plan.APPLY:
                 await self._change(sessions, oid, action, period, txn)
@@ -138,7 +142,29 @@ class AuditedWrites:
                     await self.audit.record_unchanged(recorded, within=COALESCE, db_session=txn.db_session)
             return outcome
 
-        return await self._in_transaction(sessions, unit)
+        try:
+            return await self._in_transaction(sessions, unit)
+        except OperationFailed as exc:
+            if "before" in seen:
+                failed = event(seen["before"], seen["now"], None, "failed")
+            else:
+                failed = {**event(State.ACTIVE, datetime.now(UTC), None, "failed"), "state_before": None}
+            await self._record_refusal(sessions, failed, exc)
+            raise
+
+    async def _record_refusal(self, sessions: MongoSessions, event: Document, exc: OperationFailed) -> None:
+        """Record a write the server refused, outside its rolled-back transaction: the trail shows the attempt.
+
+        Not after a failed commit, whose outcome may be unknown; a failure to record it is only logged.
+        """
+        if exc.operation == "commit_transaction":
+            return
+        with own_budget():
+            try:
+                async with sessions.guard("audit"):
+                    await self.audit.record({**event, "error": exc.message})
+            except SessionPoolError as again:
+                log.warning("audit_refusal_not_recorded", action=event.get("action"), error=again.message)
 
     async def _apply_standalone(
         self,
@@ -251,4 +277,10 @@ class AuditedWrites:
                     await self.audit.record_many(events(ids, now, "changed"), db_session=txn.db_session)
             return len(ids)
 
-        return await self._in_transaction(sessions, unit)
+        try:
+            return await self._in_transaction(sessions, unit)
+        except OperationFailed as exc:
+            # Which sessions it would have changed is unknown once rolled back: one event for the attempt.
+            attempt = {**events([ObjectId()], datetime.now(UTC), "failed")[0], "session_id": None}
+            await self._record_refusal(sessions, attempt, exc)
+            raise

@@ -226,6 +226,8 @@ class SessionFieldsConfig(_Strict):
 
     search: Annotated[list[str], Field(max_length=8)] = []
     show: Annotated[list[str], Field(max_length=16)] = []
+    # Trailing characters a masked search field shows (at most a quarter of the value).
+    reveal: Annotated[int, Field(ge=0, le=4)] = 2
 
     @field_validator("search", "show")
     @classmethod
@@ -486,6 +488,8 @@ class AdminConfig(_Strict):
     max_period: Annotated[int, Field(gt=0, le=int(MAX_PERIOD.total_seconds()))] = 604_800
     bulk_unlock_cap: Annotated[int, Field(ge=1)] = 1000
     reason_max_length: Annotated[int, Field(ge=1)] = 500
+    # Searches a read token may make per minute on masked fields (which it matches whole, never by prefix).
+    read_searches_per_minute: Annotated[int, Field(ge=1, le=10_000)] = 30
     audit: AuditConfig = AuditConfig()
     write_concern: WriteConcernConfig | None = None
 

@@ -27,7 +27,7 @@ function tabs(pool, query, stats) {
 function toolbar(pool, query, poolInfo) {
   const searchable = poolInfo.search_fields.length > 0;
   const input = h("input", { type: "search", name: "q", id: "q", value: query.q || "", disabled: !searchable,
-    placeholder: searchable ? `${poolInfo.search_fields.join(", ")} starts with…` : "no search fields configured",
+    placeholder: searchable ? `${poolInfo.search_fields.join(", ")} (start, or whole value with a read token)…` : "no search fields configured",
     autocomplete: "off" });
   const search = h("form", { class: "search", role: "search", onsubmit: (event) => {
     event.preventDefault();
@@ -87,12 +87,17 @@ async function bulkUnlock(pool, state, resultBox, reload) {
     resultBox.replaceChildren(h("p", { class: "panel ok", role: "status" }, `No session is ${state} now: nothing to unlock.`));
     return;
   }
-  const over = dry.matched > dry.cap;
+  if (dry.would_status === 409) {
+    // The real call would be refused whole: say so instead of offering it.
+    resultBox.replaceChildren(h("p", { class: "panel error dry-run", role: "alert" },
+      `Dry run: ${number(dry.matched)} session(s) are ${state} now, more than the cap of ${number(dry.cap)}: `,
+      "the unlock would be refused whole (409) and nothing would change. Unlock them by selection, or raise admin.bulk_unlock_cap."));
+    return;
+  }
   const values = await ask(`Unlock every ${state} session of ${pool}`, [
-    h("p", { class: "dry-run" }, `Dry run: ${number(dry.matched)} session(s) are ${state} now`,
-      over ? ` — more than the cap of ${number(dry.cap)}, so the unlock will be refused whole.` : "; all of them would be unlocked."),
+    h("p", { class: "dry-run" }, `Dry run: ${number(dry.matched)} session(s) are ${state} now; all of them would be unlocked.`),
     reasonField(),
-  ], `Unlock ${number(dry.matched)}`);
+  ], `Unlock ${number(dry.would_change)}`);
   if (!values) return;
   try {
     const done = await api.bulkUnlock(pool, { state, reason: values.reason });
@@ -181,7 +186,11 @@ export async function sessionsView(pool, query) {
     const what = query.underperforming
       ? `underperforming (success ratio under ${percent(data.threshold)}, at least ${poolInfo.underperformers ? poolInfo.underperformers.min_uses : "the minimum"} uses)`
       : `${query.state ? STATE_LABEL[query.state].toLowerCase() : "any state"}${query.q ? ` matching “${query.q}”` : ""}`;
-    const empty = h("p", { class: "empty" }, query.q ? `No session of ${pool} starts with “${query.q}”${query.state ? ` in state ${query.state}` : ""}.`
+    // A read token matches masked fields whole (a prefix search would let it rebuild them).
+    const exact = data.match === "exact"
+      ? h("p", { class: "muted small", id: "exact-note" }, `Your token matches ${data.exact_fields.join(", ")} whole: type the full value.`)
+      : null;
+    const empty = h("p", { class: "empty" }, query.q ? `No session of ${pool} ${exact ? "has" : "starts with"} “${query.q}”${query.state ? ` in state ${query.state}` : ""}.`
       : query.underperforming ? "No session underperforms its pool." : `No session of ${pool} is ${STATE_LABEL[query.state].toLowerCase()} now.`);
     const table = h("div", { class: "table-wrap" }, h("table", { class: "sessions" },
       h("caption", {}, `${number(data.total)} session(s) ${what}`,
@@ -195,7 +204,7 @@ export async function sessionsView(pool, query) {
       h("span", {}, `Page ${page} of ${number(pages)}`),
       h("a", { href: link(["pools", pool], { ...query, page: page + 1 }), "aria-disabled": page >= pages ? "true" : null,
         class: page >= pages ? "disabled" : null, rel: "next" }, "Next →"));
-    fill(listBox, data.sessions.length ? table : empty, data.total > data.page_size ? pager : null);
+    fill(listBox, exact, data.sessions.length ? table : empty, data.total > data.page_size ? pager : null);
     updateBar();
   };
 

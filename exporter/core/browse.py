@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from datetime import datetime
 from typing import Any, Literal
 
 from exporter.core.model import Fields, State
-from exporter.core.queries import IndexSpec, StateRules, held, state_expr, state_filter
+from exporter.core.queries import IndexSpec, StateRules, held, index_specs, state_expr, state_filter
 
 Order = Literal["hold_desc", "hold_asc", "last_use_asc", "last_use_desc"]
 ORDERS: tuple[Order, ...] = ("hold_desc", "hold_asc", "last_use_asc", "last_use_desc")
@@ -22,7 +22,10 @@ def console_index_specs(fields: Fields, search: Sequence[str]) -> list[IndexSpec
     return [
         *(([(f"{f.session}.{name}", 1)], f"the console's search by {name}") for name in search),
         # A held state's recorded holds in hold order: the first page reads about a page of keys.
-        ([(f.active, 1), (f"{f.hold}.kind", 1), (f.next_use, 1)], "the console's held lists in hold order"),
+        (
+            [(f.active, 1), (f"{f.hold}.kind", 1), (f.next_use, 1), (f"{f.hold}.until", 1), ("_id", 1)],
+            "the console's held lists in hold order",
+        ),
         # Covered: the ratio of every often-used active session is read from the keys, never a document.
         (
             [(f.active, 1), (f.count_use, 1), (f.count_success, 1), ("_id", 1)],
@@ -32,22 +35,31 @@ def console_index_specs(fields: Fields, search: Sequence[str]) -> list[IndexSpec
 
 
 def sort_of(fields: Fields, order: Order) -> list[tuple[str, int]]:
-    """The sort of a list: newest or oldest hold end, least or most recently used."""
-    key, direction = {
-        "hold_desc": (fields.next_use, -1),
-        "hold_asc": (fields.next_use, 1),
-        "last_use_asc": (fields.last_use, 1),
-        "last_use_desc": (fields.last_use, -1),
+    """The sort of a list: newest or oldest hold end, least or most recently used.
+
+    A total order: ties are broken by the remaining keys of the index that serves the list, and last
+    by `_id`, so paging never repeats or skips a session (a sort on one key alone left the order of
+    equal keys, such as never-used sessions, to the plan). Every key in one direction: the index is
+    read forwards or backwards.
+    """
+    f = fields
+    keys = {
+        "hold_desc": [f.next_use, f"{f.hold}.kind", f"{f.hold}.until"],
+        "hold_asc": [f.next_use, f"{f.hold}.kind", f"{f.hold}.until"],
+        "last_use_asc": [f.last_use, f.next_use],
+        "last_use_desc": [f.last_use, f.next_use],
     }[order]
-    return [(key, direction)]
+    direction = -1 if order.endswith("_desc") else 1
+    return [(key, direction) for key in [*keys, "_id"]]
 
 
-def search_filter(fields: Fields, search: Sequence[str], q: str) -> dict[str, Any]:
-    """Sessions whose configured search fields start with `q` (a string range per field: tight index bounds)."""
+def search_filter(fields: Fields, search: Sequence[str], q: str, exact: Collection[str] = ()) -> dict[str, Any]:
+    """Sessions whose configured search fields start with `q` (a string range per field: tight index bounds),
+    or, for the fields in `exact`, equal it."""
     if not search:
         raise ValueError("no search fields")
     bounds = {"$gte": q, "$lt": q + _PAST_PREFIX}
-    branches = [{f"{fields.session}.{name}": dict(bounds)} for name in search]
+    branches = [{f"{fields.session}.{name}": q if name in exact else dict(bounds)} for name in search]
     return branches[0] if len(branches) == 1 else {"$or": branches}
 
 
@@ -85,7 +97,7 @@ def list_filter(rules: StateRules, state: State, now: datetime) -> dict[str, Any
 
 def hold_index(fields: Fields) -> list[tuple[str, int]]:
     """The keys of the hold index, the one a count of held sessions should read (a hint for the planner)."""
-    return [(fields.active, 1), (fields.next_use, 1), (f"{fields.hold}.kind", 1), (f"{fields.hold}.until", 1)]
+    return index_specs(fields)[1][0]
 
 
 def underperforming_match(fields: Fields, min_uses: int) -> dict[str, Any]:
@@ -129,7 +141,8 @@ def underperforming_page_pipeline(
     f = fields
     return [
         {"$match": underperforming_match(f, min_uses)},
-        {"$sort": {f.count_use: -1}},
+        # The index's own order, read backwards: a total order (ties by successes, then id), no sort stage.
+        {"$sort": {f.count_use: -1, f.count_success: -1, "_id": -1}},
         {"$project": {"_id": 1, "short": _shortfall(f, ratio)}},
         {"$match": {"short": {"$lt": 0}}},
         {"$skip": skip},

@@ -85,6 +85,7 @@ _KIND_CAUSES: tuple[tuple[type[BaseException], str], ...] = (
     (ConnectionFailure, CONNECTION_LOST),
 )
 NAMESPACE_NOT_FOUND = 26
+AUTHENTICATION_FAILED = 18
 # Seconds closing a client may spend ending its server sessions (a courtesy; the server expires them anyway).
 CLOSE_TIMEOUT = 2.0
 _DRIVER_NOISE = re.compile(r"\s*\(configured timeouts:[^)]*\)|, Timeout: .*", re.S)
@@ -338,6 +339,14 @@ async def guard(
     except DriverOperationFailure as exc:
         if exc.timeout:
             raise _timeout(operation, total, spent_by, exc) from None
+        if exc.code == AUTHENTICATION_FAILED:
+            # The login of a new connection, not the operation, failed: MongoDB is unusable until
+            # the credentials are fixed (or the user is created), like a server that cannot be reached.
+            raise Unavailable(
+                f"{operation}: MongoDB refused the login of mongodb.uri: authentication failed",
+                operation=operation,
+                reason=AUTH_FAILED,
+            ) from None
         raise OperationFailed(
             f"{operation} failed: {server_reason(exc)}",
             code=exc.code,

@@ -30,12 +30,13 @@ def index_specs(fields: Fields) -> list[IndexSpec]:
     f = fields
     return [
         # Equality, Sort, Range: get_session reads the least recently used keys of active sessions
-        # and stops at the first one not held.
-        ([(f.active, 1), (f.last_use, 1), (f.next_use, 1)], "get_session, the oldest active last_use"),
+        # and stops at the first one not held. `_id` last: the console's lists by last use page in
+        # a total order (ties broken by id) straight from the index.
+        ([(f.active, 1), (f.last_use, 1), (f.next_use, 1), ("_id", 1)], "get_session, the oldest active last_use"),
         # Held sessions are a range of next_use; the hold marker's two parts let the server tell
-        # a recorded hold from a stale one without reading a single document.
+        # a recorded hold from a stale one without reading a single document. `_id` last, as above.
         (
-            [(f.active, 1), (f.next_use, 1), (f"{f.hold}.kind", 1), (f"{f.hold}.until", 1)],
+            [(f.active, 1), (f.next_use, 1), (f"{f.hold}.kind", 1), (f"{f.hold}.until", 1), ("_id", 1)],
             "the per-state counts (covered), count_active, the next unlock",
         ),
     ]

@@ -9,7 +9,7 @@ from typing import Any
 
 from pymongo import AsyncMongoClient
 
-from exporter.core import OperationFailed, SessionPoolError, Unavailable, errors, format_duration, guard
+from exporter.core import SessionPoolError, Unavailable, errors, format_duration, guard
 from exporter.doctor.findings import Finding, error, ok, warn
 
 # $unionWith (4.4) and snapshot reads (5.0) make the statistics one aggregation of one instant.
@@ -94,12 +94,8 @@ async def probe(client: AsyncMongoClient[dict[str, Any]], timeout: float) -> Ser
 
 def unreachable(exc: SessionPoolError) -> Finding:
     """The server could not be used at all: the cause in a few words, never the driver's topology dump."""
-    if isinstance(exc, Unavailable):
-        cause = exc.reason
-    elif isinstance(exc, OperationFailed) and exc.code == 18:
-        cause = errors.AUTH_FAILED
-    else:
-        cause = exc.message
+    # A refused login is Unavailable too, with the reason "authentication failed".
+    cause = exc.reason if isinstance(exc, Unavailable) else exc.message
     fix = _CONNECT_FIXES.get(cause, "check mongodb.uri and that the server runs")
     return error("connect", f"MongoDB cannot be used: {cause}; nothing else was checked", fix)
 

@@ -388,7 +388,10 @@ async def test_failed_audit_write_rolls_back_the_change(
         sync_client.admin.command("configureFailPoint", "failCommand", mode="off")
     assert r.status_code == 502 and "Traceback" not in r.text
     assert sync_client["spe_admin"][pool_name].find_one({"_id": sid}) == before
-    assert audit(sync_client, pool_name) == []
+    # The rolled-back attempt is recorded outside the transaction, as failed with the server's error.
+    (event,) = audit(sync_client, pool_name)
+    assert (event["result"], event["state_after"], event["session_id"]) == ("failed", None, str(sid))
+    assert "BadValue (2)" in event["error"]
     async with daemon.client(None) as http:
         metrics = (await http.get("/metrics")).text
     assert f'session_pool_admin_action_failures_total{{action="deactivate",pool="{pool_name}"}} 1.0' in metrics

@@ -42,7 +42,8 @@ def console(mongo_uri: str, sync_client: MongoClient[dict[str, Any]]) -> Iterato
     sessions = sync_client[database][pool]
     seeded = seed(sessions)
     audit = {"database": database, "collection": "audit"}
-    data = config(mongo_uri, [pool_entry(pool, database)], admin={"audit": audit})
+    # The cap sits between the blocked (6) and the locked (8): one bulk unlock goes through, one is refused.
+    data = config(mongo_uri, [pool_entry(pool, database)], admin={"audit": audit, "bulk_unlock_cap": 6})
     try:
         with running(data, ready=True) as daemon:
             yield Console(daemon, pool, sessions, sync_client[database]["audit"], seeded)

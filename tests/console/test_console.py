@@ -76,7 +76,7 @@ def test_operator_journey(console: Console, chromium: Any) -> None:
         rows = p.locator("table.sessions tbody tr")
         assert rows.count() == 1 and rows.first.get_attribute("data-id") == str(target)
         text = rows.first.inner_text()
-        assert phone(number) not in text and phone(number)[:3] in text and "NL" in text
+        assert phone(number) not in text and "••••••" + phone(number)[-2:] in text and "NL" in text
         rows.first.get_by_role("link").click()
         p.get_by_role("heading", name="State").wait_for()
         assert "session_lock" in p.inner_text("main")
@@ -141,6 +141,44 @@ def test_operator_journey(console: Console, chromium: Any) -> None:
     recorded = list(console.audit.find({"pool": console.pool}))
     assert {e["actor"] for e in recorded} == {"alice"}
     assert not [e for e in recorded if WRITE_TOKEN in str(e) or password(number) in str(e)]
+
+
+def test_a_bulk_unlock_over_the_cap_is_shown_refused_before_any_confirmation(console: Console, chromium: Any) -> None:
+    """More locked sessions than admin.bulk_unlock_cap: the dry run's refusal (409, count and cap) is shown and no
+    unlock is offered; nothing changes."""
+    locked = held_now(console, State.LOCKED)
+    assert locked > 6
+    with page(chromium) as tab:
+        p = tab.page
+        sign_in(tab, console, WRITE_TOKEN)
+        p.locator("article.pool").wait_for()
+        p.goto(f"{console.url}#/pools/{console.pool}?state=locked")
+        p.locator("[data-action='bulk-unlock']").click()
+        refused = p.locator("#result .dry-run")
+        refused.wait_for()
+        text = refused.inner_text()
+        assert f"Dry run: {locked} session(s) are locked now, more than the cap of 6" in text
+        assert "refused whole (409)" in text and p.locator("dialog[open]").count() == 0
+        tab.clean()
+    assert held_now(console, State.LOCKED) == locked
+
+
+def test_a_read_token_searches_masked_fields_by_whole_value(console: Console, chromium: Any) -> None:
+    """A read token's prefix finds nothing and the page says why; the whole phone finds the session."""
+    target = console.seeded.ids[State.ACTIVE][1]
+    number = phone(console.seeded.numbers[target])
+    with page(chromium) as tab:
+        p = tab.page
+        sign_in(tab, console, READ_TOKEN)
+        p.locator("article.pool").wait_for()
+        p.goto(f"{console.url}#/pools/{console.pool}?q={number[:-1].replace('+', '%2B')}")
+        p.locator("#exact-note").wait_for()
+        assert "matches phone" in p.inner_text("#exact-note") and "has “" in p.inner_text(".empty")
+        p.goto(f"{console.url}#/pools/{console.pool}?q={number.replace('+', '%2B')}")
+        row = p.locator(f"table.sessions tbody tr[data-id='{target}']")
+        row.wait_for()
+        assert p.locator("table.sessions tbody tr").count() == 1 and number not in row.inner_text()
+        tab.clean()
 
 
 def test_a_read_token_sees_but_cannot_deactivate(console: Console, chromium: Any) -> None:

@@ -12,6 +12,7 @@ from exporter.core.browse import (
     underperforming_count_pipeline,
     underperforming_threshold,
 )
+from exporter.core.queries import index_specs
 
 
 def test_search_is_a_string_range_per_field() -> None:
@@ -27,11 +28,15 @@ def test_search_is_a_string_range_per_field() -> None:
         search_filter(f, [], "x")
 
 
-def test_orders_follow_renamed_fields() -> None:
-    """Each order sorts on one field, so an index can provide it."""
-    f = Fields(next_use="nu", last_use="lu")
-    assert sort_of(f, "hold_desc") == [("nu", -1)]
-    assert sort_of(f, "last_use_asc") == [("lu", 1)]
+def test_orders_are_total_and_follow_an_index() -> None:
+    """Each order ends with `_id` (a total order), in one direction, and is the key pattern of a pool index after
+    its `active` equality, so the index provides it; renamed fields are followed."""
+    f = Fields(next_use="nu", last_use="lu", hold="h")
+    by_last_use, by_hold = (keys for keys, _why in index_specs(f))
+    assert sort_of(f, "hold_desc") == [("nu", -1), ("h.kind", -1), ("h.until", -1), ("_id", -1)]
+    assert sort_of(f, "hold_asc") == by_hold[1:]
+    assert sort_of(f, "last_use_asc") == [("lu", 1), ("nu", 1), ("_id", 1)] == by_last_use[1:]
+    assert sort_of(f, "last_use_desc") == [(key, -1) for key, _ in by_last_use[1:]]
 
 
 def test_threshold_is_below_the_pools_ratio() -> None:

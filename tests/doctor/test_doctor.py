@@ -23,10 +23,10 @@ from tests.support.legacy import LegacyWorker
 
 Doc = dict[str, Any]
 SyncClient = MongoClient[Doc]
-INDEXES = [[("active", 1), ("last_use", 1), ("next_use", 1)],
-           [("active", 1), ("next_use", 1), ("hold.kind", 1), ("hold.until", 1)],
+INDEXES = [[("active", 1), ("last_use", 1), ("next_use", 1), ("_id", 1)],
+           [("active", 1), ("next_use", 1), ("hold.kind", 1), ("hold.until", 1), ("_id", 1)],
            # the console's: held lists in hold order, the underperformers (covered)
-           [("active", 1), ("hold.kind", 1), ("next_use", 1)],
+           [("active", 1), ("hold.kind", 1), ("next_use", 1), ("hold.until", 1), ("_id", 1)],
            [("active", 1), ("count_use", 1), ("count_success", 1), ("_id", 1)]]  # fmt: skip
 
 
@@ -142,7 +142,7 @@ async def test_missing_indexes_and_the_scans_they_cause(
     manual = lines(result.stdout, "manual", "indexes")
     assert [line.split()[0] for line in manual] == ["error"] * 4, manual  # two statistics, two console indexes
     assert "the statistics read every document" in manual[1] and "those reads scan the pool" in manual[3]
-    assert 'createIndex({"active": 1, "next_use": 1, "hold.kind": 1, "hold.until": 1})' in manual[1]
+    assert 'createIndex({"active": 1, "next_use": 1, "hold.kind": 1, "hold.until": 1, "_id": 1})' in manual[1]
     plans = lines(result.stdout, "manual", "plans")
     assert len(plans) == 1 and plans[0].split()[0] == "error"
     assert "COLLSCAN" in plans[0] and "held sessions' counts per state (25 documents read)" in plans[0], plans

@@ -278,4 +278,4 @@ async def test_mixed_pool_reports_true_states(mongo_uri: str, zone: str, tmp_pat
     assert not ledger.overlaps, ledger.overlaps[:5]
     assert ledger.handouts["old"] > DURATION and ledger.handouts["new"] > DURATION, figures
     assert figures["index_builds"] and figures["index_builds"] >= 1, figures
-    assert "active_1_next_use_1_hold.kind_1_hold.until_1" in figures["indexes_after"]
+    assert "active_1_next_use_1_hold.kind_1_hold.until_1__id_1" in figures["indexes_after"]

@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import httpx
 from pymongo import MongoClient
 
 from exporter.mongod import Mongod
-from tests.support.daemon import READ_TOKEN, WRITE_TOKEN, config, running
+from tests.support.auth import auth_server
+from tests.support.daemon import READ_TOKEN, WRITE_TOKEN, config, running, serving, write_config
 from tests.support.figures import Report
 
 
@@ -66,3 +69,41 @@ def test_unavailable_answers_name_the_cause_not_the_topology(mongod_factory: Cal
     assert "MongoDB unreachable: connection refused" in answers[-1].text
     for answer in answers:
         assert "Topology" not in answer.text and f"127.0.0.1:{server.port}" not in answer.text, answer.text
+
+
+async def test_a_wrong_mongodb_password_is_a_503_naming_the_cause(
+    mongod_factory: Callable[..., Mongod], tmp_path: Path, report: Report
+) -> None:
+    """A daemon whose MongoDB login is refused answers admin reads and writes 503 with Retry-After and
+    "authentication failed", as documented (not 502 operation_failed), and never shows the password.
+
+    The driver forgets the server after a refused login and finds it again at its next heartbeat: a
+    request made while it knows the server reaches the login itself, the case that was a 502. The
+    daemon runs in-process so the test can wait for that moment (and refreshes rarely, so they do not
+    take it).
+    """
+    server = auth_server(mongod_factory)
+    right = server.add_user("spe", "Right-Pw-5d1c", ["root"])
+    with server.root() as root:
+        sid = root.db.pool.insert_one({"active": True, "next_use": None}).inserted_id
+    # The driver checks a forgotten server again every heartbeat: every 0.5 s here instead of 10 s.
+    wrong = right.replace("Right-Pw-5d1c", "Wrong-Pw-0b7e") + "&heartbeatFrequencyMS=500"
+    cfg = config(wrong, [{"name": "p", "database": "db", "collection": "pool"}],
+                 mongodb={"timeout": 2, "server_selection_timeout": 1},
+                 defaults={"interval": 60, "jitter": 0, "refresh_timeout": 5})  # fmt: skip
+    answers: list[httpx.Response] = []
+    async with serving(write_config(tmp_path, cfg)) as daemon, daemon.client(WRITE_TOKEN) as http:
+        client = daemon.collector.client
+        for request in [("GET", f"/admin/pools/p/sessions/{sid}"), ("POST", f"/admin/pools/p/sessions/{sid}/lock")] * 3:
+            for _ in range(100):
+                if client.topology_description.has_readable_server():
+                    break
+                await asyncio.sleep(0.02)
+            answers.append(await http.request(*request))
+    for answer in answers:
+        assert answer.status_code == 503, answer.text
+        assert answer.headers["retry-after"] == "5" and answer.json()["error"] == "unavailable"
+        assert "authentication failed" in answer.json()["message"] and "Wrong-Pw" not in answer.text
+    report.record("security", "wrong MongoDB password on admin routes", {
+        "answer": f"{answers[0].status_code} with Retry-After: {answers[0].json()['message']}", "secrets_found": 0,
+    })  # fmt: skip

@@ -1,4 +1,4 @@
-"""Daemon configuration: the schema of the YAML file and the loader layering file, environment and flags."""
+"""Daemon configuration: the schema of the YAML file, its rules, and the loader layering file, environment and flags."""
 
 from exporter.config.loader import config_warnings, load_config
 from exporter.config.schema import (
@@ -9,6 +9,7 @@ from exporter.config.schema import (
     MIN_TOKEN_LENGTH,
     NAME,
     NAME_RULE,
+    TOKEN_COMMAND,
     AdminConfig,
     AdminToken,
     AuditConfig,
@@ -39,6 +40,7 @@ __all__ = [
     "MIN_TOKEN_LENGTH",
     "NAME",
     "NAME_RULE",
+    "TOKEN_COMMAND",
     "AdminConfig",
     "AdminToken",
     "AuditConfig",

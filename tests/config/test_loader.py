@@ -63,7 +63,7 @@ def problems_of(tmp_path: Path, text: str, env: dict[str, str] | None = None) ->
         (BASE + "listen: '0.0.0.0:70000'\n", "listen: port 70000 is out of range"),
         (BASE + "log: {level: loud}\n", "log.level: must be one of"),
         (BASE.replace(f'uri: "{URI}"', f'uri: "{URI}"\n  write_concern: {{w: 0}}'),
-         "mongodb.write_concern.w: must be >= 1 or 'majority'"),
+         "mongodb.write_concern.w: w=0 (unacknowledged writes) is refused"),
         (BASE.replace(f'uri: "{URI}"', "uri: 'http://db:27017'"), "mongodb.uri: must start with mongodb://"),
         (BASE.replace(f'uri: "{URI}"', "uri_file: /nonexistent/mongo-uri"),
          "mongodb.uri_file: file '/nonexistent/mongo-uri' does not exist"),
@@ -149,7 +149,8 @@ def test_environment_problems(tmp_path: Path) -> None:
         in lines
     )
     assert "env SESSION_POOL_EXPORTER_DEFAULTS__INTERVAL: defaults.interval: must be > 0" in lines
-    assert "env SESSION_POOL_EXPORTER_ADMIN_TOKEN: is empty" in lines
+    assert any(line.startswith("env SESSION_POOL_EXPORTER_ADMIN_TOKEN: admin.tokens[0]: the token is empty; make one with: "
+                               "python3 -c 'import secrets; print(secrets.token_urlsafe(32))'") for line in lines), lines
     assert "env SESSION_POOL_EXPORTER_POOLS: is not valid JSON for this list/section" in lines
 
 

@@ -12,20 +12,9 @@ from typing import Annotated, Any, Literal
 
 from pydantic import Field, ModelWrapValidatorHandler, PrivateAttr, SecretStr, ValidationError, model_validator
 
-from exporter.config.pools import (
-    DiscoveredOptions,
-    DiscoveryConfig,
-    FieldsConfig,
-    Pool,
-    PoolOptions,
-    SessionFieldsConfig,
-    UnderperformingConfig,
-    inherit,
-)
+from exporter.config.pools import DiscoveryConfig, Pool, PoolOptions, inherit
 from exporter.config.rules import RULE_ERROR, Given, Problem, Section, again, parse_loc, rule
 from exporter.config.values import (
-    NAME,
-    NAME_RULE,
     CollectionName,
     DatabaseName,
     Listen,
@@ -36,7 +25,6 @@ from exporter.config.values import (
     ReadableFile,
     ReadPreference,
     UriFile,
-    check_name,
     is_loopback,
     parse_listen,
     read_secret,
@@ -49,37 +37,6 @@ DEFAULT_LISTEN = "0.0.0.0:9810"
 DEFAULT_ADMIN_LISTEN = "127.0.0.1:9811"
 MIN_TOKEN_LENGTH = 24
 TOKEN_COMMAND = "python3 -c 'import secrets; print(secrets.token_urlsafe(32))'"  # noqa: S105 - makes one
-
-__all__ = [
-    "ADMIN_TOKEN_ENV",
-    "DEFAULT_ADMIN_LISTEN",
-    "DEFAULT_LISTEN",
-    "ENV_PREFIX",
-    "MIN_TOKEN_LENGTH",
-    "NAME",
-    "NAME_RULE",
-    "TOKEN_COMMAND",
-    "AdminConfig",
-    "AdminToken",
-    "AuditConfig",
-    "Config",
-    "ConfigError",
-    "DiscoveredOptions",
-    "DiscoveryConfig",
-    "FieldsConfig",
-    "HTTPConfig",
-    "LogConfig",
-    "MongoConfig",
-    "Pool",
-    "PoolOptions",
-    "SessionFieldsConfig",
-    "TLSConfig",
-    "UnderperformingConfig",
-    "WriteConcernConfig",
-    "check_name",
-    "is_loopback",
-    "parse_listen",
-]
 
 
 class ConfigError(Exception):

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import importlib.util
 import os
 import re
 import shlex
@@ -18,9 +17,9 @@ import pytest
 import yaml
 from pydantic import BaseModel
 
-from exporter.config import Config, load_config
-from exporter.config.schema import PoolOptions
+from exporter.config import Config, PoolOptions, load_config
 from tests.support.cli import clean_env
+from tests.support.scripts import load_script
 from tests.support.tls import self_signed
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -38,14 +37,8 @@ MARKER = "# Example, commented out because the files it names must exist:"
 
 
 def generator() -> ModuleType:
-    """scripts/reference/config.py, imported from its file (scripts/ is no package)."""
-    spec = importlib.util.spec_from_file_location("reference_config", SCRIPT)
-    assert spec is not None
-    assert spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module  # dataclasses resolve the module's annotations through sys.modules
-    spec.loader.exec_module(module)
-    return module
+    """scripts/reference/config.py as a module."""
+    return load_script("scripts/reference/config.py", "reference_config")
 
 
 def uncommented(text: str) -> str:

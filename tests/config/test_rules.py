@@ -234,7 +234,9 @@ def test_unknown_keys_get_the_closest_key_of_their_section(tmp_path: Path, data:
         (["doctor", "--jsn"], "doctor: error: unrecognized arguments: --jsn (did you mean --json?)"),
     ],
 )  # fmt: skip
-def test_unknown_flags_get_the_closest_option(argv: list[str], expected: str, capsys: pytest.CaptureFixture[str]) -> None:
+def test_unknown_flags_get_the_closest_option(
+    argv: list[str], expected: str, capsys: pytest.CaptureFixture[str]
+) -> None:
     """argparse's refusal (exit 2) names the closest option of the command, or the closest command."""
     with pytest.raises(SystemExit) as info:
         main(argv)

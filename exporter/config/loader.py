@@ -175,7 +175,7 @@ def env_layer(environ: Mapping[str, str], origins: Origins | None = None) -> tup
         path = upper[len(ENV_PREFIX) :].lower().split("__")
         annotation = _setting(path)
         if annotation is None or not all(path):
-            problems.append((f"env {name}", f"unknown environment variable{_did_you_mean(path)}"))
+            problems.append((f"env {name}", f"unknown environment variable{_did_you_mean(upper, path)}"))
             continue
         value: Any = environ[name]
         if _takes_json(annotation):
@@ -220,8 +220,10 @@ def close_key(path: list[int | str]) -> str | None:
     return close[0] if close else None
 
 
-def _did_you_mean(path: list[str]) -> str:
-    """A suggestion for a mistyped variable: the closest setting name at the level where the typo is."""
+def _did_you_mean(name: str, path: list[str]) -> str:
+    """A suggestion for a mistyped variable: the admin token's, or the closest key at the level of the typo."""
+    if difflib.get_close_matches(name, [ADMIN_TOKEN_ENV], cutoff=0.9):
+        return f" (did you mean {ADMIN_TOKEN_ENV}?)"
     for depth in range(len(path)):
         if path[depth] not in keys_at(list(path[:depth])):
             close = close_key(list(path[: depth + 1]))

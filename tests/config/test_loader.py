@@ -139,6 +139,8 @@ def test_environment_problems(tmp_path: Path) -> None:
     """Unknown variables with our prefix, bad values and an empty admin token are located."""
     env = {
         "SESSION_POOL_EXPORTER_LISTN": "x",
+        "SESSION_POOL_EXPORTER_ADMIN__TOKEN": "x",
+        "SESSION_POOL_EXPORTER_DEFAULTS__UNDERPERFORMING__BELOWW": "0.1",
         "SESSION_POOL_EXPORTER_DEFAULTS__INTERVAL": "0",
         "SESSION_POOL_EXPORTER_ADMIN_TOKEN": " ",
         "SESSION_POOL_EXPORTER_POOLS": "[not json",
@@ -148,6 +150,14 @@ def test_environment_problems(tmp_path: Path) -> None:
         "env SESSION_POOL_EXPORTER_LISTN: unknown environment variable (did you mean SESSION_POOL_EXPORTER_LISTEN?)"
         in lines
     )
+    assert (
+        "env SESSION_POOL_EXPORTER_ADMIN__TOKEN: unknown environment variable (did you mean "
+        "SESSION_POOL_EXPORTER_ADMIN_TOKEN?)"
+    ) in lines
+    assert (
+        "env SESSION_POOL_EXPORTER_DEFAULTS__UNDERPERFORMING__BELOWW: unknown environment variable (did you mean "
+        "SESSION_POOL_EXPORTER_DEFAULTS__UNDERPERFORMING__BELOW?)"
+    ) in lines
     assert "env SESSION_POOL_EXPORTER_DEFAULTS__INTERVAL: defaults.interval: must be > 0" in lines
     assert (
         "env SESSION_POOL_EXPORTER_ADMIN_TOKEN: admin.tokens[0]: the token is empty; make one with: "

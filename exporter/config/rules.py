@@ -8,10 +8,11 @@ and its problems join the schema's in the same ValidationError: one pass lists e
 
 from __future__ import annotations
 
+import types
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from functools import cache
-from typing import Any, Self
+from typing import Annotated, Any, Self, Union, get_args, get_origin
 
 from pydantic import BaseModel, ConfigDict, ModelWrapValidatorHandler, TypeAdapter, ValidationError, model_validator
 from pydantic_core import InitErrorDetails, PydanticCustomError
@@ -210,11 +211,37 @@ def _adapter(cls: type[BaseModel], name: str) -> TypeAdapter[Any]:
     return TypeAdapter(cls.model_fields[name].rebuild_annotation())
 
 
+def strip(annotation: Any) -> tuple[Any, list[Any]]:
+    """An annotation without `Annotated[...]`, and the metadata that wrapped it."""
+    metadata: list[Any] = []
+    while get_origin(annotation) is Annotated:
+        annotation, *more = get_args(annotation)
+        metadata += more
+    return annotation, metadata
+
+
+def members(annotation: Any) -> list[Any]:
+    """The members of a union (`X | None` is X and None), or the annotation alone."""
+    annotation, _ = strip(annotation)
+    return list(get_args(annotation)) if get_origin(annotation) in (Union, types.UnionType) else [annotation]
+
+
+def section_of(annotation: Any) -> tuple[type[BaseModel] | None, bool]:
+    """The section model a field holds (`Model`, `Model | None`, `list[Model]`), and whether it is a list of them."""
+    for member in members(annotation):
+        member, _ = strip(member)
+        if get_origin(member) is list:
+            inner, _ = strip(get_args(member)[0])
+            if isinstance(inner, type) and issubclass(inner, BaseModel):
+                return inner, True
+        elif isinstance(member, type) and issubclass(member, BaseModel):
+            return member, False
+    return None, False
+
+
 def section_model(annotation: Any) -> type[BaseModel]:
-    """The section model inside `Model`, `Model | None` or `list[Model]`."""
-    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
-        return annotation
-    for arg in getattr(annotation, "__args__", ()):
-        if isinstance(arg, type) and issubclass(arg, BaseModel):
-            return arg
-    raise TypeError(f"{annotation!r} holds no config section")
+    """The section model a field holds; TypeError when it holds none."""
+    model, _ = section_of(annotation)
+    if model is None:
+        raise TypeError(f"{annotation!r} holds no config section")
+    return model

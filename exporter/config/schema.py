@@ -24,6 +24,7 @@ from exporter.config.values import (
     PositiveSeconds,
     ReadableFile,
     ReadPreference,
+    SecretFile,
     UriFile,
     is_loopback,
     parse_listen,
@@ -168,7 +169,7 @@ class AdminToken(Section):
     """`read` may call the GET routes, `write` every route."""
     token: SecretStr | None = None
     """The token itself, at least 24 characters (a secret: prefer `token_file` or the environment variable)."""
-    token_file: ReadableFile | None = None
+    token_file: SecretFile | None = None
     """A file holding the token, instead of `token` (surrounding whitespace is stripped)."""
 
     _secret: str = PrivateAttr(default="")

@@ -93,6 +93,15 @@ def read_secret(path: Path) -> str:
     return path.read_text(encoding="utf-8").strip()
 
 
+def _text(path: Path) -> Path:
+    """A secret file holding UTF-8 text."""
+    try:
+        read_secret(path)
+    except UnicodeDecodeError:
+        raise ValueError(f"file {str(path)!r} is not UTF-8 text") from None
+    return path
+
+
 def check_uri(uri: str) -> None:
     """Reject a malformed connection string without echoing it (it may hold a password)."""
     if not uri.startswith(("mongodb://", "mongodb+srv://")):
@@ -167,8 +176,13 @@ DatabaseName = Annotated[str, AfterValidator(check_database), Kind("database nam
 CollectionName = Annotated[str, AfterValidator(check_collection), Kind("collection name")]
 Listen = Annotated[str, AfterValidator(_check_listen), Kind("`HOST:PORT`, `[v6]:PORT` or `:PORT`")]
 ReadableFile = Annotated[Path, AfterValidator(readable_file), Kind("path of a readable file")]
+SecretFile = Annotated[Path, AfterValidator(readable_file), AfterValidator(_text), Kind("path of a readable file")]
 UriFile = Annotated[
-    Path, AfterValidator(readable_file), AfterValidator(_holds_uri), Kind("path of a file holding a MongoDB URI")
+    Path,
+    AfterValidator(readable_file),
+    AfterValidator(_text),
+    AfterValidator(_holds_uri),
+    Kind("path of a file holding a MongoDB URI"),
 ]
 MongoURI = Annotated[SecretStr, AfterValidator(_uri), Kind("MongoDB URI (secret)")]
 TimeZone = Annotated[str, AfterValidator(_zone), Kind("IANA time zone, e.g. `Europe/Moscow`")]

@@ -11,11 +11,10 @@ import argparse
 import json
 import sys
 import textwrap
-import types
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Annotated, Any, Literal, Union, get_args, get_origin
+from typing import Any, Literal, get_args, get_origin
 
 import annotated_types
 import yaml
@@ -23,7 +22,7 @@ from pydantic import BaseModel, SecretStr
 from pydantic.fields import FieldInfo
 
 from exporter.config.loader import FLAG_LOCATIONS
-from exporter.config.rules import Rule, rules_of
+from exporter.config.rules import Rule, members, rules_of, section_of, strip
 from exporter.config.schema import ADMIN_TOKEN_ENV, ENV_PREFIX, Config
 from exporter.config.values import Kind
 
@@ -51,34 +50,6 @@ def fields(model: type[BaseModel]) -> list[tuple[str, FieldInfo]]:
     depth = {klass: i for i, klass in enumerate(model.__mro__)}
     items = list(model.model_fields.items())
     return sorted(items, key=lambda item: depth[owner(model, item[0])])
-
-
-def _strip(annotation: Any) -> tuple[Any, list[Any]]:
-    """An annotation without `Annotated[...]`, and the metadata that wrapped it."""
-    metadata: list[Any] = []
-    while get_origin(annotation) is Annotated:
-        annotation, *more = get_args(annotation)
-        metadata += more
-    return annotation, metadata
-
-
-def _options(annotation: Any) -> list[Any]:
-    """The members of a union (`X | None` is X and None), or the annotation alone."""
-    annotation, _ = _strip(annotation)
-    return list(get_args(annotation)) if get_origin(annotation) in (Union, types.UnionType) else [annotation]
-
-
-def section_of(annotation: Any) -> tuple[type[BaseModel] | None, bool]:
-    """The section model a field holds, and whether it is a list of them."""
-    for option in _options(annotation):
-        option, _ = _strip(option)
-        if get_origin(option) is list:
-            inner, _ = _strip(get_args(option)[0])
-            if isinstance(inner, type) and issubclass(inner, BaseModel):
-                return inner, True
-        elif isinstance(option, type) and issubclass(option, BaseModel):
-            return option, False
-    return None, False
 
 
 @dataclass(frozen=True)
@@ -130,12 +101,12 @@ def _number(value: Any) -> str:
 
 def type_text(annotation: Any, metadata: list[Any] | None = None) -> str:
     """A field's type in words: `seconds (> 0, <= 31622400)`, `list of database name`, `section or null`."""
-    annotation, more = _strip(annotation)
+    annotation, more = strip(annotation)
     metadata = [*(metadata or []), *more]
     flat: list[Any] = []
     for item in metadata:
         flat += item.metadata if isinstance(item, FieldInfo) else [item]
-    options = _options(annotation)
+    options = members(annotation)
     if len(options) > 1:
         named = [type_text(option) for option in options if option is not type(None)]
         text = " or ".join(named) + (" or null" if type(None) in options else "")
@@ -282,7 +253,7 @@ def _names_files(annotation: Any, value: Any) -> bool:
         return False
     model, listed = section_of(annotation)
     if model is None:
-        return any(_strip(option)[0] is Path for option in _options(annotation))
+        return any(strip(option)[0] is Path for option in members(annotation))
     items = value if listed and isinstance(value, list) else [value]
     return any(
         _names_files(model.model_fields[k].annotation, v)

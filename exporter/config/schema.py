@@ -129,8 +129,8 @@ class MongoConfig(Section):
     """How to reach MongoDB."""
 
     uri: MongoURI | None = Field(default=None, examples=["mongodb://127.0.0.1:27017/?replicaSet=rs0"])
-    """The connection string. With a password in it, prefer `uri_file` or the environment variable: a file's
-    content is a secret. The `--mongo-uri` flag sets it too (visible in `ps`)."""
+    """The connection string, a secret when it holds a password: then prefer `uri_file` or the environment
+    variable. The `--mongo-uri` flag sets it too, visible in `ps`."""
     uri_file: UriFile | None = Field(default=None, examples=["/run/secrets/mongodb-uri"])
     """A file holding the connection string, instead of `uri` (surrounding whitespace is stripped)."""
     timeout: PositiveSeconds = 10.0

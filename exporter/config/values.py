@@ -185,7 +185,7 @@ UriFile = Annotated[
     Kind("path of a file holding a MongoDB URI"),
 ]
 MongoURI = Annotated[SecretStr, AfterValidator(_uri), Kind("MongoDB URI (secret)")]
-TimeZone = Annotated[str, AfterValidator(_zone), Kind("IANA time zone, e.g. `Europe/Moscow`")]
+TimeZone = Annotated[str, AfterValidator(_zone), Kind("IANA time zone name")]
 SubFieldNames = Annotated[list[str], AfterValidator(_subfields), Kind("list of sub-field names")]
 NameTemplate = Annotated[str, AfterValidator(_template), Kind("template of `{database}` and `{collection}`")]
 ReadPreference = Annotated[

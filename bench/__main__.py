@@ -18,7 +18,7 @@ from pymongo import AsyncMongoClient
 from bench import dbcost, footprint, handlers, manypools, refresh, scrape
 from bench.common import machine, ms, seed, start_mongod
 from bench.report import Report
-from exporter.config.schema import PoolOptions
+from exporter.config import PoolOptions
 
 SMALL_POOLS = 19  # plus the largest pool: 20 pools for scrape and footprint
 SECTIONS = ("dbcost", "refresh", "scrape", "scaling", "manypools", "handlers", "footprint")

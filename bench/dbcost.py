@@ -13,7 +13,7 @@ from pymongo import AsyncMongoClient
 
 from bench.common import DATABASE, median
 from bench.refresh import run_group
-from exporter.config.schema import PoolOptions
+from exporter.config import PoolOptions
 from exporter.core import STATES, MongoSessions, queries
 
 METHODS = ("group", "counts", "sums")

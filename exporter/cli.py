@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import difflib
 import json
 import os
 import platform
@@ -47,7 +48,12 @@ Commands: run (default) serves /metrics, /healthz, /readyz; check-config validat
 def _config_options(parser: argparse.ArgumentParser) -> None:
     """Add the configuration options shared by run and check-config."""
     g = parser.add_argument_group("configuration (override the YAML file and the environment)")
-    g.add_argument("--config", "-c", metavar="FILE", help="YAML config file (see README, Configuration)")
+    g.add_argument(
+        "--config",
+        "-c",
+        metavar="FILE",
+        help="YAML config file (docs/configuration.md; every key: docs/reference/configuration.md)",
+    )
     g.add_argument(
         "--mongo-uri", metavar="URI", help="MongoDB connection string (mongodb.uri); secret: prefer the env var"
     )
@@ -83,6 +89,7 @@ def build_parser() -> argparse.ArgumentParser:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )  # fmt: skip
     _config_options(run)
+    run.set_defaults(parser=run)
     check = sub.add_parser(
         "check-config",
         help=f"validate the configuration, list every problem, exit {EXIT_CONFIG} if any",
@@ -90,6 +97,7 @@ def build_parser() -> argparse.ArgumentParser:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     _config_options(check)
+    check.set_defaults(parser=check)
     doctor = sub.add_parser(
         "doctor",
         help="check, read-only, everything the daemon relies on (server, rights, indexes, documents, time)",
@@ -102,10 +110,12 @@ def build_parser() -> argparse.ArgumentParser:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     _config_options(doctor)
+    doctor.set_defaults(parser=doctor)
     doctor.add_argument(
         "--json", action="store_true", help="one JSON document: {verdict, checks: [{pool, check, verdict, found, fix}]}"
     )
     demo = sub.add_parser("demo", help="start a throwaway mongod, simulated handlers and the exporter")
+    demo.set_defaults(parser=demo)
     demo.add_argument("--pools", type=int, default=3, metavar="N", help="number of pools (default 3)")
     demo.add_argument("--sessions", type=int, default=300, metavar="N", help="sessions per pool (default 300)")
     demo.add_argument("--handlers", type=int, default=20, metavar="N", help="simulated handlers per pool (default 20)")
@@ -123,6 +133,21 @@ def build_parser() -> argparse.ArgumentParser:
         "--log-format", default="auto", choices=["auto", "json", "console"], help="log format (default auto)"
     )
     return parser
+
+
+def _unrecognized(parser: argparse.ArgumentParser, extra: list[str]) -> str:
+    """argparse's "unrecognized arguments" message, with the closest option (or command) for each mistyped one."""
+    # argparse keeps no public list of its options (3.14's suggest_on_error covers choices only).
+    options = list(parser._option_string_actions)
+    hints = []
+    for arg in extra:
+        name = arg.split("=", 1)[0]
+        if name.startswith("-"):
+            close = difflib.get_close_matches(name, options, n=1)
+            hints += [f"did you mean {close[0]}?"] if close else []
+        elif close := difflib.get_close_matches(name, SUBCOMMANDS, n=1):
+            hints.append(f"did you mean the command {close[0]}?")
+    return f"unrecognized arguments: {' '.join(extra)}" + (f" ({'; '.join(hints)})" if hints else "")
 
 
 def version_text() -> str:
@@ -225,7 +250,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     args_list = list(sys.argv[1:] if argv is None else argv)
     if not args_list or (args_list[0] not in SUBCOMMANDS and args_list[0] not in ("-h", "--help", "--version")):
         args_list.insert(0, "run")
-    args = build_parser().parse_args(args_list)
+    parser = build_parser()
+    args, extra = parser.parse_known_args(args_list)
+    if extra:
+        command: argparse.ArgumentParser = getattr(args, "parser", parser)
+        command.error(_unrecognized(command, extra))  # exits 2
     if args.command == "check-config":
         return check_config(args, os.environ)
     if args.command == "doctor":

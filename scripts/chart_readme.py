@@ -141,8 +141,8 @@ def render(root: Path = ROOT) -> str:
         chart["description"],
         "",
         f"Chart version `{chart['version']}`, app version `{chart['appVersion']}`,"
-        f' Kubernetes `{chart["kubeVersion"]}`. The project\'s README (sections "Configuration",'
-        ' "Admin API", "Docker" and "Kubernetes (Helm)") explains the exporter behind these values.',
+        f' Kubernetes `{chart["kubeVersion"]}`. The project\'s manual (`docs/`: "Configuration", "Admin API",'
+        ' "Docker and Kubernetes") explains the exporter behind these values.',
         "",
         "## Installing",
         "",

@@ -178,7 +178,7 @@ def test_discovery_needs_no_static_pool_and_checks_its_settings(tmp_path: Any) -
     with pytest.raises(ConfigError) as info:
         load_config(path, {}, {})
     locations = [loc for loc, _ in info.value.problems]
-    assert "discovery[0].databases" in locations and "discovery[0].name" in locations
+    assert "discovery[0].databases[0]" in locations and "discovery[0].name" in locations
     path.write_text("mongodb: {uri: 'mongodb://h/'}\n")
     with pytest.raises(ConfigError) as info:
         load_config(path, {}, {})

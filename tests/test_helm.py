@@ -24,6 +24,7 @@ import yaml
 
 from exporter.mongod import free_port
 from tests.support.daemon import create_pools
+from tests.support.scripts import load_script
 from tests.support.tools import missing_tool
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -978,14 +979,8 @@ def test_sync_script_detects_and_repairs_drift(tmp_path: Path) -> None:
 
 
 def _chart_readme_script() -> ModuleType:
-    """scripts/chart_readme.py, imported from its file (scripts/ is no package)."""
-    spec = importlib.util.spec_from_file_location("chart_readme", ROOT / "scripts" / "chart_readme.py")
-    assert spec is not None
-    assert spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module  # dataclasses resolve the module's annotations through sys.modules
-    spec.loader.exec_module(module)
-    return module
+    """scripts/chart_readme.py as a module."""
+    return load_script("scripts/chart_readme.py", "chart_readme")
 
 
 def test_chart_readme_is_generated_from_the_values() -> None:

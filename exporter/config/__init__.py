@@ -1,35 +1,34 @@
-"""Daemon configuration: the schema of the YAML file and the loader layering file, environment and flags."""
+"""Daemon configuration: the schema of the YAML file, its rules, and the loader layering file, environment and flags."""
 
 from exporter.config.loader import config_warnings, load_config
+from exporter.config.pools import (
+    DiscoveredOptions,
+    DiscoveryConfig,
+    FieldsConfig,
+    Pool,
+    PoolOptions,
+    SessionFieldsConfig,
+    UnderperformingConfig,
+)
 from exporter.config.schema import (
     ADMIN_TOKEN_ENV,
     DEFAULT_ADMIN_LISTEN,
     DEFAULT_LISTEN,
     ENV_PREFIX,
     MIN_TOKEN_LENGTH,
-    NAME,
-    NAME_RULE,
+    TOKEN_COMMAND,
     AdminConfig,
     AdminToken,
     AuditConfig,
     Config,
     ConfigError,
-    DiscoveredOptions,
-    DiscoveryConfig,
-    FieldsConfig,
     HTTPConfig,
     LogConfig,
     MongoConfig,
-    Pool,
-    PoolOptions,
-    SessionFieldsConfig,
     TLSConfig,
-    UnderperformingConfig,
     WriteConcernConfig,
-    check_name,
-    is_loopback,
-    parse_listen,
 )
+from exporter.config.values import NAME, NAME_RULE, check_name, is_loopback, parse_listen
 
 __all__ = [
     "ADMIN_TOKEN_ENV",
@@ -39,6 +38,7 @@ __all__ = [
     "MIN_TOKEN_LENGTH",
     "NAME",
     "NAME_RULE",
+    "TOKEN_COMMAND",
     "AdminConfig",
     "AdminToken",
     "AuditConfig",

@@ -15,7 +15,8 @@ from typing import Any, Union, get_args, get_origin
 import yaml
 from pydantic import BaseModel, ValidationError
 
-from exporter.config.schema import ADMIN_TOKEN_ENV, ENV_PREFIX, MIN_TOKEN_LENGTH, Config, ConfigError
+from exporter.config.rules import RULE_ERROR, section_model
+from exporter.config.schema import ADMIN_TOKEN_ENV, ENV_PREFIX, Config, ConfigError
 
 Problems = list[tuple[str, str]]
 
@@ -174,7 +175,7 @@ def env_layer(environ: Mapping[str, str], origins: Origins | None = None) -> tup
         path = upper[len(ENV_PREFIX) :].lower().split("__")
         annotation = _setting(path)
         if annotation is None or not all(path):
-            problems.append((f"env {name}", f"unknown environment variable{_did_you_mean(path)}"))
+            problems.append((f"env {name}", f"unknown environment variable{_did_you_mean(upper, path)}"))
             continue
         value: Any = environ[name]
         if _takes_json(annotation):
@@ -193,36 +194,53 @@ def env_layer(environ: Mapping[str, str], origins: Origins | None = None) -> tup
             node[path[-1]] = value
             if origins is not None:
                 origins.set_value(".".join(path), value, f"env {name}")
-    token = next((v for k, v in environ.items() if k.upper() == ADMIN_TOKEN_ENV), None)
-    if token is not None and not token.strip():
-        problems.append((f"env {ADMIN_TOKEN_ENV}", "is empty"))
-    elif token is not None and len(token.strip()) < MIN_TOKEN_LENGTH:
-        problems.append(
-            (f"env {ADMIN_TOKEN_ENV}", f"is {len(token.strip())} characters long; use at least {MIN_TOKEN_LENGTH}")
-        )
     return data, problems
 
 
-def _did_you_mean(path: list[str]) -> str:
-    """A suggestion for a mistyped variable: the closest setting name at the level where the typo is."""
-    node: Any = Config
-    for depth, part in enumerate(path):
-        fields = list(node.model_fields) if isinstance(node, type) and issubclass(node, BaseModel) else []
-        if part not in fields:
-            close = difflib.get_close_matches(part, fields, n=1)
-            if not close:
+def keys_at(path: list[int | str]) -> list[str]:
+    """The keys the config section at `path` accepts (`pools[0]`: a pool's); none when no section is there."""
+    node: type[BaseModel] = Config
+    for part in path:
+        if isinstance(part, int):
+            continue  # an item of the list the previous part named
+        field = node.model_fields.get(part)
+        if field is None:
+            return []
+        try:
+            node = section_model(field.annotation)
+        except TypeError:
+            return []
+    return list(node.model_fields)
+
+
+def close_key(path: list[int | str]) -> str | None:
+    """The accepted key closest to the last part of `path` (a mistyped key), from the section it is in."""
+    *where, typo = path
+    close = difflib.get_close_matches(str(typo), keys_at(where), n=1)
+    return close[0] if close else None
+
+
+def _did_you_mean(name: str, path: list[str]) -> str:
+    """A suggestion for a mistyped variable: the admin token's, or the closest key at the level of the typo."""
+    if difflib.get_close_matches(name, [ADMIN_TOKEN_ENV], cutoff=0.9):
+        return f" (did you mean {ADMIN_TOKEN_ENV}?)"
+    for depth in range(len(path)):
+        if path[depth] not in keys_at(list(path[:depth])):
+            close = close_key(list(path[: depth + 1]))
+            if close is None:
                 return ""
-            wanted = "__".join([*path[:depth], close[0]]).upper()
-            return f" (did you mean {ENV_PREFIX}{wanted}?)"
-        node = _unwrap(node.model_fields[part].annotation)
+            return f" (did you mean {ENV_PREFIX}{'__'.join([*path[:depth], close]).upper()}?)"
     return ""
 
 
 def _admin_token_from_env(data: dict[str, Any], environ: Mapping[str, str], origins: Origins | None = None) -> None:
-    """`SESSION_POOL_EXPORTER_ADMIN_TOKEN` becomes the write token named 'admin' (replacing one of that name)."""
-    token = next((v.strip() for k, v in environ.items() if k.upper() == ADMIN_TOKEN_ENV), "")
-    if len(token) < MIN_TOKEN_LENGTH:
-        return  # reported by env_layer
+    """`SESSION_POOL_EXPORTER_ADMIN_TOKEN` becomes the write token named 'admin' (replacing one of that name).
+
+    A short or empty one too: the token rule reports it, with the command that makes a good one.
+    """
+    token = next((v.strip() for k, v in environ.items() if k.upper() == ADMIN_TOKEN_ENV), None)
+    if token is None:
+        return
     admin = data.setdefault("admin", {})
     if isinstance(admin, dict):
         raw = admin.get("tokens")
@@ -354,7 +372,10 @@ def _message(error: Any) -> str:
     kind = error["type"]
     ctx = error.get("ctx") or {}
     if kind == "extra_forbidden":
-        return "unknown key"
+        close = close_key(list(error["loc"]))
+        return f"unknown key (did you mean {close}?)" if close else "unknown key"
+    if kind == RULE_ERROR:
+        return str(ctx["message"])
     if kind == "missing":
         return "required"
     if kind in _BOUNDS:
@@ -379,54 +400,6 @@ def validation_problems(exc: ValidationError) -> Problems:
         problems.append((_loc(tuple(loc)) or "config", _message(error)))
     # The same problem may be reported once per union branch.
     return list(dict.fromkeys(problems))
-
-
-def _cross_checks(data: Mapping[str, Any]) -> Problems:
-    """Problems across entries that pydantic's per-field checks cannot see."""
-    problems: Problems = []
-    mongodb = data.get("mongodb")
-    if not isinstance(mongodb, Mapping) or (mongodb.get("uri") is None and mongodb.get("uri_file") is None):
-        problems.append(
-            ("mongodb.uri", "required: set mongodb.uri or mongodb.uri_file, "
-             f"{ENV_PREFIX}MONGODB__URI, or --mongo-uri"),
-        )  # fmt: skip
-    if not data.get("pools") and not data.get("discovery"):
-        problems.append(
-            ("pools", "at least one pool or discovery source is required (or give --database and --collection)")
-        )
-    for section, key, what in (("pools", "name", "pool name"), ("admin.tokens", "name", "token name")):
-        node: Any = data
-        for part in section.split("."):
-            node = node.get(part) if isinstance(node, Mapping) else None
-        seen: dict[str, int] = {}
-        for i, item in enumerate(node if isinstance(node, list) else []):
-            value = item.get(key) if isinstance(item, Mapping) else None
-            if isinstance(value, str):
-                if value in seen:
-                    problems.append(
-                        (f"{section}[{i}].{key}", f"duplicate {what} {value!r} (also {section}[{seen[value]}])")
-                    )
-                else:
-                    seen[value] = i
-    return problems
-
-
-def _semantic_checks(config: Config) -> Problems:
-    """Checks spanning several fields of an otherwise valid config."""
-    problems = [(f"defaults.{key}", message) for key, message in config.defaults.problems()]
-    if problems:
-        return problems  # the pools inherited nothing from the invalid defaults
-    for i, pool in enumerate(config.pools):
-        problems += [(f"pools[{i}].{key}", message) for key, message in pool.problems()]
-    problems += config.listener_problems()
-    secrets: dict[str, str] = {}
-    for i, token in enumerate(config.admin.tokens):
-        value = token.secret()
-        if value in secrets:
-            problems.append((f"admin.tokens[{i}]", f"same token value as {secrets[value]}"))
-        else:
-            secrets[value] = f"admin.tokens[{i}]"
-    return problems
 
 
 def _read_through_group(uid: int, gid: int) -> bool:
@@ -478,14 +451,11 @@ def load_config(
     _admin_token_from_env(data, environ, origins)
     try:
         problems += apply_flags(data, flags or {}, origins)
-        problems += _cross_checks(data)
         config = Config.model_validate(data)
     except ValidationError as exc:
         problems += validation_problems(exc)
     except RecursionError:
         problems.append(("config", "nested too deeply"))
-    else:
-        problems += _semantic_checks(config)
     if problems:
         raise ConfigError(problems, _origins_of(problems, origins))
     return config

@@ -1,29 +1,43 @@
-"""The configuration schema: pydantic models of the YAML file (unknown keys are errors)."""
+"""The configuration schema: pydantic models of the YAML file, their descriptions and their rules across keys.
+
+The descriptions (attribute docstrings) and examples are the configuration reference:
+`python scripts/reference/config.py` writes docs/reference/configuration.md and examples/config.yaml from them.
+"""
 
 from __future__ import annotations
 
-import fnmatch
-import re
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Annotated, Any, Literal
-from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
-from pymongo.errors import PyMongoError
-from pymongo.uri_parser import parse_uri
+from pydantic import Field, ModelWrapValidatorHandler, PrivateAttr, SecretStr, ValidationError, model_validator
 
-from exporter.core import MAX_PERIOD, Fields, InvalidInput, redact
+from exporter.config.pools import DiscoveryConfig, Pool, PoolOptions, inherit
+from exporter.config.rules import RULE_ERROR, Given, Problem, Section, again, parse_loc, rule
+from exporter.config.values import (
+    CollectionName,
+    DatabaseName,
+    Listen,
+    Lowercase,
+    MongoURI,
+    Name,
+    PositiveSeconds,
+    ReadableFile,
+    ReadPreference,
+    SecretFile,
+    UriFile,
+    is_loopback,
+    parse_listen,
+    read_secret,
+)
+from exporter.core import MAX_PERIOD, InvalidInput, redact, write_concern
 
 ENV_PREFIX = "SESSION_POOL_EXPORTER_"
 ADMIN_TOKEN_ENV = ENV_PREFIX + "ADMIN_TOKEN"
 DEFAULT_LISTEN = "0.0.0.0:9810"
 DEFAULT_ADMIN_LISTEN = "127.0.0.1:9811"
 MIN_TOKEN_LENGTH = 24
-_LOOPBACK = ("127.", "::1", "localhost")
-NAME = re.compile(r"^[a-zA-Z0-9_-]{1,64}$")
-NAME_RULE = "must be 1-64 characters of letters, digits, '_' or '-'"
-# MongoDB refuses these characters in database names.
-_BAD_DB_CHARS = set('/\\. "$*<>:|?')
+TOKEN_COMMAND = "python3 -c 'import secrets; print(secrets.token_urlsafe(32))'"  # noqa: S105 - makes one
 
 
 class ConfigError(Exception):
@@ -48,116 +62,62 @@ class ConfigError(Exception):
         return lines
 
 
-def check_name(value: str) -> str:
-    """Pool, token and actor names are label-safe identifiers."""
-    if not NAME.match(value):
-        raise ValueError(NAME_RULE)
-    return value
+def token_problem(token: str) -> str | None:
+    """Why an admin token is not good enough (empty, too short), with the command that makes a good one."""
+    if not token:
+        return f"the token is empty; make one with: {TOKEN_COMMAND}"
+    if len(token) < MIN_TOKEN_LENGTH:
+        return f"the token is {len(token)} characters long; use at least {MIN_TOKEN_LENGTH}, e.g. {TOKEN_COMMAND}"
+    return None
 
 
-def parse_listen(value: str) -> tuple[str, int]:
-    """Split 'host:port' (or '[v6]:port', ':port') into its parts; ValueError if malformed."""
-    match = re.fullmatch(r"(?:\[(?P<v6>[0-9a-fA-F:.]+)\]|(?P<host>[^:\[\]\s]*)):(?P<port>\d{1,5})", value)
-    if not match:
-        raise ValueError(f"{value!r} is not HOST:PORT (e.g. 0.0.0.0:9810 or [::]:9810)")
-    port = int(match["port"])
-    if not 0 < port < 65536:
-        raise ValueError(f"port {port} is out of range 1-65535")
-    host = match["v6"] or match["host"] or "0.0.0.0"
-    return host, port
-
-
-class _Strict(BaseModel):
-    """Base of every config section: unknown keys are errors."""
-
-    model_config = ConfigDict(extra="forbid", validate_default=True)
-
-
-PositiveSeconds = Annotated[float, Field(gt=0, le=MAX_PERIOD.total_seconds())]
-Seconds = Annotated[float, Field(ge=0, le=MAX_PERIOD.total_seconds())]
-
-
-def _check_file(path: Path) -> Path:
-    """Reject a secret/cert file that does not exist or cannot be read."""
-    if not path.exists():
-        raise ValueError(f"file {str(path)!r} does not exist")
-    if not path.is_file():
-        raise ValueError(f"{str(path)!r} is not a regular file")
-    try:
-        with path.open("rb"):
-            pass
-    except OSError as exc:
-        raise ValueError(f"file {str(path)!r} cannot be read: {exc.strerror}") from None
-    return path
-
-
-def _check_uri(uri: str) -> None:
-    """Reject a malformed connection string without echoing it (it may hold a password)."""
-    if not uri.startswith(("mongodb://", "mongodb+srv://")):
-        raise ValueError("must start with mongodb:// or mongodb+srv://")
-    if uri.startswith("mongodb+srv://"):
-        return  # parsing an SRV URI needs DNS; the driver checks it at startup
-    try:
-        parse_uri(uri, warn=False)
-    except (PyMongoError, ValueError) as exc:
-        raise ValueError(f"invalid MongoDB URI: {redact(str(exc))}") from None
-
-
-def _read_secret(path: Path) -> str:
-    """Contents of a secret file, without the trailing newline editors add."""
-    return path.read_text(encoding="utf-8").strip()
-
-
-class TLSConfig(_Strict):
+class TLSConfig(Section):
     """Certificate and key for serving HTTPS."""
 
-    cert_file: Path
-    key_file: Path
-
-    @field_validator("cert_file", "key_file")
-    @classmethod
-    def _exists(cls, value: Path) -> Path:
-        """The certificate or key file must exist and be readable."""
-        return _check_file(value)
+    cert_file: ReadableFile
+    """The certificate (PEM), with its chain."""
+    key_file: ReadableFile
+    """Its private key (PEM)."""
 
 
-class LogConfig(_Strict):
+class LogConfig(Section):
     """Log level and format."""
 
-    level: Literal["debug", "info", "warning", "error", "critical"] = "info"
-    format: Literal["auto", "json", "console"] = "auto"
-
-    @field_validator("level", "format", mode="before")
-    @classmethod
-    def _lower(cls, value: object) -> object:
-        """Accept INFO as well as info."""
-        return value.lower() if isinstance(value, str) else value
+    level: Annotated[Literal["debug", "info", "warning", "error", "critical"], Lowercase] = "info"
+    """Lowest level logged; at `debug` every HTTP request is logged too. The `--log-level` flag sets it."""
+    format: Annotated[Literal["auto", "json", "console"], Lowercase] = "auto"
+    """`json` lines, readable `console` lines, or `auto`: json unless stderr is a terminal. Flag `--log-format`."""
 
 
-class HTTPConfig(_Strict):
+class HTTPConfig(Section):
     """Limits of the HTTP listeners (uvicorn has no header deadline and no connection cap of its own)."""
 
     max_connections: Annotated[int, Field(ge=8, le=100_000)] = 1024
+    """Open connections per listener, capped below the open-files limit (minus 128)."""
     header_timeout: Annotated[float, Field(gt=0, le=300)] = 10.0
+    """Seconds a new connection has to send its first request head."""
     keep_alive: Annotated[float, Field(gt=0, le=3600)] = 75.0
+    """Seconds an idle kept-alive connection stays open."""
 
 
-class WriteConcernConfig(_Strict):
+class WriteConcernConfig(Section):
     """Write concern of every write (never w=0)."""
 
     w: int | str | None = None
+    """`majority`, a number of members, or a tag set's name; null is the server's default. 0 is refused."""
     j: bool | None = None
-    wtimeout: int | None = Field(default=None, ge=0)
+    """Wait for the journal; null is the server's default."""
+    wtimeout: Annotated[int, Field(ge=0)] | None = None
+    """Milliseconds to wait for the write concern; null is no limit."""
 
-    @field_validator("w")
-    @classmethod
-    def _acknowledged(cls, value: int | str | None) -> int | str | None:
-        """Refuse unacknowledged writes (w=0)."""
-        if isinstance(value, int) and value < 1:
-            raise ValueError("must be >= 1 or 'majority' (unacknowledged writes are refused)")
-        if isinstance(value, str) and not value:
-            raise ValueError("must not be empty")
-        return value
+    @rule("w", "j", "wtimeout")
+    @staticmethod
+    def _acknowledged(w: int | str | None, j: bool | None, wtimeout: int | None) -> Iterator[Problem]:
+        """An acknowledged write concern the driver accepts (the client core's check: `w: 0` is refused)."""
+        try:
+            write_concern(w, j, wtimeout)
+        except InvalidInput as exc:
+            yield exc.field or "w", exc.message
 
     @property
     def given(self) -> bool:
@@ -165,341 +125,126 @@ class WriteConcernConfig(_Strict):
         return self.w is not None or self.j is not None or self.wtimeout is not None
 
 
-class MongoConfig(_Strict):
+class MongoConfig(Section):
     """How to reach MongoDB."""
 
-    uri: SecretStr | None = None
-    uri_file: Path | None = None
+    uri: MongoURI | None = Field(default=None, examples=["mongodb://127.0.0.1:27017/?replicaSet=rs0"])
+    """The connection string, a secret when it holds a password: then prefer `uri_file` or the environment
+    variable. The `--mongo-uri` flag sets it too, visible in `ps`."""
+    uri_file: UriFile | None = Field(default=None, examples=["/run/secrets/mongodb-uri"])
+    """A file holding the connection string, instead of `uri` (surrounding whitespace is stripped)."""
     timeout: PositiveSeconds = 10.0
+    """Seconds one MongoDB operation may take in all, the wait for a server included."""
     server_selection_timeout: PositiveSeconds = 5.0
-    read_preference: Literal["primary", "primaryPreferred", "secondary", "secondaryPreferred", "nearest"] = "primary"
+    """Seconds an operation waits for a usable server when none is known (matters only below `timeout`)."""
+    read_preference: ReadPreference = "primary"
+    """Members the statistics reads may use; writes, hand-outs and the admin API always use the primary."""
     write_concern: WriteConcernConfig = WriteConcernConfig()
+    """Write concern of every write the daemon makes; `{w: majority}` on a replica set."""
 
-    @field_validator("uri_file")
-    @classmethod
-    def _uri_file_exists(cls, value: Path | None) -> Path | None:
-        """The URI file must exist and be readable."""
-        return _check_file(value) if value is not None else None
-
-    @field_validator("uri")
-    @classmethod
-    def _scheme(cls, value: SecretStr | None) -> SecretStr | None:
-        """The URI must be a well-formed MongoDB connection string."""
-        if value is not None:
-            _check_uri(value.get_secret_value())
-        return value
+    _uri: str | None = PrivateAttr(default=None)
 
     @model_validator(mode="after")
-    def _one_source(self) -> MongoConfig:
-        """Exactly one source of the secret; a file's content is loaded here."""
-        if self.uri is not None and self.uri_file is not None:
-            raise ValueError("set only one of uri and uri_file")
-        if self.uri_file is not None:
-            text = _read_secret(self.uri_file)
-            try:
-                _check_uri(text)
-            except ValueError as exc:
-                raise ValueError(f"uri_file: {exc}") from None
-            self.uri = SecretStr(text)
+    def _load(self) -> MongoConfig:
+        """The connection string, from `uri` or read from `uri_file` once."""
+        if self.uri is not None:
+            self._uri = self.uri.get_secret_value()
+        elif self.uri_file is not None:
+            self._uri = read_secret(self.uri_file)
         return self
 
     def uri_value(self) -> str:
         """The connection string (secret: never log it)."""
-        if self.uri is None:
+        if self._uri is None:
             raise ConfigError([("mongodb.uri", "required")])
-        return self.uri.get_secret_value()
+        return self._uri
 
 
-class UnderperformingConfig(_Strict):
-    """Which sessions count as underperforming, and how often the daemon counts them."""
-
-    min_uses: Annotated[int, Field(ge=1)] = 100
-    below: Annotated[float, Field(gt=0, lt=1)] = 0.2
-    interval: PositiveSeconds = 300.0
-
-
-_SUBFIELD = re.compile(r"^[A-Za-z0-9_-]+(\.[A-Za-z0-9_-]+)*$")
-
-
-class SessionFieldsConfig(_Strict):
-    """Sub-fields of a pool's `session` field the console may use; every other credential stays hidden."""
-
-    search: Annotated[list[str], Field(max_length=8)] = []
-    show: Annotated[list[str], Field(max_length=16)] = []
-    # Trailing characters a masked search field shows (at most a quarter of the value).
-    reveal: Annotated[int, Field(ge=0, le=4)] = 2
-
-    @field_validator("search", "show")
-    @classmethod
-    def _paths(cls, value: list[str]) -> list[str]:
-        """Dotted names of sub-fields (`phone`, `profile.login`), each once."""
-        for name in value:
-            if not _SUBFIELD.match(name) or len(name) > 100:
-                raise ValueError(f"{name!r} is not a sub-field name such as phone or profile.login")
-        if len(set(value)) != len(value):
-            raise ValueError("names must be distinct")
-        return value
-
-
-class PoolOptions(_Strict):
-    """The options of a pool: `defaults` sets them for every pool, a pool may override each one.
-
-    A new pool option is added here only (and to the chart's values and schema).
-    """
-
-    interval: PositiveSeconds = 15.0
-    refresh_timeout: PositiveSeconds = 10.0
-    max_age: PositiveSeconds | None = None
-    jitter: Annotated[float, Field(ge=0, le=3600)] = 1.0
-    lock_time: PositiveSeconds = 600.0
-    block_time: PositiveSeconds = 28800.0
-    grace: Seconds = 60.0
-    min_active_sessions: Annotated[int, Field(ge=0)] = 1
-    create_indexes: bool = True
-    sums_interval: PositiveSeconds = 300.0
-    sums_timeout: PositiveSeconds = 120.0
-    underperforming: UnderperformingConfig = UnderperformingConfig()
-
-    def problems(self) -> list[tuple[str, str]]:
-        """Checks spanning several options: (option, message) pairs."""
-        out: list[tuple[str, str]] = []
-        if self.max_age is not None and self.max_age < self.interval:
-            out.append(("max_age", f"must be >= the pool's interval ({self.interval:g})"))
-        if self.grace > self.lock_time:
-            out.append(("grace", f"must be <= lock_time ({self.lock_time:g})"))
-        return out
-
-
-class FieldsConfig(_Strict):
-    """Field-name overrides of a pool (the seed's MongoFields)."""
-
-    next_use: str | None = None
-    active: str | None = None
-    session: str | None = None
-    last_use: str | None = None
-    hold: str | None = None
-    count_use: str | None = None
-    count_success: str | None = None
-    created: str | None = None
-
-    def as_fields(self) -> Fields:
-        """The core's Fields object for these overrides."""
-        return Fields(**{k: v for k, v in self.model_dump().items() if v is not None})
-
-    @model_validator(mode="after")
-    def _usable(self) -> FieldsConfig:
-        """The field names must be usable by the client core."""
-        try:
-            self.as_fields()
-        except InvalidInput as exc:
-            raise ValueError(exc.message) from None
-        return self
-
-
-class Pool(PoolOptions):
-    """One pool: where its sessions live, and its options (unset ones inherit `defaults`)."""
-
-    name: str
-    database: str
-    collection: str
-    fields: FieldsConfig = FieldsConfig()
-    stored_timezone: str | None = None
-    session_fields: SessionFieldsConfig = SessionFieldsConfig()
-
-    _name = field_validator("name")(check_name)
-
-    @field_validator("database")
-    @classmethod
-    def _database(cls, value: str) -> str:
-        """A database name MongoDB accepts."""
-        bad = sorted(set(value) & _BAD_DB_CHARS)
-        if not value or bad or len(value) > 63 or "\x00" in value:
-            raise ValueError(f"{value!r} is not a valid MongoDB database name")
-        return value
-
-    @field_validator("collection")
-    @classmethod
-    def _collection(cls, value: str) -> str:
-        """A collection name MongoDB accepts."""
-        if not value or "$" in value or "\x00" in value or value.startswith("system."):
-            raise ValueError(f"{value!r} is not a valid MongoDB collection name")
-        return value
-
-    @field_validator("stored_timezone")
-    @classmethod
-    def _zone(cls, value: str | None) -> str | None:
-        """A known IANA time zone."""
-        if value is None or value.upper() == "UTC":
-            return value
-        try:
-            ZoneInfo(value)
-        except (ZoneInfoNotFoundError, ValueError):
-            raise ValueError(f"{value!r} is not a known IANA time zone (e.g. Europe/Moscow)") from None
-        return value
-
-    @model_validator(mode="after")
-    def _effective_max_age(self) -> Pool:
-        """Without a `max_age`, the state series are withdrawn after three intervals."""
-        if self.max_age is None:
-            self.max_age = 3 * self.interval
-        return self
-
-    @property
-    def staleness_limit(self) -> float:
-        """Age in seconds after which the pool's state series are withdrawn."""
-        return self.max_age if self.max_age is not None else 3 * self.interval
-
-    @property
-    def sums_staleness_limit(self) -> float:
-        """Age in seconds after which the pool's sums (uses, successes) are withdrawn."""
-        return 3 * max(self.sums_interval, self.interval)
-
-
-class DiscoveredOptions(PoolOptions):
-    """What every pool a discovery source finds gets, over `defaults` (only the keys given here)."""
-
-    fields: FieldsConfig = FieldsConfig()
-    stored_timezone: str | None = None
-    session_fields: SessionFieldsConfig = SessionFieldsConfig()
-
-
-class DiscoveryConfig(_Strict):
-    """A pool source: every collection of `databases` whose name matches `include` and no `exclude`.
-
-    Listed again every `interval` seconds: pools appear and disappear without a restart. A
-    collection that a pool of `pools` already watches is left to that pool.
-    """
-
-    databases: Annotated[list[str], Field(min_length=1)]
-    include: list[str] = ["*"]
-    exclude: list[str] = []
-    name: str = "{collection}"
-    interval: PositiveSeconds = 60.0
-    options: DiscoveredOptions = DiscoveredOptions()
-
-    @field_validator("databases")
-    @classmethod
-    def _databases(cls, value: list[str]) -> list[str]:
-        """Database names MongoDB accepts."""
-        for name in value:
-            if not name or any(c in name for c in '/\\. "$\x00'):
-                raise ValueError(f"{name!r} is not a valid MongoDB database name")
-        return value
-
-    @field_validator("name")
-    @classmethod
-    def _template(cls, value: str) -> str:
-        """A template naming the pool from `{database}` and `{collection}`."""
-        try:
-            value.format(database="d", collection="c")
-        except (KeyError, IndexError, ValueError) as exc:
-            raise ValueError(f"{value!r}: use {{database}} and {{collection}} only ({exc})") from None
-        return value
-
-    def pool_name(self, database: str, collection: str) -> str:
-        """The name of the pool watching `database.collection`."""
-        return self.name.format(database=database, collection=collection)
-
-    def matches(self, collection: str) -> bool:
-        """Whether a collection of one of the databases belongs to this source."""
-        if collection.startswith("system."):
-            return False
-        return any(fnmatch.fnmatchcase(collection, p) for p in self.include) and not any(
-            fnmatch.fnmatchcase(collection, p) for p in self.exclude
-        )
-
-    def pool(self, defaults: PoolOptions, database: str, collection: str) -> Pool:
-        """The pool for a found collection (ValueError when its name or settings are not valid)."""
-        data = _inherit(defaults.model_dump(exclude_unset=True), self.options.model_dump(exclude_unset=True))
-        data.update(name=self.pool_name(database, collection), database=database, collection=collection)
-        return Pool.model_validate(data)
-
-
-class AdminToken(_Strict):
+class AdminToken(Section):
     """One admin API credential."""
 
-    name: str
+    name: Name
+    """Who uses it: the actor recorded in the audit trail."""
     role: Literal["read", "write"] = "read"
+    """`read` may call the GET routes, `write` every route."""
     token: SecretStr | None = None
-    token_file: Path | None = None
+    """The token itself, at least 24 characters (a secret: prefer `token_file` or the environment variable)."""
+    token_file: SecretFile | None = None
+    """A file holding the token, instead of `token` (surrounding whitespace is stripped)."""
 
-    _name = field_validator("name")(check_name)
+    _secret: str = PrivateAttr(default="")
 
-    @field_validator("token_file")
-    @classmethod
-    def _file(cls, value: Path | None) -> Path | None:
-        """The token file must exist and be readable."""
-        return _check_file(value) if value is not None else None
+    @rule("token", "token_file")
+    @staticmethod
+    def _one_good_token(token: SecretStr | None, token_file: Path | None) -> Iterator[Problem]:
+        """Exactly one of `token` and `token_file`, and the token has at least 24 characters."""
+        if (token is None) == (token_file is None):
+            yield "", "set exactly one of token and token_file"
+            return
+        problem = token_problem(token.get_secret_value() if token is not None else read_secret(Path(str(token_file))))
+        if problem:
+            yield "", problem
 
     @model_validator(mode="after")
-    def _one_source(self) -> AdminToken:
-        """Exactly one source of the secret; a file's content is loaded here."""
-        if (self.token is None) == (self.token_file is None):
-            raise ValueError("set exactly one of token and token_file")
-        if self.token_file is not None:
-            self.token = SecretStr(_read_secret(self.token_file))
-        if self.token is None or not self.token.get_secret_value():
-            raise ValueError("the token is empty")
-        length = len(self.token.get_secret_value())
-        if length < MIN_TOKEN_LENGTH:
-            raise ValueError(
-                f"the token is {length} characters long; use at least {MIN_TOKEN_LENGTH}, e.g. "
-                "python3 -c 'import secrets; print(secrets.token_urlsafe(32))'"
-            )
+    def _load(self) -> AdminToken:
+        """The token, from `token` or read from `token_file` once."""
+        self._secret = (
+            self.token.get_secret_value() if self.token is not None else read_secret(Path(str(self.token_file)))
+        )
         return self
 
     def secret(self) -> str:
         """The token value (secret: never log it)."""
-        assert self.token is not None  # guaranteed by _one_source
-        return self.token.get_secret_value()
+        return self._secret
 
 
-class AuditConfig(_Strict):
+class AuditConfig(Section):
     """Where admin actions are recorded and for how long."""
 
-    database: str = "session_pool_exporter"
-    collection: str = "audit"
+    database: DatabaseName = "session_pool_exporter"
+    """Database of the audit trail."""
+    collection: CollectionName = "audit"
+    """Collection of the audit trail."""
     retention: Annotated[int, Field(gt=0)] = 7_776_000
+    """Seconds an audit event is kept (a TTL index; 90 days)."""
 
 
-def _inherit(inherited: dict[str, Any], pool: dict[str, Any]) -> dict[str, Any]:
-    """A pool's keys over the defaults it inherits; a section set in both (`underperforming`) merges key by key."""
-    merged = {**inherited, **pool}
-    for key, value in pool.items():
-        if isinstance(value, dict) and isinstance(inherited.get(key), dict):
-            merged[key] = {**inherited[key], **value}
-    return merged
-
-
-def is_loopback(host: str) -> bool:
-    """True for an address only this machine can reach."""
-    return host.startswith(_LOOPBACK)
-
-
-class AdminConfig(_Strict):
+class AdminConfig(Section):
     """The admin API (off when no token is configured), on a listener of its own by default."""
 
-    tokens: list[AdminToken] = []
-    listen: str | None = DEFAULT_ADMIN_LISTEN
+    tokens: list[AdminToken] = Field(
+        default=[],
+        examples=[
+            [
+                {"name": "alice", "role": "write", "token_file": "/run/secrets/alice-token"},
+                {"name": "grafana", "role": "read", "token_file": "/run/secrets/grafana-token"},
+            ]
+        ],
+    )
+    """Credentials of the admin API; none turns it off (404). The environment variable
+    SESSION_POOL_EXPORTER_ADMIN_TOKEN adds a `write` token named `admin`."""
+    listen: Listen | None = DEFAULT_ADMIN_LISTEN
+    """The admin API's own listener; null serves it on the main listener (`listen`)."""
     tls: TLSConfig | None = None
+    """HTTPS for the admin listener: `{cert_file, key_file}` as in `tls`."""
     allow_plaintext: bool = False
+    """Allow admin writes over plain HTTP on an address other than loopback (a TLS proxy in front)."""
     request_timeout: PositiveSeconds = 30.0
+    """Seconds an admin request may spend on MongoDB in all (then 504, nothing half-applied)."""
     expose_credentials: bool = False
+    """Include the `session` field (credentials) in admin reads."""
     max_period: Annotated[int, Field(gt=0, le=int(MAX_PERIOD.total_seconds()))] = 604_800
+    """Seconds: the longest lock or block an operator may set."""
     bulk_unlock_cap: Annotated[int, Field(ge=1)] = 1000
+    """Most sessions one bulk unlock may change (more: 409, nothing changed)."""
     reason_max_length: Annotated[int, Field(ge=1)] = 500
-    # Searches a read token may make per minute on masked fields (which it matches whole, never by prefix).
+    """Characters of an action's `reason`."""
     read_searches_per_minute: Annotated[int, Field(ge=1, le=10_000)] = 30
+    """Searches a read token may make per minute on masked fields (matched whole, never by prefix); then 429."""
     audit: AuditConfig = AuditConfig()
+    """The audit trail of admin actions."""
     write_concern: WriteConcernConfig | None = None
-
-    @field_validator("listen")
-    @classmethod
-    def _listen(cls, value: str | None) -> str | None:
-        """HOST:PORT with a valid port, or null to serve the admin API on the main listener."""
-        if value is not None:
-            parse_listen(value)
-        return value
+    """`{w, j, wtimeout}` of admin writes; null uses `mongodb.write_concern`."""
 
     @property
     def enabled(self) -> bool:
@@ -507,42 +252,152 @@ class AdminConfig(_Strict):
         return bool(self.tokens)
 
 
-class Config(_Strict):
-    """The whole daemon configuration (see README, section Configuration)."""
+class Config(Section):
+    """The whole daemon configuration (docs/reference/configuration.md lists every key)."""
 
-    listen: str = DEFAULT_LISTEN
-    tls: TLSConfig | None = None
+    listen: Listen = DEFAULT_LISTEN
+    """Where `/metrics`, `/healthz` and `/readyz` are served. The `--listen` flag sets it."""
+    tls: TLSConfig | None = Field(
+        default=None,
+        examples=[
+            {"cert_file": "/etc/session-pool-exporter/tls.crt", "key_file": "/etc/session-pool-exporter/tls.key"}
+        ],
+    )
+    """HTTPS for `listen`: a certificate and its key; null serves plain HTTP."""
     http: HTTPConfig = HTTPConfig()
+    """Limits of both listeners."""
     log: LogConfig = LogConfig()
+    """Log level and format."""
     mongodb: MongoConfig = MongoConfig()
+    """How to reach MongoDB: `uri` or `uri_file` is required."""
     defaults: PoolOptions = PoolOptions()
-    pools: list[Pool] = []
-    discovery: list[DiscoveryConfig] = []
+    """Options every pool inherits unless it sets them itself."""
+    pools: list[Pool] = Field(
+        default=[],
+        examples=[
+            [
+                {
+                    "name": "telegram",
+                    "database": "sessions",
+                    "collection": "telegram",
+                    "session_fields": {"search": ["phone", "login"]},
+                    "interval": 30,
+                }
+            ]
+        ],
+    )
+    """The pools, each one collection of sessions; any key of `defaults` may be set per pool. The flags
+    `--database`, `--collection` and `--pool-name` define a single pool instead."""
+    discovery: list[DiscoveryConfig] = Field(
+        default=[],
+        examples=[
+            [{"databases": ["sessions"], "include": ["tg_*"], "exclude": ["*_archive"], "options": {"interval": 30}}]
+        ],
+    )
+    """Pools found by listing collections, listed again every `interval` seconds (no restart needed)."""
     max_concurrent_refreshes: Annotated[int, Field(ge=1, le=1000)] = 16
+    """Refreshes and sums passes talking to MongoDB at once; the others wait their turn."""
     admin: AdminConfig = AdminConfig()
+    """The admin API and the console; off without tokens."""
 
-    @model_validator(mode="before")
+    @model_validator(mode="wrap")
     @classmethod
-    def _inherit_defaults(cls, data: Any) -> Any:
-        """Each pool starts from `defaults` (the options set there); its own keys win."""
-        if not isinstance(data, dict) or not isinstance(data.get("pools"), list):
-            return data
+    def _inherit_defaults(cls, data: Any, handler: ModelWrapValidatorHandler[Config]) -> Config:
+        """Each pool, and each discovery source's options, starts from `defaults`; its own keys win.
+
+        A problem that comes wholly from `defaults` is reported once, at `defaults`, not again under every pool.
+        """
+        defaults = data.get("defaults") if isinstance(data, dict) else None
+        if not isinstance(data, dict) or not isinstance(defaults, dict):
+            return handler(data)
+        inherited = {key: value for key, value in defaults.items() if key in PoolOptions.model_fields}
+        merged = dict(data)
+        if isinstance(data.get("pools"), list):
+            merged["pools"] = [inherit(inherited, p) if isinstance(p, dict) else p for p in data["pools"]]
+        if isinstance(data.get("discovery"), list):
+            merged["discovery"] = [
+                {**source, "options": inherit(inherited, source["options"])}
+                if isinstance(source, dict) and isinstance(source.get("options"), dict)
+                else source
+                for source in data["discovery"]
+            ]
         try:
-            defaults = PoolOptions.model_validate(data.get("defaults") or {})
-        except ValueError:
-            return data  # reported at defaults.*, not again under every pool
-        if defaults.problems():
-            return data
-        inherited = defaults.model_dump(exclude_unset=True)
-        pools = [_inherit(inherited, pool) if isinstance(pool, dict) else pool for pool in data["pools"]]
-        return {**data, "pools": pools}
+            return handler(merged)
+        except ValidationError as exc:
+            errors = exc.errors(include_url=False)
+            kept = [error for error in errors if not _from_defaults(error, data, inherited)]
+            if not kept or len(kept) == len(errors):
+                raise
+            raise ValidationError.from_exception_data(cls.__name__, [again(error) for error in kept]) from None
 
-    @field_validator("listen")
-    @classmethod
-    def _listen(cls, value: str) -> str:
-        """HOST:PORT with a valid port."""
-        parse_listen(value)
-        return value
+    @rule("mongodb.uri", "mongodb.uri_file")
+    @staticmethod
+    def _one_mongodb_uri(uri: SecretStr | None, uri_file: Path | None) -> Iterator[Problem]:
+        """Exactly one of `mongodb.uri` and `mongodb.uri_file` (from the file, the environment or `--mongo-uri`)."""
+        if uri is None and uri_file is None:
+            yield (
+                "mongodb.uri",
+                f"required: set mongodb.uri or mongodb.uri_file, {ENV_PREFIX}MONGODB__URI, or --mongo-uri",
+            )
+        elif uri is not None and uri_file is not None:
+            yield "mongodb", "set only one of uri and uri_file"
+
+    @rule(Given("pools"), Given("discovery"))
+    @staticmethod
+    def _something_to_watch(pools: bool, discovery: bool) -> Iterator[Problem]:
+        """At least one pool or discovery source."""
+        if not pools and not discovery:
+            yield "pools", "at least one pool or discovery source is required (or give --database and --collection)"
+
+    @rule("pools[].name")
+    @staticmethod
+    def _distinct_pool_names(names: list[tuple[int, str]]) -> Iterator[Problem]:
+        """Pool names are distinct."""
+        yield from _duplicates("pools", "name", "pool name", names)
+
+    @rule("admin.tokens[].name")
+    @staticmethod
+    def _distinct_token_names(names: list[tuple[int, str]]) -> Iterator[Problem]:
+        """Admin token names are distinct."""
+        yield from _duplicates("admin.tokens", "name", "token name", names)
+
+    @rule("admin.tokens[]")
+    @staticmethod
+    def _distinct_token_values(tokens: list[tuple[int, AdminToken]]) -> Iterator[Problem]:
+        """Admin token values are distinct."""
+        seen: dict[str, int] = {}
+        for i, token in tokens:
+            if token.secret() in seen:
+                yield f"admin.tokens[{i}]", f"same token value as admin.tokens[{seen[token.secret()]}]"
+            else:
+                seen[token.secret()] = i
+
+    @rule("listen", "admin.listen", Given("admin.tokens"))
+    @staticmethod
+    def _admin_port_of_its_own(listen: str, admin_listen: str | None, enabled: bool) -> Iterator[Problem]:
+        """With the admin API on, `admin.listen` does not use the port of `listen`."""
+        if enabled and admin_listen is not None and parse_listen(admin_listen)[1] == parse_listen(listen)[1]:
+            yield "admin.listen", f"uses the port of listen ({listen}); pick another, or null"
+
+    @rule("admin.listen", "admin.tls", "admin.allow_plaintext", Given("admin.tokens"))
+    @staticmethod
+    def _admin_listener_encrypted(
+        listen: str | None, tls: TLSConfig | None, plaintext: bool, enabled: bool
+    ) -> Iterator[Problem]:
+        """The admin API's own listener (`admin.listen`) on an address other than loopback has `admin.tls`,
+        or `admin.allow_plaintext: true` says a TLS proxy sits in front."""
+        if enabled and listen is not None and tls is None and not plaintext:
+            yield from _plaintext("admin.listen", listen, "admin.tls")
+
+    @rule("listen", "tls", "admin.listen", "admin.allow_plaintext", Given("admin.tokens"))
+    @staticmethod
+    def _admin_on_main_listener_encrypted(
+        listen: str, tls: TLSConfig | None, admin_listen: str | None, plaintext: bool, enabled: bool
+    ) -> Iterator[Problem]:
+        """The admin API on the main listener (`admin.listen: null`) of an address other than loopback needs
+        `tls`, or `admin.allow_plaintext: true`."""
+        if enabled and admin_listen is None and tls is None and not plaintext:
+            yield from _plaintext("listen", listen, "tls")
 
     @property
     def listen_host(self) -> str:
@@ -564,26 +419,6 @@ class Config(_Strict):
             return self.listen, self.tls
         return self.admin.listen, self.admin.tls
 
-    def listener_problems(self) -> list[tuple[str, str]]:
-        """Refusals about where the admin API would be served (checked with the rest of the config)."""
-        if not self.admin.enabled:
-            return []
-        address, tls = self.admin_listener()
-        where = "admin.listen" if self.admin.listen is not None else "listen"
-        problems = []
-        if self.admin.listen is not None and parse_listen(self.admin.listen)[1] == self.listen_port:
-            problems.append(("admin.listen", f"uses the port of listen ({self.listen}); pick another, or null"))
-        if tls is None and not self.admin.allow_plaintext and not is_loopback(parse_listen(address)[0]):
-            problems.append(
-                (
-                    where,
-                    f"the admin API would accept writes over plain HTTP on {address}: give it TLS "
-                    f"({'admin.tls' if self.admin.listen is not None else 'tls'}), listen on 127.0.0.1, "
-                    "or set admin.allow_plaintext: true if a proxy in front terminates TLS",
-                )
-            )
-        return problems
-
     def admin_write_concern(self) -> WriteConcernConfig:
         """Write concern of admin writes: `admin.write_concern`, else `mongodb.write_concern`."""
         return self.admin.write_concern or self.mongodb.write_concern
@@ -591,8 +426,65 @@ class Config(_Strict):
     def redacted(self) -> dict[str, Any]:
         """The effective configuration as plain data with every secret masked (for logs)."""
         data: dict[str, Any] = self.model_dump(mode="json")
-        if self.mongodb.uri is not None:
-            data["mongodb"]["uri"] = redact(self.mongodb.uri.get_secret_value())
+        data["mongodb"]["uri"] = redact(self.mongodb.uri_value())
         for token in data["admin"]["tokens"]:
             token["token"] = "**********"  # noqa: S105 - the mask, not a password
         return data
+
+
+def _duplicates(section: str, key: str, what: str, values: list[tuple[int, str]]) -> Iterator[Problem]:
+    """A problem for each value seen before in a list."""
+    seen: dict[str, int] = {}
+    for i, value in values:
+        if value in seen:
+            yield f"{section}[{i}].{key}", f"duplicate {what} {value!r} (also {section}[{seen[value]}])"
+        else:
+            seen[value] = i
+
+
+def _plaintext(where: str, address: str, tls_key: str) -> Iterator[Problem]:
+    """The refusal of admin writes over plain HTTP on `address`, unless it is loopback."""
+    if not is_loopback(parse_listen(address)[0]):
+        yield (
+            where,
+            f"the admin API would accept writes over plain HTTP on {address}: give it TLS ({tls_key}), "
+            "listen on 127.0.0.1, or set admin.allow_plaintext: true if a proxy in front terminates TLS",
+        )
+
+
+def _sets(data: Any, path: tuple[int | str, ...]) -> bool:
+    """Whether raw data sets a value at `path`."""
+    for part in path:
+        if not isinstance(data, dict) or part not in data:
+            return False
+        data = data[part]
+    return True
+
+
+def _from_defaults(error: Any, data: dict[str, Any], inherited: dict[str, Any]) -> bool:
+    """Whether a problem of a pool (or of a source's options) comes wholly from what it inherited from `defaults`."""
+    loc = tuple(error["loc"])
+    if len(loc) > 2 and loc[0] == "pools":
+        own, rest = _item(data, "pools", loc[1]), loc[2:]
+    elif len(loc) > 3 and loc[0] == "discovery" and loc[2] == "options":
+        source = _item(data, "discovery", loc[1])
+        own, rest = source.get("options") if isinstance(source, dict) else None, loc[3:]
+    else:
+        return False
+    if not isinstance(own, dict):
+        return False
+    if error["type"] == RULE_ERROR:
+        at = parse_loc(error["ctx"]["at"])
+        if rest[len(rest) - len(at) :] != at:
+            return False  # a rule of the whole config (distinct pool names), not one of the pool's
+        section = rest[: len(rest) - len(at)]
+        paths = [section + parse_loc(key) for key in error["ctx"]["reads"]]
+    else:
+        paths = [rest]
+    return not any(_sets(own, path) for path in paths) and any(_sets(inherited, path) for path in paths)
+
+
+def _item(data: dict[str, Any], key: str, index: int | str) -> Any:
+    """Item `index` of the raw list `data[key]`, or None."""
+    items = data.get(key)
+    return items[index] if isinstance(items, list) and isinstance(index, int) and index < len(items) else None

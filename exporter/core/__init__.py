@@ -38,7 +38,7 @@ from exporter.core.model import (
     recorded_hold,
     session_filter,
 )
-from exporter.core.operations import READ_PREFERENCES, DbSession, Transaction, read_preference
+from exporter.core.operations import READ_PREFERENCES, DbSession, Transaction, read_preference, write_concern
 
 __all__ = [
     "CLOSE_TIMEOUT",
@@ -79,4 +79,5 @@ __all__ = [
     "redact",
     "server_reason",
     "session_filter",
+    "write_concern",
 ]

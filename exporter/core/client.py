@@ -49,7 +49,14 @@ from exporter.core.model import (
     parse_period,
     session_filter,
 )
-from exporter.core.operations import DbSession, MongoOperations, Transaction, driver_session, read_preference
+from exporter.core.operations import (
+    DbSession,
+    MongoOperations,
+    Transaction,
+    driver_session,
+    read_preference,
+    write_concern,
+)
 from exporter.core.timeframe import TimeFrame
 
 SessionRef = Any  # a document with `_id`, or an `_id` value (ObjectId, its 24-hex string, any other id)
@@ -123,12 +130,7 @@ class MongoSessions(MongoOperations, MongoFields):
         if isinstance(timeout, bool) or not isinstance(timeout, int | float) or not 0 < timeout <= 3600:
             raise InvalidInput(f"timeout must be between 0 and 3600 seconds, got {timeout!r}", field="timeout")
         self._timeout = float(timeout)
-        if w == 0:
-            raise InvalidInput("w=0 (unacknowledged writes) is refused: a pool must know its writes landed", field="w")
-        try:
-            self._write_concern = WriteConcern(w=w, j=j, wtimeout=wtimeout)
-        except (TypeError, ValueError, PyMongoError) as exc:
-            raise InvalidInput(f"invalid write concern: {exc}", field="w") from None
+        self._write_concern = write_concern(w, j, wtimeout)
         if transactions not in ("require", "fallback"):
             raise InvalidInput("transactions must be 'require' or 'fallback'", field="transactions")
         self._transactions = transactions

@@ -9,8 +9,10 @@ from typing import Any, Literal, TypeVar
 from pymongo import AsyncMongoClient
 from pymongo.asynchronous.client_session import AsyncClientSession
 from pymongo.asynchronous.collection import AsyncCollection
+from pymongo.errors import PyMongoError
 from pymongo.read_preferences import Nearest, Primary, PrimaryPreferred, Secondary, SecondaryPreferred, _ServerMode
 from pymongo.results import DeleteResult, InsertOneResult, UpdateResult
+from pymongo.write_concern import WriteConcern
 
 from exporter.core.errors import InvalidInput, OperationTimeout, guard
 from exporter.core.model import Document
@@ -35,6 +37,21 @@ def read_preference(name: str) -> _ServerMode:
         raise InvalidInput(
             f"read preference must be one of {', '.join(READ_PREFERENCES)}, got {name!r}", field="read_preference"
         ) from None
+
+
+def write_concern(w: int | str | None = None, j: bool | None = None, wtimeout: int | None = None) -> WriteConcern:
+    """The driver's write concern of w, j and wtimeout; InvalidInput for an unacknowledged one or one it refuses."""
+    if w == 0 and not isinstance(w, str):
+        raise InvalidInput(
+            "w=0 (unacknowledged writes) is refused: a pool must know its writes landed; use 1 or more, or 'majority'",
+            field="w",
+        )
+    if w == "":
+        raise InvalidInput("w must not be empty: use 1 or more, or 'majority'", field="w")
+    try:
+        return WriteConcern(w=w, j=j, wtimeout=wtimeout)
+    except (TypeError, ValueError, PyMongoError) as exc:
+        raise InvalidInput(f"invalid write concern: {exc}", field="w") from None
 
 
 @dataclass

@@ -1,11 +1,6 @@
-"""`python scripts/reference [--check]`: write (or check) every reference page of the manual."""
+"""`python scripts/reference [--check]`: write (or check) every generated reference page of the manual."""
 
-import sys
+import runpy
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-
-from pages import main
-
-raise SystemExit(main())
+runpy.run_path(str(Path(__file__).with_name("pages.py")), run_name="__main__")

@@ -10,10 +10,12 @@ and the main listener's route table, the CLI's argparse parsers.
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import os
 import sys
 from collections.abc import Callable
 from pathlib import Path
+from types import ModuleType
 from typing import Any
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -150,12 +152,32 @@ PAGES: dict[str, Callable[[], str]] = {
 }
 
 
+def _beside(file: str, name: str) -> ModuleType:
+    """A script of this folder as a module (scripts/ is no package; dataclasses need it in sys.modules)."""
+    if name in sys.modules:
+        return sys.modules[name]
+    spec = importlib.util.spec_from_file_location(name, Path(__file__).with_name(file))
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module
+    spec.loader.exec_module(module)
+    return module
+
+
+def outputs() -> dict[Path, str]:
+    """Every generated file (relative to the repository) and its content: these pages, then config.py's."""
+    config = _beside("config.py", "reference_config")
+    made = {REFERENCE.relative_to(ROOT) / name: render() for name, render in PAGES.items()}
+    made.update(config.outputs())
+    return made
+
+
 def stale_pages() -> list[str]:
-    """The reference pages whose committed text differs from what the code makes now."""
+    """The generated files whose committed text differs from what the code makes now."""
     return [
-        name
-        for name, render in PAGES.items()
-        if not (REFERENCE / name).exists() or (REFERENCE / name).read_text(encoding="utf-8") != render()
+        str(path)
+        for path, text in outputs().items()
+        if not (ROOT / path).exists() or (ROOT / path).read_text(encoding="utf-8") != text
     ]
 
 
@@ -167,9 +189,13 @@ def main(argv: list[str] | None = None) -> int:
     if args.check:
         stale = stale_pages()
         for name in stale:
-            print(f"docs/reference/{name} is out of date: run python scripts/reference", file=sys.stderr)
+            print(f"{name} is out of date: run python scripts/reference", file=sys.stderr)
         return 1 if stale else 0
-    REFERENCE.mkdir(parents=True, exist_ok=True)
-    for name, render in PAGES.items():
-        (REFERENCE / name).write_text(render(), encoding="utf-8")
+    for path, text in outputs().items():
+        (ROOT / path).parent.mkdir(parents=True, exist_ok=True)
+        (ROOT / path).write_text(text, encoding="utf-8")
     return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -63,7 +63,7 @@ def problems_of(tmp_path: Path, text: str, env: dict[str, str] | None = None) ->
         (BASE + "listen: '0.0.0.0:70000'\n", "listen: port 70000 is out of range"),
         (BASE + "log: {level: loud}\n", "log.level: must be one of"),
         (BASE.replace(f'uri: "{URI}"', f'uri: "{URI}"\n  write_concern: {{w: 0}}'),
-         "mongodb.write_concern.w: must be >= 1 or 'majority'"),
+         "mongodb.write_concern.w: w=0 (unacknowledged writes) is refused"),
         (BASE.replace(f'uri: "{URI}"', "uri: 'http://db:27017'"), "mongodb.uri: must start with mongodb://"),
         (BASE.replace(f'uri: "{URI}"', "uri_file: /nonexistent/mongo-uri"),
          "mongodb.uri_file: file '/nonexistent/mongo-uri' does not exist"),
@@ -139,6 +139,8 @@ def test_environment_problems(tmp_path: Path) -> None:
     """Unknown variables with our prefix, bad values and an empty admin token are located."""
     env = {
         "SESSION_POOL_EXPORTER_LISTN": "x",
+        "SESSION_POOL_EXPORTER_ADMIN__TOKEN": "x",
+        "SESSION_POOL_EXPORTER_DEFAULTS__UNDERPERFORMING__BELOWW": "0.1",
         "SESSION_POOL_EXPORTER_DEFAULTS__INTERVAL": "0",
         "SESSION_POOL_EXPORTER_ADMIN_TOKEN": " ",
         "SESSION_POOL_EXPORTER_POOLS": "[not json",
@@ -148,8 +150,19 @@ def test_environment_problems(tmp_path: Path) -> None:
         "env SESSION_POOL_EXPORTER_LISTN: unknown environment variable (did you mean SESSION_POOL_EXPORTER_LISTEN?)"
         in lines
     )
+    assert (
+        "env SESSION_POOL_EXPORTER_ADMIN__TOKEN: unknown environment variable (did you mean "
+        "SESSION_POOL_EXPORTER_ADMIN_TOKEN?)"
+    ) in lines
+    assert (
+        "env SESSION_POOL_EXPORTER_DEFAULTS__UNDERPERFORMING__BELOWW: unknown environment variable (did you mean "
+        "SESSION_POOL_EXPORTER_DEFAULTS__UNDERPERFORMING__BELOW?)"
+    ) in lines
     assert "env SESSION_POOL_EXPORTER_DEFAULTS__INTERVAL: defaults.interval: must be > 0" in lines
-    assert "env SESSION_POOL_EXPORTER_ADMIN_TOKEN: is empty" in lines
+    assert (
+        "env SESSION_POOL_EXPORTER_ADMIN_TOKEN: admin.tokens[0]: the token is empty; make one with: "
+        "python3 -c 'import secrets; print(secrets.token_urlsafe(32))'"
+    ) in lines
     assert "env SESSION_POOL_EXPORTER_POOLS: is not valid JSON for this list/section" in lines
 
 

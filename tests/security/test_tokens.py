@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 from pathlib import Path
 
 from tests.support.cli import run_cli
@@ -12,7 +13,8 @@ BASE = {"mongodb": {"uri": "mongodb://127.0.0.1:1/"}, "pools": [{"name": "p", "d
 
 
 def test_short_tokens_are_refused_everywhere(tmp_path: Path) -> None:
-    """A 1-character token (inline, in a file, or from the environment) fails check-config with its location."""
+    """A 1-character token (inline, in a file, or from the environment) fails check-config with its location
+    and the command that makes a good one."""
     short_file = tmp_path / "short"
     short_file.write_text("x\n")
     short_file.chmod(0o600)
@@ -20,9 +22,16 @@ def test_short_tokens_are_refused_everywhere(tmp_path: Path) -> None:
     path = write_config(tmp_path, {**BASE, "admin": {"tokens": tokens}})
     result = run_cli("check-config", "--config", str(path), env={"SESSION_POOL_EXPORTER_ADMIN_TOKEN": "tiny"})
     assert result.returncode == 2
-    assert "admin.tokens[0]: the token is 1 characters long; use at least 24" in result.stderr
-    assert "admin.tokens[1]: the token is 1 characters long" in result.stderr
-    assert "env SESSION_POOL_EXPORTER_ADMIN_TOKEN: is 4 characters long; use at least 24" in result.stderr
+    command = "e.g. python3 -c 'import secrets; print(secrets.token_urlsafe(32))'"
+    lines = result.stderr.splitlines()
+    in_file = rf"{re.escape(str(path))}:\d+:\d+"
+    for origin, expected in (
+        (in_file, f"admin.tokens[0]: the token is 1 characters long; use at least 24, {command}"),
+        (in_file, f"admin.tokens[1]: the token is 1 characters long; use at least 24, {command}"),
+        ("env SESSION_POOL_EXPORTER_ADMIN_TOKEN", f"admin.tokens[2]: the token is 4 characters long; use at least 24, "
+         f"{command}"),
+    ):  # fmt: skip
+        assert any(re.fullmatch(rf"  {origin}: {re.escape(expected)}", line) for line in lines), (expected, lines)
     assert "tiny" not in result.stderr
 
 

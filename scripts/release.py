@@ -178,6 +178,8 @@ def _build_script(root: Path) -> Path | None:
 
 def build_image(root: Path, tag: str, work: Path, env: dict[str, str]) -> dict[str, str]:
     """Build the Dockerfile under `tag`; the environment podman needs afterwards to use it."""
+    # No intermediate images: the build leaves the tagged image alone in podman's storage.
+    env = {**env, "BUILDAH_LAYERS": "false"}
     script = _build_script(root)
     if script is None:
         # Docker format keeps HEALTHCHECK (OCI drops it).

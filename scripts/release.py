@@ -113,8 +113,13 @@ def refusals(root: Path, out: Path, wanted: str, image: str | None) -> list[str]
         )
     if shutil.which("podman") is None:
         problems.append("podman is not on PATH (it builds, describes and saves the image)")
-    if image is not None and not image.strip():
-        problems.append("--image is empty")
+    elif image is not None:
+        known = subprocess.run(["podman", "image", "exists", image], capture_output=True, check=False, timeout=60)
+        if known.returncode != 0:
+            problems.append(
+                f"--image {image!r}: podman's storage has no such image "
+                "(with this environment's CONTAINERS_CONF and STORAGE_DRIVER)"
+            )
     return problems
 
 
@@ -127,11 +132,9 @@ def _step(what: str) -> Iterator[None]:
     print(f"release: {what}: {time.monotonic() - started:.1f} s", file=sys.stderr, flush=True)
 
 
-def _run(what: str, command: Sequence[str], env: Mapping[str, str], timeout: float, cwd: Path | None = None) -> str:
+def _run(what: str, command: Sequence[str], env: Mapping[str, str], timeout: float) -> str:
     """Run one step's command; its stdout, or Failed with the step's name and the command's output."""
-    proc = subprocess.run(
-        list(command), env=dict(env), cwd=cwd, capture_output=True, text=True, check=False, timeout=timeout
-    )
+    proc = subprocess.run(list(command), env=dict(env), capture_output=True, text=True, check=False, timeout=timeout)
     if proc.returncode != 0:
         output = proc.stdout[-3000:] + proc.stderr[-3000:]
         raise Failed(f"{what}: `{' '.join(command)}` exited {proc.returncode}\n{output}")

@@ -195,19 +195,21 @@ def test_a_version_without_a_section_is_refused(clone: Path, tmp_path: Path) -> 
 
 
 @pytest.mark.integration
-def test_a_dirty_tree_and_a_used_outdir_are_refused_together(clone: Path, tmp_path: Path) -> None:
-    """A changed file, an untracked file and a non-empty OUTDIR: every problem listed, nothing made."""
+def test_a_dirty_tree_a_used_outdir_and_an_unknown_image_are_refused_together(clone: Path, tmp_path: Path) -> None:
+    """A changed file, an untracked file, a non-empty OUTDIR, an unknown --image: every problem listed, nothing made."""
+    require_binary("podman", "Debian package podman")
     _cut(clone)
     (clone / "exporter" / "_version.py").write_text(f'__version__ = "{__version__}"\n# edited\n', encoding="utf-8")
     (clone / "exporter" / "stray.py").write_text("x = 1\n", encoding="utf-8")
     out = tmp_path / "out"
     out.mkdir()
     (out / "old.whl").write_bytes(b"stale")
-    result = _release(clone, out)
+    result = _release(clone, out, "--image", "localhost/session-pool-exporter-no-such-image:0")
     assert result.returncode == 2, result.stderr
     assert "the tree is not clean: 2 changed or untracked file(s): " in result.stderr
     assert "exporter/_version.py" in result.stderr and "exporter/stray.py" in result.stderr
     assert f"{out} exists and is not an empty folder" in result.stderr
+    assert "--image 'localhost/session-pool-exporter-no-such-image:0': podman's storage has no such" in result.stderr
     assert "CHANGELOG" not in result.stderr, "the changelog was cut"
     assert sorted(p.name for p in out.iterdir()) == ["old.whl"]
 

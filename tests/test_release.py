@@ -9,6 +9,7 @@ import importlib.util
 import json
 import os
 import re
+import shutil
 import subprocess
 import sys
 import tarfile
@@ -133,12 +134,25 @@ def _git(checkout: Path, *args: str) -> str:
     return proc.stdout
 
 
+def fresh_clone(target: Path) -> Path:
+    """`git clone` of this repository, plus the work not committed yet (one commit): what CI would have."""
+    subprocess.run(["git", "clone", "--quiet", str(ROOT), str(target)], check=True, timeout=120)
+    diff = subprocess.run(["git", "diff", "HEAD", "--binary"], cwd=ROOT, capture_output=True, check=True, timeout=60)
+    if diff.stdout:
+        subprocess.run(["git", "apply", "--index"], cwd=target, input=diff.stdout, check=True, timeout=60)
+    for name in _git(ROOT, "ls-files", "--others", "--exclude-standard", "-z").split("\0"):
+        if name:
+            (target / name).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(ROOT / name, target / name)
+    _git(target, "add", "--all")
+    _git(target, "commit", "--quiet", "--allow-empty", "--message", "Work in progress of the tested tree")
+    return target
+
+
 @pytest.fixture
 def clone(tmp_path: Path) -> Path:
-    """A fresh clone of this repository's HEAD (what CI runs on; uncommitted work is not in it)."""
-    target = tmp_path / "checkout"
-    subprocess.run(["git", "clone", "--quiet", str(ROOT), str(target)], check=True, timeout=120)
-    return target
+    """A fresh clone with this tree's uncommitted work committed (in CI: the commit under test)."""
+    return fresh_clone(tmp_path / "checkout")
 
 
 def _changelog_heading(checkout: Path, heading: str) -> None:
@@ -244,8 +258,7 @@ def _venv_run(venv: Path, *args: str, cwd: Path) -> subprocess.CompletedProcess[
 def released(image: Image, tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path, str]:
     """`scripts/release OUT --image TAG` in a fresh clone with the CHANGELOG cut: (checkout, OUT, release day)."""
     base = tmp_path_factory.mktemp("release")
-    checkout = base / "checkout"
-    subprocess.run(["git", "clone", "--quiet", str(ROOT), str(checkout)], check=True, timeout=120)
+    checkout = fresh_clone(base / "checkout")
     day = _cut(checkout)
     out = base / "out"
     result = _release(checkout, out, "--image", image.tag, env=image.podman.env)

@@ -2,7 +2,7 @@
 
 import sys
 
-from exporter.cli import main
+from exporter.launch import main
 
 if __name__ == "__main__":
     sys.exit(main())

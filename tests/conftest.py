@@ -14,6 +14,7 @@ from pymongo import MongoClient
 from exporter.core import MongoSessions
 from exporter.mongod import Mongod
 from tests.support.figures import Report
+from tests.support.image import Image, built_image
 from tests.support.replset import ReplicaSet
 
 PoolFactory = Callable[..., Awaitable[MongoSessions]]
@@ -100,6 +101,12 @@ def replica_set() -> Iterator[ReplicaSet]:
         yield members
     finally:
         members.cleanup()
+
+
+@pytest.fixture(scope="session")
+def image(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Image]:
+    """The image built from this checkout, once per test session (tests/test_image.py, tests/test_release.py)."""
+    yield from built_image(tmp_path_factory.mktemp("podman"))
 
 
 # Tests that need a real server or a process: `pytest -m "not integration"` runs the rest in seconds.

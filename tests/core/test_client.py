@@ -128,7 +128,7 @@ async def test_a_missing_collection_is_never_created_by_accident(
         assert unique_name + "_telegarm" not in database.list_collection_names()
         await pool.add({"session": {"phone": "+1"}})  # adding the first session is how a pool is created
         assert await pool.collection_exists()
-        assert "active_1_last_use_1_next_use_1" in database[unique_name + "_telegarm"].index_information()
+        assert "active_1_last_use_1_next_use_1__id_1" in database[unique_name + "_telegarm"].index_information()
     finally:
         await pool.close()
 

@@ -114,11 +114,30 @@ _SERVER_FIXTURES = {"mongo_uri", "sync_client", "pool_factory", "mongod_factory"
 _SLOW = ("reliability/", "replicas/", "test_e2e_prometheus.py", "test_bench_smoke.py", "test_demo.py", "test_image.py")
 
 
+# Suites that run on one xdist worker each: the manual's examples use the documented fixed ports; the
+# image is built once for its tests and the release. The suites that measure under faults (they count
+# hand-outs, time elections and outages) take turns on one worker, so no two of them load the machine
+# at once; the reliability and security suites also write one report (RELIABILITY_REPORT) from it.
+_GROUPS = {
+    "docs/test_examples.py": "docs",
+    "test_image.py": "image",
+    "test_release.py": "image",
+    "reliability/": "timed",
+    "security/": "timed",
+    "replicas/": "timed",
+    "faults/": "timed",
+}
+
+
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    """Mark `integration` every test using a real server, and `slow` (and integration) the long suites."""
+    """Mark `integration` every test using a real server, and `slow` (and integration) the long suites;
+    put the suites of _GROUPS on one worker each."""
     root = os.path.dirname(__file__)
     for item in items:
         where = os.path.relpath(str(item.path), root)
+        group = next((name for prefix, name in _GROUPS.items() if where.startswith(prefix)), None)
+        if group is not None:
+            item.add_marker(pytest.mark.xdist_group(group))
         if where.startswith(_SLOW):
             item.add_marker(pytest.mark.slow)
         if item.get_closest_marker("slow") or _SERVER_FIXTURES & set(getattr(item, "fixturenames", ())):

@@ -26,7 +26,8 @@ def report() -> Iterator[Report]:
     figures = Report()
     yield figures
     target = os.environ.get("RELIABILITY_REPORT")
-    if target:
+    # Under xdist only the worker that ran the suites holds figures; the others must not overwrite them.
+    if target and figures.data:
         from tests.reliability.report import write_report
 
         write_report(figures.data, Path(target))

@@ -54,7 +54,7 @@ def render(data: dict[str, dict[str, Any]]) -> str:
     w("```sh")
     w(
         "RELIABILITY_LOAD_SECONDS=60 RELIABILITY_SOAK_SECONDS=300 RELIABILITY_REPORT=docs/reliability.md "
-        ".venv/bin/python -m pytest -q tests/reliability tests/security"
+        ".venv/bin/python -m pytest -q -n 0 tests/reliability tests/security"
     )
     w("```")
     w("")

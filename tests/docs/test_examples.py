@@ -329,3 +329,14 @@ def test_python(block: Block, demo: Demo, tmp_path: Path) -> None:
         cwd=tmp_path, env=env, capture_output=True, text=True, timeout=120, check=False,
     )  # fmt: skip
     assert result.returncode == 0, f"{block.where}:\n{result.stdout}{result.stderr}"
+
+
+def test_the_readme_shows_what_the_demo_prints(demo: Demo) -> None:
+    """The README's picture of the demo's banner is what the demo printed (`...` stands for what varies)."""
+    shown = next(b for b in BLOCKS if b.path == ROOT / "README.md" and b.lang == "text" and "demo:" in b.code)
+    printed = "".join(demo.output)
+    for line in shown.code.splitlines():
+        if line.strip() in ("", "..."):
+            continue
+        pattern = ".*".join(re.escape(part) for part in line.split("..."))
+        assert re.search(rf"^{pattern}$", printed, re.M), f"README.md:{shown.line}: the demo never printed {line!r}"

@@ -69,6 +69,13 @@ def test_example_inhibits_by_the_rules_alert_names() -> None:
                 assert value in rules, matcher
 
 
+def test_docs_show_the_example_as_shipped() -> None:
+    """docs/alerting.md's alertmanager.yml block is examples/alertmanager.yml, byte for byte."""
+    text = (ROOT / "docs" / "alerting.md").read_text()
+    blocks = re.findall(r'^```yaml title="alertmanager.yml"\n(.*?)^```$', text, flags=re.MULTILINE | re.DOTALL)
+    assert blocks == [ALERTMANAGER_EXAMPLE.read_text()]
+
+
 def test_rendering_for_tests_changes_only_timings_and_receiver() -> None:
     """The e2e test's Alertmanager config is the example with the webhook's URL and shorter group timings."""
     shipped = yaml.safe_load(ALERTMANAGER_EXAMPLE.read_text())

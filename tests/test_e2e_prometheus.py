@@ -7,20 +7,12 @@ import contextlib
 import importlib.util
 import json
 import os
-import queue
-import re
 import secrets
-import socket
-import subprocess
 import sys
-import threading
 import time
-import urllib.error
 import urllib.parse
-import urllib.request
 import uuid
 from collections.abc import Callable, Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
@@ -28,20 +20,32 @@ import pytest
 import yaml
 
 from exporter import MongoSessions
-from tests.support.daemon import create_pools
-from tests.support.tools import require_binary
+from tests.support.alerting import (
+    Process,
+    Webhook,
+    alertmanager_config,
+    binary,
+    free_port,
+    http_json,
+    scaled_rules,
+    short_for_copy,
+    wait_for,
+)
 
 ROOT = Path(__file__).resolve().parent.parent
 EXPORTER = Path(sys.executable).with_name("session-pool-exporter")
 LOW_ALERT = "SessionPoolActiveSessionsLow"
-STALE_ALERT = "SessionPoolStatisticsStale"
+MONGODB_ALERT = "SessionPoolMongoDBUnreachable"
+PER_POOL_SYMPTOMS = "SessionPool(StatisticsStale|RefreshFailing|RefreshErrors)"
+OUTAGE_POOLS = 20
+# The outage test's clock: every duration of the rules and of Alertmanager's grouping divided by 12
+# (the pools' `for: 2m` and the 2m window over session_pool_mongodb_up -> 10 s, group_wait -> 2.5 s).
+OUTAGE_SCALE = 12
+# Seconds after the kill by which a pool's alert would have been notified had the rules not held it
+# back: max_age (3 s) + its scaled `for:` (10 s) + group_wait (2.5 s), and a margin.
+OUTAGE_QUIET = 20.0
 # The whole test is bounded: every wait below has its own deadline well inside this.
 pytestmark = pytest.mark.timeout(150)
-
-
-def binary(name: str) -> str:
-    """A Debian binary the test needs (prometheus, prometheus-alertmanager)."""
-    return require_binary(name, "Debian packages prometheus, prometheus-alertmanager")
 
 
 def load_generator() -> Any:
@@ -53,150 +57,25 @@ def load_generator() -> Any:
     return module
 
 
-def free_port() -> int:
-    """A TCP port on 127.0.0.1 that nothing listens on right now."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
-
-
-def http_json(url: str, *, data: dict[str, Any] | None = None, token: str | None = None) -> tuple[int, Any]:
-    """GET (or POST JSON) a local URL; (status, parsed body or text)."""
-    headers = {"Accept": "application/json"}
-    body = None
-    if data is not None:
-        body = json.dumps(data).encode()
-        headers["Content-Type"] = "application/json"
-    if token:
-        headers["Authorization"] = f"Bearer {token}"
-    request = urllib.request.Request(url, data=body, headers=headers, method="POST" if data is not None else "GET")  # noqa: S310
-    try:
-        with urllib.request.urlopen(request, timeout=5) as response:  # noqa: S310 - loopback only
-            raw = response.read().decode()
-            status = response.status
-    except urllib.error.HTTPError as exc:
-        raw, status = exc.read().decode(), exc.code
-    try:
-        return status, json.loads(raw)
-    except json.JSONDecodeError:
-        return status, raw
-
-
-def wait_for(what: str, check: Callable[[], Any], timeout: float, logs: Callable[[], str] = str) -> Any:
-    """Poll `check` until it returns something truthy; fail with `what` and the logs after `timeout`."""
-    deadline = time.monotonic() + timeout
-    last_error: Exception | None = None
-    while time.monotonic() < deadline:
-        try:
-            result = check()
-        except (OSError, ValueError, KeyError) as exc:
-            last_error, result = exc, None
-        if result:
-            return result
-        time.sleep(0.25)
-    pytest.fail(f"timed out waiting for {what} (last error: {last_error!r})\n{logs()}")
-
-
-class Process:
-    """A child process with its output in a file, stopped at the end of the test."""
-
-    def __init__(self, name: str, args: list[str], directory: Path, env: dict[str, str] | None = None) -> None:
-        self.name = name
-        self.log = directory / f"{name}.log"
-        handle = self.log.open("wb")
-        self.popen = subprocess.Popen(args, stdout=handle, stderr=subprocess.STDOUT, env=env, cwd=directory)
-        handle.close()
-
-    def tail(self, lines: int = 40) -> str:
-        """The last lines of the process's output, for failure messages."""
-        text = self.log.read_text(errors="replace").splitlines()[-lines:]
-        return f"--- {self.name} (exit {self.popen.poll()}) ---\n" + "\n".join(text)
-
-    def stop(self) -> None:
-        """Terminate, then kill if it does not exit in time."""
-        if self.popen.poll() is None:
-            self.popen.terminate()
-            try:
-                self.popen.wait(10)
-            except subprocess.TimeoutExpired:
-                self.popen.kill()
-                self.popen.wait(10)
-
-
-class Webhook:
-    """Alertmanager's webhook receiver: a plain HTTP server collecting the notifications."""
-
-    def __init__(self) -> None:
-        self.received: queue.Queue[dict[str, Any]] = queue.Queue()
-        self._seen: list[dict[str, Any]] = []
-        received = self.received
-
-        class Handler(BaseHTTPRequestHandler):
-            def do_POST(self) -> None:
-                length = int(self.headers.get("Content-Length", "0"))
-                received.put(json.loads(self.rfile.read(length)))
-                self.send_response(200)
-                self.end_headers()
-
-            def log_message(self, format: str, *args: Any) -> None:
-                return
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/alerts"
-        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
-        self.thread.start()
-
-    def alerts(self) -> list[dict[str, Any]]:
-        """Every alert of every notification received so far (drains the queue into a list)."""
-        while True:
-            try:
-                self._seen.append(self.received.get_nowait())
-            except queue.Empty:
-                break
-        return [alert for message in self._seen for alert in message.get("alerts", [])]
-
-    def close(self) -> None:
-        """Stop serving."""
-        self.server.shutdown()
-        self.server.server_close()
-
-
-def short_for_copy(rules_dir: Path) -> list[Path]:
-    """Copy alerts/*.yml with every `for:` rewritten to 1s (and nothing else changed).
-
-    The shipped `for:` durations (2-15 minutes) are right for production but would make this test
-    take many minutes; the expressions, labels and annotations under test stay exactly as shipped.
-    """
-    copies = []
-    for source in sorted((ROOT / "alerts").glob("*.yml")):
-        text = re.sub(r"(?m)^(\s+for:\s*)\S+\s*$", r"\g<1>1s", source.read_text())
-        target = rules_dir / source.name
-        target.write_text(text)
-        copies.append(target)
-    sources = sorted((ROOT / "alerts").glob("*.yml"))
-    assert rules_without_for(sources) == rules_without_for(copies)
-    return copies
-
-
-def rules_without_for(paths: list[Path]) -> list[dict[str, Any]]:
-    """Every rule of the files, minus its `for:` duration."""
-    return [
-        {key: value for key, value in rule.items() if key != "for"}
-        for path in paths
-        for group in yaml.safe_load(path.read_text())["groups"]
-        for rule in group["rules"]
-    ]
-
-
 @contextlib.contextmanager
-def running_stack(tmp_path: Path, mongo_uri: str, pools: dict[str, int], replicas: int = 1) -> Iterator[dict[str, Any]]:
+def running_stack(
+    tmp_path: Path,
+    mongo_uri: str,
+    pools: dict[str, int],
+    replicas: int = 1,
+    scale: int | None = None,
+    database: str | None = None,
+) -> Iterator[dict[str, Any]]:
     """Exporter (pools: name -> min_active_sessions; `replicas` of them on the same pools) + Prometheus +
-    Alertmanager + webhook on loopback."""
+    Alertmanager (examples/alertmanager.yml) + webhook on loopback.
+
+    The rules' `for:` are 1s, or with `scale` every duration of the rules (windows included) is
+    divided by it; Alertmanager's group timings are divided by `scale` (30 by default: 1s to wait).
+    """
     prometheus_bin = binary("prometheus")
     alertmanager_bin = binary("prometheus-alertmanager")
-    assert EXPORTER.exists(), f"{EXPORTER} missing: pip install -e '.[daemon]'"
-    database = f"e2e_{uuid.uuid4().hex[:10]}"
+    assert EXPORTER.exists(), f"{EXPORTER} missing: pip install -e ."
+    database = database or f"e2e_{uuid.uuid4().hex[:10]}"
     token = secrets.token_urlsafe(24)
     ports = {name: free_port() for name in ("exporter", "admin", "prometheus", "alertmanager")}
     more = [(free_port(), free_port()) for _ in range(replicas - 1)]
@@ -226,7 +105,6 @@ def running_stack(tmp_path: Path, mongo_uri: str, pools: dict[str, int], replica
             ],
         }
         (tmp_path / "exporter.yaml").write_text(yaml.safe_dump(config))
-        create_pools(config, {"SESSION_POOL_EXPORTER_MONGODB__URI": mongo_uri})  # the daemon creates none
         # Secrets go through the environment, not the config file or the command line.
         env = {
             **os.environ,
@@ -242,20 +120,7 @@ def running_stack(tmp_path: Path, mongo_uri: str, pools: dict[str, int], replica
             path.write_text(yaml.safe_dump(replica))
             processes.append(Process(f"exporter-{index}", [str(EXPORTER), "run", "--config", str(path)], tmp_path, env))
 
-        (tmp_path / "alertmanager.yml").write_text(
-            yaml.safe_dump(
-                {
-                    "route": {
-                        "receiver": "webhook",
-                        "group_by": ["alertname", "pool"],
-                        "group_wait": "1s",
-                        "group_interval": "1s",
-                        "repeat_interval": "1h",
-                    },
-                    "receivers": [{"name": "webhook", "webhook_configs": [{"url": webhook.url}]}],
-                }
-            )
-        )
+        (tmp_path / "alertmanager.yml").write_text(yaml.safe_dump(alertmanager_config(webhook.url, scale or 30)))
         processes.append(
             Process(
                 "alertmanager",
@@ -272,7 +137,7 @@ def running_stack(tmp_path: Path, mongo_uri: str, pools: dict[str, int], replica
 
         rules_dir = tmp_path / "rules"
         rules_dir.mkdir()
-        rule_files = short_for_copy(rules_dir)
+        rule_files = scaled_rules(rules_dir, scale) if scale else short_for_copy(rules_dir)
         (tmp_path / "prometheus.yml").write_text(
             yaml.safe_dump(
                 {
@@ -312,8 +177,12 @@ def running_stack(tmp_path: Path, mongo_uri: str, pools: dict[str, int], replica
         wait_for("alertmanager ready", lambda: http_json(urls["alertmanager"] + "/-/ready")[0] == 200, 30, logs)
         wait_for("prometheus ready", lambda: http_json(urls["prometheus"] + "/-/ready")[0] == 200, 30, logs)
         wait_for("exporter healthy", lambda: http_json(urls["exporter"] + "/healthz")[0] == 200, 30, logs)
-        yield {"urls": urls, "token": token, "database": database, "webhook": webhook, "logs": logs}
+        targets = [f"127.0.0.1:{port}" for port in [ports["exporter"], *(p for p, _ in more)]]
+        yield {"urls": urls, "token": token, "database": database, "webhook": webhook, "logs": logs, "targets": targets}
     finally:
+        # All asked to stop at once, so that slow stoppers wait in parallel.
+        for process in processes:
+            process.terminate()
         for process in reversed(processes):
             process.stop()
         webhook.close()
@@ -444,54 +313,78 @@ async def test_dashboards_have_data_and_low_active_alert_reaches_the_webhook(
     assert not low_alerts(webhook.alerts(), "steady")
 
 
-async def test_mongodb_outage_fires_the_stale_alert_instead_of_going_quiet(
-    tmp_path: Path, mongod_factory: Callable[..., Any]
-) -> None:
-    """Killing MongoDB withdraws the low-count gauges, and the stale alert reaches the webhook instead."""
+async def test_mongodb_outage_pages_once_per_exporter(tmp_path: Path, mongod_factory: Callable[..., Any]) -> None:
+    """20 pools watched by two exporter replicas, MongoDB killed: Alertmanager pages once (one
+    notification group: SessionPoolMongoDBUnreachable of both replicas), and no pool's stale or
+    refresh alert fires. Before the outage, a pool whose collection is missing pages as that; the
+    outage withdraws the state gauges, so the low-count alerts cannot fire (unknown is not fixed)."""
     server = mongod_factory()
-    async with MongoSessions(server.uri, "outage", "lonely") as pool:
-        await pool.add({"session": {"name": "only-one"}})
-    with running_stack(tmp_path, server.uri, {"lonely": 5}) as stack:
+    database = f"e2e_{uuid.uuid4().hex[:10]}"
+    names = [f"p{index:02d}" for index in range(1, OUTAGE_POOLS + 1)]
+    missing = names[0]
+
+    async def create(name: str) -> None:
+        async with MongoSessions(server.uri, database, name) as pool:
+            await pool.add({"session": {"name": name}})
+
+    # Every pool but one: its collection is missing.
+    await asyncio.gather(*(create(name) for name in names if name != missing))
+    with running_stack(
+        tmp_path, server.uri, dict.fromkeys(names, 1), replicas=2, scale=OUTAGE_SCALE, database=database
+    ) as stack:
         prometheus, logs = stack["urls"]["prometheus"], stack["logs"]
-        # 1 active of a minimum of 5: the low-count alert fires while MongoDB is up.
-        await asyncio.to_thread(
-            wait_for, f"{LOW_ALERT} firing", lambda: firing(prometheus, LOW_ALERT, "lonely"), 30, logs
-        )
-        assert not firing(prometheus, STALE_ALERT, "lonely")
-
-        server.kill()
-
-        def outage_seen() -> bool:
-            return (
-                bool(firing(prometheus, STALE_ALERT, "lonely"))
-                and not instant(prometheus, 'session_pool_active_sessions{pool="lonely"}')
-                and not firing(prometheus, LOW_ALERT, "lonely")
-            )
-
-        # The gauges are gone (so the low-count alert resolved) and the stale alert fires instead.
-        await asyncio.to_thread(wait_for, "the stale alert replacing the low-count one", outage_seen, 45, logs)
-        # The failed refreshes show too (a refresh in flight ends at refresh_timeout).
-        await asyncio.to_thread(
-            wait_for,
-            "SessionPoolRefreshFailing firing",
-            lambda: firing(prometheus, "SessionPoolRefreshFailing", "lonely"),
-            30,
-            logs,
-        )
         webhook: Webhook = stack["webhook"]
 
-        def delivered() -> list[dict[str, Any]]:
-            return [
-                a
+        def paged(alertname: str, pool: str) -> bool:
+            return any(
+                a["status"] == "firing" and a["labels"]["alertname"] == alertname and a["labels"].get("pool") == pool
                 for a in webhook.alerts()
-                if a["status"] == "firing"
-                and a["labels"].get("alertname") == STALE_ALERT
-                and a["labels"].get("pool") == "lonely"
-            ]
+            )
 
-        received = await asyncio.to_thread(wait_for, f"{STALE_ALERT} at the webhook", delivered, 30, logs)
-        assert received[0]["labels"]["severity"] == "critical"
-        assert received[0]["annotations"]["runbook_url"] == "docs/runbooks.md#sessionpoolstatisticsstale"
+        def before_outage() -> bool:
+            fresh = instant(prometheus, "session_pool_active_sessions")
+            return paged("SessionPoolCollectionMissing", missing) and len(fresh) == 2 * (OUTAGE_POOLS - 1)
+
+        await asyncio.to_thread(wait_for, "the missing collection paged", before_outage, 40, logs)
+        before = len(webhook.notifications())
+        killed = time.monotonic()
+        server.kill()
+
+        def pages() -> list[dict[str, Any]]:
+            return [n for n in webhook.notifications()[before:] if n["status"] == "firing"]
+
+        def cause_notified() -> bool:
+            named = {a["labels"].get("instance") for n in pages() for a in n["alerts"]}
+            return named >= set(stack["targets"])
+
+        # Both replicas' alert, usually in one notification; in two of the same group when one
+        # replica noticed the outage more than group_wait later (the second at group_interval).
+        await asyncio.to_thread(wait_for, f"{MONGODB_ALERT} of both replicas at the webhook", cause_notified, 60, logs)
+        # Time for any pool's alert to fire and be notified had the rules not held it back.
+        await asyncio.sleep(max(0.0, killed + OUTAGE_QUIET - time.monotonic()))
+        sent = pages()
+        # What Prometheus saw of each replica, should the counts below be wrong.
+        seen = {
+            expr: [
+                (r["metric"].get("instance"), [v for _, v in r["values"]]) for r in instant(prometheus, f"{expr}[1m]")
+            ]
+            for expr in ("up", "session_pool_mongodb_up")
+        }
+        why = f"{sent}\n{seen}\n{logs()}"
+        assert len({n["groupKey"] for n in sent}) == 1, f"{len(sent)} notifications for one outage: {why}"
+        alerts = [a for n in sent for a in n["alerts"]]
+        assert {a["labels"]["alertname"] for a in alerts} == {MONGODB_ALERT}, why
+        assert {a["labels"]["instance"] for a in alerts} == set(stack["targets"]), why
+        assert len(sent) <= 2, why
+        assert alerts[0]["labels"]["severity"] == "critical"
+        assert alerts[0]["annotations"]["runbook_url"] == "docs/runbooks.md#sessionpoolmongodbunreachable"
+        # Prometheus agrees: no pool's stale or refresh alert fired at any time of the test.
+        fired = instant(
+            prometheus, f'max_over_time(ALERTS{{alertstate="firing",alertname=~"{PER_POOL_SYMPTOMS}"}}[10m])'
+        )
+        assert fired == [], fired
+        # Every state gauge is withdrawn: the low-count alerts cannot fire.
+        assert not instant(prometheus, "session_pool_active_sessions or session_pool_sessions")
 
 
 async def test_two_replicas_count_a_pool_once(tmp_path: Path, mongo_uri: str) -> None:

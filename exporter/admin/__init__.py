@@ -10,6 +10,7 @@ from exporter.admin.errors import (
     Forbidden,
     InvalidRequest,
     PoolNotFound,
+    ShuttingDown,
     Unauthorized,
     UnsupportedMediaType,
 )
@@ -32,6 +33,7 @@ __all__ = [
     "Forbidden",
     "InvalidRequest",
     "PoolNotFound",
+    "ShuttingDown",
     "Unauthorized",
     "UnsupportedMediaType",
     "openapi_document",

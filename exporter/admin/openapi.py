@@ -23,7 +23,7 @@ STATUS_TEXT = {
     415: "body not sent as application/json",
     422: "invalid body or query",
     502: "MongoDB refused the operation",
-    503: "MongoDB unreachable (Retry-After)",
+    503: "MongoDB unreachable (Retry-After), or the daemon is shutting down",
     504: "MongoDB did not answer in time (mongodb.timeout or admin.request_timeout)",
 }
 _REF = "#/components/schemas/{model}"

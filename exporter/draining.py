@@ -20,8 +20,8 @@ HTTP_GRACE = 0.5
 # A stopped request may still abort its transaction (at most CANCELLED_ABORT_TIMEOUT, 0.25 s).
 _STOP_SLACK = 0.5
 STOPPED = (
-    "the daemon is shutting down and stopped this request before it finished; a change it was making is "
-    "applied together with its audit event or not at all (see the audit trail)"
+    "the daemon is shutting down and stopped this request before it finished: look the session up to see "
+    "whether its change was applied (a change is never applied without its audit event)"
 )
 
 

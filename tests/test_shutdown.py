@@ -23,21 +23,22 @@ import pytest
 from bson import ObjectId
 from pymongo import MongoClient
 
-from exporter.mongod import Mongod
-from tests.support.daemon import Daemon, config, running
+from exporter.mongod import Mongod, free_port
+from tests.support.daemon import WRITE_TOKEN, Daemon, config, running
 from tests.support.faults import frozen
 
 PROMISE = 2.0  # seconds from the signal to the exit (README)
 AUDIT = ("session_pool_exporter", "audit")  # admin.audit's default database and collection
 
 
-def _config(uri: str) -> dict[str, Any]:
-    """One pool, the admin API on the main listener, production timeouts, refreshes every 0.5 s."""
+def _config(uri: str, admin_listen: str | None = None) -> dict[str, Any]:
+    """One pool, the admin API (on the main listener unless given), production timeouts, refreshes every 0.5 s."""
     return config(
         uri,
         [{"name": "p", "database": "db", "collection": "pool"}],
         mongodb={"timeout": 10, "server_selection_timeout": 5},
         defaults={"interval": 0.5, "jitter": 0, "refresh_timeout": 10},
+        admin={"listen": admin_listen},
     )
 
 
@@ -88,10 +89,10 @@ def _assert_stopped_quickly(daemon: Daemon, sig: signal.Signals, *, abandoned: b
         assert stopped["abandoned"] >= 1, stopped
 
 
-def _post(daemon: Daemon, path: str) -> httpx.Response:
-    """One admin POST with the write token, in the caller's thread."""
-    with daemon.client(timeout=20) as http:
-        return http.post(path, json={"reason": "shutdown test"})
+def _request(method: str, url: str) -> httpx.Response:
+    """One admin request with the write token (a reason for a POST), in the caller's thread."""
+    body = {"reason": "shutdown test"} if method == "POST" else None
+    return httpx.request(method, url, json=body, headers={"Authorization": f"Bearer {WRITE_TOKEN}"}, timeout=20)
 
 
 def test_run_stops_quickly_while_mongodb_is_stopped(mongod_factory: Callable[..., Mongod]) -> None:
@@ -112,22 +113,26 @@ def test_run_stops_quickly_while_mongodb_is_frozen(mongod_factory: Callable[...,
     admin request in flight 503 without applying anything; SIGINT likewise; a second SIGINT ends at once."""
     server = mongod_factory()
     sid = _seeded(server)
+    admin = f"127.0.0.1:{free_port()}"  # SIGINT's daemon has the admin API on a listener of its own
     with contextlib.ExitStack() as stack:
-        term, intr, twice = (stack.enter_context(running(_config(server.uri))) for _ in range(3))
+        term, intr, twice = (stack.enter_context(running(_config(server.uri, a))) for a in (None, admin, None))
         for daemon in (term, intr, twice):
             daemon.wait_ready()
         original = _find(server, sid)
         with frozen(server):
             time.sleep(1.0)  # refreshes started since, each waiting for its refresh_timeout (10 s)
-            with ThreadPoolExecutor(1) as pool:
-                answer = pool.submit(_post, term, f"/admin/pools/p/sessions/{sid}/lock")
-                time.sleep(0.5)  # the write is waiting on the frozen server
-                _assert_stopped_quickly(term, signal.SIGTERM)
-                response = answer.result(timeout=10)
-            assert response.status_code == 503, response.text
-            assert response.json()["error"] == "shutting_down"
-            assert "request_stopped" in {e["event"] for e in _events(term)}
-            _assert_stopped_quickly(intr, signal.SIGINT)
+            for daemon, sig, method, url in (
+                (term, signal.SIGTERM, "POST", f"{term.url}/admin/pools/p/sessions/{sid}/lock"),
+                (intr, signal.SIGINT, "GET", f"http://{admin}/admin/pools/p/sessions/{sid}"),
+            ):
+                with ThreadPoolExecutor(1) as pool:
+                    answer = pool.submit(_request, method, url)
+                    time.sleep(0.5)  # the request is waiting on the frozen server
+                    _assert_stopped_quickly(daemon, sig)
+                    response = answer.result(timeout=10)
+                assert response.status_code == 503, response.text
+                assert response.json()["error"] == "shutting_down"
+                assert "request_stopped" in {e["event"] for e in _events(daemon)}
 
             # A second Ctrl-C while the first shutdown waits on the frozen server: out at once.
             assert twice.process is not None
@@ -172,7 +177,7 @@ def test_an_admin_write_cut_short_keeps_the_audit_rules(
                   "appName": "session-pool-exporter"},
         )  # fmt: skip
         with ThreadPoolExecutor(1) as pool:
-            answer = pool.submit(_post, daemon, f"/admin/pools/p/sessions/{sid}/lock")
+            answer = pool.submit(_request, "POST", f"{daemon.url}/admin/pools/p/sessions/{sid}/lock")
             client.admin.command("waitForFailPoint", "failCommand", timesEntered=point["count"] + 1, maxTimeMS=20_000)
             _assert_stopped_quickly(daemon, signal.SIGTERM, abandoned=False)
             response = answer.result(timeout=10)

@@ -211,14 +211,17 @@ class _Demo:
             time.sleep(0.2)
         raise AssertionError(f"the demo never got ready: {''.join(self.err)[-3000:]}")
 
-    def mongod(self) -> tuple[int, Path]:
-        """The demo's mongod: its pid and data directory (from its command line)."""
+    def kill_mongod(self) -> Path:
+        """Once ready, kill the demo's mongod (-9) and wait for the demo to say so; mongod's data directory."""
+        self.wait_ready()
         # Started from a worker thread: /proc lists a child under the thread (task) that forked it.
         tasks = Path(f"/proc/{self.process.pid}/task").iterdir()
         children = [c for task in tasks for c in (task / "children").read_text().split()]
         (pid,) = [int(c) for c in children if "mongod" in Path(f"/proc/{c}/cmdline").read_text()]
         args = Path(f"/proc/{pid}/cmdline").read_text().split("\0")
-        return pid, Path(args[args.index("--dbpath") + 1])
+        os.kill(pid, signal.SIGKILL)
+        self.wait_printed(MONGOD_EXITED)
+        return Path(args[args.index("--dbpath") + 1])
 
     def wait_printed(self, line: str, deadline: float = 15.0) -> None:
         """Wait until the demo printed `line`."""
@@ -236,6 +239,7 @@ class _Demo:
             self.process.send_signal(sig)
         code = self.process.wait(timeout=60)
         took = time.monotonic() - started
+        print(f"demo, {'+'.join(s.name for s in signals)}: stopped in {took:.2f} s (exit {code})")
         time.sleep(0.2)  # the reader threads take the last lines
         return took, code
 
@@ -251,10 +255,7 @@ def test_demo_says_when_its_mongod_died_and_ctrl_c_still_ends_it_quickly() -> No
     unreachable; Ctrl-C then ends the demo within 2 s, exit 0, no traceback, the data directory gone."""
     demo = _Demo()
     try:
-        demo.wait_ready()
-        pid, dbpath = demo.mongod()
-        os.kill(pid, signal.SIGKILL)
-        demo.wait_printed(MONGOD_EXITED)
+        dbpath = demo.kill_mongod()
         deadline = time.monotonic() + 15
         while (ready := httpx.get(f"http://127.0.0.1:{demo.port}/readyz", timeout=10)).status_code == 200:
             assert time.monotonic() < deadline, "/readyz still 200 with mongod gone"
@@ -276,10 +277,7 @@ def test_a_second_ctrl_c_ends_the_demo_at_once() -> None:
     """A second Ctrl-C while the first shutdown waits on a dead mongod: exit 130 at once, data directory gone."""
     demo = _Demo()
     try:
-        demo.wait_ready()
-        pid, dbpath = demo.mongod()
-        os.kill(pid, signal.SIGKILL)
-        demo.wait_printed(MONGOD_EXITED)
+        dbpath = demo.kill_mongod()
         time.sleep(1.0)  # refreshes are now waiting for a server: the first shutdown gives them 0.5 s
         took, code = demo.signal_and_wait(signal.SIGINT, signal.SIGINT)
     finally:

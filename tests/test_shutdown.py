@@ -77,6 +77,7 @@ def _events(daemon: Daemon) -> list[dict[str, Any]]:
 def _assert_stopped_quickly(daemon: Daemon, sig: signal.Signals, *, abandoned: bool = True) -> None:
     """`sig` ends the daemon within the promise, exit 0, no traceback; a waiting refresh was abandoned."""
     took, code = _stop(daemon, sig)
+    print(f"{sig.name}: stopped in {took:.2f} s")  # the figures of docs/shutdown.md (pytest -s)
     logs = daemon.logs()
     assert code == 0, logs[-3000:]
     assert took < PROMISE, f"{sig.name}: {took:.2f} s from the signal to the exit"

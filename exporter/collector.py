@@ -282,7 +282,6 @@ class Collector:
             finally:
                 self._jobs.discard(task)
 
-        run.__name__ = run.__qualname__ = getattr(job, "__name__", "job")
         return run
 
     def begin_stop(self) -> None:

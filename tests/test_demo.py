@@ -244,10 +244,13 @@ class _Demo:
         return took, code
 
     def close(self) -> None:
-        """Kill the demo if a failed test left it running."""
-        if self.process.poll() is None:
-            self.process.kill()
-            self.process.wait()
+        """End the demo if a failed test left it running: Ctrl-C twice (mongod goes with it), SIGKILL last."""
+        for sig in (signal.SIGINT, signal.SIGINT, signal.SIGKILL):
+            if self.process.poll() is not None:
+                return
+            self.process.send_signal(sig)
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                self.process.wait(timeout=10)
 
 
 def test_demo_says_when_its_mongod_died_and_ctrl_c_still_ends_it_quickly() -> None:

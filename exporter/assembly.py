@@ -169,7 +169,11 @@ class _Server(uvicorn.Server):
 
     @contextlib.contextmanager
     def capture_signals(self) -> Generator[None, None, None]:
-        """Install the shutdown handlers without re-raising the signal afterwards (uvicorn does)."""
+        """Install the shutdown handlers without re-raising the signal afterwards (uvicorn does).
+
+        After a shutdown on a signal they stay: the process is on its way out, and another signal
+        still ends it at once (Python's own handler would raise KeyboardInterrupt mid-exit).
+        """
         if not self.install_signals or threading.current_thread() is not threading.main_thread():
             yield
             return
@@ -178,8 +182,9 @@ class _Server(uvicorn.Server):
         try:
             yield
         finally:
-            for sig, handler in original.items():
-                signal.signal(sig, handler)
+            if not self._signalled:
+                for sig, handler in original.items():
+                    signal.signal(sig, handler)
 
 
 def build_admin(config: Config, collector: Collector, metrics: Metrics) -> AdminService | None:

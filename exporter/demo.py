@@ -78,7 +78,15 @@ def run_demo(args: argparse.Namespace) -> int:
     except KeyboardInterrupt:
         return 0
     finally:
+        # The loop's handlers are gone: a Ctrl-C from here on would raise KeyboardInterrupt mid-exit.
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            signal.signal(sig, _exit_at_once)
         listener.close()
+
+
+def _exit_at_once(sig: int, _frame: Any) -> None:
+    """A signal after the demo's loop ended: exit now (the demo has cleaned up already)."""
+    os._exit(128 + sig)
 
 
 class _Stop:

@@ -134,11 +134,11 @@ def _uvicorn(
 class _Server(uvicorn.Server):
     """uvicorn server whose SIGTERM/SIGINT end the process with exit code 0 after a quick graceful shutdown.
 
-    The shutdown, within 2 s whatever MongoDB does (README, "Exit codes"): the listeners close;
-    HTTP requests in flight and the collector's running jobs get half a second to finish, then
-    are stopped (a request answers 503, a job is abandoned: both only read, or write in a
-    transaction that commits whole or not at all); the MongoDB client closes within about half
-    a second more. A second SIGINT or SIGTERM meanwhile ends the process at once (128 + signal).
+    The shutdown, within 2 s whatever MongoDB does (docs/shutdown.md): the listeners close; HTTP
+    requests in flight and the collector's running jobs get 0.3 s to finish, then are stopped (a
+    request answers 503, a job is abandoned: jobs only read, an admin write is applied with its
+    audit event or not at all); the MongoDB client closes within 0.4 s more. A second SIGINT or
+    SIGTERM meanwhile ends the process at once (128 + signal).
     """
 
     def __init__(self, config: uvicorn.Config, *, install_signals: bool = True) -> None:

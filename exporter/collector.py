@@ -48,11 +48,10 @@ MONGO_POOL = 32
 # The shutdown (SIGTERM/SIGINT) ends within 2 s whatever MongoDB does (README). Of that, jobs running
 # when it begins (refreshes, sums, counts, listings: reads only) get STOP_GRACE seconds to finish,
 # counted from begin_stop(), while the HTTP requests drain; then they are abandoned.
-STOP_GRACE = 0.5
-# Closing the client ends its server sessions, a courtesy the server does without (it expires them).
-# Against a dead server PyMongo's server selection rounds this up to 0.5 s; the backstop is past that.
-CLOSE_WITHIN = 0.3
-_CLOSE_BACKSTOP = 0.7
+STOP_GRACE = 0.3
+# Closing the client ends its server sessions first, a courtesy the server does without (it
+# expires them); this bounds that part, and again the closing of sockets and monitors.
+CLOSE_WITHIN = 0.2
 
 
 def _cause(exc: SessionPoolError) -> str:
@@ -88,14 +87,18 @@ def _add_job(
 
 
 async def close_client(client: AsyncMongoClient[dict[str, Any]]) -> None:
-    """Close the client within CLOSE_WITHIN (about 0.5 s against a dead server), whatever the server does.
+    """Close the client within about 2 x CLOSE_WITHIN, whatever the server does (answering, frozen, dead).
 
-    Closing ends the server sessions first, which would wait server_selection_timeout for a server
-    that is down or forever for one that is frozen; the backstop abandons the close altogether
-    (its monitor tasks end with the event loop).
+    Closing ends the server sessions first, which waits for a server: server_selection_timeout for
+    one that is down (PyMongo rounds even a short timeout up to 0.5 s), the operation's timeout
+    for a frozen one. Past CLOSE_WITHIN that wait is given up; the sessions were taken from the
+    client already, so a second close() goes straight to closing the sockets and monitors.
     """
     with contextlib.suppress(TimeoutError, PyMongoError), pymongo.timeout(CLOSE_WITHIN):
-        await asyncio.wait_for(client.close(), timeout=_CLOSE_BACKSTOP)
+        try:
+            await asyncio.wait_for(client.close(), timeout=CLOSE_WITHIN)
+        except TimeoutError:
+            await asyncio.wait_for(client.close(), timeout=CLOSE_WITHIN)
 
 
 def mongo_client(config: Config, *, appname: str = "session-pool-exporter") -> AsyncMongoClient[dict[str, Any]]:

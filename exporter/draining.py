@@ -16,7 +16,7 @@ log = get_logger("exporter.draining")
 
 # Requests in flight when the shutdown begins get this long to finish (an admin write on a healthy
 # server takes milliseconds); then they are stopped, so a frozen MongoDB cannot hold the shutdown.
-HTTP_GRACE = 0.5
+HTTP_GRACE = 0.3
 # A stopped request may still abort its transaction (at most CANCELLED_ABORT_TIMEOUT, 0.25 s).
 _STOP_SLACK = 0.5
 STOPPED = (

@@ -184,7 +184,7 @@ def test_demo_prints_a_console_link_with_a_ready_token() -> None:
 
 # --- stopping quickly, also after the demo's own mongod died ----------------------------------------
 
-PROMISE = 2.0  # seconds from Ctrl-C to the exit, as for `run` (README); the demo's own bounds total about 1.3 s
+PROMISE = 2.0  # seconds from Ctrl-C to the exit, as for `run` (README); the demo's own bounds total about 1 s
 MONGOD_EXITED = (
     "demo: mongod exited (code -9); the exporter keeps running and reports MongoDB unreachable; press Ctrl-C to stop"
 )
@@ -281,7 +281,7 @@ def test_a_second_ctrl_c_ends_the_demo_at_once() -> None:
     demo = _Demo()
     try:
         dbpath = demo.kill_mongod()
-        time.sleep(1.0)  # refreshes are now waiting for a server: the first shutdown gives them 0.5 s
+        time.sleep(1.0)  # refreshes are now waiting for a server: the first shutdown gives them 0.3 s
         took, code = demo.signal_and_wait(signal.SIGINT, signal.SIGINT)
     finally:
         demo.close()

@@ -1,11 +1,11 @@
 """Stopping is always quick: SIGTERM and SIGINT end `run` within 2 s whatever MongoDB does, exit 0, no traceback.
 
 Two seconds is the product's promise (README: "within 2 s even while MongoDB is down"), asserted as
-such. Margin note: the shutdown's own bounds add up to about 1.3 s at worst (requests and running
-refreshes get 0.5 s together, the client's close about 0.5 s against a dead server, uvicorn's 0.1 s
-tick, the interpreter's exit); the rest absorbs a busy CI machine. The daemons run with the default
-MongoDB timeouts (10 s per operation, 5 s server selection), so refreshes are waiting on MongoDB
-when the signal comes, as in production.
+such. Margin note: the shutdown's own bounds add up to about 1 s at worst (requests and running
+refreshes get 0.3 s together, the client's close at most 0.4 s, uvicorn's 0.1 s ticks, the
+interpreter's exit; docs/shutdown.md has the measured times); the rest absorbs a busy CI machine.
+The daemons run with the default MongoDB timeouts (10 s per operation, 5 s server selection), so
+refreshes are waiting on MongoDB when the signal comes, as in production.
 """
 
 from __future__ import annotations

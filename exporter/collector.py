@@ -19,7 +19,6 @@ from pymongo.errors import PyMongoError
 
 from exporter.config import Config, Pool
 from exporter.core import (
-    CLOSE_TIMEOUT,
     CollectionMissing,
     MongoSessions,
     SessionPoolError,
@@ -50,6 +49,13 @@ _REFRESH_SLACK = 2.0
 # Connections of the shared MongoDB client: refreshes and admin writes are few at a time; the
 # HTTP connection guard keeps this many file descriptors free for them.
 MONGO_POOL = 32
+# The shutdown (SIGTERM/SIGINT) ends within 2 s whatever MongoDB does (README). Of that, jobs running
+# when it begins (refreshes, sums, counts, listings: reads only) get STOP_GRACE seconds to finish,
+# counted from begin_stop(), while the HTTP requests drain; then they are abandoned.
+STOP_GRACE = 0.3
+# Closing the client ends its server sessions first, a courtesy the server does without (it
+# expires them); this bounds that part, and again the closing of sockets and monitors.
+CLOSE_WITHIN = 0.2
 
 
 def _cause(exc: SessionPoolError) -> str:
@@ -82,6 +88,21 @@ def _add_job(
         coalesce=True,
         misfire_grace_time=None,
     )
+
+
+async def close_client(client: AsyncMongoClient[dict[str, Any]]) -> None:
+    """Close the client within about 2 x CLOSE_WITHIN, whatever the server does (answering, frozen, dead).
+
+    Closing ends the server sessions first, which waits for a server: server_selection_timeout for
+    one that is down (PyMongo rounds even a short timeout up to 0.5 s), the operation's timeout
+    for a frozen one. Past CLOSE_WITHIN that wait is given up; the sessions were taken from the
+    client already, so a second close() goes straight to closing the sockets and monitors.
+    """
+    with contextlib.suppress(TimeoutError, PyMongoError), pymongo.timeout(CLOSE_WITHIN):
+        try:
+            await asyncio.wait_for(client.close(), timeout=CLOSE_WITHIN)
+        except TimeoutError:
+            await asyncio.wait_for(client.close(), timeout=CLOSE_WITHIN)
 
 
 def mongo_client(config: Config, *, appname: str = "session-pool-exporter") -> AsyncMongoClient[dict[str, Any]]:
@@ -143,6 +164,11 @@ class Collector:
         self._ping_error: str | None = None
         self._ping_lock: asyncio.Lock | None = None
         self._stopping = False
+        self._stop_began: float | None = None
+        self._jobs: set[asyncio.Task[Any]] = set()
+        # Awaited (each bounded by the requests' own grace) before the client closes: its users
+        # outside the collector, such as the HTTP requests in flight (see exporter.assembly).
+        self.before_close: list[Callable[[], Awaitable[None]]] = []
         # At most this many refreshes and sums passes talk to MongoDB at once (hundreds of pools).
         self._slots = asyncio.Semaphore(config.max_concurrent_refreshes)
         self._discovered: dict[int, set[str]] = {i: set() for i in range(len(config.discovery))}
@@ -161,6 +187,7 @@ class Collector:
     def start(self) -> None:
         """Schedule every pool and discovery source (first runs right away); needs a running event loop."""
         self._stopping = False
+        self._stop_began = None
         scheduler = AsyncIOScheduler(timezone=UTC)
         self._scheduler = scheduler
         for pool in self.pools.values():
@@ -168,10 +195,10 @@ class Collector:
         now = datetime.now(UTC)
         every = min([MONGODB_CHECK_INTERVAL, *(p.interval for p in self.pools.values())])
         check = IntervalTrigger(seconds=every, timezone=UTC)
-        _add_job(scheduler, self._scheduled_mongodb_check, check, None, "mongodb_check", now)
+        _add_job(scheduler, self._job(self._scheduled_mongodb_check), check, None, "mongodb_check", now)
         for index, source in enumerate(self.config.discovery):
             trigger = IntervalTrigger(seconds=source.interval, timezone=UTC)
-            _add_job(scheduler, self._scheduled_discovery, trigger, index, f"discovery:{index}", now)
+            _add_job(scheduler, self._job(self._scheduled_discovery), trigger, index, f"discovery:{index}", now)
         scheduler.start()
         log.info("scheduler_started", pools=list(self.pools), discovery_sources=len(self.config.discovery))
 
@@ -184,7 +211,7 @@ class Collector:
         jitter = pool.config.jitter or None
         for job, interval in ((self._scheduled, pool.interval), (self._scheduled_sums, pool.config.sums_interval)):
             trigger = IntervalTrigger(seconds=interval, jitter=jitter, timezone=UTC)
-            _add_job(scheduler, job, trigger, pool.name, f"{job.__name__}:{pool.name}", first)
+            _add_job(scheduler, self._job(job), trigger, pool.name, f"{job.__name__}:{pool.name}", first)
         self._schedule_underperformers(scheduler, pool, first)
 
     async def _scheduled_mongodb_check(self, _: None) -> None:
@@ -254,40 +281,60 @@ class Collector:
             pool.index_task.cancel()
         self.metrics.remove_pool(name)
 
-    async def stop(self) -> None:
-        """Stop scheduling, let running refreshes finish (bounded), and close the client."""
+    def _job(self, job: Callable[[Any], Awaitable[None]]) -> Callable[[Any], Awaitable[None]]:
+        """`job` as the scheduler runs it: known to stop(), which may abandon it quietly (no traceback)."""
+
+        async def run(arg: Any) -> None:
+            if self._stopping:
+                return
+            task = asyncio.current_task()
+            assert task is not None
+            self._jobs.add(task)
+            try:
+                await job(arg)
+            except asyncio.CancelledError:
+                if not self._stopping:
+                    raise
+                task.uncancel()  # abandoned by stop(): the scheduler would log the cancellation as a crash
+            finally:
+                self._jobs.discard(task)
+
+        return run
+
+    def begin_stop(self) -> None:
+        """The shutdown has begun: start no job, let those running go on for STOP_GRACE (see stop())."""
+        if self._stop_began is None:
+            self._stop_began = time.monotonic()
         self._stopping = True
+        if self._scheduler is not None and self._scheduler.running:
+            self._scheduler.pause()
+
+    async def stop(self) -> None:
+        """Stop scheduling, give running jobs STOP_GRACE from begin_stop(), abandon the rest, close the client.
+
+        Within about a second whatever MongoDB does: every job is a read (or an index build the
+        server finishes or drops by itself), so abandoning one changes nothing in the database.
+        """
+        self.begin_stop()
+        assert self._stop_began is not None
         scheduler, self._scheduler = self._scheduler, None
-        if scheduler is not None:
-            scheduler.pause()
-        # Each refresh is bounded by its refresh_timeout; wait for them rather than cancel mid-way.
-        running = [p.lock for p in self.pools.values() if p.lock.locked()]
+        running = {task for task in self._jobs if not task.done()}
         if running:
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(asyncio.gather(*(self._wait_lock(lk) for lk in running)), timeout=5)
-        # A reading of the sums may take long on a big pool: abandon it (the server ends the pass
-        # when its connection closes); the scheduler's job returns quietly (see _scheduled_sums).
-        abandoned = [p.sums_task for p in self.pools.values() if p.sums_task is not None and not p.sums_task.done()]
-        for pool in self.pools.values():
-            if pool.index_task is not None and not pool.index_task.done():
-                pool.index_task.cancel()
+            await asyncio.wait(running, timeout=max(0.0, self._stop_began + STOP_GRACE - time.monotonic()))
+        abandoned = [task for task in running if not task.done()]
+        abandoned += [p.index_task for p in self.pools.values() if p.index_task is not None and not p.index_task.done()]
         for task in abandoned:
             task.cancel()
-        await asyncio.gather(*abandoned, return_exceptions=True)
+        if abandoned:
+            # A cancelled job ends at its next await; nothing in the core waits on a cancelled call.
+            await asyncio.wait(abandoned, timeout=STOP_GRACE)
         if scheduler is not None:
             scheduler.shutdown(wait=False)
+        for wait in self.before_close:
+            await wait()
         if self._owns_client:
-            # Closing ends the server sessions, a courtesy that would wait server_selection_timeout
-            # for a server that is down; a shutdown during an outage must stay quick.
-            with pymongo.timeout(CLOSE_TIMEOUT):
-                await self.client.close()
-        log.info("collector_stopped")
-
-    @staticmethod
-    async def _wait_lock(lock: asyncio.Lock) -> None:
-        """Return once the lock is free."""
-        async with lock:
-            pass
+            await close_client(self.client)
+        log.info("collector_stopped", abandoned=len(abandoned))
 
     async def _scheduled(self, name: str) -> None:
         """The scheduler's job: refresh one pool unless stopping."""
@@ -299,15 +346,7 @@ class Collector:
         """The scheduler's slower job: read one pool's sums unless stopping (stop() may abandon it)."""
         if self._stopping:
             return
-        pool = self.pools[name]
-        pool.sums_task = asyncio.current_task()
-        try:
-            await self.read_sums(name)
-        except asyncio.CancelledError:
-            if not self._stopping:
-                raise
-        finally:
-            pool.sums_task = None
+        await self.read_sums(name)
 
     # -- refreshing --
 
@@ -448,7 +487,9 @@ class Collector:
         trigger = IntervalTrigger(seconds=every, timezone=UTC)
         # The first count follows the first sums pass (see read_sums); these are the later ones.
         first = now + timedelta(seconds=every)
-        _add_job(scheduler, self.count_underperformers, trigger, pool.name, f"underperformers:{pool.name}", first)
+        _add_job(
+            scheduler, self._job(self.count_underperformers), trigger, pool.name, f"underperformers:{pool.name}", first
+        )
 
     async def count_underperformers(self, name: str) -> None:
         """Count the pool's often-used active sessions whose success ratio lags the pool's (from index keys)."""

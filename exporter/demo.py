@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import os
 import random
 import secrets
 import signal
@@ -12,12 +13,13 @@ import socket
 import sys
 from datetime import UTC
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 from pymongo import AsyncMongoClient
 
 from exporter.assembly import build
 from exporter.cli import EXIT_CONFIG, EXIT_LISTEN
+from exporter.collector import close_client
 from exporter.config import Config, is_loopback, parse_listen
 from exporter.core import MongoSessions, SessionPoolError
 from exporter.listeners import ListenError, bind
@@ -41,6 +43,8 @@ FLAKY_EVERY = 25
 # Seconds the demo waits for every pool's first refresh before printing where everything is.
 FIRST_REFRESH_WAIT = 15.0
 P_SUCCESS_FLAKY = 0.35
+# Seconds between two looks at the demo's mongod (has it exited?).
+MONGOD_POLL = 0.5
 
 
 def run_demo(args: argparse.Namespace) -> int:
@@ -76,29 +80,109 @@ def run_demo(args: argparse.Namespace) -> int:
     except KeyboardInterrupt:
         return 0
     finally:
+        # The loop's handlers are gone: a Ctrl-C from here on would raise KeyboardInterrupt mid-exit.
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            signal.signal(sig, _exit_at_once)
         listener.close()
+
+
+def _exit_at_once(sig: int, _frame: Any) -> None:
+    """A signal after the demo's loop ended: exit now (the demo has cleaned up already)."""
+    os._exit(128 + sig)
+
+
+class _Stop:
+    """Ctrl-C and SIGTERM: the first stops the demo (within 2 s), a second one ends it at once."""
+
+    def __init__(self, server: Mongod) -> None:
+        self.server = server
+        self.event = asyncio.Event()
+
+    def install(self) -> None:
+        """Handle SIGINT and SIGTERM in the running loop."""
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, self.received, sig)
+
+    def received(self, sig: int) -> None:
+        """A signal: the first stops gracefully, a second ends the process now."""
+        if not self.event.is_set():
+            self.event.set()
+            return
+        self.now(sig)
+
+    def now(self, sig: int) -> NoReturn:
+        """Exit with 128 + sig without waiting for anything: mongod killed, its data directory removed."""
+        with contextlib.suppress(Exception):
+            _discard(self.server)
+        print(f"demo: second {signal.Signals(sig).name}: stopped at once; mongod killed", flush=True)
+        sys.stderr.flush()
+        os._exit(128 + sig)
+
+
+async def _first(task: asyncio.Task[Any], stop: _Stop) -> bool:
+    """Wait for `task` or Ctrl-C, whichever comes first: True when the task is done."""
+    stopping = asyncio.create_task(stop.event.wait())
+    try:
+        await asyncio.wait({task, stopping}, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        stopping.cancel()
+    return task.done()
+
+
+async def _start(server: Mongod, stop: _Stop) -> bool:
+    """Start mongod in a thread; False when Ctrl-C came first (mongod is then killed, so start() gives up)."""
+    starting = asyncio.create_task(asyncio.to_thread(server.start))
+    if await _first(starting, stop):
+        starting.result()  # MongodNotFound, or mongod failing to start
+        return True
+    while not starting.done():
+        if server.process is not None and server.process.poll() is None:
+            server.process.kill()
+        await asyncio.wait({starting}, timeout=0.05)
+    with contextlib.suppress(Exception):
+        starting.result()
+    return False
 
 
 async def _demo(args: argparse.Namespace, listener: socket.socket) -> int:
     """Start mongod, run the demo, always clean up."""
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(sig, stop.set)
     server = Mongod()
+    stop = _Stop(server)
+    stop.install()
     try:
         print("demo: starting a throwaway mongod ...", flush=True)
         try:
-            await asyncio.to_thread(server.start)
+            if not await _start(server, stop):
+                return 0
         except MongodNotFound as exc:
             print(f"demo: {exc}", file=sys.stderr)
             return 1
-        if stop.is_set():
-            return 0
         return await _run(args, server, stop, listener)
     finally:
-        await asyncio.to_thread(server.cleanup)
+        await asyncio.to_thread(_discard, server)
         print("demo: stopped; mongod and its data directory are gone", flush=True)
+
+
+def _discard(server: Mongod) -> None:
+    """Kill the demo's mongod and remove its data directory: a clean shutdown would take a second for data
+    about to be deleted (the demo stops within 2 s of Ctrl-C, like `run`)."""
+    server.kill()
+    server.cleanup()
+
+
+async def _watch_mongod(server: Mongod, fleet: list[asyncio.Task[None]]) -> None:
+    """Say so, once, when the demo's own mongod exits; the simulated handlers stop (they have nothing to use)."""
+    while server.process is not None and server.process.poll() is None:  # noqa: ASYNC110 - Popen cannot be awaited
+        await asyncio.sleep(MONGOD_POLL)
+    code = server.process.returncode if server.process is not None else None
+    for task in fleet:
+        task.cancel()
+    print(
+        f"demo: mongod exited (code {code}); the exporter keeps running and reports MongoDB unreachable; "
+        "press Ctrl-C to stop",
+        flush=True,
+    )
 
 
 def _config(args: argparse.Namespace, uri: str, token_file: Path) -> Config:
@@ -229,7 +313,7 @@ def banner(
     )
 
 
-async def _run(args: argparse.Namespace, server: Mongod, stop: asyncio.Event, listener: socket.socket) -> int:
+async def _run(args: argparse.Namespace, server: Mongod, stop: _Stop, listener: socket.socket) -> int:
     """Seed, start the fleet and the exporter, wait for Ctrl-C or --duration."""
     # A throwaway admin token, in a file only this user can read: never printed or logged.
     assert server.dbpath is not None
@@ -245,23 +329,31 @@ async def _run(args: argparse.Namespace, server: Mongod, stop: asyncio.Event, li
     daemon = build(config)
     uv = daemon.server(install_signals=False)
     admin_uv = daemon.admin_server()
+    servers = [s for s in (uv, admin_uv) if s is not None]
     tasks: list[asyncio.Task[None]] = []
+    serving: list[asyncio.Task[None]] = []
     try:
         print(f"demo: seeding {len(names)} pools x {args.sessions} sessions ...", flush=True)
-        pools = await _seed(fleet_client, names, args.sessions)
+        seeding = asyncio.create_task(_seed(fleet_client, names, args.sessions))
+        if not await _first(seeding, stop):
+            seeding.cancel()
+            return 0
+        pools = seeding.result()
         for i, pool in enumerate(pools):
-            tasks += [asyncio.create_task(_handler(pool, i * 1000 + h, stop)) for h in range(args.handlers)]
-            tasks.append(asyncio.create_task(_activator(pool, i, stop)))
-        serving = asyncio.create_task(uv.serve(sockets=[listener]))
-        admin_serving = asyncio.create_task(admin_uv.serve()) if admin_uv is not None else None
-        while not uv.started and not serving.done():  # noqa: ASYNC110 - uvicorn has no startup event
+            tasks += [asyncio.create_task(_handler(pool, i * 1000 + h, stop.event)) for h in range(args.handlers)]
+            tasks.append(asyncio.create_task(_activator(pool, i, stop.event)))
+        tasks.append(asyncio.create_task(_watch_mongod(server, list(tasks))))
+        serving = [asyncio.create_task(uv.serve(sockets=[listener]))]
+        if admin_uv is not None:
+            serving.append(asyncio.create_task(admin_uv.serve()))
+        while not uv.started and not serving[0].done():  # noqa: ASYNC110 - uvicorn has no startup event
             await asyncio.sleep(0.05)
-        if serving.done():
+        if serving[0].done():
             print("demo: the HTTP server did not start", file=sys.stderr)
             return 1
         # The URLs are printed once every pool has its first statistics: what they show is never empty.
         for _ in range(int(FIRST_REFRESH_WAIT / 0.05)):
-            if all(pool.up for pool in daemon.collector.pools.values()) or stop.is_set():
+            if all(pool.up for pool in daemon.collector.pools.values()) or stop.event.is_set():
                 break
             await asyncio.sleep(0.05)
         host, port = parse_listen(args.listen)
@@ -270,17 +362,14 @@ async def _run(args: argparse.Namespace, server: Mongod, stop: asyncio.Event, li
         admin_base = base if config.admin.listen is None else f"http://{config.admin.listen}"
         print(banner(args, names, base, admin_base, token, token_file, server.uri), flush=True)
         with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(stop.wait(), timeout=args.duration)
-        stop.set()
-        uv.should_exit = True
-        await serving
-        if admin_uv is not None and admin_serving is not None:
-            admin_uv.should_exit = True
-            await admin_serving
+            await asyncio.wait_for(stop.event.wait(), timeout=args.duration)
         return 0
     finally:
-        stop.set()
+        # The simulated handlers first (they may be waiting on MongoDB), then both listeners and the
+        # collector (within about 1.1 s whatever MongoDB does), the fleet's client meanwhile.
+        stop.event.set()
         for task in tasks:
             task.cancel()
-        await asyncio.gather(*tasks, return_exceptions=True)
-        await fleet_client.close()
+        for uvicorn_server in servers:
+            uvicorn_server.should_exit = True
+        await asyncio.gather(*tasks, *serving, close_client(fleet_client), return_exceptions=True)

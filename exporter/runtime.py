@@ -64,7 +64,6 @@ class PoolRuntime:
     sums_error: str | None = None
     sums_cause: str | None = None
     sums_lock: asyncio.Lock = field(default_factory=asyncio.Lock)
-    sums_task: asyncio.Task[None] | None = None
     # The state counts take the total from the collection's metadata count while it agrees with
     # the counted total of the last sums; otherwise they count the `_id` index.
     fast_total: bool = True

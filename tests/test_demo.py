@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import signal
 import socket
 import subprocess
+import threading
 import time
 from collections import defaultdict
+from pathlib import Path
 
 import httpx
 from pymongo import MongoClient
@@ -177,3 +180,115 @@ def test_demo_prints_a_console_link_with_a_ready_token() -> None:
             process.communicate()
     assert process.returncode == 0, stderr[-3000:]
     assert token not in stderr
+
+
+# --- stopping quickly, also after the demo's own mongod died ----------------------------------------
+
+PROMISE = 2.0  # seconds from Ctrl-C to the exit, as for `run` (README); the demo's own bounds total about 1 s
+MONGOD_EXITED = (
+    "demo: mongod exited (code -9); the exporter keeps running and reports MongoDB unreachable; press Ctrl-C to stop"
+)
+
+
+class _Demo:
+    """The demo subprocess with its output read as it comes, and its mongod (a child process) at hand."""
+
+    def __init__(self) -> None:
+        self.port = free_port()
+        self.process = start_demo(self.port)
+        self.out: list[str] = []
+        self.err: list[str] = []
+        for stream, into in ((self.process.stdout, self.out), (self.process.stderr, self.err)):
+            threading.Thread(target=lambda s=stream, i=into: i.extend(s), daemon=True).start()
+
+    def wait_ready(self) -> None:
+        """Wait until /readyz answers 200."""
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline and self.process.poll() is None:
+            with contextlib.suppress(httpx.TransportError):
+                if httpx.get(f"http://127.0.0.1:{self.port}/readyz", timeout=5).status_code == 200:
+                    return
+            time.sleep(0.2)
+        raise AssertionError(f"the demo never got ready: {''.join(self.err)[-3000:]}")
+
+    def kill_mongod(self) -> Path:
+        """Once ready, kill the demo's mongod (-9) and wait for the demo to say so; mongod's data directory."""
+        self.wait_ready()
+        # Started from a worker thread: /proc lists a child under the thread (task) that forked it.
+        tasks = Path(f"/proc/{self.process.pid}/task").iterdir()
+        children = [c for task in tasks for c in (task / "children").read_text().split()]
+        (pid,) = [int(c) for c in children if "mongod" in Path(f"/proc/{c}/cmdline").read_text()]
+        args = Path(f"/proc/{pid}/cmdline").read_text().split("\0")
+        os.kill(pid, signal.SIGKILL)
+        self.wait_printed(MONGOD_EXITED)
+        return Path(args[args.index("--dbpath") + 1])
+
+    def wait_printed(self, line: str, deadline: float = 15.0) -> None:
+        """Wait until the demo printed `line`."""
+        end = time.monotonic() + deadline
+        while line not in "".join(self.out):
+            assert time.monotonic() < end, "".join(self.out)[-3000:]
+            time.sleep(0.05)
+
+    def signal_and_wait(self, *signals: signal.Signals, between: float = 0.2) -> tuple[float, int]:
+        """Send the signals `between` seconds apart; the seconds from the first to the exit, the exit code."""
+        started = time.monotonic()
+        for i, sig in enumerate(signals):
+            if i:
+                time.sleep(between)
+            self.process.send_signal(sig)
+        code = self.process.wait(timeout=60)
+        took = time.monotonic() - started
+        print(f"demo, {'+'.join(s.name for s in signals)}: stopped in {took:.2f} s (exit {code})")
+        time.sleep(0.2)  # the reader threads take the last lines
+        return took, code
+
+    def close(self) -> None:
+        """End the demo if a failed test left it running: Ctrl-C twice (mongod goes with it), SIGKILL last."""
+        for sig in (signal.SIGINT, signal.SIGINT, signal.SIGKILL):
+            if self.process.poll() is not None:
+                return
+            self.process.send_signal(sig)
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                self.process.wait(timeout=10)
+
+
+def test_demo_says_when_its_mongod_died_and_ctrl_c_still_ends_it_quickly() -> None:
+    """Its mongod killed (-9): the demo says so in one line, the exporter keeps serving and says MongoDB is
+    unreachable; Ctrl-C then ends the demo within 2 s, exit 0, no traceback, the data directory gone."""
+    demo = _Demo()
+    try:
+        dbpath = demo.kill_mongod()
+        deadline = time.monotonic() + 15
+        while (ready := httpx.get(f"http://127.0.0.1:{demo.port}/readyz", timeout=10)).status_code == 200:
+            assert time.monotonic() < deadline, "/readyz still 200 with mongod gone"
+            time.sleep(0.2)
+        assert ready.status_code == 503 and any("MongoDB unreachable" in r for r in ready.json()["reasons"])
+        took, code = demo.signal_and_wait(signal.SIGINT)
+    finally:
+        demo.close()
+    stdout, stderr = "".join(demo.out), "".join(demo.err)
+    assert code == 0, stderr[-3000:]
+    assert took < PROMISE, f"{took:.2f} s from Ctrl-C to the exit"
+    assert stdout.count("demo: mongod exited") == 1
+    assert "Traceback" not in stderr and "CancelledError" not in stderr, stderr[-5000:]
+    assert stdout.rstrip().endswith("demo: stopped; mongod and its data directory are gone")
+    assert not dbpath.exists()
+
+
+def test_a_second_ctrl_c_ends_the_demo_at_once() -> None:
+    """A second Ctrl-C while the first shutdown waits on a dead mongod: exit 130 at once, data directory gone."""
+    demo = _Demo()
+    try:
+        dbpath = demo.kill_mongod()
+        time.sleep(1.0)  # refreshes are now waiting for a server: the first shutdown gives them 0.3 s
+        took, code = demo.signal_and_wait(signal.SIGINT, signal.SIGINT)
+    finally:
+        demo.close()
+    stdout, stderr = "".join(demo.out), "".join(demo.err)
+    assert code == 128 + signal.SIGINT, stderr[-3000:]
+    assert took < PROMISE, f"{took:.2f} s from the first Ctrl-C to the exit"
+    assert "demo: second SIGINT: stopped at once; mongod killed" in stdout
+    assert "demo: stopped;" not in stdout  # the graceful path did not finish first
+    assert "Traceback" not in stderr
+    assert not dbpath.exists()

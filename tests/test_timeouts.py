@@ -13,10 +13,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import os
-import signal
 import time
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import Any
 
@@ -26,22 +24,12 @@ from pymongo import MongoClient
 from exporter.core import MongoSessions, OperationTimeout, SessionPoolError, Unavailable
 from exporter.mongod import Mongod
 from tests.support.daemon import WRITE_TOKEN, InProcess, config, serving, write_config
+from tests.support.faults import frozen
 
 LARGE = 30.0  # every setting not under test
 SMALL = 1.5  # the setting under test
 # A measured failure must come after most of the setting and well before any other could end it.
 EARLIEST, LATEST = SMALL * 0.8, SMALL + 2.0
-
-
-@contextlib.contextmanager
-def frozen(server: Mongod) -> Iterator[None]:
-    """SIGSTOP the server: connections stay open, nothing answers (a blackhole); SIGCONT after."""
-    assert server.process is not None
-    os.kill(server.process.pid, signal.SIGSTOP)
-    try:
-        yield
-    finally:
-        os.kill(server.process.pid, signal.SIGCONT)
 
 
 def uri(server: Mongod) -> str:

@@ -71,6 +71,13 @@ class Conflict(AdminError):
     kind = "conflict"
 
 
+class ShuttingDown(AdminError):
+    """The daemon is shutting down and stopped the request before it finished (see exporter.draining)."""
+
+    status = 503
+    kind = "shutting_down"
+
+
 class BodyTooLarge(AdminError):
     """The request body is larger than the admin API accepts."""
 

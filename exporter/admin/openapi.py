@@ -24,7 +24,7 @@ STATUS_TEXT = {
     422: "invalid body or query",
     429: "a read token's searches of masked fields over admin.read_searches_per_minute (Retry-After)",
     502: "MongoDB refused the operation",
-    503: "MongoDB unreachable or refusing the login (Retry-After)",
+    503: "MongoDB unreachable or refusing the login (Retry-After), or the daemon is shutting down",
     504: "MongoDB did not answer in time (mongodb.timeout or admin.request_timeout)",
 }
 _REF = "#/components/schemas/{model}"

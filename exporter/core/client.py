@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import asyncio
 import difflib
 import time
 from collections.abc import AsyncIterator, Iterable, Iterator, Mapping, Sequence
-from contextlib import AbstractAsyncContextManager, asynccontextmanager, contextmanager
+from contextlib import AbstractAsyncContextManager, asynccontextmanager, contextmanager, nullcontext
 from contextvars import ContextVar
 from datetime import UTC, datetime, timedelta, tzinfo
 from types import TracebackType
@@ -24,6 +25,7 @@ from pymongo.write_concern import WriteConcern
 
 from exporter.core import browse, queries
 from exporter.core.errors import (
+    CANCELLED_ABORT_TIMEOUT,
     CLOSE_TIMEOUT,
     NAMESPACE_NOT_FOUND,
     CollectionMissing,
@@ -32,6 +34,7 @@ from exporter.core.errors import (
     SessionNotFound,
     SessionPoolError,
     TransactionsUnsupported,
+    budget,
     guard,
 )
 from exporter.core.fields import _DEFAULT, MongoFields, check_delay
@@ -789,11 +792,14 @@ class MongoSessions(MongoOperations, MongoFields):
                 )
             try:
                 yield Transaction(session, atomic=True)
-            except BaseException:
+            except BaseException as exc:
                 if session.in_transaction:
+                    # Cancelled (a shutdown abandoning a request): abort briefly, never wait on a frozen server.
+                    cancelled = isinstance(exc, asyncio.CancelledError)
                     try:
-                        async with self.guard("abort_transaction"):
-                            await session.abort_transaction()
+                        with budget("abort", CANCELLED_ABORT_TIMEOUT) if cancelled else nullcontext():
+                            async with self.guard("abort_transaction"):
+                                await session.abort_transaction()
                     except SessionPoolError:
                         pass  # the server aborts an unfinished transaction by itself
                 raise

@@ -88,6 +88,9 @@ NAMESPACE_NOT_FOUND = 26
 AUTHENTICATION_FAILED = 18
 # Seconds closing a client may spend ending its server sessions (a courtesy; the server expires them anyway).
 CLOSE_TIMEOUT = 2.0
+# Seconds a cancelled transaction (a request the shutdown abandons) may spend aborting: the server
+# aborts an unfinished transaction by itself, so a frozen server must not hold the shutdown up.
+CANCELLED_ABORT_TIMEOUT = 0.25
 _DRIVER_NOISE = re.compile(r"\s*\(configured timeouts:[^)]*\)|, Timeout: .*", re.S)
 
 

@@ -15,6 +15,7 @@ from exporter.core import MongoSessions
 from exporter.mongod import Mongod
 from tests.support.figures import Report
 from tests.support.image import Image, built_image
+from tests.support.machine import Share, turn
 from tests.support.replset import ReplicaSet
 
 PoolFactory = Callable[..., Awaitable[MongoSessions]]
@@ -116,18 +117,51 @@ _SLOW = ("reliability/", "replicas/", "test_e2e_prometheus.py", "test_bench_smok
 
 
 # Suites that run on one xdist worker each: the manual's examples use the documented fixed ports; the
-# image is built once for its tests and the release. The suites that measure under faults (they count
-# hand-outs, time elections and outages) take turns on one worker, so no two of them load the machine
-# at once; the reliability and security suites also write one report (RELIABILITY_REPORT) from it.
+# image is built once for its tests and the release; the reliability and security suites write one
+# report (RELIABILITY_REPORT) from one session.
 _GROUPS = {
     "docs/test_examples.py": "docs",
     "test_image.py": "image",
     "test_release.py": "image",
-    "reliability/": "timed",
-    "security/": "timed",
-    "replicas/": "timed",
-    "faults/": "timed",
+    "reliability/": "reliability",
+    "security/": "reliability",
 }
+# Tests asserting times or throughput get the machine without heavy neighbours (tests/support/machine.py).
+_MEASURES = (
+    "replicas/",
+    "faults/",
+    "reliability/test_load.py",
+    "reliability/test_faults.py",
+    "security/test_slow_clients.py",
+    "test_shutdown.py",
+    "test_timeouts.py",
+    "test_e2e_prometheus.py",
+)
+_HEAVY = (
+    "test_image.py",
+    "test_release.py",
+    "test_bench_smoke.py",
+    "docs/test_examples.py",
+    "console/",
+    "test_demo.py",
+    "reliability/test_mixed_pool.py",
+    "reliability/test_hostile.py",
+)
+
+
+def _share(item: pytest.Item) -> Share:
+    """How a test shares the machine with the other workers."""
+    where = os.path.relpath(str(item.path), os.path.dirname(__file__))
+    if where.startswith(_MEASURES):
+        return "measures"
+    return "heavy" if where.startswith(_HEAVY) else "light"
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_protocol(item: pytest.Item, nextitem: pytest.Item | None) -> Iterator[None]:
+    """Run each test (its fixtures' setup and teardown included) in its turn on the machine."""
+    with turn(_share(item)):
+        yield
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:

@@ -164,6 +164,7 @@ def pytest_runtest_protocol(item: pytest.Item, nextitem: pytest.Item | None) -> 
         yield
 
 
+@pytest.hookimpl(tryfirst=True)  # before xdist reads the xdist_group marks it schedules by
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     """Mark `integration` every test using a real server, and `slow` (and integration) the long suites;
     put the suites of _GROUPS on one worker each."""

@@ -18,6 +18,7 @@ import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -37,12 +38,12 @@ INSTALL_AND_START = 600.0
 STOP_WITHIN = 5.0
 
 
-def of(context: str) -> list[pytest.ParameterSet]:
+def of(context: str) -> list[Any]:
     """The blocks of one context, as pytest params named by their place."""
     return [pytest.param(b, id=b.where) for b in BLOCKS if b.context == context]
 
 
-def pages(context: str) -> list[pytest.ParameterSet]:
+def pages(context: str) -> list[Any]:
     """The pages having blocks of one context."""
     found = sorted({b.path for b in BLOCKS if b.context == context})
     return [pytest.param(path, id=str(path.relative_to(ROOT))) for path in found]

@@ -391,11 +391,22 @@ class Collector:
                 self.metrics.changed()
                 return pool
             self._check_metadata_count(pool, sums)
+            self._count_overruns(pool, sums)
             pool.sums_read(sums)
             self.metrics.changed()
         if pool.underperformers is None:
             await self.count_underperformers(name)  # the first count as soon as the pool's ratio is known
         return pool
+
+    def _count_overruns(self, pool: PoolRuntime, sums: Sums) -> None:
+        """Add the overruns handlers recorded since the last reading (the first reading is the baseline).
+
+        The handlers count them in their documents (count_overrun) in the write that reports, so
+        the daemon learns of them without a write of its own; a deleted document's share only
+        lowers the sum, which is not counted.
+        """
+        if pool.sums is not None and sums.overruns > pool.sums.overruns:
+            self.metrics.lease_overruns.labels(pool.name).inc(sums.overruns - pool.sums.overruns)
 
     def _check_metadata_count(self, pool: PoolRuntime, sums: Sums) -> None:
         """Count the `_id` index instead of trusting the metadata count while the two totals disagree."""

@@ -168,6 +168,14 @@ COUNTERS: tuple[CounterSpec, ...] = (
         "(the state counts then count the _id index until they agree again).",
         ("pool",),
     ),
+    CounterSpec(
+        "lease_overruns",
+        "Reports (session_success, session_lock, session_block) that handlers made on a session already handed "
+        "to another handler since their own hand-out: their work outlasted next_use_delay. Each was counted and "
+        "changed no hold (a late lock or block only lengthens it). Read from the pool's count_overrun sum at each "
+        "reading of the sums (every sums_interval); counts from the daemon's start.",
+        ("pool",),
+    ),
     CounterSpec("index_builds", "Times the pool's missing indexes were created by the daemon.", ("pool",)),
     CounterSpec("index_build_failures", "Times creating the pool's missing indexes failed.", ("pool",)),
     CounterSpec("admin_actions", "Admin API writes applied, per pool and action.", ("pool", "action")),
@@ -249,6 +257,7 @@ class Metrics:
     refresh_failures: Counter
     sums_failures: Counter
     metadata_count_mismatches: Counter
+    lease_overruns: Counter
     index_builds: Counter
     index_build_failures: Counter
     admin_actions: Counter
@@ -294,6 +303,7 @@ class Metrics:
         self.refresh_failures.labels(name)
         self.sums_failures.labels(name)
         self.metadata_count_mismatches.labels(name)
+        self.lease_overruns.labels(name)
         self.index_builds.labels(name)
         self.index_build_failures.labels(name)
         for action in actions:

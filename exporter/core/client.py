@@ -11,6 +11,7 @@ from types import TracebackType
 from typing import Any, Literal, Self
 
 import pymongo
+from bson import ObjectId
 from bson.codec_options import CodecOptions
 from pymongo import AsyncMongoClient
 from pymongo.asynchronous.collection import AsyncCollection
@@ -33,6 +34,7 @@ from exporter.core.errors import (
     guard,
 )
 from exporter.core.fields import _DEFAULT, MongoFields, check_delay
+from exporter.core.leases import Leases
 from exporter.core.model import (
     HELD_STATES,
     Document,
@@ -160,6 +162,7 @@ class MongoSessions(MongoOperations, MongoFields):
         self.db: AsyncDatabase[Document] = client.get_database(db, write_concern=self._write_concern)
         self._topology: str | None = None
         self._skew = timedelta(0)
+        self._leases = Leases()
         self._collection: AsyncCollection[Document] | None = None
         self.sessions: AsyncCollection[Document] | None = None
         if collection is not None:
@@ -395,8 +398,17 @@ class MongoSessions(MongoOperations, MongoFields):
     async def _hold(
         self, session: SessionRef, delta: timedelta, hold: Hold, op: str, db_session: DbSession
     ) -> UpdateResult:
-        update = queries.hold_update(self.fields, self._frame, hold, delta)
-        return await self.update_one(session_filter(session), update, session=driver_session(db_session), _op=op)
+        selector = session_filter(session)
+        found = self._leases.find(session)
+        if found is None:
+            # Not a report on a hand-out of this client (an operator, an id from elsewhere): as asked.
+            update = queries.hold_update(self.fields, self._frame, hold, delta)
+        else:
+            update = queries.report_update(self.fields, self._frame, hold, delta, found[1])
+        result = await self.update_one(selector, update, session=driver_session(db_session), _op=op)
+        if found is not None:
+            self._leases.forget(found[0])
+        return result
 
     def _selectable(self) -> dict[str, Any]:
         """The filter of `get_session`: default_filter and not held (the hook's, or the server's $$NOW)."""
@@ -439,14 +451,19 @@ class MongoSessions(MongoOperations, MongoFields):
         """
         count = self._check_count(count_use, "count_use")
         delay = self.next_use_delay if next_use_delay is None else check_delay(next_use_delay)
-        return await self.find_one_and_update(
+        # The hand-out's lease: the reports on this document are checked against it (see session_success).
+        lease = ObjectId()
+        doc = await self.find_one_and_update(
             self._selectable(),
-            queries.take_update(self.fields, self._frame, count, timedelta(seconds=delay)),
+            queries.take_update(self.fields, self._frame, count, timedelta(seconds=delay), lease),
             sort=self.default_sort,
             projection=self.projection or None,
             session=driver_session(db_session),
             _op="get_session",
         )
+        if doc is not None:
+            self._leases.remember(doc, lease)
+        return doc
 
     async def session_success(
         self,
@@ -456,13 +473,24 @@ class MongoSessions(MongoOperations, MongoFields):
         *,
         db_session: DbSession = None,
     ) -> UpdateResult:
-        """Count successful uses of a session and hold it for `next_use_delay` seconds."""
+        """Count successful uses of a session and hold it for `next_use_delay` seconds.
+
+        The hold is set only over the caller's own hand-out hold or a session nobody holds: a lock or
+        block set since the hand-out stays. A report on a document that was handed to someone else
+        since (the work outlasted the hold) is counted, changes no hold and counts as an overrun.
+        """
         count = self._check_count(count_success, "count_success")
         delay = self.next_use_delay if next_use_delay is None else check_delay(next_use_delay)
-        update = queries.success_update(self.fields, self._frame, count, timedelta(seconds=delay))
-        return await self.update_one(
-            session_filter(session), update, session=driver_session(db_session), _op="session_success"
+        selector = session_filter(session)
+        found = self._leases.find(session)
+        lease = found[1] if found is not None else None
+        update = queries.report_update(
+            self.fields, self._frame, Hold.USE, timedelta(seconds=delay), lease, successes=count
         )
+        result = await self.update_one(selector, update, session=driver_session(db_session), _op="session_success")
+        if found is not None:
+            self._leases.forget(found[0])
+        return result
 
     async def session_inactive(self, session: SessionRef, *, db_session: DbSession = None) -> UpdateResult:
         """Disable a session for good (until `session_activate`)."""
@@ -622,6 +650,7 @@ class MongoSessions(MongoOperations, MongoFields):
             uses=int(sums.get("uses") or 0),
             successes=int(sums.get("successes") or 0),
             metadata_total=int(metadata["n"]) if metadata is not None else None,
+            overruns=int(sums.get("overruns") or 0),
         )
 
     async def _read_all(

@@ -28,10 +28,11 @@ def raw(sync_client: SyncClient, pool: MongoSessions) -> Any:
     return sync_client[pool.collection.database.name][pool.collection.name]
 
 
-def remaining(doc: dict[str, Any], sync_client: SyncClient) -> timedelta:
+def remaining(doc: Any, sync_client: SyncClient) -> timedelta:
     """How long the document's hold lasts from the server's now."""
     now: datetime = sync_client.admin.command("hello")["localTime"]
-    return doc["next_use"] - (now if now.tzinfo else now.replace(tzinfo=UTC))
+    left: timedelta = doc["next_use"] - (now if now.tzinfo else now.replace(tzinfo=UTC))
+    return left
 
 
 # --- which hand-out a report is about (no server) -----------------------------------------------
@@ -59,7 +60,7 @@ def test_ids_match_as_session_filter_does_and_memory_is_bounded() -> None:
     """A 24-hex string finds its ObjectId's hand-out; odd ids work; beyond the limit the oldest is forgotten."""
     leases = Leases(limit=3)
     first, oid = ObjectId(), ObjectId()
-    docs = [{"_id": first}, {"_id": oid}, {"_id": {"a": 1}}, {"_id": "acc-42"}]
+    docs: list[dict[str, Any]] = [{"_id": first}, {"_id": oid}, {"_id": {"a": 1}}, {"_id": "acc-42"}]
     for doc in docs:
         leases.remember(doc, ObjectId())
     assert len(leases) == 3
@@ -206,7 +207,7 @@ async def test_an_operators_lock_during_a_hold_sticks_when_the_handler_reports_s
             )
         assert response.status_code == 200, response.text
         await pool.session_success(taken)
-        doc = sync_client[DB][unique_name].find_one({"_id": sid})
+        doc: Any = sync_client[DB][unique_name].find_one({"_id": sid})
         assert doc["hold"]["kind"] == "lock" and doc["count_success"] == 1 and "count_overrun" not in doc
         assert remaining(doc, sync_client) > timedelta(minutes=59)
         async with daemon.client() as http:
@@ -216,9 +217,7 @@ async def test_an_operators_lock_during_a_hold_sticks_when_the_handler_reports_s
         await pool.close()
 
 
-async def test_the_daemon_counts_overruns_from_the_sums(
-    daemon: InProcess, mongo_uri: str, unique_name: str
-) -> None:
+async def test_the_daemon_counts_overruns_from_the_sums(daemon: InProcess, mongo_uri: str, unique_name: str) -> None:
     """Overruns recorded by handlers in another process reach session_pool_lease_overruns_total at the next
     reading of the sums (the first reading is the baseline)."""
     pool = MongoSessions(mongo_uri, DB, unique_name, tz_aware=True)

@@ -163,6 +163,7 @@ def build(config: Config, *, client: AsyncMongoClient[dict[str, Any]] | None = N
     guard = ConnectionGuard.for_process(config.http.max_connections, config.http.header_timeout, reserve)
     metrics.bind_connections(lambda: (len(guard.open), guard.closed_slow, guard.evicted))
     collector = Collector(config, metrics, client=client)
+    metrics.bind_clocks(collector.clocks.offsets)
     admin = build_admin(config, collector, metrics)
     if admin is None:
         # /admin/... then answers "the admin API is off: configure a token".

@@ -17,6 +17,7 @@ from apscheduler.triggers.interval import IntervalTrigger
 from pymongo import AsyncMongoClient
 from pymongo.errors import PyMongoError
 
+from exporter.clocks import MemberClocks
 from exporter.config import Config, Pool
 from exporter.core import (
     CLOSE_TIMEOUT,
@@ -80,8 +81,13 @@ def _add_job(
     )
 
 
-def mongo_client(config: Config, *, appname: str = "session-pool-exporter") -> AsyncMongoClient[dict[str, Any]]:
-    """The one MongoDB client the daemon's pools share (aware UTC times, the configured timeouts)."""
+def mongo_client(
+    config: Config, *, appname: str = "session-pool-exporter", clocks: MemberClocks | None = None
+) -> AsyncMongoClient[dict[str, Any]]:
+    """The one MongoDB client the daemon's pools share (aware UTC times, the configured timeouts).
+
+    `clocks` reads every member's clock from the client's heartbeats.
+    """
     return AsyncMongoClient(
         config.mongodb.uri_value(),
         tz_aware=True,
@@ -90,6 +96,7 @@ def mongo_client(config: Config, *, appname: str = "session-pool-exporter") -> A
         maxPoolSize=MONGO_POOL,  # counted in the connection guard's file-descriptor reserve
         serverSelectionTimeoutMS=int(config.mongodb.server_selection_timeout * 1000),
         connectTimeoutMS=int(min(config.mongodb.server_selection_timeout, 10) * 1000),
+        event_listeners=[clocks] if clocks is not None else None,
     )
 
 
@@ -125,7 +132,9 @@ class Collector:
     def __init__(self, config: Config, metrics: Metrics, *, client: AsyncMongoClient[dict[str, Any]] | None = None):
         self.config = config
         self.metrics = metrics
-        self.client: AsyncMongoClient[dict[str, Any]] = client or mongo_client(config)
+        # The members' clocks, from the heartbeats of the daemon's own client (none for a client given).
+        self.clocks = MemberClocks()
+        self.client: AsyncMongoClient[dict[str, Any]] = client or mongo_client(config, clocks=self.clocks)
         self._owns_client = client is None
         self.pools: dict[str, PoolRuntime] = {}
         self._static = {p.name for p in config.pools}

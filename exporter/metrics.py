@@ -7,7 +7,7 @@ import contextlib
 import gzip
 import platform
 import time
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -21,6 +21,7 @@ from prometheus_client.process_collector import ProcessCollector
 from prometheus_client.registry import Collector
 
 from exporter import __version__
+from exporter.clocks import Reading
 from exporter.core import STATES
 from exporter.runtime import PoolRuntime
 
@@ -211,6 +212,35 @@ class PoolCollector(Collector):
             yield family
 
 
+class ClockCollector(Collector):
+    """Each replica-set member's clock offset from the daemon's, as the driver's heartbeats read it."""
+
+    HELP = (
+        "Seconds the member's clock (hello.localTime) is ahead of the daemon's (negative: behind), read from "
+        "the driver's heartbeats and corrected by half the round trip; absent once the member has not answered "
+        "a heartbeat for 60 s. Holds end by the primary's clock, so members must agree within a share of the "
+        "shortest hold (a quarter of a second for next_use_delay's 1 s): compare members with each other, "
+        "the daemon's own clock does not matter."
+    )
+
+    def __init__(self, read: Callable[[], Mapping[str, Reading]]) -> None:
+        self._read = read
+
+    def describe(self) -> Iterable[Metric]:
+        """The family, without samples."""
+        return [self._family({})]
+
+    def _family(self, offsets: Mapping[str, Reading]) -> GaugeMetricFamily:
+        family = GaugeMetricFamily(PREFIX + "mongodb_member_clock_offset_seconds", self.HELP, labels=["member"])
+        for member, reading in offsets.items():
+            family.add_metric([member], reading.offset)
+        return family
+
+    def collect(self) -> Iterator[Metric]:
+        """The fresh readings."""
+        yield self._family(self._read())
+
+
 class ConnectionCollector(Collector):
     """The HTTP listeners' connections: open now, closed for a slow request head, evicted to make room."""
 
@@ -292,6 +322,10 @@ class Metrics:
     def bind_connections(self, read: Callable[[], tuple[int, int, int]]) -> None:
         """Export the HTTP connection counts `read` returns (open, closed slow, evicted)."""
         self.registry.register(ConnectionCollector(read))
+
+    def bind_clocks(self, read: Callable[[], Mapping[str, Reading]]) -> None:
+        """Export the members' clock offsets `read` returns (member -> reading)."""
+        self.registry.register(ClockCollector(read))
 
     def bind(self, pools: Callable[[], Iterable[PoolRuntime]]) -> None:
         """Tell the pool collector where the runtime state of the pools lives."""

@@ -17,7 +17,6 @@ from apscheduler.triggers.interval import IntervalTrigger
 from pymongo import AsyncMongoClient
 from pymongo.errors import PyMongoError
 
-from exporter.clocks import MemberClocks
 from exporter.config import Config, Pool
 from exporter.core import (
     CLOSE_TIMEOUT,
@@ -32,6 +31,7 @@ from exporter.core import (
     redact,
 )
 from exporter.core.browse import underperforming_count_pipeline, underperforming_threshold
+from exporter.core.clocks import MemberClocks
 from exporter.discovery import discover
 from exporter.log import get_logger
 from exporter.metrics import Metrics
@@ -101,9 +101,17 @@ def mongo_client(
 
 
 def pool_sessions(
-    config: Config, settings: Pool, client: AsyncMongoClient[dict[str, Any]], *, timeout: float | None = None
+    config: Config,
+    settings: Pool,
+    client: AsyncMongoClient[dict[str, Any]],
+    *,
+    timeout: float | None = None,
+    clocks: MemberClocks | None = None,
 ) -> MongoSessions:
-    """The MongoSessions of a pool's refreshes (`timeout` per operation; default: mongodb.timeout)."""
+    """The MongoSessions of a pool's refreshes and admin writes (`timeout` per operation; default: mongodb.timeout).
+
+    `clocks`: the members' clocks read from `client`'s heartbeats, so an operator's lock stays whole.
+    """
     wc = config.mongodb.write_concern
     return MongoSessions(
         db=settings.database,
@@ -123,6 +131,7 @@ def pool_sessions(
         # The collector keeps the indexes itself, in the background (see Collector._upkeep_indexes).
         create_indexes=False,
         console_indexes=settings.session_fields.search,
+        clocks=clocks,
     )
 
 
@@ -154,7 +163,7 @@ class Collector:
 
     def _add(self, settings: Pool) -> PoolRuntime:
         """A pool's runtime, with its own MongoSessions on the shared client, and its metrics."""
-        sessions = pool_sessions(self.config, settings, self.client)
+        sessions = pool_sessions(self.config, settings, self.client, clocks=self.clocks if self._owns_client else None)
         pool = PoolRuntime(settings, sessions)
         self.pools[settings.name] = pool
         self.metrics.add_pool(settings.name)

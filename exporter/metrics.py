@@ -21,8 +21,8 @@ from prometheus_client.process_collector import ProcessCollector
 from prometheus_client.registry import Collector
 
 from exporter import __version__
-from exporter.clocks import Reading
 from exporter.core import STATES
+from exporter.core.clocks import Reading
 from exporter.runtime import PoolRuntime
 
 PREFIX = "session_pool_"

@@ -104,7 +104,15 @@ def replica_set() -> Iterator[ReplicaSet]:
 
 # Tests that need a real server or a process: `pytest -m "not integration"` runs the rest in seconds.
 _SERVER_FIXTURES = {"mongo_uri", "sync_client", "pool_factory", "mongod_factory", "replica_set"}
-_SLOW = ("reliability/", "replicas/", "test_e2e_prometheus.py", "test_bench_smoke.py", "test_demo.py", "test_image.py")
+_SLOW = (
+    "reliability/",
+    "replicas/",
+    "faults/",
+    "test_e2e_prometheus.py",
+    "test_bench_smoke.py",
+    "test_demo.py",
+    "test_image.py",
+)
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:

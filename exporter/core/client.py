@@ -20,9 +20,11 @@ from pymongo.errors import ConfigurationError, PyMongoError
 from pymongo.read_concern import ReadConcern
 from pymongo.read_preferences import _ServerMode
 from pymongo.results import DeleteResult, InsertOneResult, UpdateResult
+from pymongo.server_type import SERVER_TYPE
 from pymongo.write_concern import WriteConcern
 
 from exporter.core import browse, queries
+from exporter.core.clocks import MemberClocks
 from exporter.core.errors import (
     CLOSE_TIMEOUT,
     NAMESPACE_NOT_FOUND,
@@ -99,6 +101,7 @@ class MongoSessions(MongoOperations, MongoFields):
         console_indexes: Sequence[str] | None = None,
         allow_reconnect: bool = False,
         max_allowed_reconnect: int | None = None,
+        clocks: MemberClocks | None = None,
         **client_options: Any,
     ) -> None:
         if not isinstance(db, str) or not db:
@@ -150,7 +153,11 @@ class MongoSessions(MongoOperations, MongoFields):
         self.max_allowed_reconnect = max_allowed_reconnect
         self._owns_client = client is None
         if client is None:
+            # The members' clocks come with the driver's heartbeats: holds stay whole when the primary's is off.
+            clocks = clocks or MemberClocks()
+            listeners = [*(client_options.pop("event_listeners", None) or []), clocks]
             options = {"tz_aware": self._tz_aware, "serverSelectionTimeoutMS": 5000, **client_options}
+            options["event_listeners"] = listeners
             if self._tz_aware:
                 options.setdefault("tzinfo", tzinfo or UTC)
             try:
@@ -158,6 +165,7 @@ class MongoSessions(MongoOperations, MongoFields):
             except PyMongoError as exc:
                 raise InvalidInput(f"invalid MongoDB connection: {exc}", field="mongo_url") from None
         self._client: AsyncMongoClient[Document] = client
+        self._clocks = clocks
         self._db_name = db
         self.db: AsyncDatabase[Document] = client.get_database(db, write_concern=self._write_concern)
         self._topology: str | None = None
@@ -344,6 +352,18 @@ class MongoSessions(MongoOperations, MongoFields):
         now = _QUERY_NOW.get()
         return now if now is not None else datetime.now(UTC) + self._skew
 
+    def _frames(self) -> tuple[TimeFrame, TimeFrame]:
+        """The frames of a hold's end as read (is it over?) and as written: the server's now, moved so that a
+        primary whose clock is off from the other members' never shortens a hold (see core/clocks.py)."""
+        if self._clocks is None:
+            return self._frame, self._frame
+        servers = self._client.topology_description.server_descriptions().values()
+        primary = next(
+            (f"{s.address[0]}:{s.address[1]}" for s in servers if s.server_type == SERVER_TYPE.RSPrimary), None
+        )
+        shift = self._clocks.shift(primary)
+        return self._frame.shifted(-shift.read), self._frame.shifted(shift.write)
+
     def _out(self, doc: Document) -> Document:
         """A document as callers get it: naive stored times, or true aware instants with `tz_aware`."""
         converted: Document = self._frame.for_caller(doc, self._tz_aware, self._tzinfo)
@@ -400,22 +420,23 @@ class MongoSessions(MongoOperations, MongoFields):
     ) -> UpdateResult:
         selector = session_filter(session)
         found = self._leases.find(session)
+        read, write = self._frames()
         if found is None:
             # Not a report on a hand-out of this client (an operator, an id from elsewhere): as asked.
-            update = queries.hold_update(self.fields, self._frame, hold, delta)
+            update = queries.hold_update(self.fields, write, hold, delta)
         else:
-            update = queries.report_update(self.fields, self._frame, hold, delta, found[1])
+            update = queries.report_update(self.fields, write, hold, delta, found[1], read_frame=read)
         result = await self.update_one(selector, update, session=driver_session(db_session), _op=op)
         if found is not None:
             self._leases.forget(found[0])
         return result
 
-    def _selectable(self) -> dict[str, Any]:
+    def _selectable(self, read: TimeFrame | None = None) -> dict[str, Any]:
         """The filter of `get_session`: default_filter and not held (the hook's, or the server's $$NOW)."""
         if self._hooks_overridden():
             return queries.and_filters(self.default_filter, self._filter_exclude_lock())
         # The same rule as the hook, with the server's own clock for an exact hand-out.
-        return queries.and_filters(self.default_filter, queries.available(self.fields, self._frame))
+        return queries.and_filters(self.default_filter, queries.available(self.fields, read or self._frame))
 
     async def count_active(self, *, db_session: DbSession = None) -> int:
         """Count sessions matching `default_filter` and `_filter_exclude_lock()` (not held now)."""
@@ -453,9 +474,10 @@ class MongoSessions(MongoOperations, MongoFields):
         delay = self.next_use_delay if next_use_delay is None else check_delay(next_use_delay)
         # The hand-out's lease: the reports on this document are checked against it (see session_success).
         lease = ObjectId()
+        read, write = self._frames()
         doc = await self.find_one_and_update(
-            self._selectable(),
-            queries.take_update(self.fields, self._frame, count, timedelta(seconds=delay), lease),
+            self._selectable(read),
+            queries.take_update(self.fields, write, count, timedelta(seconds=delay), lease),
             sort=self.default_sort,
             projection=self.projection or None,
             session=driver_session(db_session),
@@ -484,8 +506,9 @@ class MongoSessions(MongoOperations, MongoFields):
         selector = session_filter(session)
         found = self._leases.find(session)
         lease = found[1] if found is not None else None
+        read, write = self._frames()
         update = queries.report_update(
-            self.fields, self._frame, Hold.USE, timedelta(seconds=delay), lease, successes=count
+            self.fields, write, Hold.USE, timedelta(seconds=delay), lease, successes=count, read_frame=read
         )
         result = await self.update_one(selector, update, session=driver_session(db_session), _op="session_success")
         if found is not None:

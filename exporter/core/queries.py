@@ -216,7 +216,7 @@ def and_filters(base: Mapping[str, Any], extra: Mapping[str, Any]) -> dict[str, 
 
 
 def available(fields: Fields, frame: TimeFrame) -> dict[str, Any]:
-    """Not held at the server's now ($$NOW, so the worker's own clock never matters)."""
+    """Not held at the server's now ($$NOW, so the worker's own clock never matters; `frame` may move it back)."""
     return {"$expr": {"$lte": [f"${fields.next_use}", frame.now_expr()]}}
 
 
@@ -293,6 +293,7 @@ def report_update(
     lease: ObjectId | None,
     *,
     successes: int | None = None,
+    read_frame: TimeFrame | None = None,
 ) -> list[dict[str, Any]]:
     """A handler's report on a session it was handed: a success (`hold` USE, `successes` counted), a lock or a block.
 
@@ -305,9 +306,10 @@ def report_update(
     `count_overrun`; successes are counted either way. Without `lease` (a report by id from another
     process, or after the hand-out was forgotten) nothing is stale and nothing is the reporter's own:
     a success never shortens a hold, a lock or block lengthens it or replaces an ended one.
+    `frame` sets the hold; `read_frame` (default `frame`) says whether the hold in force has ended.
     """
     f = fields
-    now, until = frame.now_expr(), frame.now_expr(delta)
+    now, until = (read_frame or frame).now_expr(), frame.now_expr(delta)
     free: Any = {"$not": [{"$gt": [f"${f.next_use}", now]}]}
     later: Any = {"$gt": [until, f"${f.next_use}"]}
     is_stale: Any = stale(f, lease) if lease is not None else False

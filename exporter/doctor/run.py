@@ -10,10 +10,10 @@ from typing import Any, TextIO, TypeVar
 from pymongo import AsyncMongoClient
 from pymongo.errors import PyMongoError
 
-from exporter.clocks import MemberClocks
 from exporter.collector import mongo_client, pool_sessions
 from exporter.config import Config, Pool, config_warnings
 from exporter.core import MongoSessions, OperationFailed, OperationTimeout, SessionPoolError, Unavailable, redact
+from exporter.core.clocks import MemberClocks
 from exporter.doctor.documents import census, document_findings
 from exporter.doctor.findings import Finding, Report, error, warn
 from exporter.doctor.frame import frame_findings, read_samples

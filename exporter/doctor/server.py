@@ -10,8 +10,8 @@ from typing import Any
 
 from pymongo import AsyncMongoClient
 
-from exporter.clocks import TOLERANCE, MemberClocks, Reading, outliers
 from exporter.core import OperationFailed, SessionPoolError, Unavailable, format_duration, guard
+from exporter.core.clocks import TOLERANCE, MemberClocks, Reading, outliers
 from exporter.doctor.findings import Finding, error, ok, warn
 
 # $unionWith (4.4) and snapshot reads (5.0) make the statistics one aggregation of one instant.
@@ -122,15 +122,15 @@ def clock_findings(
             effect = f"the holds it sets as primary end {off} early once another member is primary"
         where = "ahead of" if ahead > 0 else "behind"
         found = f"{member}'s clock is {off} {where} the other members' (±{plus}): {effect}"
-        out.append(error("member clocks", found, fix))
+        out.append(error("member-clocks", found, fix))
     missing = [m for m in members if m not in offsets]
     if missing:
-        out.append(warn("member clocks", f"no heartbeat answer from {', '.join(missing)}: its clock is not checked",
+        out.append(warn("member-clocks", f"no heartbeat answer from {', '.join(missing)}: its clock is not checked",
                         "check that every member runs and is reachable from this host"))  # fmt: skip
     if not out:
         values = [offsets[m].offset for m in members]
         spread = format_duration(round(max(values) - min(values), 3))
-        out.append(ok("member clocks", f"the {len(members)} members' clocks agree within {spread} (bound {limit})"))
+        out.append(ok("member-clocks", f"the {len(members)} members' clocks agree within {spread} (bound {limit})"))
     return out
 
 

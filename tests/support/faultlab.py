@@ -37,7 +37,18 @@ LIBFAKETIME = "/usr/lib/x86_64-linux-gnu/faketime/libfaketimeMT.so.1"
 # this long without hearing from a primary (MongoDB's default is 10 s).
 ELECTION_TIMEOUT_MS = 2000
 HEARTBEAT_MS = 500
+# A member counts another as down after this long without a heartbeat answer (MongoDB's default: 10 s);
+# a secondary then leaves a sync source it cannot reach, so the new primary's majority writes go on.
+HEARTBEAT_TIMEOUT_S = int(os.environ.get("FAULTS_HEARTBEAT_TIMEOUT_S", "2"))
 CLIENT_HEARTBEAT_MS = 500
+# A secondary gives up on an unreachable sync source after the oplog fetcher's wait plus this buffer
+# (5 s by default); the new primary's majority writes wait for that. FAULTS_SERVER_PARAMETERS="" for none.
+SERVER_PARAMETERS = [
+    p for p in os.environ.get("FAULTS_SERVER_PARAMETERS", "oplogNetworkTimeoutBufferSeconds=1").split(",") if p
+]
+# A member counts another as down after this long without a heartbeat answer (MongoDB's default: 10 s);
+# a secondary then leaves a sync source it cannot reach, so the new primary's majority writes go on.
+HEARTBEAT_TIMEOUT_S = int(os.environ.get("FAULTS_HEARTBEAT_TIMEOUT_S", "2"))
 
 
 def lab_tools() -> tuple[str, str, str]:
@@ -166,7 +177,11 @@ class FaultLab:
         config = {
             "_id": self.name,
             "members": [{"_id": m.index, "host": m.host, "priority": 2 if m.index == 0 else 1} for m in self.members],
-            "settings": {"electionTimeoutMillis": ELECTION_TIMEOUT_MS, "heartbeatIntervalMillis": HEARTBEAT_MS},
+            "settings": {
+                "electionTimeoutMillis": ELECTION_TIMEOUT_MS,
+                "heartbeatIntervalMillis": HEARTBEAT_MS,
+                "heartbeatTimeoutSecs": HEARTBEAT_TIMEOUT_S,
+            },
         }
         with self._client(self.members[0]) as client:
             client.admin.command("replSetInitiate", config)
@@ -191,6 +206,7 @@ class FaultLab:
             "--logpath", str(member.dbpath / "mongod.log"),
             "--wiredTigerCacheSizeGB", "0.25",
             "--setParameter", "enableTestCommands=1",
+            *(f"--setParameter={p}" for p in SERVER_PARAMETERS),
         ]  # fmt: skip
         env = {"PATH": "/usr/bin:/bin", "HOME": str(member.dbpath), "TZ": "UTC"}
         if member.faketime:
@@ -377,3 +393,15 @@ class FaultLab:
         """`replSetStepUp`: the member calls an election now."""
         with self._client(member, timeout=15) as client:
             client.admin.command("replSetStepUp")
+
+    def set_priority(self, member: Member, priority: float) -> None:
+        """Reconfigure the set with `member` at `priority` (through the primary)."""
+        primary = self.primary()
+        assert primary is not None, "no primary to reconfigure through"
+        with self._client(primary, timeout=15) as client:
+            config = client.admin.command("replSetGetConfig")["config"]
+            for entry in config["members"]:
+                if entry["host"] == member.host:
+                    entry["priority"] = priority
+            config["version"] += 1
+            client.admin.command("replSetReconfig", config)

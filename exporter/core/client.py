@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import time
-from collections.abc import AsyncIterator, Iterable, Iterator, Mapping, Sequence
+from collections.abc import AsyncIterator, Awaitable, Iterable, Iterator, Mapping, Sequence
 from contextlib import AbstractAsyncContextManager, asynccontextmanager, contextmanager
 from contextvars import ContextVar
 from datetime import UTC, datetime, timedelta, tzinfo
@@ -35,6 +35,7 @@ from exporter.core.errors import (
     TransactionsUnsupported,
     guard,
 )
+from exporter.core.failover import PrimaryReplaced, PrimaryWatch, on_primary
 from exporter.core.fields import _DEFAULT, MongoFields, check_delay
 from exporter.core.leases import Leases
 from exporter.core.model import (
@@ -152,10 +153,13 @@ class MongoSessions(MongoOperations, MongoFields):
         # Accepted as mongo_client accepts it: there it changes nothing, and here too (see README).
         self.max_allowed_reconnect = max_allowed_reconnect
         self._owns_client = client is None
+        self._watch: PrimaryWatch | None = None
         if client is None:
             # The members' clocks come with the driver's heartbeats: holds stay whole when the primary's is off.
             clocks = clocks or MemberClocks()
-            listeners = [*(client_options.pop("event_listeners", None) or []), clocks]
+            # And the primary: hand-outs and reports stop waiting on one the set has replaced.
+            self._watch = PrimaryWatch()
+            listeners = [*(client_options.pop("event_listeners", None) or []), clocks, self._watch]
             options = {"tz_aware": self._tz_aware, "serverSelectionTimeoutMS": 5000, **client_options}
             options["event_listeners"] = listeners
             if self._tz_aware:
@@ -426,10 +430,27 @@ class MongoSessions(MongoOperations, MongoFields):
             update = queries.hold_update(self.fields, write, hold, delta)
         else:
             update = queries.report_update(self.fields, write, hold, delta, found[1], read_frame=read)
-        result = await self.update_one(selector, update, session=driver_session(db_session), _op=op)
+        result = await self._report(op, selector, update, db_session)
         if found is not None:
             self._leases.forget(found[0])
         return result
+
+    async def _report(self, op: str, selector: Document, update: Any, db_session: DbSession) -> UpdateResult:
+        """A handler's report, abandoned on a primary the set has replaced and sent once more to the new one.
+
+        A report the old primary had already replicated then lands twice: a success counts twice; a
+        lock or block, which only lengthens a hold, changes nothing more.
+        """
+        session = driver_session(db_session)
+        watch = self._watch if session is None else None
+
+        def send() -> Awaitable[UpdateResult]:
+            return self.update_one(selector, update, session=session, _op=op)
+
+        try:
+            return await on_primary(watch, op, send)
+        except PrimaryReplaced:
+            return await on_primary(watch, op, send)
 
     def _selectable(self, read: TimeFrame | None = None) -> dict[str, Any]:
         """The filter of `get_session`: default_filter and not held (the hook's, or the server's $$NOW)."""
@@ -472,20 +493,29 @@ class MongoSessions(MongoOperations, MongoFields):
         """
         count = self._check_count(count_use, "count_use")
         delay = self.next_use_delay if next_use_delay is None else check_delay(next_use_delay)
-        # The hand-out's lease: the reports on this document are checked against it (see session_success).
-        lease = ObjectId()
-        read, write = self._frames()
-        doc = await self.find_one_and_update(
-            self._selectable(read),
-            queries.take_update(self.fields, write, count, timedelta(seconds=delay), lease),
-            sort=self.default_sort,
-            projection=self.projection or None,
-            session=driver_session(db_session),
-            _op="get_session",
-        )
-        if doc is not None:
-            self._leases.remember(doc, lease)
-        return doc
+        watch = self._watch if driver_session(db_session) is None else None
+
+        async def take() -> Document | None:
+            # The hand-out's lease: the reports on this document are checked against it (see session_success).
+            lease = ObjectId()
+            read, write = self._frames()
+            doc = await on_primary(watch, "get_session", lambda: self.find_one_and_update(
+                self._selectable(read),
+                queries.take_update(self.fields, write, count, timedelta(seconds=delay), lease),
+                sort=self.default_sort,
+                projection=self.projection or None,
+                session=driver_session(db_session),
+                _op="get_session",
+            ))  # fmt: skip
+            if doc is not None:
+                self._leases.remember(doc, lease)
+            return doc
+
+        try:
+            return await take()
+        except PrimaryReplaced:
+            # Abandoned on a deposed primary (its result is never handed out): once more, on the new one.
+            return await take()
 
     async def session_success(
         self,
@@ -510,7 +540,7 @@ class MongoSessions(MongoOperations, MongoFields):
         update = queries.report_update(
             self.fields, write, Hold.USE, timedelta(seconds=delay), lease, successes=count, read_frame=read
         )
-        result = await self.update_one(selector, update, session=driver_session(db_session), _op="session_success")
+        result = await self._report("session_success", selector, update, db_session)
         if found is not None:
             self._leases.forget(found[0])
         return result

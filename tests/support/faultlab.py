@@ -201,6 +201,9 @@ class FaultLab:
             "--dbpath", str(member.dbpath),
             "--port", str(member.port),
             "--bind_ip", "127.0.0.1",
+            # No /tmp/mongodb-PORT.sock: killed with SIGKILL it would stay, owned by a user removed since,
+            # and a later member on that port (another user) could neither remove nor reuse it.
+            "--nounixsocket",
             "--replSet", self.name,
             "--quiet",
             "--logpath", str(member.dbpath / "mongod.log"),
@@ -311,6 +314,15 @@ class FaultLab:
             else:
                 out[member.index] = "other"
         return out
+
+    def count_in_logs(self, text: str) -> int:
+        """Lines of the members' logs containing `text` (a rollback's end, say)."""
+        count = 0
+        for member in self.members:
+            log = member.dbpath / "mongod.log"
+            if log.exists():
+                count += sum(text in line for line in log.read_text(errors="replace").splitlines())
+        return count
 
     # -- faults --
 

@@ -68,7 +68,7 @@ def test_a_hand_out_during_an_acknowledged_lock_is_flagged() -> None:
 
 def test_acknowledged_admin_writes_must_be_present_and_audited() -> None:
     """A 200 whose change or event is missing is lost; a failed request must leave both or neither."""
-    docs = {
+    docs: dict[str, dict[str, Any]] = {
         "d1": {"active": False},
         "d2": {"active": True},
         "u1": {"next_use": None},

@@ -58,7 +58,7 @@ def render(data: dict[str, dict[str, Any]]) -> str:
     runs: dict[str, Any] = data.get("faults", {})
     out: list[str] = []
     w = out.append
-    some = next(iter(runs.values()), {})
+    some: dict[str, Any] = next(iter(runs.values()), {})
     w("# Faults: leases on a replica set under partitions, pauses, kills and clock skew")
     w("")
     w("What the fault lab (`tests/faults/`) does to a real 3-member replica set while 64 handlers, two operators and "

@@ -20,11 +20,10 @@ from pymongo.errors import ConfigurationError, PyMongoError
 from pymongo.read_concern import ReadConcern
 from pymongo.read_preferences import _ServerMode
 from pymongo.results import DeleteResult, InsertOneResult, UpdateResult
-from pymongo.server_type import SERVER_TYPE
 from pymongo.write_concern import WriteConcern
 
 from exporter.core import browse, queries
-from exporter.core.clocks import MemberClocks
+from exporter.core.clocks import NO_SHIFT, TOLERANCE, MemberClocks, Shift
 from exporter.core.errors import (
     CLOSE_TIMEOUT,
     NAMESPACE_NOT_FOUND,
@@ -35,7 +34,7 @@ from exporter.core.errors import (
     TransactionsUnsupported,
     guard,
 )
-from exporter.core.failover import PrimaryReplaced, PrimaryWatch, on_primary
+from exporter.core.failover import PrimaryReplaced, PrimaryWatch, on_primary, primary_of
 from exporter.core.fields import _DEFAULT, MongoFields, check_delay
 from exporter.core.leases import Leases
 from exporter.core.model import (
@@ -356,16 +355,16 @@ class MongoSessions(MongoOperations, MongoFields):
         now = _QUERY_NOW.get()
         return now if now is not None else datetime.now(UTC) + self._skew
 
-    def _frames(self) -> tuple[TimeFrame, TimeFrame]:
+    def _shift(self) -> Shift:
+        """How far to move the server's now on the primary in the driver's view (see core/clocks.py)."""
+        if self._clocks is None:
+            return NO_SHIFT
+        return self._clocks.shift(primary_of(self._client.topology_description))
+
+    def _frames(self, shift: Shift | None = None) -> tuple[TimeFrame, TimeFrame]:
         """The frames of a hold's end as read (is it over?) and as written: the server's now, moved so that a
         primary whose clock is off from the other members' never shortens a hold (see core/clocks.py)."""
-        if self._clocks is None:
-            return self._frame, self._frame
-        servers = self._client.topology_description.server_descriptions().values()
-        primary = next(
-            (f"{s.address[0]}:{s.address[1]}" for s in servers if s.server_type == SERVER_TYPE.RSPrimary), None
-        )
-        shift = self._clocks.shift(primary)
+        shift = self._shift() if shift is None else shift
         return self._frame.shifted(-shift.read), self._frame.shifted(shift.write)
 
     def _out(self, doc: Document) -> Document:
@@ -498,7 +497,8 @@ class MongoSessions(MongoOperations, MongoFields):
         async def take() -> Document | None:
             # The hand-out's lease: the reports on this document are checked against it (see session_success).
             lease = ObjectId()
-            read, write = self._frames()
+            primary, shift = primary_of(self._client.topology_description), self._shift()
+            read, write = self._frames(shift)
             doc = await on_primary(watch, "get_session", lambda: self.find_one_and_update(
                 self._selectable(read),
                 queries.take_update(self.fields, write, count, timedelta(seconds=delay), lease),
@@ -507,6 +507,12 @@ class MongoSessions(MongoOperations, MongoFields):
                 session=driver_session(db_session),
                 _op="get_session",
             ))  # fmt: skip
+            if doc is not None and self._shift().read > shift.read + TOLERANCE:
+                # A new primary whose clock runs further ahead came meanwhile: the driver may have retried this
+                # hand-out there, reading with the old shift a hold as ended that is not. Never hand it out
+                # (the session stays held by this lease until its hold ends).
+                now = primary_of(self._client.topology_description) or "another member"
+                raise PrimaryReplaced("get_session", primary or "the primary", now)
             if doc is not None:
                 self._leases.remember(doc, lease)
             return doc

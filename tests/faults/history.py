@@ -27,6 +27,7 @@ class Handout:
     session: str | None = None  # the id handed out; None: nothing (an empty pool or a failure)
     error: str | None = None
     released: float | None = None  # when the handler stopped using the session (started its report)
+    ended: float | None = None  # when the call returned, answered or failed
 
     def definitely_held(self) -> tuple[float, float] | None:
         """When this handler surely held the session: from the answer until it stopped using it or the hold
@@ -51,6 +52,7 @@ class Report:
     stale: bool  # the handler's own hold had ended before it reported (its work overran)
     ack: float | None = None
     error: str | None = None
+    ended: float | None = None  # when the call returned, answered or failed
 
 
 @dataclass

@@ -197,7 +197,7 @@ async def test_leases_under_the_fault(name: str, variant: str, fault_figures: Re
                 await asyncio.to_thread(_settle, lab)
                 docs, audit, now, default_w = await asyncio.to_thread(_final, lab.uri)
                 waited, mismatch = await _gauges_agree(daemon.url, list(docs.values()), time.monotonic() + 15)
-            rollbacks = lab.count_in_logs("Rollback complete")
+            rollbacks = lab.count_in_logs(os.environ.get("FAULTS_ROLLBACK_TEXT", "Rollback complete"))
         finally:
             await pool.close()
             if own_client is not None:
@@ -211,11 +211,13 @@ async def test_leases_under_the_fault(name: str, variant: str, fault_figures: Re
     failed = [h for h in history.handouts if h.error is not None]
     elected = elections.elected
     first_new = _first_after([t for t, member in history.served if member != old.host], t_fault)
-    calls = [(h.invoke, h.ack) for h in handed if h.ack is not None]
-    calls += [(r.invoke, r.ack) for r in history.reports if r.ack is not None]
-    hung = [ack - invoke for invoke, ack in calls if invoke <= t_heal and ack >= t_fault]
-    before = sum(1 for h in handed if t_fault - STEADY_SECONDS <= (h.ack or 0) < t_fault) / STEADY_SECONDS
+    # Every call, answered or failed, that was under way during the fault: how long a handler waited on it.
+    calls = [(h.invoke, h.ended) for h in history.handouts if h.ended is not None]
+    calls += [(r.invoke, r.ended) for r in history.reports if r.ended is not None]
+    hung = [ended - invoke for invoke, ended in calls if invoke <= t_heal and ended >= t_fault]
     during = sum(1 for h in handed if t_fault <= (h.ack or 0) < t_heal) / max(t_heal - t_fault, 0.1)
+    settled = t_heal + min(2.0, AFTER_SECONDS / 2)
+    after = sum(1 for h in handed if settled <= (h.ack or 0) < t_quiet) / max(t_quiet - settled, 0.1)
     figures = {
         "fault": fault.title,
         "variant": variant,
@@ -226,8 +228,8 @@ async def test_leases_under_the_fault(name: str, variant: str, fault_figures: Re
         "first_handout_on_new_primary_s": round(first_new - t_fault, 2) if first_new else None,
         "handouts_stopped_s": round(gaps([h.ack for h in handed if h.ack is not None], t_fault, t_quiet), 2),
         "longest_call_during_fault_s": round(max(hung, default=0.0), 2),
-        "handouts_per_s_before": round(before, 1),
         "handouts_per_s_during": round(during, 1),
+        "handouts_per_s_after": round(after, 1),
         "handouts": len(handed),
         "handout_failures": len(failed),
         "reports": len(history.reports),

@@ -104,10 +104,11 @@ async def handler(
         try:
             doc = await pool.get_session(next_use_delay=hold)
         except SessionPoolError as exc:
+            handout.ended = time.monotonic()
             handout.error = f"{type(exc).__name__}: {exc.message[:120]}"
             await _pause(stop, 0.05)
             continue
-        handout.ack = time.monotonic()
+        handout.ack = handout.ended = time.monotonic()
         if doc is None:
             await _pause(stop, 0.05)
             continue
@@ -128,8 +129,9 @@ async def handler(
                 await pool.session_lock(doc, {"seconds": period})
             else:
                 await pool.session_block(doc, {"seconds": period})
-            report.ack = time.monotonic()
+            report.ack = report.ended = time.monotonic()
         except SessionPoolError as exc:
+            report.ended = time.monotonic()
             report.error = f"{type(exc).__name__}: {exc.message[:120]}"
 
 

@@ -333,11 +333,6 @@ def report_update(
     return [{"$set": changes}]
 
 
-def success_update(fields: Fields, frame: TimeFrame, count: int, delay: timedelta) -> list[dict[str, Any]]:
-    """What `session_success` writes without a lease: `count` more successes, held `delay` unless held longer."""
-    return report_update(fields, frame, Hold.USE, delay, None, successes=count)
-
-
 def unlock_update(fields: Fields, *, activate: bool = False) -> dict[str, Any]:
     """Clear any hold; with `activate`, make the session active again too."""
     changes: dict[str, Any] = {fields.next_use: None}

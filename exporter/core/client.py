@@ -102,6 +102,7 @@ class MongoSessions(MongoOperations, MongoFields):
         allow_reconnect: bool = False,
         max_allowed_reconnect: int | None = None,
         clocks: MemberClocks | None = None,
+        follow_primary: bool = True,
         **client_options: Any,
     ) -> None:
         if not isinstance(db, str) or not db:
@@ -152,13 +153,10 @@ class MongoSessions(MongoOperations, MongoFields):
         # Accepted as mongo_client accepts it: there it changes nothing, and here too (see README).
         self.max_allowed_reconnect = max_allowed_reconnect
         self._owns_client = client is None
-        self._watch: PrimaryWatch | None = None
         if client is None:
             # The members' clocks come with the driver's heartbeats: holds stay whole when the primary's is off.
             clocks = clocks or MemberClocks()
-            # And the primary: hand-outs and reports stop waiting on one the set has replaced.
-            self._watch = PrimaryWatch()
-            listeners = [*(client_options.pop("event_listeners", None) or []), clocks, self._watch]
+            listeners = [*(client_options.pop("event_listeners", None) or []), clocks]
             options = {"tz_aware": self._tz_aware, "serverSelectionTimeoutMS": 5000, **client_options}
             options["event_listeners"] = listeners
             if self._tz_aware:
@@ -169,6 +167,8 @@ class MongoSessions(MongoOperations, MongoFields):
                 raise InvalidInput(f"invalid MongoDB connection: {exc}", field="mongo_url") from None
         self._client: AsyncMongoClient[Document] = client
         self._clocks = clocks
+        # Hand-outs and reports stop waiting on a primary the set has replaced (see core/failover.py).
+        self._watch = PrimaryWatch(lambda: self._client.topology_description) if follow_primary else None
         self._db_name = db
         self.db: AsyncDatabase[Document] = client.get_database(db, write_concern=self._write_concern)
         self._topology: str | None = None

@@ -108,16 +108,10 @@ def description(primary_port: int | None, ports: tuple[int, ...] = (1, 2, 3)) ->
     return TopologyDescription(kind, servers, "rs", None, None, TopologySettings())
 
 
-def change(watch: PrimaryWatch, primary_port: int | None) -> None:
-    watch.description_changed(
-        monitoring.TopologyDescriptionChangedEvent(description(None), description(primary_port), 1)
-    )
-
-
 async def test_an_operation_on_a_replaced_primary_is_abandoned() -> None:
     """The watch wakes a call sent to h:1 when h:2 becomes primary; a call that answers first is unaffected."""
-    watch = PrimaryWatch()
-    change(watch, 1)
+    view = {"now": description(1)}
+    watch = PrimaryWatch(lambda: view["now"], every=0.01)
     assert watch.primary == "h:1" and primary_of(description(1)) == "h:1"
     assert await on_primary(watch, "get_session", lambda: asyncio.sleep(0, "done")) == "done"
     hanging = asyncio.Event()
@@ -127,13 +121,15 @@ async def test_an_operation_on_a_replaced_primary_is_abandoned() -> None:
         return "late"
 
     call = asyncio.ensure_future(on_primary(watch, "get_session", stuck))
-    await asyncio.sleep(0.01)
-    change(watch, None)  # an election under way: keep waiting
-    await asyncio.sleep(0.01)
+    await asyncio.sleep(0.05)
+    view["now"] = description(None)  # an election under way: keep waiting
+    await asyncio.sleep(0.05)
     assert not call.done()
-    change(watch, 2)
+    view["now"] = description(2)
     with pytest.raises(PrimaryReplaced, match="h:1 was replaced by h:2") as raised:
         await asyncio.wait_for(call, 5)
     assert raised.value.status == 503
     # With no watch, or no primary known when it starts, the call simply runs.
     assert await on_primary(None, "get_session", lambda: asyncio.sleep(0, "plain")) == "plain"
+    view["now"] = description(None)
+    assert await on_primary(watch, "get_session", lambda: asyncio.sleep(0.05, "no primary")) == "no primary"

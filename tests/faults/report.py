@@ -157,11 +157,12 @@ def render(data: dict[str, dict[str, Any]]) -> str:
     w("")
     w("### What the client core changes: the primary watch")
     w("")
-    w("`MongoSessions` (with a client it makes itself) follows the driver's view of the primary; a hand-out or a report "
+    w("`MongoSessions` follows its driver's view of the primary; a hand-out or a report "
       "still waiting on a primary the set has replaced is abandoned as soon as the driver sees the new one, and sent "
       "once more there (`exporter/core/failover.py`). An abandoned hand-out is never returned, so it cannot hand a "
       "session out twice: at worst the deposed primary had replicated it and the session stays held until its hold "
-      "ends. The baseline below is the same run with a client the caller made (`MongoSessions(client=...)`: no watch).")  # fmt: skip
+      "ends. The baseline below is the same run with the watch off (`MongoSessions(follow_primary=False)`), "
+      "waiting on the old primary as the driver does.")  # fmt: skip
     w("")
     w(
         "| fault | longest call during the fault (s): watched / unwatched | failed hand-outs: watched / unwatched | failed reports: watched / unwatched | held twice (unwatched) |"

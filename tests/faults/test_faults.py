@@ -19,12 +19,11 @@ from typing import Any
 
 import httpx
 import pytest
-from pymongo import AsyncMongoClient, MongoClient
+from pymongo import MongoClient
 from pymongo.read_concern import ReadConcern
 from pymongo.write_concern import WriteConcern
 
 from exporter import MongoSessions
-from exporter.core.clocks import MemberClocks
 from tests.faults.faults import FAULTS, Fault
 from tests.faults.history import History, check_admin, double_holds, gaps, lost_holds, states
 from tests.faults.workload import AUDIT, AUDIT_DB, DB, POOL, Plan, Served, handler, operator, seed
@@ -39,7 +38,7 @@ FAULT_SECONDS = float(os.environ.get("FAULTS_SECONDS", "6"))
 AFTER_SECONDS = float(os.environ.get("FAULTS_AFTER_SECONDS", "4"))
 STEADY_SECONDS = float(os.environ.get("FAULTS_STEADY_SECONDS", "2"))
 # "majority": the default write concern (the server's, majority); "w1": w: 1 for the handlers and the daemon;
-# "unwatched": majority, the client core given a client of the caller's (no primary watch: the baseline).
+# "unwatched": majority, without the core's primary watch (`follow_primary=False`: the baseline).
 VARIANTS = [v.strip() for v in os.environ.get("FAULTS_VARIANTS", "majority").split(",") if v.strip()]
 INTERVAL = 1.0
 LOCK_TIME, GRACE = timedelta(seconds=600), timedelta(seconds=60)  # the daemon's defaults
@@ -136,17 +135,14 @@ def _first_after(times: list[float], after: float) -> float | None:
     return next((t for t in sorted(times) if t > after), None)
 
 
-def _handlers_pool(uri: str, variant: str, history: History) -> tuple[MongoSessions, AsyncMongoClient[Any] | None]:
-    """The handlers' MongoSessions for a variant (and the client the caller made, for the baseline)."""
+def _handlers_pool(uri: str, variant: str, history: History) -> MongoSessions:
+    """The handlers' MongoSessions for a variant."""
     options: dict[str, Any] = {"tz_aware": True, "default_filter": {"active": True, "kind": "worker"}}
     if variant == "w1":
         options["w"] = 1
-    if variant != "unwatched":
-        return MongoSessions(uri, DB, POOL, event_listeners=[Served(history)], **options), None
-    # A caller's own client: the core has the members' clocks it is given, but no watch of the primary.
-    clocks = MemberClocks()
-    client: AsyncMongoClient[Any] = AsyncMongoClient(uri, tz_aware=True, event_listeners=[Served(history), clocks])
-    return MongoSessions(db=DB, collection=POOL, client=client, clocks=clocks, **options), client
+    # The baseline: the same client core, waiting on a replaced primary as the driver does.
+    options["follow_primary"] = variant != "unwatched"
+    return MongoSessions(uri, DB, POOL, event_listeners=[Served(history)], **options)
 
 
 @pytest.mark.parametrize("variant", VARIANTS)
@@ -172,7 +168,7 @@ async def test_leases_under_the_fault(name: str, variant: str, fault_figures: Re
             admin={"audit": {"database": AUDIT_DB, "collection": AUDIT}},
             log={"level": "info", "format": "json"},
         )
-        pool, own_client = _handlers_pool(lab.uri, variant, history)
+        pool = _handlers_pool(lab.uri, variant, history)
         await pool.connect()
         stop = asyncio.Event()
         try:
@@ -200,8 +196,6 @@ async def test_leases_under_the_fault(name: str, variant: str, fault_figures: Re
             rollbacks = lab.count_in_logs(os.environ.get("FAULTS_ROLLBACK_TEXT", "Rollback complete"))
         finally:
             await pool.close()
-            if own_client is not None:
-                await own_client.close()
 
     # --- the verdicts, from the history alone (and the final documents) ---
     doubles = double_holds(history.handouts)

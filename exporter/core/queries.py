@@ -302,7 +302,9 @@ def report_update(
     only lengthen it, so a lock or block set by an operator or another handler since the hand-out
     is never shortened or replaced. A success that is `stale` (the session was handed to someone
     else since) changes no hold at all; a stale lock or block may only lengthen the hold (the
-    account is rate-limited or banned whoever noticed). Every stale report counts one more
+    account is rate-limited or banned whoever noticed), and when another handler's hand-out hold
+    ends later than the lock would, that hold is marked as the lock (same end), so that its
+    holder's success cannot release the session before the lock's end. Every stale report counts one more
     `count_overrun`; successes are counted either way. Without `lease` (a report by id from another
     process, or after the hand-out was forgotten) nothing is stale and nothing is the reporter's own:
     a success never shortens a hold, a lock or block lengthens it or replaces an ended one.
@@ -321,9 +323,16 @@ def report_update(
             take = {"$and": [{"$not": [is_stale]}, take]}
     else:
         take = {"$or": [free, later]}
+    kept: Any = f"${f.hold}"
+    if hold is not Hold.USE:
+        # Someone else's hand-out hold in force, ending later: it becomes the lock (its end unchanged).
+        in_use = {
+            "$and": [{"$eq": [f"${f.hold}.kind", str(Hold.USE)]}, {"$eq": [f"${f.hold}.until", f"${f.next_use}"]}]
+        }
+        kept = {"$cond": [in_use, {"$mergeObjects": [f"${f.hold}", {"kind": str(hold)}]}, kept]}
     changes: dict[str, Any] = {
         f.next_use: {"$cond": [take, until, f"${f.next_use}"]},
-        f.hold: {"$cond": [take, _marker(f, hold, until), f"${f.hold}"]},
+        f.hold: {"$cond": [take, _marker(f, hold, until), kept]},
     }
     if successes is not None:
         changes[f.count_success] = {"$add": [{"$ifNull": [f"${f.count_success}", 0]}, successes]}

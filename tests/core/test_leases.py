@@ -128,6 +128,28 @@ async def test_a_stale_lock_only_lengthens_and_the_new_holders_success_keeps_it(
     assert kept["count_success"] == 1 and kept["count_overrun"] == 1
 
 
+async def test_a_stale_lock_shorter_than_the_new_hold_survives_the_new_holders_success(
+    pool_factory: PoolFactory, sync_client: SyncClient
+) -> None:
+    """The new holder's hold ends after the late handler's lock would: the hold becomes the lock (same end),
+    so the new holder's success keeps the session until then instead of releasing it after its cooldown
+    (found by the fault lab: a session handed out 4.5 s into an acknowledged 5 s lock)."""
+    pool, sid = await one_session(pool_factory)
+    late = await pool.get_session(next_use_delay=0.3)
+    await asyncio.sleep(0.5)
+    current = await pool.get_session(next_use_delay=60)
+    assert late is not None and current is not None
+    before = raw(sync_client, pool).find_one({"_id": sid})
+    await pool.session_lock(late, {"seconds": 5})
+    marked = raw(sync_client, pool).find_one({"_id": sid})
+    assert marked["next_use"] == before["next_use"] and marked["hold"]["kind"] == "lock"
+    assert marked["hold"]["lease"] == before["hold"]["lease"] and marked["count_overrun"] == 1
+    await pool.session_success(current, next_use_delay=0)
+    assert await pool.get_session() is None  # not before the lock's end (nor the hold it became)
+    kept = raw(sync_client, pool).find_one({"_id": sid})
+    assert kept["next_use"] == before["next_use"] and kept["hold"]["kind"] == "lock"
+
+
 async def test_a_stale_report_by_a_second_process_after_an_original_hand_out(
     pool_factory: PoolFactory, mongo_uri: str, sync_client: SyncClient
 ) -> None:

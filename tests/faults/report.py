@@ -135,7 +135,8 @@ def render(data: dict[str, dict[str, Any]]) -> str:
     w("")
     w("\"Late reports\" are the handlers' reports made after their own hold had ended; \"overruns counted\" are those the "
       "database recorded as stale (`count_overrun`: the session had been handed to another handler meanwhile). Each "
-      "was counted and left the new holder's hold alone.")  # fmt: skip
+      "was counted; none shortened the new holder's hold (a late lock or block lengthened it, or marked it as the "
+      "lock).")  # fmt: skip
     w("")
     w("## Availability through each fault")
     w("")

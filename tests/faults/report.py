@@ -21,9 +21,9 @@ COMMAND = (
 # What sets the time from the fault to the first hand-out on the new primary, per fault (from the lab's runs).
 WHY = {
     "isolated": "the election (the secondaries wait `electionTimeoutMillis` without the primary's heartbeats, then vote), then the new primary's first majority write: the remaining secondary still fetches from the cut-off primary until it counts it down (`heartbeatTimeoutSecs`) and its oplog fetcher gives up (its wait plus `oplogNetworkTimeoutBufferSeconds`). The old primary steps down by itself once it misses a majority; writes waiting on it are interrupted and retried by the driver.",
-    "fully_isolated": "as for the isolated primary; the clients cannot reach the old primary either, so what was sent to it gets no answer at all: the primary watch abandons it once the driver sees the new primary, and sends it there.",
+    "fully_isolated": "as for the isolated primary: the election, then about 3 s until the remaining secondary leaves the cut-off primary as its sync source and the new primary's majority writes go through. The clients cannot reach the old primary either, so what was sent to it gets no answer at all: the primary watch abandons it once the driver sees the new primary, and sends it there.",
     "bridge": "nothing: the primary keeps a majority through the bridging secondary, and the cut-off secondary's elections fail or are undone; no hand-out waits.",
-    "pause": "the election, then the sync source change as for the isolated primary (a paused member keeps its connections open, so nothing fails fast); what was sent to the paused primary is abandoned by the primary watch and sent to the new one.",
+    "pause": "the election, then about 3 s for the sync source change as for the isolated primary (a paused member keeps its connections open, so the secondary's oplog fetcher waits out its own timeout); what was sent to the paused primary is abandoned by the primary watch and sent to the new one.",
     "kill": "the election: connections to the dead member fail at once, so the driver and the secondaries move on immediately.",
     "step_down": 'the hand-over takes a tenth of a second (`enableElectionHandoff`: the old primary tells a caught-up secondary to run at once); hand-outs come back when the driver checks the set again after its first "not primary" answer, about a second later (the driver checks a member at most every 500 ms). Against the election timeout (2 s) that is well inside two election times, against the hand-over itself it is not.',
     "skew": "the election (`replSetStepUp`). From then on the primary's clock runs 90 s ahead, so the core reads every hold with its clock moved back 90 s: the holds the new primary sets last 90 s longer by the other members' clocks, and sessions come back that much later (the pool of 200 runs dry within seconds; hand-outs/s during the fault). No hold ends early.",
@@ -156,6 +156,15 @@ def render(data: dict[str, dict[str, Any]]) -> str:
           f"{f['handouts_stopped_s']} | {f['longest_call_during_fault_s']} | {f['handouts_per_s_during']} / "
           f"{f['handouts_per_s_after']} | {WHY[name]} |")  # fmt: skip
     w("")
+    w("Where the target is missed, the wait after the election is the remaining secondary's: it keeps fetching from "
+      "the old primary until it counts it down (`heartbeatTimeoutSecs`) and its oplog fetcher gives up, and only "
+      "then do the new primary's majority writes, hand-outs included, complete. Single runs with "
+      "`heartbeatTimeoutSecs: 1` and `oplogNetworkTimeoutBufferSeconds=0` brought the paused and the fully isolated "
+      "primary to 3.4-3.6 s (within two election times); the spread between runs is as large as the gain, and a "
+      "zero buffer makes the fetcher give up on a source that is merely slow, so the recommended settings stay as "
+      "above. A step-down hands over in a tenth of a second; hand-outs come back about a second later, when the "
+      "driver has checked the set again.")  # fmt: skip
+    w("")
     w("### What the client core changes: the primary watch")
     w("")
     w("`MongoSessions` follows its driver's view of the primary; a hand-out or a report "
@@ -200,13 +209,15 @@ def render(data: dict[str, dict[str, Any]]) -> str:
     if not any(k.endswith("/w1") for k in runs):
         w("| not run | | | | |")
     w("")
-    w("What `w: 1` loses comes from primaries that acknowledge writes they cannot replicate. The bridge partition "
-      "loses most: the cut-off secondary wins an election through the bridging member (which votes for it although "
-      "it still hears the old primary), the old primary takes writes until it learns of the new term, and the two "
-      "may change places again. The isolated primary takes writes until it misses a majority for the election "
-      "timeout. A primary the clients cannot reach (fully isolated), a paused one, a killed one or one stepping down "
-      "(it blocks writes until a secondary caught up) acknowledge little or nothing that is then lost; when they do "
-      "it is a write of their last instant. With the default (`majority`) nothing was lost under any fault.")  # fmt: skip
+    w("What `w: 1` loses comes from a primary that acknowledges writes it cannot replicate. The isolated primary "
+      "takes writes until it misses a majority for the election timeout, and the clients still reach it. In a bridge "
+      "partition that happens only if the cut-off secondary wins an election through the bridging member (it may: "
+      "the bridge votes for it although it still hears the old primary) while the old primary goes on taking writes "
+      "until it learns of the new term; whether that happens varies from run to run. A primary the clients cannot "
+      "reach (fully isolated), a paused one, a killed one or one stepping down (it blocks writes until a secondary "
+      "caught up) acknowledge little or nothing that is then lost. The skewed member's step-up is an election like "
+      "the others: the old primary's last writes may not have reached the member that wins. With the default "
+      "(`majority`) nothing was lost under any fault.")  # fmt: skip
     w("")
     w("## Runs")
     w("")
@@ -219,3 +230,11 @@ def render(data: dict[str, dict[str, Any]]) -> str:
           f"{f['report_failures']} | {f['admin_requests']} | {f['rules']} |")  # fmt: skip
     w("")
     return "\n".join(out)
+
+
+if __name__ == "__main__":
+    # Render the page again from the figures of the last run: python -m tests.faults.report docs/faults.json
+    import sys
+
+    source = Path(sys.argv[1] if len(sys.argv) > 1 else "docs/faults.json")
+    write_report(json.loads(source.read_text()), source.with_suffix(".md"))

@@ -210,6 +210,18 @@ def overview() -> dash.Dashboard:
     )
     board = board.with_panel(
         series(
+            "Lease overruns",
+            "Reports handlers made on a session already handed to another handler (their work outlasted "
+            "next_use_delay), per interval; read with the sums every sums_interval (SessionPoolLeaseOverruns).",
+            "none",
+            (
+                f"{ONE}(increase(session_pool_lease_overruns_total{{{POOL}}}[$__rate_interval]))",
+                "{{pool}} overruns",
+            ),
+        )
+    )
+    board = board.with_panel(
+        series(
             "Time to next unlock",
             "Seconds until the earliest lock or block ends, and how long the least recently used "
             "active session has rested.",
@@ -330,6 +342,15 @@ def health() -> dash.Dashboard:
                 f"(increase(session_pool_admin_actions_total{{{POOL}}}[$__rate_interval])) * 0",
                 "{{pool}} {{action}} failed",
             ),
+        )
+    )
+    board = board.with_panel(
+        series(
+            "MongoDB member clocks",
+            "Each replica-set member's clock against the exporter's, from the driver's heartbeats; members more "
+            "than 0.25 s apart fire SessionPoolMongoDBClocksApart (only their differences matter).",
+            "s",
+            (f"session_pool_mongodb_member_clock_offset_seconds{{{EXPORTER_JOB}}}", "{{member}} ({{instance}})"),
         )
     )
     board = board.with_panel(

@@ -216,6 +216,7 @@ def build(config: Config, *, client: AsyncMongoClient[dict[str, Any]] | None = N
     drain = Drain()
     # Admin requests use the collector's client: it closes once they ended (within the drain's grace).
     collector.before_close.append(drain.idle)
+    metrics.bind_clocks(collector.clocks.offsets)
     admin = build_admin(config, collector, metrics)
     if admin is None:
         # /admin/... then answers "the admin API is off: configure a token".

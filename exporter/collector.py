@@ -32,6 +32,7 @@ from exporter.core import (
     redact,
 )
 from exporter.core.browse import underperforming_count_pipeline, underperforming_threshold
+from exporter.core.clocks import MemberClocks
 from exporter.discovery import discover
 from exporter.log import get_logger
 from exporter.metrics import Metrics
@@ -105,8 +106,13 @@ async def close_client(client: AsyncMongoClient[dict[str, Any]]) -> None:
             await asyncio.wait_for(client.close(), timeout=CLOSE_WITHIN)
 
 
-def mongo_client(config: Config, *, appname: str = "session-pool-exporter") -> AsyncMongoClient[dict[str, Any]]:
-    """The one MongoDB client the daemon's pools share (aware UTC times, the configured timeouts)."""
+def mongo_client(
+    config: Config, *, appname: str = "session-pool-exporter", clocks: MemberClocks | None = None
+) -> AsyncMongoClient[dict[str, Any]]:
+    """The one MongoDB client the daemon's pools share (aware UTC times, the configured timeouts).
+
+    `clocks` reads every member's clock from the client's heartbeats.
+    """
     return AsyncMongoClient(
         config.mongodb.uri_value(),
         tz_aware=True,
@@ -115,13 +121,22 @@ def mongo_client(config: Config, *, appname: str = "session-pool-exporter") -> A
         maxPoolSize=MONGO_POOL,  # counted in the connection guard's file-descriptor reserve
         serverSelectionTimeoutMS=int(config.mongodb.server_selection_timeout * 1000),
         connectTimeoutMS=int(min(config.mongodb.server_selection_timeout, 10) * 1000),
+        event_listeners=[clocks] if clocks is not None else None,
     )
 
 
 def pool_sessions(
-    config: Config, settings: Pool, client: AsyncMongoClient[dict[str, Any]], *, timeout: float | None = None
+    config: Config,
+    settings: Pool,
+    client: AsyncMongoClient[dict[str, Any]],
+    *,
+    timeout: float | None = None,
+    clocks: MemberClocks | None = None,
 ) -> MongoSessions:
-    """The MongoSessions of a pool's refreshes (`timeout` per operation; default: mongodb.timeout)."""
+    """The MongoSessions of a pool's refreshes and admin writes (`timeout` per operation; default: mongodb.timeout).
+
+    `clocks`: the members' clocks read from `client`'s heartbeats, so an operator's lock stays whole.
+    """
     wc = config.mongodb.write_concern
     return MongoSessions(
         db=settings.database,
@@ -141,6 +156,7 @@ def pool_sessions(
         # The collector keeps the indexes itself, in the background (see Collector._upkeep_indexes).
         create_indexes=False,
         console_indexes=settings.session_fields.search,
+        clocks=clocks,
     )
 
 
@@ -150,7 +166,9 @@ class Collector:
     def __init__(self, config: Config, metrics: Metrics, *, client: AsyncMongoClient[dict[str, Any]] | None = None):
         self.config = config
         self.metrics = metrics
-        self.client: AsyncMongoClient[dict[str, Any]] = client or mongo_client(config)
+        # The members' clocks, from the heartbeats of the daemon's own client (none for a client given).
+        self.clocks = MemberClocks()
+        self.client: AsyncMongoClient[dict[str, Any]] = client or mongo_client(config, clocks=self.clocks)
         self._owns_client = client is None
         self.pools: dict[str, PoolRuntime] = {}
         self._static = {p.name for p in config.pools}
@@ -176,7 +194,7 @@ class Collector:
 
     def _add(self, settings: Pool) -> PoolRuntime:
         """A pool's runtime, with its own MongoSessions on the shared client, and its metrics."""
-        sessions = pool_sessions(self.config, settings, self.client)
+        sessions = pool_sessions(self.config, settings, self.client, clocks=self.clocks if self._owns_client else None)
         pool = PoolRuntime(settings, sessions)
         self.pools[settings.name] = pool
         self.metrics.add_pool(settings.name)
@@ -459,11 +477,22 @@ class Collector:
                 self.metrics.changed()
                 return pool
             self._check_metadata_count(pool, sums)
+            self._count_overruns(pool, sums)
             pool.sums_read(sums)
             self.metrics.changed()
         if pool.underperformers is None:
             await self.count_underperformers(name)  # the first count as soon as the pool's ratio is known
         return pool
+
+    def _count_overruns(self, pool: PoolRuntime, sums: Sums) -> None:
+        """Add the overruns handlers recorded since the last reading (the first reading is the baseline).
+
+        The handlers count them in their documents (count_overrun) in the write that reports, so
+        the daemon learns of them without a write of its own; a deleted document's share only
+        lowers the sum, which is not counted.
+        """
+        if pool.sums is not None and sums.overruns > pool.sums.overruns:
+            self.metrics.lease_overruns.labels(pool.name).inc(sums.overruns - pool.sums.overruns)
 
     def _check_metadata_count(self, pool: PoolRuntime, sums: Sums) -> None:
         """Count the `_id` index instead of trusting the metadata count while the two totals disagree."""

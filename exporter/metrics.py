@@ -7,7 +7,7 @@ import contextlib
 import gzip
 import platform
 import time
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -22,6 +22,7 @@ from prometheus_client.registry import Collector
 
 from exporter import __version__
 from exporter.core import STATES
+from exporter.core.clocks import Reading
 from exporter.runtime import PoolRuntime
 
 PREFIX = "session_pool_"
@@ -184,6 +185,14 @@ COUNTERS: tuple[CounterSpec, ...] = (
         "(the state counts then count the _id index until they agree again).",
         ("pool",),
     ),
+    CounterSpec(
+        "lease_overruns",
+        "Reports (session_success, session_lock, session_block) that handlers made on a session already handed "
+        "to another handler since their own hand-out: their work outlasted next_use_delay. Each was counted and "
+        "changed no hold (a late lock or block only lengthens it). Read from the pool's count_overrun sum at each "
+        "reading of the sums (every sums_interval); counts from the daemon's start.",
+        ("pool",),
+    ),
     CounterSpec("index_builds", "Times the pool's missing indexes were created by the daemon.", ("pool",)),
     CounterSpec("index_build_failures", "Times creating the pool's missing indexes failed.", ("pool",)),
     CounterSpec("admin_actions", "Admin API writes applied, per pool and action.", ("pool", "action")),
@@ -221,7 +230,23 @@ BUILD_INFO = DaemonFamily(
     "Always 1; labels carry the exporter, Python and PyMongo versions.",
     ("version", "python_version", "pymongo_version"),
 )
-DAEMON_FAMILIES: tuple[DaemonFamily, ...] = (MONGODB_UP, HTTP_CONNECTIONS, HTTP_CONNECTIONS_CLOSED, BUILD_INFO)
+MEMBER_CLOCK_OFFSET = DaemonFamily(
+    "mongodb_member_clock_offset_seconds",
+    "gauge",
+    "Seconds the member's clock (hello.localTime) is ahead of the daemon's (negative: behind), read from "
+    "the driver's heartbeats and corrected by half the round trip; absent once the member has not answered "
+    "a heartbeat for 60 s. Holds end by the primary's clock, so members must agree within a share of the "
+    "shortest hold (a quarter of a second for next_use_delay's 1 s): compare members with each other, "
+    "the daemon's own clock does not matter.",
+    ("member",),
+)
+DAEMON_FAMILIES: tuple[DaemonFamily, ...] = (
+    MONGODB_UP,
+    MEMBER_CLOCK_OFFSET,
+    HTTP_CONNECTIONS,
+    HTTP_CONNECTIONS_CLOSED,
+    BUILD_INFO,
+)
 
 
 class PoolCollector(Collector):
@@ -277,6 +302,29 @@ class MongoDBCollector(Collector):
         yield family
 
 
+class ClockCollector(Collector):
+    """Each replica-set member's clock offset from the daemon's, as the driver's heartbeats read it."""
+
+    def __init__(self, read: Callable[[], Mapping[str, Reading]]) -> None:
+        self._read = read
+
+    def describe(self) -> Iterable[Metric]:
+        """The family, without samples."""
+        return [self._family({})]
+
+    def _family(self, offsets: Mapping[str, Reading]) -> GaugeMetricFamily:
+        family = GaugeMetricFamily(
+            PREFIX + MEMBER_CLOCK_OFFSET.name, MEMBER_CLOCK_OFFSET.help, labels=list(MEMBER_CLOCK_OFFSET.labels)
+        )
+        for member, reading in offsets.items():
+            family.add_metric([member], reading.offset)
+        return family
+
+    def collect(self) -> Iterator[Metric]:
+        """The fresh readings."""
+        yield self._family(self._read())
+
+
 class ConnectionCollector(Collector):
     """The HTTP listeners' connections: open now, closed for a slow request head, evicted to make room."""
 
@@ -322,6 +370,7 @@ class Metrics:
     refresh_failures: Counter
     sums_failures: Counter
     metadata_count_mismatches: Counter
+    lease_overruns: Counter
     index_builds: Counter
     index_build_failures: Counter
     admin_actions: Counter
@@ -358,6 +407,10 @@ class Metrics:
         """Export whether MongoDB answers, as `read` says (None: not known yet)."""
         self.registry.register(MongoDBCollector(read))
 
+    def bind_clocks(self, read: Callable[[], Mapping[str, Reading]]) -> None:
+        """Export the members' clock offsets `read` returns (member -> reading)."""
+        self.registry.register(ClockCollector(read))
+
     def bind(self, pools: Callable[[], Iterable[PoolRuntime]]) -> None:
         """Tell the pool collector where the runtime state of the pools lives."""
         self._pools = pools
@@ -368,6 +421,7 @@ class Metrics:
         self.refresh_failures.labels(name)
         self.sums_failures.labels(name)
         self.metadata_count_mismatches.labels(name)
+        self.lease_overruns.labels(name)
         self.index_builds.labels(name)
         self.index_build_failures.labels(name)
         for action in actions:

@@ -113,7 +113,15 @@ def image(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Image]:
 
 # Tests that need a real server or a process: `pytest -m "not integration"` runs the rest in seconds.
 _SERVER_FIXTURES = {"mongo_uri", "sync_client", "pool_factory", "mongod_factory", "replica_set"}
-_SLOW = ("reliability/", "replicas/", "test_e2e_prometheus.py", "test_bench_smoke.py", "test_demo.py", "test_image.py")
+_SLOW = (
+    "reliability/",
+    "replicas/",
+    "faults/",
+    "test_e2e_prometheus.py",
+    "test_bench_smoke.py",
+    "test_demo.py",
+    "test_image.py",
+)
 
 
 # Suites that run on one xdist worker each: the manual's examples use the documented fixed ports; the
@@ -125,6 +133,7 @@ _GROUPS = {
     "test_release.py": "image",
     "reliability/": "reliability",
     "security/": "reliability",
+    "faults/": "faults",
 }
 # Tests asserting times or throughput get the machine without heavy neighbours (tests/support/machine.py).
 _MEASURES = (

@@ -38,6 +38,8 @@ CONTRACT_METRICS = {
     "session_pool_admin_actions_total",
     "session_pool_admin_action_failures_total",
     "session_pool_build_info",
+    "session_pool_lease_overruns_total",
+    "session_pool_mongodb_member_clock_offset_seconds",
 }
 
 

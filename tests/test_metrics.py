@@ -103,6 +103,7 @@ def test_fresh_pool_exports_every_series_with_zeros() -> None:
     assert value(samples, "session_pool_refresh_duration_seconds", pool="tg") == 0.01
     assert value(samples, "session_pool_refreshes_total", pool="tg") == 0
     assert value(samples, "session_pool_refresh_failures_total", pool="tg") == 0
+    assert value(samples, "session_pool_lease_overruns_total", pool="tg") == 0
     build = [labels for (name, labels) in samples if name == "session_pool_build_info"]
     assert dict(build[0])["version"] == "9.9.9"
     assert {"python_version", "pymongo_version"} <= set(dict(build[0]))
@@ -173,8 +174,9 @@ def test_help_types_and_admin_counters() -> None:
         every = "Read every session_pool_sums_interval_seconds" if name == "session_pool_uses" else "Refreshed every"
         assert every in families[name].documentation and "not at scrape time" in families[name].documentation
     for name in ("session_pool_refreshes", "session_pool_refresh_failures", "session_pool_admin_actions",
-                 "session_pool_admin_action_failures"):  # fmt: skip
+                 "session_pool_admin_action_failures", "session_pool_lease_overruns"):  # fmt: skip
         assert families[name].type == "counter"
+    assert "next_use_delay" in families["session_pool_lease_overruns"].documentation
     samples = parse_metrics(metrics.render()[0].decode())
     assert value(samples, "session_pool_admin_actions_total", pool="p", action="lock") == 1
     assert value(samples, "session_pool_admin_action_failures_total", pool="p", action="unlock") == 2

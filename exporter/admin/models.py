@@ -182,6 +182,11 @@ class StatisticsView(Answer):
     total: int
     uses: int | None = Field(description="Sum of count_use from the last sums pass (null before the first).")
     successes: int | None = Field(description="Sum of count_success from the last sums pass (null before the first).")
+    overruns: int | None = Field(
+        default=None,
+        description="Sum of count_overrun from the last sums pass: reports handlers made on sessions already "
+        "handed to another handler (null before the first).",
+    )
     sums_time: str | None = Field(description="When the sums were read (sums_interval cadence).")
     next_unlock: str | None
     oldest_active_last_use: str | None
@@ -239,7 +244,13 @@ class SessionView(Answer):
     created: Any
     count_use: Any
     count_success: Any
-    hold: Any = Field(description="The hold marker as stored: {kind, until}, or whatever a legacy worker left.")
+    count_overrun: Any = Field(
+        default=None, description="Reports made on this session after it had been handed to another handler."
+    )
+    hold: Any = Field(
+        description="The hold marker as stored: {kind, until, lease, taken} (lease and taken: the hand-out it "
+        "belongs to), or whatever a legacy worker left."
+    )
     set_by: str | None
     problems: list[str] = Field(
         default=[], description="What about the document is odd (a field of the wrong type...)."

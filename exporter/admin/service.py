@@ -83,6 +83,7 @@ def statistics_view(stats: Statistics, sums: Sums | None) -> StatisticsView:
     if stats.uses is None and sums is not None:
         body.update(uses=sums.uses, successes=sums.successes)
     body["sums_time"] = sums.time.isoformat() if sums else None
+    body["overruns"] = sums.overruns if sums else None
     return StatisticsView.model_validate(body)
 
 
@@ -229,6 +230,7 @@ class AdminService:
             created=plain(doc.get(f.created)),
             count_use=plain(doc.get(f.count_use)),
             count_success=plain(doc.get(f.count_success)),
+            count_overrun=plain(doc.get(f.count_overrun)),
             hold=plain(doc.get(f.hold)),
             set_by=SET_BY[recorded] if recorded is not None else (UNKNOWN_CAUSE if held else None),
             problems=oddities(doc, f),

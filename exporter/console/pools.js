@@ -82,7 +82,10 @@ function card(pool, timeline) {
       h("dt", {}, "Underperforming"), h("dd", {}, found
         ? h("a", { href: link(["pools", pool.name], { underperforming: "1" }) }, `${number(found.count)} session(s)`)
         : "not counted yet"),
-      h("dt", {}, "Success ratio"), h("dd", {}, stats && stats.uses ? percent(stats.successes / stats.uses) : "—")),
+      h("dt", {}, "Success ratio"), h("dd", {}, stats && stats.uses ? percent(stats.successes / stats.uses) : "—"),
+      // Reports on sessions already handed to another handler: work longer than next_use_delay.
+      h("dt", {}, "Lease overruns"), h("dd", { class: stats && stats.overruns ? "warn" : "" },
+        stats && stats.overruns !== null && stats.overruns !== undefined ? number(stats.overruns) : "—")),
     timeline ? chart(timeline) : null);
 }
 

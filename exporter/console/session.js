@@ -52,6 +52,7 @@ export async function sessionView(pool, id) {
         h("h2", { id: "counters-title" }, "Counters"),
         facts([
           ["Uses", number(s.count_use)], ["Successes", number(s.count_success)], ["Success ratio", percent(s.success_ratio)],
+          ["Lease overruns", number(s.count_overrun || 0)],
           ["Last use", `${relative(s.last_use)} (${clock(s.last_use)})`], ["Created", clock(s.created)],
         ])),
       h("section", { class: "card", "aria-labelledby": "actions-title" },

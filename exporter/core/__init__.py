@@ -1,6 +1,7 @@
 """The client core handlers embed: MongoSessions, the state model and the core's errors."""
 
 from exporter.core.client import MongoSessions
+from exporter.core.clocks import MemberClocks
 from exporter.core.errors import (
     CLOSE_TIMEOUT,
     CollectionMissing,
@@ -18,6 +19,7 @@ from exporter.core.errors import (
     redact,
     server_reason,
 )
+from exporter.core.failover import PrimaryReplaced
 from exporter.core.fields import MongoFields
 from exporter.core.model import (
     HELD_STATES,
@@ -53,11 +55,13 @@ __all__ = [
     "Fields",
     "Hold",
     "InvalidInput",
+    "MemberClocks",
     "MongoFields",
     "MongoSessions",
     "OperationFailed",
     "OperationTimeout",
     "Period",
+    "PrimaryReplaced",
     "SessionNotFound",
     "SessionPoolError",
     "State",

@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import difflib
 import time
-from collections.abc import AsyncIterator, Iterable, Iterator, Mapping, Sequence
+from collections.abc import AsyncIterator, Awaitable, Iterable, Iterator, Mapping, Sequence
 from contextlib import AbstractAsyncContextManager, asynccontextmanager, contextmanager, nullcontext
 from contextvars import ContextVar
 from datetime import UTC, datetime, timedelta, tzinfo
@@ -13,6 +13,7 @@ from types import TracebackType
 from typing import Any, Literal, Self
 
 import pymongo
+from bson import ObjectId
 from bson.codec_options import CodecOptions
 from pymongo import AsyncMongoClient
 from pymongo.asynchronous.collection import AsyncCollection
@@ -24,6 +25,7 @@ from pymongo.results import DeleteResult, InsertOneResult, UpdateResult
 from pymongo.write_concern import WriteConcern
 
 from exporter.core import browse, queries
+from exporter.core.clocks import NO_SHIFT, TOLERANCE, MemberClocks, Shift
 from exporter.core.errors import (
     CANCELLED_ABORT_TIMEOUT,
     CLOSE_TIMEOUT,
@@ -37,7 +39,9 @@ from exporter.core.errors import (
     budget,
     guard,
 )
+from exporter.core.failover import PrimaryReplaced, PrimaryWatch, on_primary, primary_of
 from exporter.core.fields import _DEFAULT, MongoFields, check_delay
+from exporter.core.leases import Leases
 from exporter.core.model import (
     HELD_STATES,
     Document,
@@ -109,6 +113,8 @@ class MongoSessions(MongoOperations, MongoFields):
         console_indexes: Sequence[str] | None = None,
         allow_reconnect: bool = False,
         max_allowed_reconnect: int | None = None,
+        clocks: MemberClocks | None = None,
+        follow_primary: bool = True,
         **client_options: Any,
     ) -> None:
         if not isinstance(db, str) or not db:
@@ -157,7 +163,11 @@ class MongoSessions(MongoOperations, MongoFields):
         self.max_allowed_reconnect = max_allowed_reconnect
         self._owns_client = client is None
         if client is None:
+            # The members' clocks come with the driver's heartbeats: holds stay whole when the primary's is off.
+            clocks = clocks or MemberClocks()
+            listeners = [*(client_options.pop("event_listeners", None) or []), clocks]
             options = {"tz_aware": self._tz_aware, "serverSelectionTimeoutMS": 5000, **client_options}
+            options["event_listeners"] = listeners
             if self._tz_aware:
                 options.setdefault("tzinfo", tzinfo or UTC)
             try:
@@ -165,10 +175,14 @@ class MongoSessions(MongoOperations, MongoFields):
             except PyMongoError as exc:
                 raise InvalidInput(f"invalid MongoDB connection: {exc}", field="mongo_url") from None
         self._client: AsyncMongoClient[Document] = client
+        self._clocks = clocks
+        # Hand-outs and reports stop waiting on a primary the set has replaced (see core/failover.py).
+        self._watch = PrimaryWatch(lambda: self._client.topology_description) if follow_primary else None
         self._db_name = db
         self.db: AsyncDatabase[Document] = client.get_database(db, write_concern=self._write_concern)
         self._topology: str | None = None
         self._skew = timedelta(0)
+        self._leases = Leases()
         self._collection: AsyncCollection[Document] | None = None
         self.sessions: AsyncCollection[Document] | None = None
         if collection is not None:
@@ -396,6 +410,18 @@ class MongoSessions(MongoOperations, MongoFields):
         now = _QUERY_NOW.get()
         return now if now is not None else datetime.now(UTC) + self._skew
 
+    def _shift(self) -> Shift:
+        """How far to move the server's now on the primary in the driver's view (see core/clocks.py)."""
+        if self._clocks is None:
+            return NO_SHIFT
+        return self._clocks.shift(primary_of(self._client.topology_description))
+
+    def _frames(self, shift: Shift | None = None) -> tuple[TimeFrame, TimeFrame]:
+        """The frames of a hold's end as read (is it over?) and as written: the server's now, moved so that a
+        primary whose clock is off from the other members' never shortens a hold (see core/clocks.py)."""
+        shift = self._shift() if shift is None else shift
+        return self._frame.shifted(-shift.read), self._frame.shifted(shift.write)
+
     def _out(self, doc: Document) -> Document:
         """A document as callers get it: naive stored times, or true aware instants with `tz_aware`."""
         converted: Document = self._frame.for_caller(doc, self._tz_aware, self._tzinfo)
@@ -450,15 +476,42 @@ class MongoSessions(MongoOperations, MongoFields):
     async def _hold(
         self, session: SessionRef, delta: timedelta, hold: Hold, op: str, db_session: DbSession
     ) -> UpdateResult:
-        update = queries.hold_update(self.fields, self._frame, hold, delta)
-        return await self.update_one(session_filter(session), update, session=driver_session(db_session), _op=op)
+        selector = session_filter(session)
+        found = self._leases.find(session)
+        read, write = self._frames()
+        if found is None:
+            # Not a report on a hand-out of this client (an operator, an id from elsewhere): as asked.
+            update = queries.hold_update(self.fields, write, hold, delta)
+        else:
+            update = queries.report_update(self.fields, write, hold, delta, found[1], read_frame=read)
+        result = await self._report(op, selector, update, db_session)
+        if found is not None:
+            self._leases.forget(found[0])
+        return result
 
-    def _selectable(self) -> dict[str, Any]:
+    async def _report(self, op: str, selector: Document, update: Any, db_session: DbSession) -> UpdateResult:
+        """A handler's report, abandoned on a primary the set has replaced and sent once more to the new one.
+
+        A report the old primary had already replicated then lands twice: a success counts twice; a
+        lock or block, which only lengthens a hold, changes nothing more.
+        """
+        session = driver_session(db_session)
+        watch = self._watch if session is None else None
+
+        def send() -> Awaitable[UpdateResult]:
+            return self.update_one(selector, update, session=session, _op=op)
+
+        try:
+            return await on_primary(watch, op, send)
+        except PrimaryReplaced:
+            return await on_primary(watch, op, send)
+
+    def _selectable(self, read: TimeFrame | None = None) -> dict[str, Any]:
         """The filter of `get_session`: default_filter and not held (the hook's, or the server's $$NOW)."""
         if self._hooks_overridden():
             return queries.and_filters(self.default_filter, self._filter_exclude_lock())
         # The same rule as the hook, with the server's own clock for an exact hand-out.
-        return queries.and_filters(self.default_filter, queries.available(self.fields, self._frame))
+        return queries.and_filters(self.default_filter, queries.available(self.fields, read or self._frame))
 
     async def count_active(self, *, db_session: DbSession = None) -> int:
         """Count sessions matching `default_filter` and `_filter_exclude_lock()` (not held now)."""
@@ -494,14 +547,36 @@ class MongoSessions(MongoOperations, MongoFields):
         """
         count = self._check_count(count_use, "count_use")
         delay = self.next_use_delay if next_use_delay is None else check_delay(next_use_delay)
-        return await self.find_one_and_update(
-            self._selectable(),
-            queries.take_update(self.fields, self._frame, count, timedelta(seconds=delay)),
-            sort=self.default_sort,
-            projection=self.projection or None,
-            session=driver_session(db_session),
-            _op="get_session",
-        )
+        watch = self._watch if driver_session(db_session) is None else None
+
+        async def take() -> Document | None:
+            # The hand-out's lease: the reports on this document are checked against it (see session_success).
+            lease = ObjectId()
+            primary, shift = primary_of(self._client.topology_description), self._shift()
+            read, write = self._frames(shift)
+            doc = await on_primary(watch, "get_session", lambda: self.find_one_and_update(
+                self._selectable(read),
+                queries.take_update(self.fields, write, count, timedelta(seconds=delay), lease),
+                sort=self.default_sort,
+                projection=self.projection or None,
+                session=driver_session(db_session),
+                _op="get_session",
+            ))  # fmt: skip
+            if doc is not None and self._shift().read > shift.read + TOLERANCE:
+                # A new primary whose clock runs further ahead came meanwhile: the driver may have retried this
+                # hand-out there, reading with the old shift a hold as ended that is not. Never hand it out
+                # (the session stays held by this lease until its hold ends).
+                now = primary_of(self._client.topology_description) or "another member"
+                raise PrimaryReplaced("get_session", primary or "the primary", now)
+            if doc is not None:
+                self._leases.remember(doc, lease)
+            return doc
+
+        try:
+            return await take()
+        except PrimaryReplaced:
+            # Abandoned on a deposed primary (its result is never handed out): once more, on the new one.
+            return await take()
 
     async def session_success(
         self,
@@ -511,13 +586,25 @@ class MongoSessions(MongoOperations, MongoFields):
         *,
         db_session: DbSession = None,
     ) -> UpdateResult:
-        """Count successful uses of a session and hold it for `next_use_delay` seconds."""
+        """Count successful uses of a session and hold it for `next_use_delay` seconds.
+
+        The hold is set only over the caller's own hand-out hold or a session nobody holds: a lock or
+        block set since the hand-out stays. A report on a document that was handed to someone else
+        since (the work outlasted the hold) is counted, changes no hold and counts as an overrun.
+        """
         count = self._check_count(count_success, "count_success")
         delay = self.next_use_delay if next_use_delay is None else check_delay(next_use_delay)
-        update = queries.success_update(self.fields, self._frame, count, timedelta(seconds=delay))
-        return await self.update_one(
-            session_filter(session), update, session=driver_session(db_session), _op="session_success"
+        selector = session_filter(session)
+        found = self._leases.find(session)
+        lease = found[1] if found is not None else None
+        read, write = self._frames()
+        update = queries.report_update(
+            self.fields, write, Hold.USE, timedelta(seconds=delay), lease, successes=count, read_frame=read
         )
+        result = await self._report("session_success", selector, update, db_session)
+        if found is not None:
+            self._leases.forget(found[0])
+        return result
 
     async def session_inactive(self, session: SessionRef, *, db_session: DbSession = None) -> UpdateResult:
         """Disable a session for good (until `session_activate`)."""
@@ -682,6 +769,7 @@ class MongoSessions(MongoOperations, MongoFields):
             uses=int(sums.get("uses") or 0),
             successes=int(sums.get("successes") or 0),
             metadata_total=int(metadata["n"]) if metadata is not None else None,
+            overruns=int(sums.get("overruns") or 0),
         )
 
     async def _read_all(

@@ -71,6 +71,7 @@ class MongoFields:
             count_use=self.count_use,
             count_success=self.count_success,
             created=self.created,
+            count_overrun=self.count_overrun,
         )
 
     @property
@@ -144,6 +145,15 @@ class MongoFields:
     @created.setter
     def created(self, value: str) -> None:
         self._rename("created", value)
+
+    @property
+    def count_overrun(self) -> str:
+        """Name of the counter of reports made after the session was handed to someone else (not in the original)."""
+        return self._names["count_overrun"]
+
+    @count_overrun.setter
+    def count_overrun(self, value: str) -> None:
+        self._rename("count_overrun", value)
 
     # -- periods --
 

@@ -60,6 +60,8 @@ class Fields:
     count_use: str = "count_use"
     count_success: str = "count_success"
     created: str = "created"
+    # Reports a handler made after its session had been handed to another handler (not in the original).
+    count_overrun: str = "count_overrun"
 
     def __post_init__(self) -> None:
         for name, value in self.__dict__.items():
@@ -184,6 +186,8 @@ class Sums:
     uses: int
     successes: int
     metadata_total: int | None
+    # Sum of count_overrun: reports made after the session had been handed to another handler.
+    overruns: int = 0
 
     @property
     def metadata_agrees(self) -> bool:

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from bson import MinKey
+from bson import MinKey, ObjectId
 
 from exporter.core.model import HOLD_KINDS, HOLD_STATE, Fields, Hold, State
 from exporter.core.timeframe import TimeFrame
@@ -144,13 +144,14 @@ def _total(collection: str, how: str) -> dict[str, Any]:
 
 
 def _sums(fields: Fields) -> list[dict[str, Any]]:
-    """Stages answering a row `{k: "sums", total, uses, successes}`: one pass over every document (the costly part)."""
+    """Stages answering a row `{k: "sums", total, uses, successes, overruns}`: one pass over every document."""
     f = fields
     group = {
         "_id": None,
         "total": {"$sum": 1},
         "uses": {"$sum": f"${f.count_use}"},
         "successes": {"$sum": f"${f.count_success}"},
+        "overruns": {"$sum": f"${f.count_overrun}"},
     }
     return [{"$group": group}, {"$set": {"k": "sums"}}]
 
@@ -216,46 +217,130 @@ def and_filters(base: Mapping[str, Any], extra: Mapping[str, Any]) -> dict[str, 
 
 
 def available(fields: Fields, frame: TimeFrame) -> dict[str, Any]:
-    """Not held at the server's now ($$NOW, so the worker's own clock never matters)."""
+    """Not held at the server's now ($$NOW, so the worker's own clock never matters; `frame` may move it back)."""
     return {"$expr": {"$lte": [f"${fields.next_use}", frame.now_expr()]}}
+
+
+def _marker(fields: Fields, hold: Hold, until: Any, lease: ObjectId | None = None, taken: Any = None) -> dict[str, Any]:
+    """The hold marker: what set the hold and until when, with the lease of the hand-out it belongs to.
+
+    Without `lease` the marker keeps the document's lease (a lock keeps the hand-out it happened
+    during); `$mergeObjects` makes it replace the whole marker (a `$set` of a literal object merges).
+    """
+    f = fields
+    kept = {"lease": f"${f.hold}.lease", "taken": f"${f.hold}.taken"}
+    lease_part: dict[str, Any] = {"lease": lease, "taken": taken} if lease is not None else kept
+    return {"$mergeObjects": [{"kind": str(hold), "until": until, **lease_part}]}
 
 
 def _hold(fields: Fields, frame: TimeFrame, hold: Hold, delta: timedelta) -> dict[str, Any]:
     """`next_use` and the hold marker recording what set it, both from one $$NOW (so they are equal)."""
     until = frame.now_expr(delta)
-    return {fields.next_use: until, fields.hold: {"$mergeObjects": [{"kind": str(hold), "until": until}]}}
+    return {fields.next_use: until, fields.hold: _marker(fields, hold, until)}
 
 
 def hold_update(fields: Fields, frame: TimeFrame, hold: Hold, delta: timedelta) -> list[dict[str, Any]]:
-    """Hold a session for `delta` from the server's now, recording what set the hold."""
+    """Hold a session for `delta` from the server's now, recording what set the hold (an operator's write)."""
     return [{"$set": _hold(fields, frame, hold, delta)}]
 
 
-def take_update(fields: Fields, frame: TimeFrame, count: int, delay: timedelta) -> list[dict[str, Any]]:
-    """What `get_session` writes: used now, held `delay` (negative: not held), `count` more uses."""
+def take_update(
+    fields: Fields, frame: TimeFrame, count: int, delay: timedelta, lease: ObjectId | None = None
+) -> list[dict[str, Any]]:
+    """What `get_session` writes: used now, held `delay` (negative: not held), `count` more uses.
+
+    With `lease`, the marker records the hand-out: its lease and its `last_use` (`taken`), so a later
+    report can tell whether the session was handed out again since (see `report_update`).
+    """
     f = fields
+    now, until = frame.now_expr(), frame.now_expr(delay)
     return [
         {
             "$set": {
-                f.last_use: frame.now_expr(),
-                **_hold(fields, frame, Hold.USE, delay),
+                f.last_use: now,
+                f.next_use: until,
+                f.hold: _marker(f, Hold.USE, until, lease, now),
                 f.count_use: {"$add": [{"$ifNull": [f"${f.count_use}", 0]}, count]},
             }
         }
     ]
 
 
-def success_update(fields: Fields, frame: TimeFrame, count: int, delay: timedelta) -> list[dict[str, Any]]:
-    """What `session_success` writes: `count` more successes, held `delay`."""
+def mine(fields: Fields, lease: ObjectId) -> dict[str, Any]:
+    """The session's last hand-out is the one `lease` names: its marker's lease, and nobody handed it out since.
+
+    Every hand-out writes `last_use`; the original library's does too, without touching the marker,
+    so `taken` no longer equal to `last_use` means someone else took the session.
+    """
     f = fields
-    return [
-        {
-            "$set": {
-                f.count_success: {"$add": [{"$ifNull": [f"${f.count_success}", 0]}, count]},
-                **_hold(fields, frame, Hold.USE, delay),
-            }
+    return {"$and": [{"$eq": [f"${f.hold}.lease", lease]}, {"$eq": [f"${f.hold}.taken", f"${f.last_use}"]}]}
+
+
+def stale(fields: Fields, lease: ObjectId) -> dict[str, Any]:
+    """The session was handed out again since the hand-out `lease` names (a report about it is an overrun).
+
+    Unknown (neither stale nor mine) when the marker has no lease: an operator's unlock removed it,
+    or the hold predates leases; such a report is treated as one without a lease.
+    """
+    present = {"$ne": [{"$type": f"${fields.hold}.lease"}, "missing"]}
+    return {"$and": [present, {"$not": [mine(fields, lease)]}]}
+
+
+def report_update(
+    fields: Fields,
+    frame: TimeFrame,
+    hold: Hold,
+    delta: timedelta,
+    lease: ObjectId | None,
+    *,
+    successes: int | None = None,
+    read_frame: TimeFrame | None = None,
+) -> list[dict[str, Any]]:
+    """A handler's report on a session it was handed: a success (`hold` USE, `successes` counted), a lock or a block.
+
+    The report's hold replaces the hold in force only when that is the reporter's own hand-out
+    hold (its lease, nobody moved `next_use` since) or the session is not held; otherwise it may
+    only lengthen it, so a lock or block set by an operator or another handler since the hand-out
+    is never shortened or replaced. A success that is `stale` (the session was handed to someone
+    else since) changes no hold at all; a stale lock or block may only lengthen the hold (the
+    account is rate-limited or banned whoever noticed), and when another handler's hand-out hold
+    ends later than the lock would, that hold is marked as the lock (same end), so that its
+    holder's success cannot release the session before the lock's end. Every stale report counts one more
+    `count_overrun`; successes are counted either way. Without `lease` (a report by id from another
+    process, or after the hand-out was forgotten) nothing is stale and nothing is the reporter's own:
+    a success never shortens a hold, a lock or block lengthens it or replaces an ended one.
+    `frame` sets the hold; `read_frame` (default `frame`) says whether the hold in force has ended.
+    """
+    f = fields
+    now, until = (read_frame or frame).now_expr(), frame.now_expr(delta)
+    free: Any = {"$not": [{"$gt": [f"${f.next_use}", now]}]}
+    later: Any = {"$gt": [until, f"${f.next_use}"]}
+    is_stale: Any = stale(f, lease) if lease is not None else False
+    if lease is not None:
+        own = {"$and": [mine(f, lease), {"$eq": [f"${f.hold}.kind", str(Hold.USE)]},
+                        {"$eq": [f"${f.hold}.until", f"${f.next_use}"]}]}  # fmt: skip
+        take: Any = {"$or": [own, free, later]}
+        if hold is Hold.USE:
+            take = {"$and": [{"$not": [is_stale]}, take]}
+    else:
+        take = {"$or": [free, later]}
+    kept: Any = f"${f.hold}"
+    if hold is not Hold.USE:
+        # Someone else's hand-out hold in force, ending later: it becomes the lock (its end unchanged).
+        in_use = {
+            "$and": [{"$eq": [f"${f.hold}.kind", str(Hold.USE)]}, {"$eq": [f"${f.hold}.until", f"${f.next_use}"]}]
         }
-    ]
+        kept = {"$cond": [in_use, {"$mergeObjects": [f"${f.hold}", {"kind": str(hold)}]}, kept]}
+    changes: dict[str, Any] = {
+        f.next_use: {"$cond": [take, until, f"${f.next_use}"]},
+        f.hold: {"$cond": [take, _marker(f, hold, until), kept]},
+    }
+    if successes is not None:
+        changes[f.count_success] = {"$add": [{"$ifNull": [f"${f.count_success}", 0]}, successes]}
+    if lease is not None:
+        bumped = {"$add": [{"$ifNull": [f"${f.count_overrun}", 0]}, 1]}
+        changes[f.count_overrun] = {"$cond": [is_stale, bumped, f"${f.count_overrun}"]}
+    return [{"$set": changes}]
 
 
 def unlock_update(fields: Fields, *, activate: bool = False) -> dict[str, Any]:

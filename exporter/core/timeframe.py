@@ -35,8 +35,18 @@ class TimeFrame:
     taken at the current instant, so a hold straddling a DST change shifts by the difference.
     """
 
-    def __init__(self, stored_timezone: str | tzinfo | None = None) -> None:
+    def __init__(self, stored_timezone: str | tzinfo | None = None, *, shift: float = 0.0) -> None:
         self.zone = zone(stored_timezone)
+        # Seconds added to the server's now in `now_expr` (the primary's clock corrected; see core/clocks.py).
+        self.shift = shift
+
+    def shifted(self, seconds: float) -> TimeFrame:
+        """The same frame, with the server's now moved by `seconds` in `now_expr` (no copy when 0)."""
+        if not seconds:
+            return self
+        moved = TimeFrame(shift=self.shift + seconds)
+        moved.zone = self.zone
+        return moved
 
     def offset_ms(self) -> int:
         """Milliseconds between the stored frame and UTC right now."""
@@ -47,7 +57,7 @@ class TimeFrame:
 
     def now_expr(self, plus: timedelta = timedelta(0)) -> Any:
         """An aggregation expression for the server's now (plus `plus`) in the stored frame."""
-        ms = self.offset_ms() + int(plus.total_seconds() * 1000)
+        ms = self.offset_ms() + int(plus.total_seconds() * 1000) + round(self.shift * 1000)
         return "$$NOW" if ms == 0 else {"$add": ["$$NOW", ms]}
 
     def to_stored(self, when: datetime) -> datetime:

@@ -21,6 +21,7 @@ from exporter.core import (
     Unavailable,
     redact,
 )
+from exporter.core.clocks import MemberClocks
 from exporter.doctor.documents import census, document_findings
 from exporter.doctor.findings import Finding, Report, error, warn
 from exporter.doctor.frame import frame_findings, read_samples
@@ -36,7 +37,7 @@ from exporter.doctor.rights import (
     read_rights,
     rights_findings,
 )
-from exporter.doctor.server import probe, server_findings, unreachable
+from exporter.doctor.server import clock_findings, member_clocks, probe, server_findings, unreachable
 
 # The doctor's reads may take this long (a scan of a big pool, a slow refresh) so it can say how long
 # they took; the daemon's own limits (refresh_timeout) are what the findings compare with.
@@ -79,8 +80,9 @@ async def examine(config: Config, warnings: Sequence[str] = ()) -> Report:
     """Every check against the configured server and pools (read-only: nothing is written, no index built)."""
     report = Report({p.name: f"{p.database}.{p.collection}" for p in config.pools})
     report.add(warn("config", w, "see check-config") for w in warnings)
+    clocks = MemberClocks()
     try:
-        client = mongo_client(config, appname="session-pool-exporter-doctor")
+        client = mongo_client(config, appname="session-pool-exporter-doctor", clocks=clocks)
     except PyMongoError as exc:  # an option of the URI the driver refuses, an SRV record that does not resolve
         cause = redact(f"{type(exc).__name__}: {exc}")[:300]
         report.add(
@@ -88,13 +90,15 @@ async def examine(config: Config, warnings: Sequence[str] = ()) -> Report:
         )
         return report
     try:
-        await _examine(config, client, report)
+        await _examine(config, client, report, clocks)
     finally:
         await client.close()
     return report
 
 
-async def _examine(config: Config, client: AsyncMongoClient[dict[str, Any]], report: Report) -> None:
+async def _examine(
+    config: Config, client: AsyncMongoClient[dict[str, Any]], report: Report, clocks: MemberClocks
+) -> None:
     timeout = config.mongodb.timeout
     try:
         server = await probe(client, timeout)
@@ -106,6 +110,9 @@ async def _examine(config: Config, client: AsyncMongoClient[dict[str, Any]], rep
     report.add(
         server_findings(server, admin_enabled=config.admin.enabled, read_preference=config.mongodb.read_preference)
     )
+    if server.topology == "replica_set":
+        offsets = await member_clocks(clocks, server.members, min(timeout, 5.0))
+        report.add(clock_findings(server.members, offsets))
     try:
         rights = await _attempt("access", lambda: read_rights(client, timeout))
     except _Failed as failed:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import time
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -10,6 +11,7 @@ from typing import Any
 from pymongo import AsyncMongoClient
 
 from exporter.core import SessionPoolError, Unavailable, errors, format_duration, guard
+from exporter.core.clocks import TOLERANCE, MemberClocks, Reading, outliers
 from exporter.doctor.findings import Finding, error, ok, warn
 
 # $unionWith (4.4) and snapshot reads (5.0) make the statistics one aggregation of one instant.
@@ -45,6 +47,7 @@ class Server:
     primary: bool
     skew: timedelta
     uncertainty: timedelta
+    members: tuple[str, ...] = ()  # host:port of every data-bearing member (hello.hosts and passives)
 
     @property
     def version_tuple(self) -> tuple[int, ...]:
@@ -89,7 +92,51 @@ async def probe(client: AsyncMongoClient[dict[str, Any]], timeout: float) -> Ser
         skew=skew,
         # localTime has millisecond resolution; the reading happened somewhere within the round trip.
         uncertainty=timedelta(seconds=round_trip / 2) + timedelta(milliseconds=1),
+        members=tuple(str(h) for h in [*hello.get("hosts", []), *hello.get("passives", [])]),
     )
+
+
+async def member_clocks(clocks: MemberClocks, members: tuple[str, ...], wait: float) -> dict[str, Reading]:
+    """The clock of every member, from the client's heartbeats (the first are plain hellos), waiting up to `wait` s."""
+    deadline = time.monotonic() + wait
+    while True:
+        offsets = clocks.offsets()
+        if all(m in offsets for m in members) or time.monotonic() > deadline:
+            return offsets
+        await asyncio.sleep(0.05)
+
+
+def clock_findings(
+    members: tuple[str, ...], offsets: dict[str, Reading], tolerance: float = TOLERANCE
+) -> list[Finding]:
+    """Whether the members' clocks agree within `tolerance`: the leases' bound (see docs/replica-set.md)."""
+    if len(members) < 2:
+        return []
+    limit = format_duration(tolerance)
+    fix = (
+        f"synchronise the members' clocks (NTP: chrony or systemd-timesyncd); the leases need them within {limit} "
+        "of each other"
+    )
+    out: list[Finding] = []
+    for member, ahead, within in outliers({m: r for m, r in offsets.items() if m in members}, tolerance):
+        off = format_duration(round(abs(ahead), 3))
+        plus = format_duration(round(within, 3))
+        if ahead > 0:
+            effect = f"once it is primary, every hold with less than {off} left ends at once, while its handler works"
+        else:
+            effect = f"the holds it sets as primary end {off} early once another member is primary"
+        where = "ahead of" if ahead > 0 else "behind"
+        found = f"{member}'s clock is {off} {where} the other members' (±{plus}): {effect}"
+        out.append(error("member-clocks", found, fix))
+    missing = [m for m in members if m not in offsets]
+    if missing:
+        out.append(warn("member-clocks", f"no heartbeat answer from {', '.join(missing)}: its clock is not checked",
+                        "check that every member runs and is reachable from this host"))  # fmt: skip
+    if not out:
+        values = [offsets[m].offset for m in members]
+        spread = format_duration(round(max(values) - min(values), 3))
+        out.append(ok("member-clocks", f"the {len(members)} members' clocks agree within {spread} (bound {limit})"))
+    return out
 
 
 def unreachable(exc: SessionPoolError) -> Finding:

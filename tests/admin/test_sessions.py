@@ -102,6 +102,21 @@ async def test_search_by_phone_and_login_masks_them(daemon: Daemon, unique_name:
     assert wrong_state["total"] == 0 and wrong_state["sessions"] == []
 
 
+async def test_the_pool_and_a_session_show_their_lease_overruns(
+    daemon: Daemon, unique_name: str, seeded: Seeded
+) -> None:
+    """The pool's statistics carry the sum of count_overrun from its sums; a session shows its own count."""
+    pool = daemon.collector.pools[unique_name]
+    await wait_until(lambda: pool.sums is not None, "the first reading of the sums")
+    status, body = await get(daemon, "/admin/pools")
+    assert status == 200, body
+    (mine,) = [p for p in body["pools"] if p["name"] == unique_name]
+    assert mine["statistics"]["overruns"] == seeded.overruns == 4
+    held = seeded.ids[State.IN_USE][0]
+    _, one = await get(daemon, f"/admin/pools/{unique_name}/sessions/{held}")
+    assert one["count_overrun"] == 2
+
+
 async def test_underperformers_are_the_lagging_often_used_sessions(
     daemon: Daemon, unique_name: str, seeded: Seeded, sync_client: SyncClient
 ) -> None:

@@ -92,3 +92,10 @@ async def test_db_and_sessions_handles_are_the_drivers(new_pool: NewPool, raw: A
     assert [d["session"] async for d in mongo.sessions.find({}, {"session": 1})] == [{"login": "a"}]
     assert (await mongo.db.command("ping"))["ok"] == 1
     assert mongo.db.name == DB and raw.count_documents({}) == 1
+
+
+def test_constructed_outside_an_event_loop() -> None:
+    """Original callers build the client at import time or in sync code, before any event loop runs; the
+    client then works inside one (the members' clocks and the primary watch need no loop to be set up)."""
+    mongo = MongoSessions("mongodb://127.0.0.1:9/", "db", "sessions", serverSelectionTimeoutMS=100)
+    assert mongo.sessions is not None and mongo.db.name == "db"

@@ -64,6 +64,10 @@ def test_operator_journey(console: Console, chromium: Any) -> None:
         assert "Refresh ok" in card.locator(".health").inner_text()
         assert "minimum 1" in card.inner_text()
         card.locator(".chart").wait_for(timeout=20_000)
+        # The pool's lease overruns, from its sums (read at start), flagged as a warning.
+        overruns = card.locator("dd.warn", has_text=str(console.seeded.overruns))
+        overruns.wait_for(timeout=20_000)
+        assert card.locator("dt", has_text="Lease overruns").count() == 1
         screenshot(tab, "pools")
 
         # Find a locked session by its phone: masked in the list, then unlock it from its page.

@@ -251,7 +251,15 @@ async def test_get_session_order_counts_and_delay(pool_factory: PoolFactory, syn
     order = [(await pool.get_session(count_use=3, next_use_delay=60))["_id"] for _ in range(3)]  # type: ignore[index]
     assert order == [ids[2], ids[1], ids[0]]
     doc = coll.find_one({"_id": ids[1]})
-    assert doc is not None and doc["count_use"] == 3 and doc["hold"] == {"kind": "use", "until": doc["next_use"]}
+    assert doc is not None and doc["count_use"] == 3
+    # The marker: a use hold until next_use, and the hand-out's lease with its last_use.
+    assert doc["hold"] == {
+        "kind": "use",
+        "until": doc["next_use"],
+        "lease": doc["hold"]["lease"],
+        "taken": doc["last_use"],
+    }
+    assert isinstance(doc["hold"]["lease"], ObjectId)
     assert timedelta(seconds=55) < doc["next_use"] - doc["last_use"] <= timedelta(seconds=60)
 
 

@@ -39,6 +39,7 @@ class Seeded:
     numbers: dict[ObjectId, int] = field(default_factory=dict)
     uses: int = 0
     successes: int = 0
+    overruns: int = 0
 
 
 def seed(collection: Collection[dict[str, Any]], now: datetime | None = None) -> Seeded:
@@ -71,6 +72,10 @@ def seed(collection: Collection[dict[str, Any]], now: datetime | None = None) ->
             until = (now + hold[1]).replace(microsecond=0)
             doc["next_use"] = until
             doc["hold"] = {"kind": hold[0], "until": until}
+        if state is State.IN_USE:
+            # Their previous handlers reported after they were handed on (lease overruns).
+            doc["count_overrun"] = 2
+            seeded.overruns += 2
         docs.append(doc)
         seeded.ids[state].append(oid)
         seeded.numbers[oid] = i

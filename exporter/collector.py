@@ -17,7 +17,7 @@ from apscheduler.triggers.interval import IntervalTrigger
 from pymongo import AsyncMongoClient
 from pymongo.errors import PyMongoError
 
-from exporter.config import Config, Pool
+from exporter.config import Config, PoolDefinition
 from exporter.core import (
     CollectionMissing,
     MongoSessions,
@@ -36,7 +36,7 @@ from exporter.core.clocks import MemberClocks
 from exporter.discovery import discover
 from exporter.log import get_logger
 from exporter.metrics import Metrics
-from exporter.runtime import PoolRuntime, Underperformers
+from exporter.state import PoolState, Underperformers
 
 log = get_logger("exporter.collector")
 
@@ -127,7 +127,7 @@ def mongo_client(
 
 def pool_sessions(
     config: Config,
-    settings: Pool,
+    settings: PoolDefinition,
     client: AsyncMongoClient[dict[str, Any]],
     *,
     timeout: float | None = None,
@@ -170,7 +170,7 @@ class Collector:
         self.clocks = MemberClocks()
         self.client: AsyncMongoClient[dict[str, Any]] = client or mongo_client(config, clocks=self.clocks)
         self._owns_client = client is None
-        self.pools: dict[str, PoolRuntime] = {}
+        self.pools: dict[str, PoolState] = {}
         self._static = {p.name for p in config.pools}
         for settings in config.pools:
             self._add(settings)
@@ -192,10 +192,10 @@ class Collector:
         self._discovered: dict[int, set[str]] = {i: set() for i in range(len(config.discovery))}
         self._skipped: dict[int, dict[str, str]] = {i: {} for i in range(len(config.discovery))}
 
-    def _add(self, settings: Pool) -> PoolRuntime:
+    def _add(self, settings: PoolDefinition) -> PoolState:
         """A pool's runtime, with its own MongoSessions on the shared client, and its metrics."""
         sessions = pool_sessions(self.config, settings, self.client, clocks=self.clocks if self._owns_client else None)
-        pool = PoolRuntime(settings, sessions)
+        pool = PoolState(settings, sessions)
         self.pools[settings.name] = pool
         self.metrics.add_pool(settings.name)
         return pool
@@ -220,7 +220,7 @@ class Collector:
         scheduler.start()
         log.info("scheduler_started", pools=list(self.pools), discovery_sources=len(self.config.discovery))
 
-    def _schedule(self, pool: PoolRuntime) -> None:
+    def _schedule(self, pool: PoolState) -> None:
         """The pool's refresh and sums jobs; the first runs now, spread over the jitter."""
         scheduler = self._scheduler
         if scheduler is None:
@@ -368,7 +368,7 @@ class Collector:
 
     # -- refreshing --
 
-    async def refresh(self, name: str) -> PoolRuntime:
+    async def refresh(self, name: str) -> PoolState:
         """Refresh one pool now (never raises; the outcome is in the returned runtime state)."""
         pool = self.pools[name]
         async with pool.lock:
@@ -382,7 +382,7 @@ class Collector:
         """Refresh every pool concurrently."""
         await asyncio.gather(*(self.refresh(name) for name in self.pools))
 
-    async def _refresh_locked(self, pool: PoolRuntime) -> None:
+    async def _refresh_locked(self, pool: PoolState) -> None:
         """One refresh of a pool (caller holds its lock); records the outcome and logs state changes."""
         self.metrics.refreshes.labels(pool.name).inc()
         pool.refreshes += 1
@@ -441,7 +441,7 @@ class Collector:
         pool.failed(error, collection_missing=missing is not None)
         pool.last_cause = cause
 
-    async def _fetch(self, pool: PoolRuntime) -> tuple[Statistics, int]:
+    async def _fetch(self, pool: PoolState) -> tuple[Statistics, int]:
         """Connect if needed, look after the indexes, then read the state counts (count_active included).
 
         The sums over every document are left to their own slower job (read_sums).
@@ -459,7 +459,7 @@ class Collector:
 
     # -- sums --
 
-    async def read_sums(self, name: str) -> PoolRuntime:
+    async def read_sums(self, name: str) -> PoolState:
         """Read one pool's sums now (never raises; a failure is logged at its first time and when it changes)."""
         pool = self.pools[name]
         async with pool.sums_lock, self._slots:
@@ -484,7 +484,7 @@ class Collector:
             await self.count_underperformers(name)  # the first count as soon as the pool's ratio is known
         return pool
 
-    def _count_overruns(self, pool: PoolRuntime, sums: Sums) -> None:
+    def _count_overruns(self, pool: PoolState, sums: Sums) -> None:
         """Add the overruns handlers recorded since the last reading (the first reading is the baseline).
 
         The handlers count them in their documents (count_overrun) in the write that reports, so
@@ -494,7 +494,7 @@ class Collector:
         if pool.sums is not None and sums.overruns > pool.sums.overruns:
             self.metrics.lease_overruns.labels(pool.name).inc(sums.overruns - pool.sums.overruns)
 
-    def _check_metadata_count(self, pool: PoolRuntime, sums: Sums) -> None:
+    def _check_metadata_count(self, pool: PoolState, sums: Sums) -> None:
         """Count the `_id` index instead of trusting the metadata count while the two totals disagree."""
         if sums.metadata_agrees:
             if not pool.fast_total:
@@ -510,7 +510,7 @@ class Collector:
 
     # -- underperformers, on a slow cadence of their own --
 
-    def _schedule_underperformers(self, scheduler: AsyncIOScheduler, pool: PoolRuntime, now: datetime) -> None:
+    def _schedule_underperformers(self, scheduler: AsyncIOScheduler, pool: PoolState, now: datetime) -> None:
         """One job per pool counting its underperforming sessions every `underperforming.interval` seconds."""
         every = pool.config.underperforming.interval
         trigger = IntervalTrigger(seconds=every, timezone=UTC)
@@ -554,7 +554,7 @@ class Collector:
 
     # -- indexes --
 
-    async def _upkeep_indexes(self, pool: PoolRuntime) -> None:
+    async def _upkeep_indexes(self, pool: PoolState) -> None:
         """Notice missing indexes (a worker of the original library drops them at start-up) and rebuild them.
 
         The check is one listIndexes; a build runs as a background task, one at a time per pool,
@@ -570,7 +570,7 @@ class Collector:
         log.info("indexes_missing", pool=pool.name, indexes=[_index_name(keys) for keys in missing])
         pool.index_task = asyncio.create_task(self._build_indexes(pool), name=f"indexes:{pool.name}")
 
-    async def _build_indexes(self, pool: PoolRuntime) -> None:
+    async def _build_indexes(self, pool: PoolState) -> None:
         """Create the pool's missing indexes; count and log the outcome (not bound by the refresh that noticed)."""
         try:
             with own_budget():

@@ -9,7 +9,7 @@ from pydantic import ValidationError
 from pymongo import AsyncMongoClient
 from pymongo.read_preferences import Primary, _ServerMode
 
-from exporter.config import DiscoveryConfig, Pool, PoolOptions
+from exporter.config import DiscoveryConfig, PoolDefinition, PoolOptions
 from exporter.core import guard
 
 
@@ -17,7 +17,7 @@ from exporter.core import guard
 class Found:
     """What one listing of a source found: the pools to watch, and the collections it had to skip."""
 
-    pools: dict[str, Pool] = field(default_factory=dict)
+    pools: dict[str, PoolDefinition] = field(default_factory=dict)
     skipped: dict[str, str] = field(default_factory=dict)
 
 

@@ -23,7 +23,7 @@ from prometheus_client.registry import Collector
 from exporter import __version__
 from exporter.core import STATES
 from exporter.core.clocks import Reading
-from exporter.runtime import PoolRuntime
+from exporter.state import PoolState
 
 PREFIX = "session_pool_"
 # Seconds a rendered exposition is served again at most (process CPU, memory, connections move on).
@@ -72,7 +72,7 @@ class PoolGauge:
 
     name: str
     help: str
-    samples: Callable[[PoolRuntime], Samples]
+    samples: Callable[[PoolState], Samples]
     labels: tuple[str, ...] = ()
     stateful: bool = False
     every: str = _EVERY
@@ -252,7 +252,7 @@ DAEMON_FAMILIES: tuple[DaemonFamily, ...] = (
 class PoolCollector(Collector):
     """Renders the pool gauges from memory and applies the staleness rule (never touches MongoDB)."""
 
-    def __init__(self, pools: Callable[[], Iterable[PoolRuntime]]) -> None:
+    def __init__(self, pools: Callable[[], Iterable[PoolState]]) -> None:
         self._pools = pools
 
     def describe(self) -> Iterable[Metric]:
@@ -380,7 +380,7 @@ class Metrics:
         # `_created` series only add noise to an exporter's counters.
         disable_created_metrics()  # type: ignore[no-untyped-call]
         self.registry = CollectorRegistry(auto_describe=True)
-        self._pools: Callable[[], Iterable[PoolRuntime]] = list
+        self._pools: Callable[[], Iterable[PoolState]] = list
         ProcessCollector(registry=self.registry)
         PlatformCollector(registry=self.registry)
         GCCollector(registry=self.registry)
@@ -411,7 +411,7 @@ class Metrics:
         """Export the members' clock offsets `read` returns (member -> reading)."""
         self.registry.register(ClockCollector(read))
 
-    def bind(self, pools: Callable[[], Iterable[PoolRuntime]]) -> None:
+    def bind(self, pools: Callable[[], Iterable[PoolState]]) -> None:
         """Tell the pool collector where the runtime state of the pools lives."""
         self._pools = pools
 

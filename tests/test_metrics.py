@@ -13,10 +13,10 @@ import pytest
 from prometheus_client import REGISTRY
 from prometheus_client.parser import text_string_to_metric_families
 
-from exporter.config import Pool
+from exporter.config import PoolDefinition
 from exporter.core import STATES, MongoSessions, State, Statistics, Sums
 from exporter.metrics import SLOW_RENDER, Metrics
-from exporter.runtime import HISTORY_POINTS, HISTORY_STEP, PoolRuntime, Underperformers
+from exporter.state import HISTORY_POINTS, HISTORY_STEP, PoolState, Underperformers
 from tests.support.metrics import parse_metrics, value
 from tests.support.tools import require_binary
 
@@ -34,12 +34,12 @@ def runtime(
     max_age: float = 45.0,
     min_active_sessions: int = 1,
     success_monotonic: float | None = None,
-) -> PoolRuntime:
+) -> PoolState:
     """A pool's runtime state as the collector leaves it (plain data, no MongoDB involved)."""
-    config = Pool(
+    config = PoolDefinition(
         name=name, database="d", collection="c", interval=15.0, max_age=max_age, min_active_sessions=min_active_sessions
     )
-    return PoolRuntime(
+    return PoolState(
         config, SESSIONS, stats=stats, active=active, up=up, last_success=last_success,
         last_success_monotonic=success_monotonic, last_duration=last_duration,
     )  # fmt: skip
@@ -59,7 +59,7 @@ def stats(**counts: int) -> Statistics:
     )
 
 
-def fresh(name: str, max_age: float = 45.0, min_active_sessions: int = 1, **counts: int) -> PoolRuntime:
+def fresh(name: str, max_age: float = 45.0, min_active_sessions: int = 1, **counts: int) -> PoolState:
     """A pool refreshed just now, its sums read just now."""
     pool = runtime(name, stats(**counts), active=counts.get("active", 0), up=True, last_success=time.time(),
                    last_duration=0.01, success_monotonic=time.monotonic(), max_age=max_age,

@@ -65,7 +65,7 @@ from exporter.core.browse import (
 from exporter.core.queries import and_filters
 from exporter.core.shapes import oddities
 from exporter.metrics import Metrics
-from exporter.runtime import HISTORY_STEP, PoolRuntime
+from exporter.state import HISTORY_STEP, PoolState
 
 # BadValue: the hinted index does not exist (dropped, not rebuilt yet, or create_indexes is off).
 _BAD_HINT = 2
@@ -93,7 +93,7 @@ class AdminService:
     def __init__(
         self,
         config: AdminConfig,
-        pools: Mapping[str, PoolRuntime],
+        pools: Mapping[str, PoolState],
         audit: AuditLog,
         refresh: Callable[[str], Awaitable[object]],
         metrics: Metrics,
@@ -112,7 +112,7 @@ class AdminService:
 
     # -- helpers --
 
-    def pool(self, name: str) -> PoolRuntime:
+    def pool(self, name: str) -> PoolState:
         """The pool of that name; PoolNotFound otherwise."""
         pool = self.pools.get(name)
         if pool is None:
@@ -209,7 +209,7 @@ class AdminService:
             points=[StatesPoint(time=_iso(p.time) or "", states=p.states) for p in pool.history],
         )
 
-    def view(self, pool: PoolRuntime, doc: Document, now: datetime) -> SessionView:
+    def view(self, pool: PoolState, doc: Document, now: datetime) -> SessionView:
         """What an operator sees of one session document, whatever shapes its fields have."""
         sessions = pool.sessions
         f = sessions.fields
@@ -246,7 +246,7 @@ class AdminService:
         now = await pool.sessions.server_time()
         return self.view(pool, doc, now)
 
-    def _projection(self, pool: PoolRuntime) -> dict[str, int]:
+    def _projection(self, pool: PoolState) -> dict[str, int]:
         """What a list reads of each document: never `session`, only the sub-fields the config names."""
         f = pool.sessions.fields
         wanted = [f.active, f.next_use, f.last_use, f.created, f.hold, f.count_use, f.count_success]
@@ -257,7 +257,7 @@ class AdminService:
             wanted += [f"{f.session}.{name}" for name in (*console.search, *console.show)]
         return dict.fromkeys(wanted, 1)
 
-    def exact_fields(self, pool: PoolRuntime, caller: Caller) -> list[str]:
+    def exact_fields(self, pool: PoolState, caller: Caller) -> list[str]:
         """The search fields `caller` matches whole, not by prefix: the masked ones, for a read token.
 
         A prefix search answers "does this session's value start with this", so a read token could rebuild
@@ -341,7 +341,7 @@ class AdminService:
             page.match, page.exact_fields = ("exact" if exact else "prefix"), exact
         return page
 
-    async def _held_count(self, pool: PoolRuntime, state: State, now: datetime) -> int:
+    async def _held_count(self, pool: PoolState, state: State, now: datetime) -> int:
         """How many sessions are in a held state, from the hold index's keys alone."""
         sessions = pool.sessions
         pipeline = held_count_pipeline(sessions.rules, state, now)
@@ -354,7 +354,7 @@ class AdminService:
             rows = await sessions.aggregate(pipeline, _op="list_sessions")  # the index is missing (being rebuilt)
         return int(rows[0]["n"]) if rows else 0
 
-    async def _underperformers(self, pool: PoolRuntime, query: SessionsQuery, skip: int) -> SessionPage:
+    async def _underperformers(self, pool: PoolState, query: SessionsQuery, skip: int) -> SessionPage:
         """Active sessions with min_uses uses whose success ratio lags the pool's, most used first.
 
         The total and the threshold are the last scheduled count's (a scan of every often-used session's
@@ -477,7 +477,7 @@ class AdminService:
             await self._after_write(pool.name)
         return result
 
-    def _result(self, pool: PoolRuntime, oid: ObjectId, action: Action, outcome: Outcome, rid: str) -> ActionResult:
+    def _result(self, pool: PoolState, oid: ObjectId, action: Action, outcome: Outcome, rid: str) -> ActionResult:
         return ActionResult(
             pool=pool.name,
             id=str(oid),

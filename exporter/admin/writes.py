@@ -18,7 +18,7 @@ from exporter.audit import AuditLog, event_document
 from exporter.config import WriteConcernConfig
 from exporter.core import Document, MongoSessions, OperationFailed, SessionPoolError, State, Transaction, own_budget
 from exporter.core.queries import unlock_update
-from exporter.runtime import PoolRuntime
+from exporter.state import PoolState
 
 _TRANSACTION_ATTEMPTS = 5
 # Repeats of an action that changed nothing count on one event for this long (see AuditLog.record_unchanged).
@@ -92,7 +92,7 @@ class AuditedWrites:
 
     async def apply(
         self,
-        pool: PoolRuntime,
+        pool: PoolState,
         oid: ObjectId,
         action: Action,
         period: timedelta | None,
@@ -168,7 +168,7 @@ class AuditedWrites:
 
     async def _apply_standalone(
         self,
-        pool: PoolRuntime,
+        pool: PoolState,
         oid: ObjectId,
         action: Action,
         period: timedelta | None,
@@ -203,7 +203,7 @@ class AuditedWrites:
         return outcome
 
     async def unlock_state(
-        self, pool: PoolRuntime, state: State, cap: int, reason: str | None, caller: Caller, rid: str
+        self, pool: PoolState, state: State, cap: int, reason: str | None, caller: Caller, rid: str
     ) -> int:
         """Unlock every session in `state` (at most `cap`, else nothing), one audit event each."""
         sessions = pool.sessions

@@ -140,7 +140,7 @@ class DocumentOptions(PoolOptions):
     """Sub-fields of `session` the console may use; every other credential stays hidden."""
 
 
-class Pool(DocumentOptions):
+class PoolDefinition(DocumentOptions):
     """One pool: where its sessions live, and its options (unset ones inherit `defaults`)."""
 
     name: Name
@@ -202,11 +202,11 @@ class DiscoveryConfig(Section):
             fnmatch.fnmatchcase(collection, p) for p in self.exclude
         )
 
-    def pool(self, defaults: PoolOptions, database: str, collection: str) -> Pool:
+    def pool(self, defaults: PoolOptions, database: str, collection: str) -> PoolDefinition:
         """The pool for a found collection (ValueError when its name or settings are not valid)."""
         data = inherit(defaults.model_dump(exclude_unset=True), self.options.model_dump(exclude_unset=True))
         data.update(name=self.pool_name(database, collection), database=database, collection=collection)
-        return Pool.model_validate(data)
+        return PoolDefinition.model_validate(data)
 
 
 def inherit(inherited: dict[str, Any], own: dict[str, Any]) -> dict[str, Any]:

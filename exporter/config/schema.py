@@ -12,7 +12,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import Field, ModelWrapValidatorHandler, PrivateAttr, SecretStr, ValidationError, model_validator
 
-from exporter.config.pools import DiscoveryConfig, Pool, PoolOptions, inherit
+from exporter.config.pools import DiscoveryConfig, PoolDefinition, PoolOptions, inherit
 from exporter.config.rules import RULE_ERROR, Given, Problem, Section, again, parse_loc, rule
 from exporter.config.values import (
     CollectionName,
@@ -272,7 +272,7 @@ class Config(Section):
     """How to reach MongoDB: `uri` or `uri_file` is required."""
     defaults: PoolOptions = PoolOptions()
     """Options every pool inherits unless it sets them itself."""
-    pools: list[Pool] = Field(
+    pools: list[PoolDefinition] = Field(
         default=[],
         examples=[
             [
@@ -409,7 +409,7 @@ class Config(Section):
         """Port part of `listen`."""
         return parse_listen(self.listen)[1]
 
-    def pool_settings(self) -> list[Pool]:
+    def pool_settings(self) -> list[PoolDefinition]:
         """Every pool, with what it inherits from `defaults` applied."""
         return list(self.pools)
 

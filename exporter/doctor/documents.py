@@ -8,7 +8,7 @@ from typing import Any
 
 from bson import ObjectId
 
-from exporter.config import Pool
+from exporter.config import PoolDefinition
 from exporter.core import MongoSessions, format_duration
 from exporter.core.shapes import ShapeCount, census_pipeline, read_census
 from exporter.doctor.findings import Finding, error, ok, warn
@@ -44,7 +44,7 @@ async def census(sessions: MongoSessions) -> tuple[int, list[ShapeCount], float]
     return total, read_census(rows[0] if rows else None, sessions.fields), time.monotonic() - started
 
 
-def document_findings(pool: Pool, total: int, found: list[ShapeCount], seconds: float) -> list[Finding]:
+def document_findings(pool: PoolDefinition, total: int, found: list[ShapeCount], seconds: float) -> list[Finding]:
     """One finding per odd shape (count, BSON types, an example `_id`), or one saying there are none."""
     took = format_duration(round(seconds, 3))
     if not found:

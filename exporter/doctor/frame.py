@@ -8,7 +8,7 @@ from typing import Any
 
 from bson import ObjectId
 
-from exporter.config import Pool
+from exporter.config import PoolDefinition
 from exporter.core import MongoSessions, format_duration
 from exporter.doctor.documents import show_id
 from exporter.doctor.findings import Finding, error, ok, warn
@@ -82,7 +82,9 @@ def _newest_use(samples: list[Sample], sessions: MongoSessions, now: datetime) -
     return f"newest last_use {format_duration(round(age.total_seconds()))} ago"
 
 
-def frame_findings(pool: Pool, sessions: MongoSessions, now: datetime, samples: list[Sample]) -> list[Finding]:
+def frame_findings(
+    pool: PoolDefinition, sessions: MongoSessions, now: datetime, samples: list[Sample]
+) -> list[Finding]:
     """The documents agree with the configured frame, or the offset their writers seem to use, and how sure."""
     zone = sessions.stored_timezone
     frame = zone_name(zone)

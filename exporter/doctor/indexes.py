@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 
-from exporter.config import Pool
+from exporter.config import PoolDefinition
 from exporter.core import Fields, MongoSessions, queries
 from exporter.doctor.findings import Finding, error, ok, warn
 
@@ -37,13 +37,15 @@ async def read_indexes(sessions: MongoSessions) -> Indexes:
     return Indexes(present, missing)
 
 
-def create_command(pool: Pool, keys: Keys) -> str:
+def create_command(pool: PoolDefinition, keys: Keys) -> str:
     """The mongosh command creating an index on `keys` of the pool's collection."""
     spec = json.dumps(dict(keys))
     return f'db.getSiblingDB("{pool.database}").getCollection("{pool.collection}").createIndex({spec})'
 
 
-def index_findings(sessions: MongoSessions, pool: Pool, indexes: Indexes, *, can_create: bool) -> list[Finding]:
+def index_findings(
+    sessions: MongoSessions, pool: PoolDefinition, indexes: Indexes, *, can_create: bool
+) -> list[Finding]:
     """Each needed index present or missing (built by the daemon, or by hand), and the legacy index if present."""
     out: list[Finding] = []
     present = []

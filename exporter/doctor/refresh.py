@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import time
 
-from exporter.config import Pool
+from exporter.config import PoolDefinition
 from exporter.core import STATES, MongoSessions, Statistics, Sums, format_duration
 from exporter.doctor.findings import Finding, error, ok, warn
 
@@ -12,7 +12,7 @@ from exporter.doctor.findings import Finding, error, ok, warn
 SHARE_WARN = 0.25
 
 
-async def timed_refresh(sessions: MongoSessions, pool: Pool) -> tuple[Statistics, float]:
+async def timed_refresh(sessions: MongoSessions, pool: PoolDefinition) -> tuple[Statistics, float]:
     """Run what a scheduled refresh runs after connecting (the index check, the state counts); its seconds."""
     started = time.monotonic()
     if pool.create_indexes:
@@ -46,7 +46,7 @@ def _cost(check: str, found: str, seconds: float, every: float, limit: float, na
     return ok(check, found)
 
 
-def refresh_findings(pool: Pool, stats: Statistics, seconds: float) -> list[Finding]:
+def refresh_findings(pool: PoolDefinition, stats: Statistics, seconds: float) -> list[Finding]:
     """One refresh's share of the interval: ok, warn above 25 %, error beyond refresh_timeout."""
     counts = ", ".join(f"{stats.states[s]:,} {s}" for s in STATES)
     found = (
@@ -56,7 +56,7 @@ def refresh_findings(pool: Pool, stats: Statistics, seconds: float) -> list[Find
     return [_cost("refresh", found, seconds, pool.interval, pool.refresh_timeout, ("interval", "refresh_timeout"))]
 
 
-def sums_findings(pool: Pool, sums: Sums, seconds: float) -> list[Finding]:
+def sums_findings(pool: PoolDefinition, sums: Sums, seconds: float) -> list[Finding]:
     """The sums' share of sums_interval (error beyond sums_timeout), and the metadata count checked against them."""
     found = (
         f"the sums took {format_duration(round(seconds, 3))}, {seconds / pool.sums_interval:.1%} of the "

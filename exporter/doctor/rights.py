@@ -9,7 +9,7 @@ from typing import Any
 
 from pymongo import AsyncMongoClient
 
-from exporter.config import Config, Pool
+from exporter.config import Config, PoolDefinition
 from exporter.core import OperationFailed, guard
 from exporter.doctor.findings import Finding, Verdict, error, ok, warn
 
@@ -101,7 +101,7 @@ class Need:
     verdict: Verdict
 
 
-def pool_needs(pool: Pool, *, admin_enabled: bool, indexes_present: bool | None) -> list[Need]:
+def pool_needs(pool: PoolDefinition, *, admin_enabled: bool, indexes_present: bool | None) -> list[Need]:
     """The rights the daemon needs on a pool's collection, with their effect when missing."""
     needs = [
         Need("find", "the statistics fail: every refresh of this pool fails", Verdict.ERROR),

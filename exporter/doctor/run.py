@@ -11,7 +11,7 @@ from pymongo import AsyncMongoClient
 from pymongo.errors import PyMongoError
 
 from exporter.collector import mongo_client, pool_sessions
-from exporter.config import Config, Pool, config_warnings
+from exporter.config import Config, PoolDefinition, config_warnings
 from exporter.core import (
     CollectionMissing,
     MongoSessions,
@@ -130,7 +130,9 @@ async def _examine(
         report.add(await _pool(config, client, pool, rights), pool.name)
 
 
-async def _pool(config: Config, client: AsyncMongoClient[dict[str, Any]], pool: Pool, rights: Rights) -> list[Finding]:
+async def _pool(
+    config: Config, client: AsyncMongoClient[dict[str, Any]], pool: PoolDefinition, rights: Rights
+) -> list[Finding]:
     """The checks of one pool, in order: its collection, rights, indexes, plans, documents, timezone, refresh, sums."""
     sessions = pool_sessions(config, pool, client, timeout=LONG_READ)
     db, coll = pool.database, pool.collection
@@ -199,7 +201,7 @@ async def _plans(sessions: MongoSessions, index_coming: bool) -> list[Finding]:
     return plan_findings(await explain_statistics(sessions), index_coming=index_coming)
 
 
-async def _documents(sessions: MongoSessions, pool: Pool) -> list[Finding]:
+async def _documents(sessions: MongoSessions, pool: PoolDefinition) -> list[Finding]:
     total, found, seconds = await census(sessions)
     if total == 0:
         return [
@@ -212,17 +214,17 @@ async def _documents(sessions: MongoSessions, pool: Pool) -> list[Finding]:
     return document_findings(pool, total, found, seconds)
 
 
-async def _timezone(sessions: MongoSessions, pool: Pool) -> list[Finding]:
+async def _timezone(sessions: MongoSessions, pool: PoolDefinition) -> list[Finding]:
     now, samples = await read_samples(sessions)
     return frame_findings(pool, sessions, now, samples)
 
 
-async def _refresh(sessions: MongoSessions, pool: Pool) -> list[Finding]:
+async def _refresh(sessions: MongoSessions, pool: PoolDefinition) -> list[Finding]:
     stats, seconds = await timed_refresh(sessions, pool)
     return refresh_findings(pool, stats, seconds)
 
 
-async def _sums(sessions: MongoSessions, pool: Pool) -> list[Finding]:
+async def _sums(sessions: MongoSessions, pool: PoolDefinition) -> list[Finding]:
     sums, seconds = await timed_sums(sessions)
     return sums_findings(pool, sums, seconds)
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from datetime import UTC, datetime, timedelta
 
-from exporter.config import Pool
+from exporter.config import PoolDefinition
 from exporter.core import State, Statistics, Sums
 from exporter.doctor.findings import EXIT_ERRORS, EXIT_OK, EXIT_WARNINGS, Report, Verdict, error, ok, warn
 from exporter.doctor.refresh import refresh_findings, sums_findings
@@ -13,7 +13,7 @@ from exporter.doctor.rights import parse_rights, pool_needs, rights_findings
 from exporter.doctor.server import Server, server_findings
 from tests.support.doctor import json_checks, text_rows
 
-POOL = Pool(
+POOL = PoolDefinition(
     name="tg", database="sessions", collection="telegram", interval=10, refresh_timeout=5, sums_interval=300,
     sums_timeout=120,
 )  # fmt: skip

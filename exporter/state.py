@@ -1,4 +1,4 @@
-"""One pool at run time: its settings, its client and the outcome of its last refreshes."""
+"""One pool's state at run time: its definition, its client and the outcome of its last refreshes."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import time
 from collections import deque
 from dataclasses import dataclass, field
 
-from exporter.config import Pool
+from exporter.config import PoolDefinition
 from exporter.core import MongoSessions, State, Statistics, Sums
 
 # The overview's chart: the last hour of state counts, one point every 5 s at most (720 points per pool).
@@ -35,10 +35,10 @@ class Underperformers:
 
 
 @dataclass
-class PoolRuntime:
+class PoolState:
     """Written by the collector's refreshes; read by /metrics, /readyz and the admin API."""
 
-    config: Pool
+    config: PoolDefinition
     sessions: MongoSessions
     stats: Statistics | None = None
     active: int | None = None

@@ -1075,7 +1075,7 @@ def _schema_model_pairs() -> list[tuple[str, str, set[str]]]:
         ("http", "HTTPConfig"),
         ("defaults", "PoolOptions"),
         ("defaults.underperforming", "UnderperformingConfig"),
-        ("pools[]", "Pool"),
+        ("pools[]", "PoolDefinition"),
         ("pools[].fields", "FieldsConfig"),
         ("discovery[]", "DiscoveryConfig"),
         ("discovery[].options", "DiscoveredOptions"),

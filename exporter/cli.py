@@ -25,11 +25,10 @@ from exporter.config import (
     config_warnings,
     load_config,
 )
+from exporter.exits import EXIT_CONFIG, EXIT_LISTEN
 from exporter.listeners import ListenError
 from exporter.log import get_logger, setup_logging
 
-EXIT_CONFIG = 2
-EXIT_LISTEN = 3
 SUBCOMMANDS = ("run", "check-config", "doctor", "demo")
 
 log = get_logger("exporter")

@@ -18,10 +18,10 @@ from typing import Any, NoReturn
 from pymongo import AsyncMongoClient
 
 from exporter.assembly import build
-from exporter.cli import EXIT_CONFIG, EXIT_LISTEN
 from exporter.collector import close_client
 from exporter.config import Config, is_loopback, parse_listen
 from exporter.core import MongoSessions, SessionPoolError
+from exporter.exits import EXIT_CONFIG, EXIT_LISTEN
 from exporter.listeners import ListenError, bind
 from exporter.log import get_logger, setup_logging
 from exporter.mongod import Mongod, MongodNotFound, free_port

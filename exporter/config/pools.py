@@ -96,7 +96,7 @@ _FIELD_NAMES = ("next_use", "active", "session", "last_use", "hold", "count_use"
 
 
 class FieldsConfig(Section):
-    """Field names of a pool's documents, where they differ from the original library's (the seed's MongoFields)."""
+    """Field names of a pool's documents, where they differ from the original library's (its MongoFields)."""
 
     next_use: str | None = None
     """Until when the session is held (locked, blocked or just picked up)."""

@@ -8,11 +8,7 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any
 
-# Exit codes of `doctor` (2, an invalid configuration, is the CLI's EXIT_CONFIG). Errors are 4, not 3:
-# `run` exits 3 when a listen address is taken, and a script wrapping both should not confuse them.
-EXIT_OK = 0
-EXIT_WARNINGS = 1
-EXIT_ERRORS = 4
+from exporter.exits import EXIT_ERRORS, EXIT_OK, EXIT_WARNINGS
 
 SERVER = "server"
 

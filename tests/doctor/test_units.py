@@ -7,10 +7,11 @@ from datetime import UTC, datetime, timedelta
 
 from exporter.config import PoolDefinition
 from exporter.core import State, Statistics, Sums
-from exporter.doctor.findings import EXIT_ERRORS, EXIT_OK, EXIT_WARNINGS, Report, Verdict, error, ok, warn
+from exporter.doctor.findings import Report, Verdict, error, ok, warn
 from exporter.doctor.refresh import refresh_findings, sums_findings
 from exporter.doctor.rights import parse_rights, pool_needs, rights_findings
 from exporter.doctor.server import Server, server_findings
+from exporter.exits import EXIT_ERRORS, EXIT_OK, EXIT_WARNINGS
 from tests.support.doctor import json_checks, text_rows
 
 POOL = PoolDefinition(

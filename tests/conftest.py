@@ -29,7 +29,7 @@ def report() -> Iterator[Report]:
     target = os.environ.get("RELIABILITY_REPORT")
     # Under xdist only the worker that ran the suites holds figures; the others must not overwrite them.
     if target and figures.data:
-        from tests.reliability.report import write_report
+        from tests.system.reliability.report import write_report
 
         write_report(figures.data, Path(target))
 
@@ -107,20 +107,20 @@ def replica_set() -> Iterator[ReplicaSet]:
 
 @pytest.fixture(scope="session")
 def image(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Image]:
-    """The image built from this checkout, once per test session (tests/test_image.py, tests/test_release.py)."""
+    """The image built from this checkout, once per test session (the image and release tests of tests/system/ops/)."""
     yield from built_image(tmp_path_factory.mktemp("podman"))
 
 
 # Tests that need a real server or a process: `pytest -m "not integration"` runs the rest in seconds.
 _SERVER_FIXTURES = {"mongo_uri", "sync_client", "pool_factory", "mongod_factory", "replica_set"}
 _SLOW = (
-    "reliability/",
-    "replicas/",
-    "faults/",
-    "test_e2e_prometheus.py",
-    "test_bench_smoke.py",
-    "test_demo.py",
-    "test_image.py",
+    "system/reliability/",
+    "system/replicas/",
+    "system/faults/",
+    "system/e2e/test_e2e_prometheus.py",
+    "system/ops/test_bench_smoke.py",
+    "system/ops/test_image.py",
+    "unit/test_demo.py",
 )
 
 
@@ -128,33 +128,33 @@ _SLOW = (
 # image is built once for its tests and the release; the reliability and security suites write one
 # report (RELIABILITY_REPORT) from one session.
 _GROUPS = {
-    "docs/test_examples.py": "docs",
-    "test_image.py": "image",
-    "test_release.py": "image",
-    "reliability/": "reliability",
-    "security/": "reliability",
-    "faults/": "faults",
+    "system/docs/test_examples.py": "docs",
+    "system/ops/test_image.py": "image",
+    "system/ops/test_release.py": "image",
+    "system/reliability/": "reliability",
+    "system/security/": "reliability",
+    "system/faults/": "faults",
 }
 # Tests asserting times or throughput get the machine without heavy neighbours (tests/support/machine.py).
 _MEASURES = (
-    "replicas/",
-    "faults/",
-    "reliability/test_load.py",
-    "reliability/test_faults.py",
-    "security/test_slow_clients.py",
-    "test_shutdown.py",
-    "test_timeouts.py",
-    "test_e2e_prometheus.py",
+    "system/replicas/",
+    "system/faults/",
+    "system/reliability/test_load.py",
+    "system/reliability/test_faults.py",
+    "system/security/test_slow_clients.py",
+    "system/e2e/test_shutdown.py",
+    "system/e2e/test_timeouts.py",
+    "system/e2e/test_e2e_prometheus.py",
 )
 _HEAVY = (
-    "test_image.py",
-    "test_release.py",
-    "test_bench_smoke.py",
-    "docs/test_examples.py",
-    "console/",
-    "test_demo.py",
-    "reliability/test_mixed_pool.py",
-    "reliability/test_hostile.py",
+    "system/ops/test_image.py",
+    "system/ops/test_release.py",
+    "system/ops/test_bench_smoke.py",
+    "system/docs/test_examples.py",
+    "system/reliability/test_mixed_pool.py",
+    "system/reliability/test_hostile.py",
+    "unit/console/",
+    "unit/test_demo.py",
 )
 
 

@@ -72,7 +72,7 @@ class Section(BaseModel):
     """Base of every config section: unknown keys are errors; rules run on whatever keys are valid.
 
     A field's checks live in its type (exporter/config/values.py), never in a field validator,
-    so a key can be validated on its own from its annotation; tests/config/test_rules.py holds that.
+    so a key can be validated on its own from its annotation; tests/unit/config/test_rules.py holds that.
     """
 
     model_config = ConfigDict(

@@ -42,7 +42,7 @@ def config(mongo_uri: str, pools: list[dict[str, Any]], *, tokens: bool = True, 
         "mongodb": {"uri": mongo_uri, "timeout": 5, "server_selection_timeout": 2},
         "defaults": {"interval": 1, "jitter": 0, "refresh_timeout": 5},
         "pools": pools,
-        # One loopback listener for /metrics and the admin API; tests/security covers a separate one.
+        # One loopback listener for /metrics and the admin API; tests/system/security covers a separate one.
         "admin": {"listen": None},
     }
     if tokens:

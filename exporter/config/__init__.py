@@ -28,6 +28,7 @@ from exporter.config.schema import (
     TLSConfig,
     WriteConcernConfig,
 )
+from exporter.config.shard import ShardConfig, owners
 from exporter.config.values import NAME, NAME_RULE, check_name, is_loopback, parse_listen
 
 __all__ = [
@@ -53,6 +54,7 @@ __all__ = [
     "PoolDefinition",
     "PoolOptions",
     "SessionFieldsConfig",
+    "ShardConfig",
     "TLSConfig",
     "UnderperformingConfig",
     "WriteConcernConfig",
@@ -60,5 +62,6 @@ __all__ = [
     "config_warnings",
     "is_loopback",
     "load_config",
+    "owners",
     "parse_listen",
 ]

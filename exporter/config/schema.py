@@ -14,6 +14,7 @@ from pydantic import Field, ModelWrapValidatorHandler, PrivateAttr, SecretStr, V
 
 from exporter.config.pools import DiscoveryConfig, PoolDefinition, PoolOptions, inherit
 from exporter.config.rules import RULE_ERROR, Given, Problem, Section, again, parse_loc, rule
+from exporter.config.shard import ShardConfig
 from exporter.config.values import (
     CollectionName,
     DatabaseName,
@@ -295,6 +296,8 @@ class Config(Section):
         ],
     )
     """Pools found by listing collections, listed again every `interval` seconds (no restart needed)."""
+    shard: ShardConfig = ShardConfig()
+    """Several daemons sharing the pools (the manual's Scaling page); by default one daemon watches them all."""
     max_concurrent_refreshes: Annotated[int, Field(ge=1, le=1000)] = 16
     """Refreshes and sums passes talking to MongoDB at once; the others wait their turn."""
     admin: AdminConfig = AdminConfig()

@@ -102,6 +102,9 @@ install and template run checks them.
 {{- fail (printf "service.adminPort (%d) must differ from service.port" (int .Values.service.adminPort)) }}
 {{- end }}
 {{- end }}
+{{- if and .Values.sharding.enabled (lt (int .Values.replicaCount) (int .Values.sharding.replicas)) }}
+{{- fail (printf "sharding.replicas (%d) is more than replicaCount (%d): a pool cannot be watched by more pods than there are" (int .Values.sharding.replicas) (int .Values.replicaCount)) }}
+{{- end }}
 {{- if and .Values.secret.adminToken (not .Values.existingSecret) (not .Values.secretKeys.adminToken) }}
 {{- fail "secret.adminToken is set but secretKeys.adminToken is empty: name the Secret key it goes to" }}
 {{- end }}
@@ -115,6 +118,7 @@ install and template run checks them.
 
 {{/*
 The exporter configuration file. Built from `.Values.config`; the chart sets `listen` and `tls`,
+`shard` (count and replicas; each pod's index comes from its ordinal) with `sharding.enabled`,
 the admin API's listener (`admin.listen`, `admin.tls`, `admin.allow_plaintext`) when it is on, and
 replaces named admin tokens by `token_file` references, so no secret value is ever written here.
 */}}
@@ -138,6 +142,9 @@ replaces named admin tokens by `token_file` references, so no secret value is ev
 {{- $_ := set $admin "allow_plaintext" (and (not .Values.tls.enabled) .Values.admin.allowPlaintext) }}
 {{- end }}
 {{- $_ := set $cfg "admin" $admin }}
+{{- if .Values.sharding.enabled }}
+{{- $_ := set $cfg "shard" (dict "count" (int .Values.replicaCount) "replicas" (int .Values.sharding.replicas)) }}
+{{- end }}
 {{- toYaml $cfg }}
 {{- end }}
 

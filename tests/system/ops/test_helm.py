@@ -904,6 +904,40 @@ def test_pod_disruption_budget(helm: ModuleType) -> None:
     }
 
 
+def test_sharding_runs_a_stateful_set_whose_pods_split_the_pools(
+    helm: ModuleType, kubernetes_validate: ModuleType, tmp_path: Path
+) -> None:
+    """`sharding.enabled`: a StatefulSet instead of the Deployment, the very same pod plus its index from the
+    pod's ordinal, and `shard` in the config; each pod's config loads and names its own index."""
+    models = _module("exporter.config", "session-pool-exporter")
+    plain = render(helm, SECRET_VALUES)
+    values = {**SECRET_VALUES, "replicaCount": 4, "sharding": {"enabled": True, "replicas": 2}}
+    docs = render(helm, values)
+    assert of_kind(docs, "Deployment") == []
+    sts = one(docs, "StatefulSet")
+    kubernetes_validate.validate({k: v for k, v in sts.items() if k != "__template__"}, KUBE_VERSION, strict=True)
+    assert sts["spec"]["replicas"] == 4
+    assert sts["spec"]["podManagementPolicy"] == "Parallel"
+    assert sts["spec"]["serviceName"] == one(docs, "Service")["metadata"]["name"]
+    pod, plain_pod = sts["spec"]["template"], one(plain, "Deployment")["spec"]["template"]
+    box = pod["spec"]["containers"][0]
+    index = _env(box).pop("SESSION_POOL_EXPORTER_SHARD__INDEX")
+    assert index["valueFrom"]["fieldRef"]["fieldPath"] == "metadata.labels['apps.kubernetes.io/pod-index']"
+    box["env"] = [e for e in box["env"] if e["name"] != "SESSION_POOL_EXPORTER_SHARD__INDEX"]
+    for meta in (pod["metadata"], plain_pod["metadata"]):
+        meta["annotations"].pop("checksum/config")
+    assert pod == plain_pod
+    assert config_of(docs)["shard"] == {"count": 4, "replicas": 2}
+    assert "shard" not in config_of(plain)
+    config_file = _pod_files(docs, tmp_path)
+    env = {"SESSION_POOL_EXPORTER_MONGODB__URI": "mongodb://127.0.0.1:27017/"}
+    for ordinal in range(4):
+        shard = models.load_config(config_file, {**env, "SESSION_POOL_EXPORTER_SHARD__INDEX": str(ordinal)}).shard
+        assert (shard.index, shard.count, shard.replicas) == (ordinal, 4, 2)
+    with pytest.raises(Exception, match=r"sharding.replicas \(2\) is more than replicaCount \(1\)"):
+        render(helm, {**values, "replicaCount": 1})
+
+
 # ---- one source of truth ----------------------------------------------------------------------
 
 
@@ -1061,7 +1095,7 @@ def test_chart_readme_check_mode_reports_drift_and_undocumented_values(tmp_path:
 
 # Keys of the exporter's config that `config` may not hold: the chart sets them itself (from
 # containerPort, tls and admin), or they are secrets (from `secret` / existingSecret).
-SET_BY_CHART = {"": {"listen", "tls"}, "admin": {"listen", "tls", "allow_plaintext"}}
+SET_BY_CHART = {"": {"listen", "tls", "shard"}, "admin": {"listen", "tls", "allow_plaintext"}}
 SECRETS = {"mongodb": {"uri", "uri_file"}, "admin.tokens[]": {"token", "token_file"}}
 
 
@@ -1125,11 +1159,11 @@ def test_values_schema_mirrors_the_exporter_config_models() -> None:
 
 
 def test_the_chart_sets_every_key_it_keeps_out_of_config(helm: ModuleType) -> None:
-    """What `config` may not hold because the chart sets it is in the rendered config (admin API and TLS on).
+    """What `config` may not hold because the chart sets it is in the rendered config (admin API, TLS, sharding on).
 
     (The secrets it may not hold are covered by test_chart_secret_carries_the_secrets_and_nothing_else_does.)
     """
-    values = {**SECRET_VALUES, "tls": {"enabled": True, "secretName": "t"}}
+    values = {**SECRET_VALUES, "tls": {"enabled": True, "secretName": "t"}, "sharding": {"enabled": True}}
     config = config_of(render(helm, values))
     for path, keys in SET_BY_CHART.items():
         section = config

@@ -132,6 +132,14 @@ RULE_CASES: dict[str, tuple[dict[str, Any], list[str]]] = {
         ["listen: the admin API would accept writes over plain HTTP on 0.0.0.0:9810: give it TLS (tls)",
          "admin.tokens[0]: the token is 1 characters long", "http.keep_alive: must be > 0"],
     ),
+    "ShardConfig._index_below_count": (
+        {"shard": {"count": 3, "index": 3, "replicas": 0}},
+        ["shard.index: is 3, but the daemons are numbered 0 to 2 (count: 3)", "shard.replicas: must be >= 1"],
+    ),
+    "ShardConfig._replicas_at_most_count": (
+        {"shard": {"count": 2, "replicas": 3, "index": -1}},
+        ["shard.replicas: is 3, but only 2 daemons share the pools (count: 2)", "shard.index: must be >= 0"],
+    ),
 }  # fmt: skip
 
 

@@ -17,6 +17,7 @@ from structlog.testing import capture_logs
 from exporter.collector import Collector
 from exporter.config import Config, ConfigError, load_config
 from exporter.metrics import Metrics
+from tests.support.clock import ManualClock
 from tests.support.metrics import parse_metrics, value
 
 Doc = dict[str, Any]
@@ -108,12 +109,13 @@ async def test_a_just_discovered_pool_does_not_make_the_daemon_unready(
 ) -> None:
     """Until its max_age has passed without a refresh, a discovered pool is not a reason to be unready."""
     sync_client[database]["p"].insert_one({})
-    collector = Collector(config(mongo_uri, database), Metrics())
+    clock = ManualClock()
+    collector = Collector(config(mongo_uri, database), Metrics(), clock=clock)
     try:
         await collector.discover(0)
         ready, reasons = await collector.readiness()
         assert ready, reasons
-        collector.pools["p"].added -= collector.pools["p"].max_age + 1
+        clock.advance(collector.pools["p"].max_age + 1)
         ready, reasons = await collector.readiness()
         assert not ready and reasons == ["pool p: no successful refresh yet"]
     finally:
@@ -161,7 +163,7 @@ async def test_refreshes_wait_for_one_of_the_slots(
         assert 1 <= peak <= 2, peak
         # Twelve refreshes of at least 300 ms, two at a time: six rounds.
         assert elapsed >= 6 * 0.3
-        assert max(p.last_wait or 0 for p in collector.pools.values()) >= 4 * 0.3
+        assert max(p.refresh.wait or 0 for p in collector.pools.values()) >= 4 * 0.3
     finally:
         done.set()
         sync_client.admin.command("configureFailPoint", "failCommand", mode="off")

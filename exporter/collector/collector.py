@@ -202,7 +202,7 @@ class Collector:
                     continue  # just discovered: its first refresh is on its way
                 detail = f": {pool.last_error}" if pool.last_error else ""
                 reasons.append(f"pool {pool.name}: no successful refresh yet{detail}")
-            elif age > pool.max_age:
+            elif not pool.fresh:
                 reasons.append(
                     f"pool {pool.name}: last successful refresh {age:.0f} s ago (max_age {pool.max_age:g} s)"
                     + (f": {pool.last_error}" if pool.last_error else "")

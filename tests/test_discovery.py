@@ -11,10 +11,11 @@ from datetime import UTC
 from typing import Any
 
 import pytest
+from apscheduler.jobstores.base import JobLookupError
 from pymongo import AsyncMongoClient, MongoClient
 from structlog.testing import capture_logs
 
-from exporter.collector import Collector
+from exporter.collector import Collector, PoolJob
 from exporter.config import Config, ConfigError, load_config
 from exporter.metrics import Metrics
 from tests.support.clock import ManualClock
@@ -80,6 +81,31 @@ async def test_pools_appear_and_vanish_without_a_restart(
         assert 'session_pool_refreshes_total{pool="d_tg_c"} 0.0' in exposition
         # The admin API sees the same pools (it shares the collector's mapping).
         assert collector.pools["d_tg_c"].config.collection == "tg_c"
+    finally:
+        await collector.stop()
+
+
+async def test_a_vanished_pool_leaves_no_job_behind(
+    mongo_uri: str, sync_client: MongoClient[Doc], database: str
+) -> None:
+    """A discovered pool gets its refresh, sums and underperformers jobs; when its collection goes, they go."""
+    sync_client[database]["p"].insert_one({})
+    clock = ManualClock()
+    clock.advance(3600)  # every first run an hour ahead: none runs during the test, discovery is called here
+    collector = Collector(config(mongo_uri, database), Metrics(), clock=clock)
+    collector.start()
+    try:
+        await collector.discover(0)
+        jobs = dict(collector.scheduler.jobs("p"))
+        assert set(jobs) == set(PoolJob)
+        sync_client[database]["p"].drop()
+        await collector.discover(0)
+        assert "p" not in collector.pools
+        assert collector.scheduler.jobs("p") == {}
+        assert all(collector.scheduler.owner(job.id) is None for job in jobs.values())
+        for job in jobs.values():
+            with pytest.raises(JobLookupError):
+                job.remove()  # gone from the scheduler itself, not only from the collector's books
     finally:
         await collector.stop()
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -47,78 +48,60 @@ def seed_pool(sync_client: MongoClient[Doc], collection: str) -> None:
     coll.insert_many([{"active": False, "count_use": 1} for _ in range(2)])
 
 
-async def test_refresh_records_statistics_and_active_count(
-    mongo_uri: str, sync_client: MongoClient[Doc], unique_name: str
-) -> None:
+@pytest.fixture
+async def seeded(mongo_uri: str, sync_client: MongoClient[Doc], unique_name: str) -> AsyncIterator[Collector]:
+    """A collector of one pool `p` on four usable sessions and two inactive ones; stopped after the test."""
+    seed_pool(sync_client, unique_name)
+    collector = Collector(make_config(mongo_uri, {"p": unique_name}), Metrics())
+    yield collector
+    await collector.stop()
+
+
+async def test_refresh_records_statistics_and_active_count(seeded: Collector) -> None:
     """refresh(name) stores the pool's statistics, count_active, success time and up flag."""
-    seed_pool(sync_client, unique_name)
-    collector = Collector(make_config(mongo_uri, {"p": unique_name}), Metrics())
-    try:
-        pool = await collector.refresh("p")
-        assert pool is collector.pools["p"]
-        assert pool.up and pool.last_error is None
-        assert pool.stats is not None
-        assert pool.stats.states[State.ACTIVE] == 4
-        assert pool.stats.states[State.INACTIVE] == 2
-        assert pool.active == 4
-        assert pool.last_success is not None and pool.last_success <= time.time()
-        assert pool.fresh
-        assert isinstance(pool.sessions, MongoSessions)
-        assert pool.config.name == "p"
-    finally:
-        await collector.stop()
+    pool = await seeded.refresh("p")
+    assert pool is seeded.pools["p"]
+    assert pool.up and pool.last_error is None
+    assert pool.stats is not None
+    assert pool.stats.states[State.ACTIVE] == 4
+    assert pool.stats.states[State.INACTIVE] == 2
+    assert pool.active == 4
+    assert pool.last_success is not None and pool.last_success <= time.time()
+    assert pool.fresh
+    assert isinstance(pool.sessions, MongoSessions)
+    assert pool.config.name == "p"
 
 
-async def test_sums_are_read_by_their_own_job(mongo_uri: str, sync_client: MongoClient[Doc], unique_name: str) -> None:
+async def test_sums_are_read_by_their_own_job(seeded: Collector) -> None:
     """A refresh reads no sums; read_sums(name) does, and the metadata count agrees with the counted total."""
-    seed_pool(sync_client, unique_name)
-    collector = Collector(make_config(mongo_uri, {"p": unique_name}), Metrics())
-    try:
-        pool = await collector.refresh("p")
-        assert pool.stats is not None
-        assert (pool.stats.uses, pool.stats.successes, pool.sums) == (None, None, None)
-        await collector.read_sums("p")
-        assert pool.sums is not None and pool.sums_pass.error is None
-        assert (pool.sums.total, pool.sums.uses, pool.sums.successes) == (6, 10, 4)
-        assert pool.sums.metadata_agrees and pool.fast_total
-    finally:
-        await collector.stop()
+    pool = await seeded.refresh("p")
+    assert pool.stats is not None
+    assert (pool.stats.uses, pool.stats.successes, pool.sums) == (None, None, None)
+    await seeded.read_sums("p")
+    assert pool.sums is not None and pool.sums_pass.error is None
+    assert (pool.sums.total, pool.sums.uses, pool.sums.successes) == (6, 10, 4)
+    assert pool.sums.metadata_agrees and pool.fast_total
 
 
-async def test_writes_through_the_pool_client_show_at_the_next_refresh(
-    mongo_uri: str, sync_client: MongoClient[Doc], unique_name: str
-) -> None:
+async def test_writes_through_the_pool_client_show_at_the_next_refresh(seeded: Collector) -> None:
     """A lock made through the pool's own client is counted by the next refresh; each refresh is counted."""
-    seed_pool(sync_client, unique_name)
-    metrics = Metrics()
-    collector = Collector(make_config(mongo_uri, {"p": unique_name}), metrics)
-    try:
-        pool = await collector.refresh("p")
-        doc = await pool.sessions.get_session()
-        assert doc is not None
-        await pool.sessions.session_lock(doc)
-        await collector.refresh("p")
-        assert pool.stats is not None
-        assert pool.stats.states[State.LOCKED] == 1
-        assert pool.active == 3
-        assert metrics.registry.get_sample_value("session_pool_refreshes_total", {"pool": "p"}) == 2
-    finally:
-        await collector.stop()
+    pool = await seeded.refresh("p")
+    doc = await pool.sessions.get_session()
+    assert doc is not None
+    await pool.sessions.session_lock(doc)
+    await seeded.refresh("p")
+    assert pool.stats is not None
+    assert pool.stats.states[State.LOCKED] == 1
+    assert pool.active == 3
+    assert seeded.metrics.registry.get_sample_value("session_pool_refreshes_total", {"pool": "p"}) == 2
 
 
-async def test_ready_once_every_pool_has_refreshed(
-    mongo_uri: str, sync_client: MongoClient[Doc], unique_name: str
-) -> None:
+async def test_ready_once_every_pool_has_refreshed(seeded: Collector) -> None:
     """After a refresh of its only pool the daemon is ready, MongoDB reachable."""
-    seed_pool(sync_client, unique_name)
-    collector = Collector(make_config(mongo_uri, {"p": unique_name}), Metrics())
-    try:
-        await collector.refresh("p")
-        assert await collector.mongodb_reachable() == (True, None)
-        ready, reasons = await collector.readiness()
-        assert ready, reasons
-    finally:
-        await collector.stop()
+    await seeded.refresh("p")
+    assert await seeded.mongodb_reachable() == (True, None)
+    ready, reasons = await seeded.readiness()
+    assert ready, reasons
 
 
 async def test_readiness_follows_the_clock_not_a_sleep(

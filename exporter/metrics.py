@@ -405,7 +405,7 @@ class Metrics:
         self.registry.register(FromMemory(families))
 
     def bind(self, pools: Callable[[], Iterable[PoolState]]) -> None:
-        """Tell the pool collector where the runtime state of the pools lives."""
+        """Tell the pool collector where the pools' states (PoolState) live."""
         self._pools = pools
 
     def add_pool(self, name: str, actions: Iterable[str] = ()) -> None:
@@ -417,7 +417,7 @@ class Metrics:
                 counter.labels(pool=name, action=action)
 
     def remove_pool(self, name: str) -> None:
-        """Withdraw a pool's counters (its gauges go with its runtime): a vanished pool leaves no series."""
+        """Withdraw a pool's counters (its gauges go with its state): a vanished pool leaves no series."""
         for counter in self._per_pool:
             with contextlib.suppress(KeyError):
                 counter.remove(name)

@@ -26,8 +26,8 @@ from tests.support.tools import require_binary
 SESSIONS = MongoSessions("mongodb://127.0.0.1:9/", "d", "c")
 
 
-def runtime(name: str, max_age: float = 45.0, min_active_sessions: int = 1, clock: Clock = SYSTEM_CLOCK) -> PoolState:
-    """A pool's runtime state before its first refresh (plain data, no MongoDB involved)."""
+def new_pool(name: str, max_age: float = 45.0, min_active_sessions: int = 1, clock: Clock = SYSTEM_CLOCK) -> PoolState:
+    """A pool's state before its first refresh (plain data, no MongoDB involved)."""
     config = PoolDefinition(
         name=name, database="d", collection="c", interval=15.0, max_age=max_age, min_active_sessions=min_active_sessions
     )
@@ -52,7 +52,7 @@ def fresh(
     name: str, max_age: float = 45.0, min_active_sessions: int = 1, clock: Clock = SYSTEM_CLOCK, **counts: int
 ) -> PoolState:
     """A pool refreshed just now (in 10 ms), its sums read just now."""
-    pool = runtime(name, max_age=max_age, min_active_sessions=min_active_sessions, clock=clock)
+    pool = new_pool(name, max_age=max_age, min_active_sessions=min_active_sessions, clock=clock)
     pool.succeeded(stats(**counts))
     pool.refresh.duration = 0.01
     total = sum(counts.values())
@@ -103,7 +103,7 @@ def test_fresh_pool_exports_every_series_with_zeros() -> None:
 def test_never_refreshed_pool_exports_only_health_series() -> None:
     """Before the first success there is no state to report: up 0, config gauges, counters."""
     metrics = Metrics()
-    metrics.bind(lambda: [runtime("new")])
+    metrics.bind(lambda: [new_pool("new")])
     samples = parse_metrics(metrics.render()[0].decode())
     assert value(samples, "session_pool_up", pool="new") == 0
     assert value(samples, "session_pool_refresh_interval_seconds", pool="new") == 15
@@ -205,7 +205,7 @@ def test_exposition_passes_promtool_lint(tmp_path: object) -> None:
     """`promtool check metrics` accepts the exposition (names, units, HELP, counters)."""
     promtool = require_binary("promtool", "Debian package prometheus")
     metrics = Metrics()
-    metrics.bind(lambda: [fresh("a", active=1), runtime("b")])
+    metrics.bind(lambda: [fresh("a", active=1), new_pool("b")])
     metrics.add_pool("a")
     metrics.admin_actions.labels("a", "lock").inc()
     body, _ = metrics.render()

@@ -132,7 +132,7 @@ async def bench_size(
     out = CostResult(size=size, interval=interval, sums_interval=sums_interval)
     out.idle_rate = await idle_rate(pid, min(2.0, max(0.5, batch_seconds)))
     runs: dict[str, Callable[[], Awaitable[Any]]] = {
-        # Exactly what the daemon runs (Collector._fetch and Collector.read_sums).
+        # Exactly what the daemon runs (exporter.collector.refresh and exporter.collector.sums).
         "counts": lambda: pool.aggregate_statistics(sums=False, fast_total=True),
         "sums": lambda: pool.aggregate_sums(),
         "group": lambda: _group(pool),

@@ -12,17 +12,23 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
-from functools import wraps
 from pathlib import Path
 from typing import Any
 
 import psutil  # type: ignore[import-untyped]
 import yaml
-from apscheduler.events import EVENT_JOB_MAX_INSTANCES, EVENT_JOB_SUBMITTED, JobEvent, JobSubmissionEvent
+from apscheduler.events import (
+    EVENT_JOB_EXECUTED,
+    EVENT_JOB_MAX_INSTANCES,
+    EVENT_JOB_SUBMITTED,
+    JobEvent,
+    JobSubmissionEvent,
+)
 
 from bench.common import median, seed
 from bench.procs import Proc
 from exporter.assembly import build
+from exporter.collector import PoolJob
 from exporter.config import load_config
 from exporter.mongod import free_port
 from tests.support.stats import percentile
@@ -156,33 +162,31 @@ async def probe(config_path: str, seconds: float) -> dict[str, Any]:
     seen: set[str] = set()
 
     def listen(event: JobEvent) -> None:
+        owner = collector.scheduler.owner(event.job_id)
+        if owner is None or owner[1] is not PoolJob.REFRESH:
+            return
+        name = owner[0]
         if isinstance(event, JobSubmissionEvent) and event.code == EVENT_JOB_SUBMITTED:
-            due[event.job_id] = event.scheduled_run_times[-1]
-        elif event.code == EVENT_JOB_MAX_INSTANCES and event.job_id.startswith("_scheduled:"):
+            due[name] = event.scheduled_run_times[-1]
+        elif event.code == EVENT_JOB_MAX_INSTANCES:
             counts["skipped"] += 1  # a refresh still running when the next one was due
+        elif event.code == EVENT_JOB_EXECUTED:
+            record(name)
 
-    original_start, original_job = collector.start, collector._scheduled
-
-    def start() -> None:
-        original_start()
-        assert collector._scheduler is not None
-        collector._scheduler.add_listener(listen, EVENT_JOB_SUBMITTED | EVENT_JOB_MAX_INSTANCES)
-
-    @wraps(original_job)
-    async def scheduled(name: str) -> None:
-        when = due.pop(f"_scheduled:{name}", None)
-        await original_job(name)
+    def record(name: str) -> None:
+        """One scheduled refresh has just ended: when it was due, started and ended, its wait for a slot."""
+        when = due.pop(name, None)
         pool = collector.pools.get(name)
-        if when is None or pool is None or pool.last_duration is None:
+        if when is None or pool is None or pool.refresh.duration is None:
             return
         end = time.time()
         records.append(
             {
                 "due": when.timestamp() - t0,
-                "start": end - pool.last_duration - when.timestamp(),
+                "start": end - pool.refresh.duration - when.timestamp(),
                 "end": end - when.timestamp(),
-                "wait": pool.last_wait or 0.0,
-                "duration": pool.last_duration,
+                "wait": pool.refresh.wait or 0.0,
+                "duration": pool.refresh.duration,
             }
         )
         seen.add(name)
@@ -190,8 +194,7 @@ async def probe(config_path: str, seconds: float) -> dict[str, Any]:
             discovered.append(time.time() - t0)  # every pool discovery found has refreshed once
 
     expected = 0
-    collector.start = start  # type: ignore[method-assign]
-    collector._scheduled = scheduled  # type: ignore[method-assign]
+    collector.scheduler.listen(listen, EVENT_JOB_SUBMITTED | EVENT_JOB_MAX_INSTANCES | EVENT_JOB_EXECUTED)
     server = daemon.server(install_signals=False)
     task = asyncio.create_task(server.serve())
     # How many pools discovery should find: wait for the first listing.

@@ -135,7 +135,7 @@ async def run_original(pool: MongoSessions, now: datetime) -> list[int]:
 
 
 async def run_ours(pool: MongoSessions) -> tuple[Statistics, int]:
-    """What the daemon does every interval (exporter.collector.Collector._fetch): both at once."""
+    """What the daemon does every interval (exporter.collector.refresh): both at once."""
     # As the daemon does: one aggregation without the sums (their own cadence, `aggregate_sums`);
     # count_active comes with it (derived from the same snapshot).
     stats = await pool.aggregate_statistics(sums=False, fast_total=True)

@@ -338,9 +338,10 @@ class Report:
             " just before) per call, the median of repeated batches (methods interleaved, one warm-up each; a batch"
             " lasts about a second of wall time, so small pools run many calls per batch and the clock tick does"
             " not matter). CPU time is what the monitored database pays; it barely depends on other load on the"
-            " machine, wall time does. *counts* is exactly what the daemon runs every interval (`Collector._fetch`:"
+            " machine, wall time does. *counts* is exactly what the daemon runs every interval"
+            " (`exporter.collector.refresh`:"
             " held and inactive sessions from the index, the total from `$collStats`; `count_active` derived from"
-            " the same snapshot); *sums* is its slower job (`Collector.read_sums`: `aggregate_sums()`, one pass"
+            " the same snapshot); *sums* is its slower job (`exporter.collector.sums`: `aggregate_sums()`, one pass"
             f" over every document) every `sums_interval` ({first.sums_interval:g} s by default), that is once per"
             f" {first.per_sums:g} intervals of {first.interval:g} s. Per interval = counts + sums / {first.per_sums:g}."
             " The `$group` scan classifies every document into the five states with the same rules, with the sums"
@@ -514,7 +515,7 @@ class Report:
         w("## 1. Refresh cost\n")
         w(
             "Wall time of one refresh from the client, repeated (methods interleaved, one warm-up each)."
-            " `ours` is exactly what the daemon runs per interval (`Collector._fetch`). Baseline (a) is the"
+            " `ours` is exactly what the daemon runs per interval (`exporter.collector.refresh`). Baseline (a) is the"
             " original library's `aggregate_statistics` (4 `count_documents` with `gather`; its counts are"
             " not the five states). Baseline (b) is one `$group` over the collection classifying every"
             " document into the five states with the same rules, plus the sums and the two key times.\n"

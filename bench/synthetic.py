@@ -45,8 +45,8 @@ def fill(daemon: Daemon, seed: int = 1) -> None:
             next_unlock=now + timedelta(seconds=rng.uniform(1, 3600)),
             oldest_active_last_use=now - timedelta(seconds=rng.uniform(1, 86400)),
         )
-        pool.succeeded(stats, stats["count_active"])
-        pool.last_duration, pool.last_wait = rng.uniform(0.001, 0.05), 0.0
+        pool.succeeded(stats)
+        pool.refresh.duration, pool.refresh.wait = rng.uniform(0.001, 0.05), 0.0
         uses = rng.randrange(0, 10**7)
         pool.sums_read(Sums(time=now, total=total, uses=uses, successes=uses // 2, metadata_total=total))
     daemon.metrics.changed()
@@ -62,7 +62,7 @@ def render_seconds(pools: int, gzipped: bool, *, times: int = 5) -> float:
         for _ in range(times):
             daemon.metrics.changed()
             started = time.perf_counter()
-            daemon.metrics.exposition(None, gzipped)
+            daemon.metrics.render(None, gzipped)
             took.append(time.perf_counter() - started)
         await daemon.collector.client.close()
         return sorted(took)[len(took) // 2]

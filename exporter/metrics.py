@@ -107,7 +107,7 @@ POOL_GAUGES: tuple[PoolGauge, ...] = (
     PoolGauge(
         "sums_timestamp_seconds",
         "Unix time the pool's uses and successes were last read (every sums_interval).",
-        lambda p: _one(p.sums_success),
+        lambda p: _one(p.sums_pass.success),
         every=_SUMS_EVERY,
     ),
     PoolGauge(
@@ -145,23 +145,23 @@ POOL_GAUGES: tuple[PoolGauge, ...] = (
     PoolGauge(
         "refresh_interval_seconds", "Configured seconds between refreshes.", lambda p: _one(p.interval), every=""
     ),
-    PoolGauge("up", "1 when the pool's last refresh succeeded, else 0.", lambda p: _one(1.0 if p.up else 0.0)),
+    PoolGauge("up", "1 when the pool's last refresh succeeded, else 0.", lambda p: _one(1.0 if p.refresh.up else 0.0)),
     PoolGauge(
         "collection_missing",
         "1 when the pool's last refresh found its collection missing (a mistyped name, or a pool not created "
         "yet; nothing creates it), else 0.",
-        lambda p: _one(1.0 if p.collection_missing else 0.0),
+        lambda p: _one(1.0 if p.refresh.collection_missing else 0.0),
     ),
     PoolGauge(
         "last_success_timestamp_seconds",
         "Unix time of the pool's last successful refresh.",
-        lambda p: _one(p.last_success),
+        lambda p: _one(p.refresh.success),
     ),
-    PoolGauge("refresh_duration_seconds", "Seconds the pool's last refresh took.", lambda p: _one(p.last_duration)),
+    PoolGauge("refresh_duration_seconds", "Seconds the pool's last refresh took.", lambda p: _one(p.refresh.duration)),
     PoolGauge(
         "refresh_wait_seconds",
         "Seconds the pool's last refresh waited for one of max_concurrent_refreshes slots.",
-        lambda p: _one(p.last_wait),
+        lambda p: _one(p.refresh.wait),
     ),
 )
 
@@ -175,28 +175,41 @@ class CounterSpec:
     labels: tuple[str, ...]
 
 
+REFRESHES = CounterSpec("refreshes", "Refreshes of the pool's statistics attempted.", ("pool",))
+REFRESH_FAILURES = CounterSpec("refresh_failures", "Refreshes of the pool's statistics that failed.", ("pool",))
+SUMS_FAILURES = CounterSpec("sums_failures", "Readings of the pool's sums (uses, successes) that failed.", ("pool",))
+METADATA_COUNT_MISMATCHES = CounterSpec(
+    "metadata_count_mismatches",
+    "Readings of the sums whose counted total differed from the collection's document count "
+    "(the state counts then count the _id index until they agree again).",
+    ("pool",),
+)
+LEASE_OVERRUNS = CounterSpec(
+    "lease_overruns",
+    "Reports (session_success, session_lock, session_block) that handlers made on a session already handed "
+    "to another handler since their own hand-out: their work outlasted next_use_delay. Each was counted and "
+    "changed no hold (a late lock or block only lengthens it). Read from the pool's count_overrun sum at each "
+    "reading of the sums (every sums_interval); counts from the daemon's start.",
+    ("pool",),
+)
+INDEX_BUILDS = CounterSpec("index_builds", "Times the pool's missing indexes were created by the daemon.", ("pool",))
+INDEX_BUILD_FAILURES = CounterSpec(
+    "index_build_failures", "Times creating the pool's missing indexes failed.", ("pool",)
+)
+ADMIN_ACTIONS = CounterSpec("admin_actions", "Admin API writes applied, per pool and action.", ("pool", "action"))
+ADMIN_ACTION_FAILURES = CounterSpec(
+    "admin_action_failures", "Admin API writes that failed, per pool and action.", ("pool", "action")
+)
 COUNTERS: tuple[CounterSpec, ...] = (
-    CounterSpec("refreshes", "Refreshes of the pool's statistics attempted.", ("pool",)),
-    CounterSpec("refresh_failures", "Refreshes of the pool's statistics that failed.", ("pool",)),
-    CounterSpec("sums_failures", "Readings of the pool's sums (uses, successes) that failed.", ("pool",)),
-    CounterSpec(
-        "metadata_count_mismatches",
-        "Readings of the sums whose counted total differed from the collection's document count "
-        "(the state counts then count the _id index until they agree again).",
-        ("pool",),
-    ),
-    CounterSpec(
-        "lease_overruns",
-        "Reports (session_success, session_lock, session_block) that handlers made on a session already handed "
-        "to another handler since their own hand-out: their work outlasted next_use_delay. Each was counted and "
-        "changed no hold (a late lock or block only lengthens it). Read from the pool's count_overrun sum at each "
-        "reading of the sums (every sums_interval); counts from the daemon's start.",
-        ("pool",),
-    ),
-    CounterSpec("index_builds", "Times the pool's missing indexes were created by the daemon.", ("pool",)),
-    CounterSpec("index_build_failures", "Times creating the pool's missing indexes failed.", ("pool",)),
-    CounterSpec("admin_actions", "Admin API writes applied, per pool and action.", ("pool", "action")),
-    CounterSpec("admin_action_failures", "Admin API writes that failed, per pool and action.", ("pool", "action")),
+    REFRESHES,
+    REFRESH_FAILURES,
+    SUMS_FAILURES,
+    METADATA_COUNT_MISMATCHES,
+    LEASE_OVERRUNS,
+    INDEX_BUILDS,
+    INDEX_BUILD_FAILURES,
+    ADMIN_ACTIONS,
+    ADMIN_ACTION_FAILURES,
 )
 
 
@@ -271,86 +284,27 @@ class PoolCollector(Collector):
         for gauge in POOL_GAUGES:
             family = self._family(gauge)
             for pool in pools:
-                age = pool.age()
-                if gauge.stateful and (pool.stats is None or age is None or age > pool.max_age):
+                if gauge.stateful and not pool.fresh:
                     continue
                 for labels, sample in gauge.samples(pool):
                     family.add_metric([pool.name, *labels], sample)
             yield family
 
 
-class MongoDBCollector(Collector):
-    """Whether MongoDB answers the daemon: its own check every few seconds, and every refresh's outcome."""
+class FromMemory(Collector):
+    """Families of the daemon as a whole, built at each scrape from what a reader returns."""
 
-    def __init__(self, read: Callable[[], bool | None]) -> None:
-        self._read = read
-
-    def describe(self) -> Iterable[Metric]:
-        """The family, without samples."""
-        return [self._family()]
-
-    @staticmethod
-    def _family() -> GaugeMetricFamily:
-        return GaugeMetricFamily(PREFIX + MONGODB_UP.name, MONGODB_UP.help)
-
-    def collect(self) -> Iterator[Metric]:
-        """The current verdict."""
-        family = self._family()
-        up = self._read()
-        if up is not None:
-            family.add_metric([], 1.0 if up else 0.0)
-        yield family
-
-
-class ClockCollector(Collector):
-    """Each replica-set member's clock offset from the daemon's, as the driver's heartbeats read it."""
-
-    def __init__(self, read: Callable[[], Mapping[str, Reading]]) -> None:
-        self._read = read
-
-    def describe(self) -> Iterable[Metric]:
-        """The family, without samples."""
-        return [self._family({})]
-
-    def _family(self, offsets: Mapping[str, Reading]) -> GaugeMetricFamily:
-        family = GaugeMetricFamily(
-            PREFIX + MEMBER_CLOCK_OFFSET.name, MEMBER_CLOCK_OFFSET.help, labels=list(MEMBER_CLOCK_OFFSET.labels)
-        )
-        for member, reading in offsets.items():
-            family.add_metric([member], reading.offset)
-        return family
-
-    def collect(self) -> Iterator[Metric]:
-        """The fresh readings."""
-        yield self._family(self._read())
-
-
-class ConnectionCollector(Collector):
-    """The HTTP listeners' connections: open now, closed for a slow request head, evicted to make room."""
-
-    def __init__(self, read: Callable[[], tuple[int, int, int]]) -> None:
-        self._read = read
+    def __init__(self, families: Callable[[bool], Iterable[Metric]]) -> None:
+        # families(True): with the current samples; families(False): without (for describe()).
+        self._families = families
 
     def describe(self) -> Iterable[Metric]:
         """The families, without samples."""
-        return list(self._families((0, 0, 0)))
-
-    @staticmethod
-    def _families(values: tuple[int, int, int]) -> Iterator[Metric]:
-        open_now, slow, evicted = values
-        yield GaugeMetricFamily(PREFIX + HTTP_CONNECTIONS.name, HTTP_CONNECTIONS.help, value=open_now)
-        closed = CounterMetricFamily(
-            PREFIX + HTTP_CONNECTIONS_CLOSED.name,
-            HTTP_CONNECTIONS_CLOSED.help,
-            labels=list(HTTP_CONNECTIONS_CLOSED.labels),
-        )
-        closed.add_metric(["slow_header"], slow)
-        closed.add_metric(["evicted"], evicted)
-        yield closed
+        return list(self._families(False))
 
     def collect(self) -> Iterator[Metric]:
-        """Current values."""
-        yield from self._families(self._read())
+        """Current samples."""
+        yield from self._families(True)
 
 
 @dataclass(frozen=True)
@@ -366,16 +320,6 @@ class _Rendering:
 class Metrics:
     """Every metric of the daemon, on a registry of its own (never prometheus_client's global one)."""
 
-    refreshes: Counter
-    refresh_failures: Counter
-    sums_failures: Counter
-    metadata_count_mismatches: Counter
-    lease_overruns: Counter
-    index_builds: Counter
-    index_build_failures: Counter
-    admin_actions: Counter
-    admin_action_failures: Counter
-
     def __init__(self, version: str = __version__) -> None:
         # `_created` series only add noise to an exporter's counters.
         disable_created_metrics()  # type: ignore[no-untyped-call]
@@ -388,110 +332,143 @@ class Metrics:
             PREFIX + BUILD_INFO.name, BUILD_INFO.help, list(BUILD_INFO.labels), registry=self.registry
         )
         self.build_info.labels(version, platform.python_version(), pymongo.version).set(1)
-        for spec in COUNTERS:
-            setattr(self, spec.name, Counter(PREFIX + spec.name, spec.help, list(spec.labels), registry=self.registry))
+        self.refreshes = self._counter(REFRESHES)
+        self.refresh_failures = self._counter(REFRESH_FAILURES)
+        self.sums_failures = self._counter(SUMS_FAILURES)
+        self.metadata_count_mismatches = self._counter(METADATA_COUNT_MISMATCHES)
+        self.lease_overruns = self._counter(LEASE_OVERRUNS)
+        self.index_builds = self._counter(INDEX_BUILDS)
+        self.index_build_failures = self._counter(INDEX_BUILD_FAILURES)
+        self.admin_actions = self._counter(ADMIN_ACTIONS)
+        self.admin_action_failures = self._counter(ADMIN_ACTION_FAILURES)
+        self._per_pool = (
+            self.refreshes,
+            self.refresh_failures,
+            self.sums_failures,
+            self.metadata_count_mismatches,
+            self.lease_overruns,
+            self.index_builds,
+            self.index_build_failures,
+        )
+        self._per_action = (self.admin_actions, self.admin_action_failures)
         self.registry.register(PoolCollector(lambda: self._pools()))
         self._version = 0
-        self._cached_version = -1
-        self._cached_at = 0.0
-        self._cache: dict[tuple[str, bool], tuple[bytes, str]] = {}
         self.render_seconds = 0.0  # the last rendering's duration
         self._served: dict[tuple[str, bool], _Rendering] = {}
         self._pending: dict[tuple[str, bool], asyncio.Task[_Rendering]] = {}
 
+    def _counter(self, spec: CounterSpec) -> Counter:
+        return Counter(PREFIX + spec.name, spec.help, list(spec.labels), registry=self.registry)
+
     def bind_connections(self, read: Callable[[], tuple[int, int, int]]) -> None:
         """Export the HTTP connection counts `read` returns (open, closed slow, evicted)."""
-        self.registry.register(ConnectionCollector(read))
+
+        def families(sampled: bool) -> Iterator[Metric]:
+            open_now, slow, evicted = read() if sampled else (0, 0, 0)
+            yield GaugeMetricFamily(PREFIX + HTTP_CONNECTIONS.name, HTTP_CONNECTIONS.help, value=open_now)
+            closed = CounterMetricFamily(
+                PREFIX + HTTP_CONNECTIONS_CLOSED.name,
+                HTTP_CONNECTIONS_CLOSED.help,
+                labels=list(HTTP_CONNECTIONS_CLOSED.labels),
+            )
+            closed.add_metric(["slow_header"], slow)
+            closed.add_metric(["evicted"], evicted)
+            yield closed
+
+        self.registry.register(FromMemory(families))
 
     def bind_mongodb(self, read: Callable[[], bool | None]) -> None:
-        """Export whether MongoDB answers, as `read` says (None: not known yet)."""
-        self.registry.register(MongoDBCollector(read))
+        """Export whether MongoDB answers, as `read` says (None: not known yet): the daemon's own check every
+        few seconds, and every refresh's outcome."""
+
+        def families(sampled: bool) -> Iterator[Metric]:
+            family = GaugeMetricFamily(PREFIX + MONGODB_UP.name, MONGODB_UP.help)
+            up = read() if sampled else None
+            if up is not None:
+                family.add_metric([], 1.0 if up else 0.0)
+            yield family
+
+        self.registry.register(FromMemory(families))
 
     def bind_clocks(self, read: Callable[[], Mapping[str, Reading]]) -> None:
-        """Export the members' clock offsets `read` returns (member -> reading)."""
-        self.registry.register(ClockCollector(read))
+        """Export each replica-set member's clock offset from the daemon's, as `read` returns it (from the
+        driver's heartbeats)."""
+
+        def families(sampled: bool) -> Iterator[Metric]:
+            family = GaugeMetricFamily(
+                PREFIX + MEMBER_CLOCK_OFFSET.name, MEMBER_CLOCK_OFFSET.help, labels=list(MEMBER_CLOCK_OFFSET.labels)
+            )
+            for member, reading in (read() if sampled else {}).items():
+                family.add_metric([member], reading.offset)
+            yield family
+
+        self.registry.register(FromMemory(families))
 
     def bind(self, pools: Callable[[], Iterable[PoolState]]) -> None:
-        """Tell the pool collector where the runtime state of the pools lives."""
+        """Tell the pool collector where the pools' states (PoolState) live."""
         self._pools = pools
 
     def add_pool(self, name: str, actions: Iterable[str] = ()) -> None:
         """Export the pool's counters at 0 from the start, so rate()/increase() see the first failure."""
-        self.refreshes.labels(name)
-        self.refresh_failures.labels(name)
-        self.sums_failures.labels(name)
-        self.metadata_count_mismatches.labels(name)
-        self.lease_overruns.labels(name)
-        self.index_builds.labels(name)
-        self.index_build_failures.labels(name)
+        for counter in self._per_pool:
+            counter.labels(name)
         for action in actions:
-            self.admin_actions.labels(pool=name, action=action)
-            self.admin_action_failures.labels(pool=name, action=action)
+            for counter in self._per_action:
+                counter.labels(pool=name, action=action)
 
     def remove_pool(self, name: str) -> None:
-        """Withdraw a pool's counters (its gauges go with its runtime): a vanished pool leaves no series."""
-        for spec in COUNTERS:
-            counter: Counter = getattr(self, spec.name)
-            if spec.labels == ("pool",):
-                with contextlib.suppress(KeyError):
-                    counter.remove(name)
-                continue
-            # The admin counters: every (pool, action) child of that pool.
+        """Withdraw a pool's counters (its gauges go with its state): a vanished pool leaves no series."""
+        for counter in self._per_pool:
+            with contextlib.suppress(KeyError):
+                counter.remove(name)
+        for counter in self._per_action:
             for labels in [k for k in _children(counter) if k[0] == name]:
                 counter.remove(*labels)
         self.changed()
-
-    def render(self, accept: str | None = None) -> tuple[bytes, str]:
-        """The exposition (Prometheus text, or OpenMetrics if `accept` asks for it) and its content type."""
-        encoder, content_type = choose_encoder(accept or "")
-        return encoder(self.registry), content_type
 
     def changed(self) -> None:
         """Something the exposition shows changed (a refresh, the sums, an admin action): render anew."""
         self._version += 1
 
-    def exposition(self, accept: str | None, gzipped: bool) -> tuple[bytes, str]:
-        """The exposition's bytes for a scrape, rendered once and served again until something changes.
-
-        A rendering is kept per content type (and gzipped on demand) until `changed()` or for at most
-        RENDER_TTL seconds, so process and connection figures are never older than that.
-        """
-        now = time.monotonic()
-        if self._cached_version != self._version or now - self._cached_at > RENDER_TTL:
-            self._cache.clear()
-            self._cached_version, self._cached_at = self._version, now
+    def render(self, accept: str | None = None, gzipped: bool = False) -> tuple[bytes, str]:
+        """One rendering now: Prometheus text, or OpenMetrics if `accept` asks for it, gzipped on demand;
+        and its content type. Thread-safe: the collectors only read the pools' current objects."""
         encoder, content_type = choose_encoder(accept or "")
-        key = (content_type, gzipped)
-        found = self._cache.get(key)
-        if found is None:
-            plain = self._cache.get((content_type, False))
-            if plain is not None:
-                body = plain[0]
-            else:
-                started = time.perf_counter()
-                body = encoder(self.registry)
-                self.render_seconds = time.perf_counter() - started
-            self._cache[(content_type, False)] = (body, content_type)
-            found = (gzip.compress(body, compresslevel=6), content_type) if gzipped else (body, content_type)
-            self._cache[key] = found
-        return found
+        body = encoder(self.registry)
+        return (gzip.compress(body, compresslevel=6) if gzipped else body), content_type
 
     async def serve(self, accept: str | None, gzipped: bool) -> tuple[bytes, str]:
-        """What a scrape gets: `exposition()` while rendering is fast; with hundreds of pools, the last
-        rendering while a new one is made in a thread (never on the event loop), at most one every
-        20 renderings' time (RENDER_SHARE), served up to STALE_LIMIT plus two such gaps old."""
-        key = (choose_encoder(accept or "")[1], gzipped)
-        if self.render_seconds < SLOW_RENDER:
-            body, content_type = self.exposition(accept, gzipped)
-            self._served[key] = _Rendering(body, content_type, self._cached_version, self._cached_at)
-            return body, content_type
+        """What a scrape of /metrics gets, rendered once and served again until something changes.
+
+        A rendering is kept per content type (and gzipped on demand) until `changed()` or for at
+        most RENDER_TTL seconds, so process and connection figures are never older than that. With
+        hundreds of pools (a rendering slower than SLOW_RENDER) the last rendering is served while a
+        new one is made in a thread (never on the event loop), at most one every 20 renderings' time
+        (RENDER_SHARE), served up to STALE_LIMIT plus two such gaps old.
+        """
+        content_type = choose_encoder(accept or "")[1]
+        key = (content_type, gzipped)
         served = self._served.get(key)
+        now = time.monotonic()
+        if self.render_seconds < SLOW_RENDER:
+            if served is None or served.version != self._version or now - served.at > RENDER_TTL:
+                plain = self._served.get((content_type, False))
+                if plain is None or plain.version != self._version or now - plain.at > RENDER_TTL:
+                    started = time.perf_counter()
+                    body = self.render(accept)[0]
+                    self.render_seconds = time.perf_counter() - started
+                    plain = self._served[(content_type, False)] = _Rendering(body, content_type, self._version, now)
+                served = plain
+                if gzipped:
+                    packed = gzip.compress(plain.body, compresslevel=6)
+                    served = self._served[key] = _Rendering(packed, content_type, plain.version, plain.at)
+            return served.body, served.content_type
         # Renderings at most RENDER_SHARE of the time: 20 times the last one's duration apart.
         gap = self.render_seconds / RENDER_SHARE
         if served is None:
             outdated, servable = True, False
         else:
-            age = time.monotonic() - served.at
+            age = now - served.at
             outdated = age > max(RENDER_TTL, gap) or (served.version != self._version and age > gap)
             servable = age <= STALE_LIMIT + 2 * gap
         if outdated and key not in self._pending:
@@ -506,16 +483,10 @@ class Metrics:
         version, at = self._version, time.monotonic()
         try:
             started = time.perf_counter()
-            body, content_type = await asyncio.to_thread(self._render, accept, gzipped)
+            body, content_type = await asyncio.to_thread(self.render, accept, gzipped)
             self.render_seconds = time.perf_counter() - started
             rendering = _Rendering(body, content_type, version, at)
             self._served[key] = rendering
             return rendering
         finally:
             self._pending.pop(key, None)
-
-    def _render(self, accept: str | None, gzipped: bool) -> tuple[bytes, str]:
-        """One rendering (thread-safe: collectors only read the pools' current objects)."""
-        encoder, content_type = choose_encoder(accept or "")
-        body = encoder(self.registry)
-        return (gzip.compress(body, compresslevel=6) if gzipped else body), content_type

@@ -4,16 +4,19 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections.abc import AsyncIterator
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
 from pymongo import MongoClient
 from structlog.testing import capture_logs
 
-from exporter.collector import Collector
+from exporter.collector import Collector, PoolJob
 from exporter.config import Config
 from exporter.core import MongoSessions, State
 from exporter.metrics import Metrics
+from tests.support.clock import ManualClock
 
 Doc = dict[str, Any]
 
@@ -38,46 +41,113 @@ async def wait_until(predicate: Any, what: str, deadline: float = 30.0) -> None:
         await asyncio.sleep(0.05)
 
 
-async def test_refresh_records_statistics_and_active_count(
-    mongo_uri: str, sync_client: MongoClient[Doc], unique_name: str
-) -> None:
-    """refresh(name) stores the pool's statistics, count_active, success time and up flag."""
-    coll = sync_client["spe_collector"][unique_name]
+def seed_pool(sync_client: MongoClient[Doc], collection: str) -> None:
+    """Four usable sessions (2 uses, 1 success each) and two inactive ones (1 use each)."""
+    coll = sync_client["spe_collector"][collection]
     coll.insert_many([{"active": True, "next_use": None, "count_use": 2, "count_success": 1} for _ in range(4)])
     coll.insert_many([{"active": False, "count_use": 1} for _ in range(2)])
+
+
+@pytest.fixture
+async def seeded(mongo_uri: str, sync_client: MongoClient[Doc], unique_name: str) -> AsyncIterator[Collector]:
+    """A collector of one pool `p` on four usable sessions and two inactive ones; stopped after the test."""
+    seed_pool(sync_client, unique_name)
+    collector = Collector(make_config(mongo_uri, {"p": unique_name}), Metrics())
+    yield collector
+    await collector.stop()
+
+
+async def test_refresh_records_statistics_and_active_count(seeded: Collector) -> None:
+    """refresh(name) stores the pool's statistics, count_active, success time and up flag."""
+    pool = await seeded.refresh("p")
+    assert pool is seeded.pools["p"]
+    assert pool.up and pool.last_error is None
+    assert pool.stats is not None
+    assert pool.stats.states[State.ACTIVE] == 4
+    assert pool.stats.states[State.INACTIVE] == 2
+    assert pool.active == 4
+    assert pool.last_success is not None and pool.last_success <= time.time()
+    assert pool.fresh
+    assert isinstance(pool.sessions, MongoSessions)
+    assert pool.config.name == "p"
+
+
+async def test_sums_are_read_by_their_own_job(seeded: Collector) -> None:
+    """A refresh reads no sums; read_sums(name) does, and the metadata count agrees with the counted total."""
+    pool = await seeded.refresh("p")
+    assert pool.stats is not None
+    assert (pool.stats.uses, pool.stats.successes, pool.sums) == (None, None, None)
+    await seeded.read_sums("p")
+    assert pool.sums is not None and pool.sums_pass.error is None
+    assert (pool.sums.total, pool.sums.uses, pool.sums.successes) == (6, 10, 4)
+    assert pool.sums.metadata_agrees and pool.fast_total
+
+
+async def test_writes_through_the_pool_client_show_at_the_next_refresh(seeded: Collector) -> None:
+    """A lock made through the pool's own client is counted by the next refresh; each refresh is counted."""
+    pool = await seeded.refresh("p")
+    doc = await pool.sessions.get_session()
+    assert doc is not None
+    await pool.sessions.session_lock(doc)
+    await seeded.refresh("p")
+    assert pool.stats is not None
+    assert pool.stats.states[State.LOCKED] == 1
+    assert pool.active == 3
+    assert seeded.metrics.registry.get_sample_value("session_pool_refreshes_total", {"pool": "p"}) == 2
+
+
+async def test_ready_once_every_pool_has_refreshed(seeded: Collector) -> None:
+    """After a refresh of its only pool the daemon is ready, MongoDB reachable."""
+    await seeded.refresh("p")
+    assert await seeded.mongodb_reachable() == (True, None)
+    ready, reasons = await seeded.readiness()
+    assert ready, reasons
+
+
+async def test_readiness_follows_the_clock_not_a_sleep(
+    mongo_uri: str, sync_client: MongoClient[Doc], unique_name: str
+) -> None:
+    """Once the last success is older than max_age the pool is a reason not to be ready; the state series go."""
+    seed_pool(sync_client, unique_name)
+    clock = ManualClock()
     metrics = Metrics()
-    collector = Collector(make_config(mongo_uri, {"p": unique_name}), metrics)
+    collector = Collector(make_config(mongo_uri, {"p": unique_name}, max_age=30), metrics, clock=clock)
     try:
         pool = await collector.refresh("p")
-        assert pool is collector.pools["p"]
-        assert pool.up and pool.last_error is None
-        assert pool.stats is not None
-        assert pool.stats.states[State.ACTIVE] == 4
-        assert pool.stats.states[State.INACTIVE] == 2
-        assert pool.active == 4
-        # The sums are read on their own cadence, not by a refresh.
-        assert (pool.stats.uses, pool.stats.successes, pool.sums) == (None, None, None)
-        await collector.read_sums("p")
-        assert pool.sums is not None and pool.sums_error is None
-        assert (pool.sums.total, pool.sums.uses, pool.sums.successes) == (6, 10, 4)
-        assert pool.sums.metadata_agrees and pool.fast_total
-        assert pool.last_success is not None and pool.last_success <= time.time()
-        assert pool.fresh
-        assert isinstance(pool.sessions, MongoSessions)
-        assert pool.config.name == "p"
-        # Writes made through the pool's own client show up at the next refresh.
-        doc = await pool.sessions.get_session()
-        assert doc is not None
-        await pool.sessions.session_lock(doc)
-        await collector.refresh("p")
-        assert pool.stats.states[State.LOCKED] == 1
-        assert pool.active == 3
-        assert metrics.registry.get_sample_value("session_pool_refreshes_total", {"pool": "p"}) == 2
-        assert await collector.mongodb_reachable() == (True, None)
+        clock.advance(30)
+        assert pool.fresh and (await collector.readiness())[0]
+        clock.advance(1)
         ready, reasons = await collector.readiness()
-        assert ready, reasons
+        assert not pool.fresh and not ready
+        assert reasons == ["pool p: last successful refresh 31 s ago (max_age 30 s)"]
+        assert collector.pool_status()["p"]["fresh"] is False
+        exposition = metrics.render()[0].decode()
+        assert 'session_pool_up{pool="p"} 1.0' in exposition and "session_pool_sessions{" not in exposition
     finally:
         await collector.stop()
+
+
+async def test_jobs_are_kept_by_their_handles_and_scheduled_from_the_clock() -> None:
+    """start() gives each pool its refresh, sums and underperformers jobs (first runs from the clock's time,
+    the underperformers' one interval later); stop() drops them. No MongoDB needed: nothing is due yet."""
+    clock = ManualClock()
+    clock.advance(3600)  # every first run is an hour ahead of real time: none runs during the test
+    config = make_config("mongodb://127.0.0.1:1/?connect=false", {"p": "c"}, sums_interval=60,
+                         underperforming={"interval": 600})  # fmt: skip
+    collector = Collector(config, Metrics(), clock=clock)
+    collector.start()
+    try:
+        jobs = collector.scheduler.jobs("p")
+        assert set(jobs) == set(PoolJob)
+        now = datetime.fromtimestamp(clock.time(), UTC)
+        assert jobs[PoolJob.REFRESH].next_run_time == now
+        assert jobs[PoolJob.REFRESH].trigger.interval.total_seconds() == 0.3
+        assert jobs[PoolJob.SUMS].trigger.interval.total_seconds() == 60
+        assert jobs[PoolJob.UNDERPERFORMERS].next_run_time == now + timedelta(seconds=600)
+        assert {collector.scheduler.owner(job.id) for job in jobs.values()} == {("p", kind) for kind in PoolJob}
+    finally:
+        await collector.stop()
+    assert collector.scheduler.jobs("p") == {}
 
 
 async def test_broken_and_slow_pools_do_not_delay_the_others(
@@ -100,7 +170,7 @@ async def test_broken_and_slow_pools_do_not_delay_the_others(
     with capture_logs() as logs:
         collector.start()
         try:
-            await wait_until(lambda: collector.pools["good"].refreshes >= 6, "six refreshes of the good pool")
+            await wait_until(lambda: collector.pools["good"].refresh.attempts >= 6, "six refreshes of the good pool")
             await wait_until(lambda: slow.last_error is not None, "the slow pool's timeout")
         finally:
             await collector.stop()
@@ -113,11 +183,14 @@ async def test_broken_and_slow_pools_do_not_delay_the_others(
     # The blackhole address is refused or never answers: either way refresh_timeout ended the wait.
     assert slow.last_error is not None and "1 s, refresh_timeout" in slow.last_error, slow.last_error
     # No overlapping runs: the slow pool (1 s timeout, 0.3 s interval) ran far fewer times.
-    assert slow.refreshes < good.refreshes
+    assert slow.refresh.attempts < good.refresh.attempts
     failed = [e for e in logs if e["event"] == "refresh_failed"]
     assert sorted(e["pool"] for e in failed) == ["dead", "slow"]  # one event per state change, not per run
     assert all("hunter2" not in str(e) for e in logs)
-    assert metrics.registry.get_sample_value("session_pool_refresh_failures_total", {"pool": "dead"}) == dead.refreshes
+    assert (
+        metrics.registry.get_sample_value("session_pool_refresh_failures_total", {"pool": "dead"})
+        == dead.refresh.attempts
+    )
 
 
 async def test_recovery_is_logged_once(mongo_uri: str, sync_client: MongoClient[Doc], unique_name: str) -> None:
@@ -208,14 +281,14 @@ async def test_underperformers_are_counted_on_their_own_cadence(
     pool = collector.pools["p"]
     collector.start()
     try:
-        jobs = {job.id: job for job in collector._scheduler.get_jobs()}  # type: ignore[union-attr]
-        assert jobs["underperformers:p"].trigger.interval.total_seconds() == 3600
+        job = collector.scheduler.jobs("p")[PoolJob.UNDERPERFORMERS]
+        assert job.trigger.interval.total_seconds() == 3600
         await wait_until(lambda: pool.underperformers is not None, "the first count")
         assert pool.underperformers is not None and pool.underperformers.count == 2
         assert pool.underperformers.pool_ratio == pytest.approx((8 * 180 + 2 * 20) / 2000)
         coll.update_many({"count_success": 20}, {"$set": {"count_success": 180}})
-        refreshes = pool.refreshes
-        await wait_until(lambda: pool.refreshes >= refreshes + 3, "three more refreshes")
+        refreshes = pool.refresh.attempts
+        await wait_until(lambda: pool.refresh.attempts >= refreshes + 3, "three more refreshes")
         await collector.read_sums("p")
         assert pool.sums is not None and pool.sums.successes == 1800
         assert pool.underperformers.count == 2

@@ -11,12 +11,14 @@ from datetime import UTC
 from typing import Any
 
 import pytest
+from apscheduler.jobstores.base import JobLookupError
 from pymongo import AsyncMongoClient, MongoClient
 from structlog.testing import capture_logs
 
-from exporter.collector import Collector
+from exporter.collector import Collector, PoolJob
 from exporter.config import Config, ConfigError, load_config
 from exporter.metrics import Metrics
+from tests.support.clock import ManualClock
 from tests.support.metrics import parse_metrics, value
 
 Doc = dict[str, Any]
@@ -83,6 +85,31 @@ async def test_pools_appear_and_vanish_without_a_restart(
         await collector.stop()
 
 
+async def test_a_vanished_pool_leaves_no_job_behind(
+    mongo_uri: str, sync_client: MongoClient[Doc], database: str
+) -> None:
+    """A discovered pool gets its refresh, sums and underperformers jobs; when its collection goes, they go."""
+    sync_client[database]["p"].insert_one({})
+    clock = ManualClock()
+    clock.advance(3600)  # every first run an hour ahead: none runs during the test, discovery is called here
+    collector = Collector(config(mongo_uri, database), Metrics(), clock=clock)
+    collector.start()
+    try:
+        await collector.discover(0)
+        jobs = dict(collector.scheduler.jobs("p"))
+        assert set(jobs) == set(PoolJob)
+        sync_client[database]["p"].drop()
+        await collector.discover(0)
+        assert "p" not in collector.pools
+        assert collector.scheduler.jobs("p") == {}
+        assert all(collector.scheduler.owner(job.id) is None for job in jobs.values())
+        for job in jobs.values():
+            with pytest.raises(JobLookupError):
+                job.remove()  # gone from the scheduler itself, not only from the collector's books
+    finally:
+        await collector.stop()
+
+
 async def test_unusable_names_are_skipped_and_said_once(
     mongo_uri: str, sync_client: MongoClient[Doc], database: str
 ) -> None:
@@ -108,12 +135,13 @@ async def test_a_just_discovered_pool_does_not_make_the_daemon_unready(
 ) -> None:
     """Until its max_age has passed without a refresh, a discovered pool is not a reason to be unready."""
     sync_client[database]["p"].insert_one({})
-    collector = Collector(config(mongo_uri, database), Metrics())
+    clock = ManualClock()
+    collector = Collector(config(mongo_uri, database), Metrics(), clock=clock)
     try:
         await collector.discover(0)
         ready, reasons = await collector.readiness()
         assert ready, reasons
-        collector.pools["p"].added -= collector.pools["p"].max_age + 1
+        clock.advance(collector.pools["p"].max_age + 1)
         ready, reasons = await collector.readiness()
         assert not ready and reasons == ["pool p: no successful refresh yet"]
     finally:
@@ -161,7 +189,7 @@ async def test_refreshes_wait_for_one_of_the_slots(
         assert 1 <= peak <= 2, peak
         # Twelve refreshes of at least 300 ms, two at a time: six rounds.
         assert elapsed >= 6 * 0.3
-        assert max(p.last_wait or 0 for p in collector.pools.values()) >= 4 * 0.3
+        assert max(p.refresh.wait or 0 for p in collector.pools.values()) >= 4 * 0.3
     finally:
         done.set()
         sync_client.admin.command("configureFailPoint", "failCommand", mode="off")

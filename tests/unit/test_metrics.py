@@ -13,10 +13,12 @@ import pytest
 from prometheus_client import REGISTRY
 from prometheus_client.parser import text_string_to_metric_families
 
+from exporter.clock import SYSTEM_CLOCK, Clock
 from exporter.config import PoolDefinition
 from exporter.core import STATES, MongoSessions, State, Statistics, Sums
-from exporter.metrics import SLOW_RENDER, Metrics
+from exporter.metrics import COUNTERS, SLOW_RENDER, Metrics
 from exporter.state import HISTORY_POINTS, HISTORY_STEP, PoolState, Underperformers
+from tests.support.clock import ManualClock
 from tests.support.metrics import parse_metrics, value
 from tests.support.tools import require_binary
 
@@ -24,25 +26,12 @@ from tests.support.tools import require_binary
 SESSIONS = MongoSessions("mongodb://127.0.0.1:9/", "d", "c")
 
 
-def runtime(
-    name: str,
-    stats: Statistics | None = None,
-    active: int | None = None,
-    up: bool = False,
-    last_success: float | None = None,
-    last_duration: float | None = None,
-    max_age: float = 45.0,
-    min_active_sessions: int = 1,
-    success_monotonic: float | None = None,
-) -> PoolState:
-    """A pool's runtime state as the collector leaves it (plain data, no MongoDB involved)."""
+def new_pool(name: str, max_age: float = 45.0, min_active_sessions: int = 1, clock: Clock = SYSTEM_CLOCK) -> PoolState:
+    """A pool's state before its first refresh (plain data, no MongoDB involved)."""
     config = PoolDefinition(
         name=name, database="d", collection="c", interval=15.0, max_age=max_age, min_active_sessions=min_active_sessions
     )
-    return PoolState(
-        config, SESSIONS, stats=stats, active=active, up=up, last_success=last_success,
-        last_success_monotonic=success_monotonic, last_duration=last_duration,
-    )  # fmt: skip
+    return PoolState(config, SESSIONS, clock)
 
 
 def stats(**counts: int) -> Statistics:
@@ -59,11 +48,13 @@ def stats(**counts: int) -> Statistics:
     )
 
 
-def fresh(name: str, max_age: float = 45.0, min_active_sessions: int = 1, **counts: int) -> PoolState:
-    """A pool refreshed just now, its sums read just now."""
-    pool = runtime(name, stats(**counts), active=counts.get("active", 0), up=True, last_success=time.time(),
-                   last_duration=0.01, success_monotonic=time.monotonic(), max_age=max_age,
-                   min_active_sessions=min_active_sessions)  # fmt: skip
+def fresh(
+    name: str, max_age: float = 45.0, min_active_sessions: int = 1, clock: Clock = SYSTEM_CLOCK, **counts: int
+) -> PoolState:
+    """A pool refreshed just now (in 10 ms), its sums read just now."""
+    pool = new_pool(name, max_age=max_age, min_active_sessions=min_active_sessions, clock=clock)
+    pool.succeeded(stats(**counts))
+    pool.refresh.duration = 0.01
     total = sum(counts.values())
     pool.sums_read(Sums(time=datetime.now(UTC), total=total, uses=120, successes=80, metadata_total=total))
     return pool
@@ -112,7 +103,7 @@ def test_fresh_pool_exports_every_series_with_zeros() -> None:
 def test_never_refreshed_pool_exports_only_health_series() -> None:
     """Before the first success there is no state to report: up 0, config gauges, counters."""
     metrics = Metrics()
-    metrics.bind(lambda: [runtime("new")])
+    metrics.bind(lambda: [new_pool("new")])
     samples = parse_metrics(metrics.render()[0].decode())
     assert value(samples, "session_pool_up", pool="new") == 0
     assert value(samples, "session_pool_refresh_interval_seconds", pool="new") == 15
@@ -123,10 +114,15 @@ def test_never_refreshed_pool_exports_only_health_series() -> None:
 def test_staleness_rule_drops_state_series_only() -> None:
     """Older than max_age: sessions, active, next_unlock, oldest vanish; the rest stays."""
     metrics = Metrics()
-    pool = fresh("old", max_age=30, active=4)
-    pool.up = False
-    pool.last_success_monotonic = time.monotonic() - 31
+    clock = ManualClock()
+    pool = fresh("old", max_age=30, clock=clock, active=4)
+    pool.failed("MongoDB unreachable: connection refused")
     metrics.bind(lambda: [pool])
+    # Within max_age the last values stay, even while up is 0.
+    clock.advance(29)
+    samples = parse_metrics(metrics.render()[0].decode())
+    assert value(samples, "session_pool_sessions", pool="old", state=str(State.ACTIVE)) == 4
+    clock.advance(2)
     samples = parse_metrics(metrics.render()[0].decode())
     for name in ("session_pool_sessions", "session_pool_active_sessions",
                  "session_pool_next_unlock_timestamp_seconds",
@@ -137,28 +133,38 @@ def test_staleness_rule_drops_state_series_only() -> None:
     assert value(samples, "session_pool_up", pool="old") == 0
     assert value(samples, "session_pool_last_success_timestamp_seconds", pool="old") is not None
     assert value(samples, "session_pool_min_active_sessions", pool="old") == 1
-    # Within max_age the last values stay, even while up is 0.
-    pool.last_success_monotonic = time.monotonic() - 29
-    samples = parse_metrics(metrics.render()[0].decode())
-    assert value(samples, "session_pool_sessions", pool="old", state=str(State.ACTIVE)) == 4
 
 
 def test_sums_have_their_own_staleness() -> None:
     """Sums older than 3 x sums_interval vanish while the state series stay; their timestamp stays."""
     metrics = Metrics()
-    pool = fresh("p", active=2)
+    clock = ManualClock()
+    pool = fresh("p", clock=clock, active=2)
     metrics.bind(lambda: [pool])
     samples = parse_metrics(metrics.render()[0].decode())
     assert value(samples, "session_pool_sums_interval_seconds", pool="p") == 300
     read_at = value(samples, "session_pool_sums_timestamp_seconds", pool="p")
     assert read_at == pytest.approx(time.time(), abs=60)
-    assert pool.sums_success_monotonic is not None
-    pool.sums_success_monotonic -= 3 * 300 + 1
+    assert pool.sums_pass.success_monotonic is not None
+    clock.advance(3 * 300 + 1)
+    pool.succeeded(stats(active=2))  # the states are refreshed again; the sums are 3 x 300 s + 1 old
     samples = parse_metrics(metrics.render()[0].decode())
     assert value(samples, "session_pool_uses", pool="p") is None
     assert value(samples, "session_pool_successes", pool="p") is None
     assert value(samples, "session_pool_sums_timestamp_seconds", pool="p") == read_at
     assert value(samples, "session_pool_sessions", pool="p", state="active") == 2
+
+
+def test_every_counter_of_the_table_is_a_field_exported_per_pool() -> None:
+    """Each row of COUNTERS is a counter of Metrics: exported at 0 once the pool is added, withdrawn with it."""
+    metrics = Metrics()
+    metrics.add_pool("p", actions=["lock"])
+    samples = parse_metrics(metrics.render()[0].decode())
+    for spec in COUNTERS:
+        labels = {"pool": "p", "action": "lock"} if "action" in spec.labels else {"pool": "p"}
+        assert value(samples, f"session_pool_{spec.name}_total", **labels) == 0, spec.name
+    metrics.remove_pool("p")
+    assert 'pool="p"' not in metrics.render()[0].decode()
 
 
 def test_help_types_and_admin_counters() -> None:
@@ -199,7 +205,7 @@ def test_exposition_passes_promtool_lint(tmp_path: object) -> None:
     """`promtool check metrics` accepts the exposition (names, units, HELP, counters)."""
     promtool = require_binary("promtool", "Debian package prometheus")
     metrics = Metrics()
-    metrics.bind(lambda: [fresh("a", active=1), runtime("b")])
+    metrics.bind(lambda: [fresh("a", active=1), new_pool("b")])
     metrics.add_pool("a")
     metrics.admin_actions.labels("a", "lock").inc()
     body, _ = metrics.render()
@@ -207,23 +213,23 @@ def test_exposition_passes_promtool_lint(tmp_path: object) -> None:
     assert result.returncode == 0, result.stdout.decode() + result.stderr.decode()
 
 
-def test_exposition_is_rendered_once_until_something_changes() -> None:
+async def test_exposition_is_rendered_once_until_something_changes() -> None:
     """Scrapes reuse one rendering per content type (gzip included) until changed() or the TTL."""
     metrics = Metrics()
     pool = fresh("p", active=2)
     metrics.bind(lambda: [pool])
-    first, content_type = metrics.exposition(None, gzipped=False)
-    again, _ = metrics.exposition(None, gzipped=False)
+    first, content_type = await metrics.serve(None, gzipped=False)
+    again, _ = await metrics.serve(None, gzipped=False)
     assert again is first and content_type.startswith("text/plain")
-    packed, _ = metrics.exposition(None, gzipped=True)
+    packed, _ = await metrics.serve(None, gzipped=True)
     assert gzip.decompress(packed) == first
-    openmetrics, om_type = metrics.exposition("application/openmetrics-text; version=1.0.0", gzipped=False)
+    openmetrics, om_type = await metrics.serve("application/openmetrics-text; version=1.0.0", gzipped=False)
     assert om_type.startswith("application/openmetrics-text") and openmetrics.rstrip().endswith(b"# EOF")
     # A refresh changes the pool; until changed() the old bytes are served, then new ones.
-    pool.stats = stats(active=7)
-    assert metrics.exposition(None, gzipped=False)[0] is first
+    pool.succeeded(stats(active=7))
+    assert (await metrics.serve(None, gzipped=False))[0] is first
     metrics.changed()
-    fresh_bytes, _ = metrics.exposition(None, gzipped=False)
+    fresh_bytes, _ = await metrics.serve(None, gzipped=False)
     assert value(parse_metrics(fresh_bytes.decode()), "session_pool_sessions", pool="p", state="active") == 7
 
 
@@ -235,7 +241,7 @@ async def test_slow_renderings_are_made_aside_while_the_last_one_is_served() -> 
     metrics.bind(lambda: pools)
     first, _ = await metrics.serve(None, gzipped=False)
     assert metrics.render_seconds >= SLOW_RENDER, metrics.render_seconds  # 400 pools: the slow path
-    pools[0].stats = stats(active=7)
+    pools[0].succeeded(stats(active=7))
     metrics.changed()
     stale, _ = await metrics.serve(None, gzipped=False)
     assert stale == first  # not re-rendered on the event loop
@@ -254,7 +260,8 @@ async def test_slow_renderings_are_made_aside_while_the_last_one_is_served() -> 
 def test_underperforming_gauge_follows_its_own_count() -> None:
     """Absent until the first count; then the count, with HELP naming its own cadence; withdrawn when stale."""
     metrics = Metrics()
-    pool = fresh("p", active=3)
+    clock = ManualClock()
+    pool = fresh("p", clock=clock, active=3)
     metrics.bind(lambda: [pool])
     samples = parse_metrics(metrics.render()[0].decode())
     assert value(samples, "session_pool_underperforming_sessions", pool="p") is None
@@ -263,7 +270,7 @@ def test_underperforming_gauge_follows_its_own_count() -> None:
     assert value(samples, "session_pool_underperforming_sessions", pool="p") == 7
     families = {f.name: f for f in text_string_to_metric_families(metrics.render()[0].decode())}
     assert "underperforming.interval" in families["session_pool_underperforming_sessions"].documentation
-    pool.last_success_monotonic = time.monotonic() - 46  # older than max_age: withdrawn with the state series
+    clock.advance(46)  # older than max_age: withdrawn with the state series
     samples = parse_metrics(metrics.render()[0].decode())
     assert value(samples, "session_pool_underperforming_sessions", pool="p") is None
 

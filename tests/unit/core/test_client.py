@@ -12,7 +12,7 @@ from zoneinfo import ZoneInfo
 import pytest
 from bson import ObjectId
 from bson.regex import Regex
-from pymongo import MongoClient
+from pymongo import MongoClient, monitoring
 
 from exporter import (
     STATES,
@@ -133,12 +133,34 @@ async def test_a_missing_collection_is_never_created_by_accident(
         await pool.close()
 
 
+class HandOuts(monitoring.CommandListener):
+    """The findAndModify commands a client sends (the hand-outs of get_session), as sent."""
+
+    def __init__(self) -> None:
+        self.commands: list[dict[str, Any]] = []
+
+    def started(self, event: monitoring.CommandStartedEvent) -> None:
+        if event.command_name == "findAndModify":
+            self.commands.append(dict(event.command))
+
+    def succeeded(self, event: monitoring.CommandSucceededEvent) -> None:
+        pass
+
+    def failed(self, event: monitoring.CommandFailedEvent) -> None:
+        pass
+
+
 async def test_get_session_uses_the_lru_index(pool_factory: PoolFactory, sync_client: SyncClient) -> None:
-    pool = await pool_factory()
+    """The filter and sort get_session really sends are answered from the LRU index, a few keys read."""
+    handouts = HandOuts()
+    pool = await pool_factory(event_listeners=[handouts])
     await fill(pool, 200)
+    assert await pool.get_session() is not None
+    sent = handouts.commands[-1]
+    assert dict(sent["sort"]) == {"last_use": 1}
     explain = sync_client["spe_test"].command(
         "explain",
-        {"find": pool.collection.name, "filter": pool._selectable(), "sort": {"last_use": 1}, "limit": 1},
+        {"find": pool.collection.name, "filter": sent["query"], "sort": sent["sort"], "limit": 1},
         verbosity="executionStats",
     )
     stats = explain["executionStats"]

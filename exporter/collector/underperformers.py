@@ -1,0 +1,46 @@
+"""The count of a pool's underperformers: often-used active sessions whose success ratio lags the pool's."""
+
+from __future__ import annotations
+
+from exporter.collector.context import Context
+from exporter.core import SessionPoolError, budget
+from exporter.core.browse import underperforming_count_pipeline, underperforming_threshold
+from exporter.log import get_logger
+from exporter.state import PoolState, Underperformers
+
+log = get_logger("exporter.collector")
+
+
+async def run(pool: PoolState, ctx: Context) -> Underperformers | None:
+    """Count them (from index keys), on the pool's own slow cadence; the count kept, or None (withdrawn).
+
+    Nothing is counted before the pool's own success ratio is known (from its sums, or from
+    statistics read with the sums by a caller of the core) or while the daemon stops.
+    """
+    settings = pool.config.underperforming
+    source = pool.sums if pool.sums is not None else pool.stats
+    if ctx.stopping() or source is None or source.uses is None or source.successes is None:
+        return pool.underperformers
+    if not pool.connected:
+        return pool.underperformers
+    uses, successes = source.uses, source.successes
+    threshold = underperforming_threshold(uses, successes, settings.below)
+    try:
+        with budget("refresh_timeout", pool.config.refresh_timeout):
+            rows = (
+                await pool.sessions.aggregate(
+                    underperforming_count_pipeline(pool.sessions.fields, settings.min_uses, threshold),
+                    _op="count_underperformers",
+                )
+                if threshold is not None
+                else []
+            )
+    except SessionPoolError as exc:
+        # Withdrawn rather than repeated: a count nobody could make is not a count.
+        pool.underperformers = None
+        log.warning("underperformers_failed", pool=pool.name, error=exc.message)
+        return None
+    ratio = successes / uses if uses else None
+    count = int(rows[0]["n"]) if rows else 0
+    pool.underperformers = Underperformers(count, threshold, ratio, ctx.clock.time())
+    return pool.underperformers

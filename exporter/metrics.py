@@ -243,6 +243,13 @@ BUILD_INFO = DaemonFamily(
     "Always 1; labels carry the exporter, Python and PyMongo versions.",
     ("version", "python_version", "pymongo_version"),
 )
+SHARD_INFO = DaemonFamily(
+    "shard_info",
+    "gauge",
+    "Always 1; labels carry this daemon's place among those sharing the pools (the config's shard: index, "
+    "count, replicas); the pools it watches are those with series from it.",
+    ("index", "count", "replicas"),
+)
 MEMBER_CLOCK_OFFSET = DaemonFamily(
     "mongodb_member_clock_offset_seconds",
     "gauge",
@@ -259,6 +266,7 @@ DAEMON_FAMILIES: tuple[DaemonFamily, ...] = (
     HTTP_CONNECTIONS,
     HTTP_CONNECTIONS_CLOSED,
     BUILD_INFO,
+    SHARD_INFO,
 )
 
 
@@ -332,6 +340,9 @@ class Metrics:
             PREFIX + BUILD_INFO.name, BUILD_INFO.help, list(BUILD_INFO.labels), registry=self.registry
         )
         self.build_info.labels(version, platform.python_version(), pymongo.version).set(1)
+        self.shard_info = Gauge(
+            PREFIX + SHARD_INFO.name, SHARD_INFO.help, list(SHARD_INFO.labels), registry=self.registry
+        )
         self.refreshes = self._counter(REFRESHES)
         self.refresh_failures = self._counter(REFRESH_FAILURES)
         self.sums_failures = self._counter(SUMS_FAILURES)

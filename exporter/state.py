@@ -117,6 +117,8 @@ class PoolState:
     indexes: IndexUpkeep = field(default_factory=IndexUpkeep)
     lock: asyncio.Lock = field(default_factory=asyncio.Lock)
     sums_lock: asyncio.Lock = field(default_factory=asyncio.Lock)
+    # False when other daemons watch the pool (shard): no jobs, no series here; the admin API still acts on it.
+    watched: bool = True
     added: float = field(init=False)  # monotonic: when the daemon began to watch the pool
 
     def __post_init__(self) -> None:

@@ -61,7 +61,9 @@ class Collector:
         self._static = {p.name for p in config.pools}
         for settings in config.pools:
             self._add(settings)
-        metrics.bind(lambda: list(self.pools.values()))
+        shard = config.shard
+        metrics.shard_info.labels(str(shard.index), str(shard.count), str(shard.replicas)).set(1)
+        metrics.bind(self.watched)
         metrics.bind_mongodb(self.mongodb.up)
         self._discovery = [Discovery(i, self._ctx) for i in range(len(config.discovery))]
         # Awaited (each bounded by the requests' own grace) before the client closes: its users
@@ -71,11 +73,20 @@ class Collector:
     def _add(self, settings: PoolDefinition) -> PoolState:
         """A pool's state, with its own MongoSessions on the shared client, its metrics and (once started) jobs."""
         sessions = pool_sessions(self.config, settings, self.client, clocks=self.clocks if self._owns_client else None)
-        pool = PoolState(settings, sessions, self.clock)
+        pool = PoolState(settings, sessions, self.clock, watched=self.config.shard.watches(settings.name))
         self.pools[settings.name] = pool
-        self.metrics.add_pool(settings.name)
-        self._schedule(pool)
+        if pool.watched:
+            self.metrics.add_pool(settings.name)
+            self._schedule(pool)
         return pool
+
+    def watched(self) -> list[PoolState]:
+        """The pools this daemon watches (all of them unless several daemons share them: `shard`)."""
+        return [pool for pool in self.pools.values() if pool.watched]
+
+    def owners(self, name: str) -> tuple[int, ...]:
+        """The shard indexes of the daemons that watch pool `name`."""
+        return self.config.shard.owners(name)
 
     async def _remove(self, name: str) -> None:
         """Stop watching a pool: its jobs, its state, its series (withdrawn, not left stale)."""
@@ -90,10 +101,10 @@ class Collector:
     def start(self) -> None:
         """Schedule every pool and discovery source (first runs right away); needs a running event loop."""
         self.scheduler.open()
-        for pool in self.pools.values():
+        for pool in self.watched():
             self._schedule(pool)
         now = self.scheduler.now()
-        every = min([MONGODB_CHECK_INTERVAL, *(p.interval for p in self.pools.values())])
+        every = min([MONGODB_CHECK_INTERVAL, *(p.interval for p in self.watched())])
         self.scheduler.every(every, self._check_mongodb, name="mongodb_check", first=now)
         for source in self._discovery:
             self.scheduler.every(
@@ -103,10 +114,18 @@ class Collector:
                 first=now,
             )
         self.scheduler.start()
-        log.info("scheduler_started", pools=list(self.pools), discovery_sources=len(self.config.discovery))
+        log.info(
+            "scheduler_started",
+            pools=[p.name for p in self.watched()],
+            elsewhere=len(self.pools) - len(self.watched()),
+            discovery_sources=len(self.config.discovery),
+        )
 
     def _schedule(self, pool: PoolState) -> None:
-        """The pool's refresh, sums and underperformers jobs (nothing before start() or after stop())."""
+        """The pool's refresh, sums and underperformers jobs (nothing before start() or after stop(), nothing for
+        a pool other daemons watch)."""
+        if not pool.watched:
+            return
         name = pool.name
         self.scheduler.add_pool(
             name,
@@ -156,7 +175,7 @@ class Collector:
 
     async def refresh_all(self) -> None:
         """Refresh every pool concurrently."""
-        await asyncio.gather(*(self.refresh(name) for name in self.pools))
+        await asyncio.gather(*(self.refresh(pool.name) for pool in self.watched()))
 
     async def read_sums(self, name: str) -> PoolState:
         """Read one pool's sums now (never raises; the outcome is in the returned state's `sums_pass`)."""
@@ -192,7 +211,7 @@ class Collector:
         ok, error = await self.mongodb.reachable()
         if not ok:
             reasons.append(error or "MongoDB unreachable")
-        for pool in self.pools.values():
+        for pool in self.watched():
             age = pool.age()
             if pool.collection_missing:
                 reasons.append(f"pool {pool.name}: {pool.last_error}")
@@ -212,7 +231,7 @@ class Collector:
     def pool_status(self) -> dict[str, dict[str, Any]]:
         """Per-pool summary for /readyz."""
         out: dict[str, dict[str, Any]] = {}
-        for pool in self.pools.values():
+        for pool in self.watched():
             age = pool.age()
             out[pool.name] = {
                 "up": pool.up,

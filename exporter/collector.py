@@ -538,7 +538,7 @@ class Collector:
                 rows = (
                     await pool.sessions.aggregate(
                         underperforming_count_pipeline(pool.sessions.fields, settings.min_uses, threshold),
-                        _op="count_underperformers",
+                        comment="count_underperformers",
                     )
                     if threshold is not None
                     else []

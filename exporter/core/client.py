@@ -2,10 +2,9 @@
 
 from __future__ import annotations
 
-import asyncio
 import time
-from collections.abc import AsyncIterator, Awaitable, Iterable, Mapping, Sequence
-from contextlib import AbstractAsyncContextManager, asynccontextmanager, nullcontext
+from collections.abc import AsyncIterator, Iterable, Mapping, Sequence
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from datetime import UTC, datetime, timedelta, tzinfo
 from types import TracebackType
 from typing import Any, Self
@@ -16,28 +15,22 @@ from bson.codec_options import CodecOptions
 from pymongo import AsyncMongoClient
 from pymongo.asynchronous.collection import AsyncCollection
 from pymongo.asynchronous.database import AsyncDatabase
-from pymongo.errors import PyMongoError
-from pymongo.read_concern import ReadConcern
 from pymongo.read_preferences import _ServerMode
 from pymongo.results import DeleteResult, InsertOneResult, UpdateResult
 from pymongo.write_concern import WriteConcern
 
 from exporter.core import browse, queries
-from exporter.core.clocks import TOLERANCE, MemberClocks
+from exporter.core.clocks import MemberClocks
 from exporter.core.errors import (
-    CANCELLED_ABORT_TIMEOUT,
     CLOSE_TIMEOUT,
     InvalidInput,
     SessionNotFound,
-    SessionPoolError,
-    TransactionsUnsupported,
-    budget,
     guard,
 )
-from exporter.core.failover import PrimaryReplaced, PrimaryWatch, on_primary
+from exporter.core.failover import PrimaryWatch
 from exporter.core.fields import MongoFields
+from exporter.core.handouts import HandOuts
 from exporter.core.indexes import IndexKeeper
-from exporter.core.leases import Leases
 from exporter.core.model import (
     Document,
     Fields,
@@ -46,8 +39,6 @@ from exporter.core.model import (
     State,
     Statistics,
     Sums,
-    check_payload,
-    classify,
     parse_period,
     session_filter,
 )
@@ -59,28 +50,15 @@ from exporter.core.options import (
     TransactionsMode,
     check_count,
     check_delay,
+    driver_client,
     field_names,
 )
 from exporter.core.server import ServerView, Topology
 from exporter.core.statistics import StatisticsReader
 from exporter.core.timeframe import TimeFrame
+from exporter.core.transactions import transaction
 
 SessionRef = Any  # a document with `_id`, or an `_id` value (ObjectId, its 24-hex string, any other id)
-
-
-def driver_client(
-    mongo_url: str | None, options: ClientOptions, clocks: MemberClocks, client_options: dict[str, Any]
-) -> AsyncMongoClient[Document]:
-    """The PyMongo client a MongoSessions makes for itself, listening to the members' clocks."""
-    listeners = [*(client_options.pop("event_listeners", None) or []), clocks]
-    settings = {"tz_aware": options.tz_aware, "serverSelectionTimeoutMS": 5000, **client_options}
-    settings["event_listeners"] = listeners
-    if options.tz_aware:
-        settings.setdefault("tzinfo", options.tzinfo or UTC)
-    try:
-        return AsyncMongoClient(mongo_url, **settings)
-    except PyMongoError as exc:
-        raise InvalidInput(f"invalid MongoDB connection: {exc}", field="mongo_url") from None
 
 
 class MongoSessions(MongoOperations, MongoFields):
@@ -155,9 +133,9 @@ class MongoSessions(MongoOperations, MongoFields):
         self._server = ServerView(runner, options.frame, clocks)
         self._statistics = StatisticsReader(runner, options, self._server)
         self._indexes = IndexKeeper(runner, options)
-        self._leases = Leases()
         # Hand-outs and reports stop waiting on a primary the set has replaced (see core/failover.py).
-        self._watch = PrimaryWatch(lambda: client.topology_description) if options.follow_primary else None
+        watch = PrimaryWatch(lambda: client.topology_description) if options.follow_primary else None
+        self._handouts = HandOuts(self, self._server, watch)
         self.db: AsyncDatabase[Document] = client.get_database(db, write_concern=options.write_concern)
         self.sessions: AsyncCollection[Document] | None = None
         if collection is not None:
@@ -175,29 +153,9 @@ class MongoSessions(MongoOperations, MongoFields):
         """The collection in use, reading times as aware datetimes (`sessions` is the caller-facing handle)."""
         return self._runner.coll()
 
-    @property
-    def stored_timezone(self) -> tzinfo | None:
-        """Zone of naive local times written by the original library, or None for UTC."""
-        return self._options.frame.zone
-
-    @property
-    def tz_aware(self) -> bool:
-        """True when returned documents carry aware datetimes (true instants), False for naive stored ones."""
-        return self._options.tz_aware
-
-    @property
-    def timeout(self) -> float:
-        """Seconds each operation may take."""
-        return self._options.timeout
-
     def guard(self, operation: str) -> AbstractAsyncContextManager[None]:
         """Bound a block of driver calls like the core's own: `timeout`, the enclosing budget, a usable server."""
         return guard(operation, self._options.timeout, self._client)
-
-    @property
-    def statistics_read_preference(self) -> str:
-        """Where the statistics reads go (aggregate_statistics, aggregate_sums, count_active): a mode name."""
-        return str(self._options.statistics_read.mongos_mode)
 
     @property
     def topology(self) -> Topology | None:
@@ -208,11 +166,6 @@ class MongoSessions(MongoOperations, MongoFields):
     def supports_transactions(self) -> bool:
         """True when the server runs multi-document transactions (needs `connect()` first)."""
         return self._server.supports_transactions
-
-    @property
-    def rules(self) -> queries.StateRules:
-        """What the state of a document depends on, besides the document and the time."""
-        return queries.StateRules(self.fields, self.lock_time, self.grace, self._options.frame)
 
     # -- lifecycle --
 
@@ -360,37 +313,10 @@ class MongoSessions(MongoOperations, MongoFields):
         """
         count = check_count(count_use, "count_use")
         delay = self.next_use_delay if next_use_delay is None else check_delay(next_use_delay)
-        session = driver_session(db_session)
-        watch = self._watch if session is None else None
-
-        async def take() -> Document | None:
-            # The hand-out's lease: the reports on this document are checked against it (see session_success).
-            lease = ObjectId()
-            primary, shift = self._server.primary(), self._server.shift()
-            read, write = self._server.frames(shift)
-            doc = await on_primary(watch, "get_session", lambda: self.find_one_and_update(
-                self._selectable(read),
-                queries.take_update(self.fields, write, count, timedelta(seconds=delay), lease),
-                sort=self.default_sort,
-                projection=self.projection or None,
-                session=session,
-                comment="get_session",
-            ))  # fmt: skip
-            if doc is not None and self._server.shift().read > shift.read + TOLERANCE:
-                # A new primary whose clock runs further ahead came meanwhile: the driver may have retried this
-                # hand-out there, reading with the old shift a hold as ended that is not. Never hand it out
-                # (the session stays held by this lease until its hold ends).
-                now = self._server.primary() or "another member"
-                raise PrimaryReplaced("get_session", primary or "the primary", now)
-            if doc is not None:
-                self._leases.remember(doc, lease)
-            return doc
-
-        try:
-            return await take()
-        except PrimaryReplaced:
-            # Abandoned on a deposed primary (its result is never handed out): once more, on the new one.
-            return await take()
+        return await self._handouts.take(
+            self._selectable, self.fields, count, delay, self.default_sort, self.projection or None,
+            driver_session(db_session),
+        )  # fmt: skip
 
     async def session_success(
         self,
@@ -407,14 +333,13 @@ class MongoSessions(MongoOperations, MongoFields):
         since (the work outlasted the hold) is counted, changes no hold and counts as an overrun.
         """
         count = check_count(count_success, "count_success")
-        delay = self.next_use_delay if next_use_delay is None else check_delay(next_use_delay)
-        found = self._leases.find(session)
-        lease = found[1] if found is not None else None
-        read, write = self._server.frames()
-        update = queries.report_update(
-            self.fields, write, Hold.USE, timedelta(seconds=delay), lease, successes=count, read_frame=read
-        )
-        return await self._report("session_success", session, update, found, db_session)
+        hold = timedelta(seconds=self.next_use_delay if next_use_delay is None else check_delay(next_use_delay))
+        fields = self.fields
+
+        def update(lease: ObjectId | None, read: TimeFrame, write: TimeFrame) -> Any:
+            return queries.report_update(fields, write, Hold.USE, hold, lease, successes=count, read_frame=read)
+
+        return await self._handouts.report("session_success", session, update, driver_session(db_session))
 
     async def session_lock(
         self, session: SessionRef, period: Period | None = None, *, db_session: DbSession = None
@@ -433,43 +358,15 @@ class MongoSessions(MongoOperations, MongoFields):
     async def _hold(
         self, session: SessionRef, delta: timedelta, hold: Hold, operation: str, db_session: DbSession
     ) -> UpdateResult:
-        found = self._leases.find(session)
-        read, write = self._server.frames()
-        if found is None:
-            # Not a report on a hand-out of this client (an operator, an id from elsewhere): as asked.
-            update = queries.hold_update(self.fields, write, hold, delta)
-        else:
-            update = queries.report_update(self.fields, write, hold, delta, found[1], read_frame=read)
-        return await self._report(operation, session, update, found, db_session)
+        fields = self.fields
 
-    async def _report(
-        self,
-        operation: str,
-        session: SessionRef,
-        update: Any,
-        found: tuple[int, ObjectId] | None,
-        db_session: DbSession,
-    ) -> UpdateResult:
-        """A handler's report, abandoned on a primary the set has replaced and sent once more to the new one.
+        def update(lease: ObjectId | None, read: TimeFrame, write: TimeFrame) -> Any:
+            if lease is None:
+                # Not a report on a hand-out of this client (an operator, an id from elsewhere): as asked.
+                return queries.hold_update(fields, write, hold, delta)
+            return queries.report_update(fields, write, hold, delta, lease, read_frame=read)
 
-        A report the old primary had already replicated then lands twice: a success counts twice; a
-        lock or block, which only lengthens a hold, changes nothing more. The hand-out it was about
-        (`found`) is forgotten once it landed.
-        """
-        selector = session_filter(session)
-        driver = driver_session(db_session)
-        watch = self._watch if driver is None else None
-
-        def send() -> Awaitable[UpdateResult]:
-            return self.update_one(selector, update, session=driver, comment=operation)
-
-        try:
-            result = await on_primary(watch, operation, send)
-        except PrimaryReplaced:
-            result = await on_primary(watch, operation, send)
-        if found is not None:
-            self._leases.forget(found[0])
-        return result
+        return await self._handouts.report(operation, session, update, driver_session(db_session))
 
     # -- an operator's writes and reads --
 
@@ -496,16 +393,7 @@ class MongoSessions(MongoOperations, MongoFields):
         """Insert a new session; `data` usually holds the credentials under `session` (stored as given)."""
         if not isinstance(data, Mapping):
             raise InvalidInput(f"data must be a dict, got {type(data).__name__}", field="data")
-        frame = self._options.frame
-        doc: Document = {
-            self.active: True,
-            self.count_use: 0,
-            self.count_success: 0,
-            self.created: frame.to_stored(datetime.now(UTC)),
-            self.last_use: None,
-            self.next_use: None,
-            **frame.for_storage(dict(data)),
-        }
+        doc = queries.new_document(self.fields, self._options.frame, data, datetime.now(UTC))
         result = await self.insert_one(doc, session=driver_session(db_session), comment="add")
         if self._indexes.pending and db_session is None:
             # The pool's first session created the collection that connect() found missing.
@@ -526,19 +414,7 @@ class MongoSessions(MongoOperations, MongoFields):
         Datetimes are stored in the pool's frame (aware ones converted, naive ones as written).
         Setting `next_use` here turns a recorded hold into a legacy one (classified by time left).
         """
-        update: dict[str, Any] = {}
-        values = check_payload(payload, "payload")
-        if values:
-            update["$set"] = self._options.frame.for_storage(values)
-        if unset_payload:
-            keys = list(unset_payload.keys() if isinstance(unset_payload, Mapping) else unset_payload)
-            check_payload(dict.fromkeys(keys, ""), "unset_payload")
-            overlap = set(keys) & set(values)
-            if overlap:
-                raise InvalidInput(f"fields both set and unset: {sorted(overlap)}", field="unset_payload")
-            update["$unset"] = dict.fromkeys(keys, "")
-        if not update:
-            raise InvalidInput("nothing to update: payload and unset_payload are empty", field="payload")
+        update = queries.fields_update(self._options.frame, payload, unset_payload)
         return await self._write("session_update", session, update, db_session)
 
     async def session_delete(self, session: SessionRef, *, db_session: DbSession = None) -> DeleteResult:
@@ -566,17 +442,7 @@ class MongoSessions(MongoOperations, MongoFields):
 
     def state_of(self, doc: Mapping[str, Any], now: datetime) -> State:
         """State of a document returned by this object (naive or aware times) at the instant `now`."""
-        f, frame = self.fields, self._options.frame
-
-        def instant(value: Any) -> Any:
-            return frame.instant(value) if isinstance(value, datetime) else value
-
-        view = dict(doc)
-        view[f.next_use] = instant(doc.get(f.next_use))
-        hold = doc.get(f.hold)
-        if isinstance(hold, Mapping):
-            view[f.hold] = {**hold, "until": instant(hold.get("until"))}
-        return classify(view, instant(now), fields=f, lock_time=self.lock_time, grace=self.grace)
+        return queries.state_of(self.rules, doc, now)
 
     def state_filter(self, state: State, now: datetime) -> dict[str, Any]:
         """A query filter matching exactly the sessions in `state` at `now` (server time)."""
@@ -630,38 +496,12 @@ class MongoSessions(MongoOperations, MongoFields):
         """Run several operations atomically; commit on success, abort on exception."""
         if self.topology is None:
             await self.connect()
-        atomic = self.supports_transactions
-        if not atomic and self._options.transactions == "require":
-            raise TransactionsUnsupported(
-                "this MongoDB is a standalone server and cannot run transactions; "
-                "run a replica set, or construct MongoSessions(transactions='fallback') "
-                "to run the block without one",
-                operation="transaction",
-            )
-        async with self.guard("transaction"):
-            session = self._client.start_session()
-        try:
-            if not atomic:
-                yield Transaction(session, atomic=False)
-                return
-            async with self.guard("transaction"):
-                await session.start_transaction(
-                    read_concern=ReadConcern("snapshot"), write_concern=write_concern or self._options.write_concern
-                )
-            try:
-                yield Transaction(session, atomic=True)
-            except BaseException as exc:
-                if session.in_transaction:
-                    # Cancelled (a shutdown abandoning a request): abort briefly, never wait on a frozen server.
-                    cancelled = isinstance(exc, asyncio.CancelledError)
-                    try:
-                        with budget("abort", CANCELLED_ABORT_TIMEOUT) if cancelled else nullcontext():
-                            async with self.guard("abort_transaction"):
-                                await session.abort_transaction()
-                    except SessionPoolError:
-                        pass  # the server aborts an unfinished transaction by itself
-                raise
-            async with self.guard("commit_transaction"):
-                await session.commit_transaction()
-        finally:
-            await session.end_session()
+        options = self._options
+        async with transaction(
+            self._client,
+            atomic=self.supports_transactions,
+            mode=options.transactions,
+            write_concern=write_concern or options.write_concern,
+            timeout=options.timeout,
+        ) as txn:
+            yield txn

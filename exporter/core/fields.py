@@ -8,11 +8,12 @@ client's `ClientOptions`, where each is checked.
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from datetime import timedelta
+from datetime import timedelta, tzinfo
 from typing import Any
 
 from exporter.core.model import Fields, Period
 from exporter.core.options import ClientOptions, Default
+from exporter.core.queries import StateRules
 
 
 class MongoFields:
@@ -188,6 +189,33 @@ class MongoFields:
     @default_sort.setter
     def default_sort(self, value: Sequence[tuple[str, int]] | None) -> None:
         self._options.default_sort = value
+
+    # -- fixed with the client --
+
+    @property
+    def stored_timezone(self) -> tzinfo | None:
+        """Zone of naive local times written by the original library, or None for UTC."""
+        return self._options.frame.zone
+
+    @property
+    def tz_aware(self) -> bool:
+        """True when returned documents carry aware datetimes (true instants), False for naive stored ones."""
+        return self._options.tz_aware
+
+    @property
+    def timeout(self) -> float:
+        """Seconds each operation may take."""
+        return self._options.timeout
+
+    @property
+    def statistics_read_preference(self) -> str:
+        """Where the statistics reads go (aggregate_statistics, aggregate_sums, count_active): a mode name."""
+        return str(self._options.statistics_read.mongos_mode)
+
+    @property
+    def rules(self) -> StateRules:
+        """What the state of a document depends on, besides the document and the time."""
+        return StateRules(self.fields, self.lock_time, self.grace, self._options.frame)
 
     # -- reconnection (accepted as the original accepts them) --
 

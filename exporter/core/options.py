@@ -4,16 +4,18 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping, Sequence
-from datetime import timedelta, tzinfo
+from datetime import UTC, timedelta, tzinfo
 from enum import Enum
 from typing import Any, Final, Literal
 
+from pymongo import AsyncMongoClient
 from pymongo.errors import PyMongoError
 from pymongo.read_preferences import Nearest, Primary, PrimaryPreferred, Secondary, SecondaryPreferred, _ServerMode
 from pymongo.write_concern import WriteConcern
 
+from exporter.core.clocks import MemberClocks
 from exporter.core.errors import InvalidInput
-from exporter.core.model import MAX_PERIOD, Fields, Period, duration
+from exporter.core.model import MAX_PERIOD, Document, Fields, Period, duration
 from exporter.core.timeframe import TimeFrame
 
 
@@ -280,3 +282,18 @@ class ClientOptions:
     @max_allowed_reconnect.setter
     def max_allowed_reconnect(self, value: int | None) -> None:
         self._max_allowed_reconnect = _reconnects(value)
+
+
+def driver_client(
+    mongo_url: str | None, options: ClientOptions, clocks: MemberClocks, client_options: dict[str, Any]
+) -> AsyncMongoClient[Document]:
+    """The PyMongo client a MongoSessions makes for itself, listening to the members' clocks."""
+    listeners = [*(client_options.pop("event_listeners", None) or []), clocks]
+    settings = {"tz_aware": options.tz_aware, "serverSelectionTimeoutMS": 5000, **client_options}
+    settings["event_listeners"] = listeners
+    if options.tz_aware:
+        settings.setdefault("tzinfo", options.tzinfo or UTC)
+    try:
+        return AsyncMongoClient(mongo_url, **settings)
+    except PyMongoError as exc:
+        raise InvalidInput(f"invalid MongoDB connection: {exc}", field="mongo_url") from None

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from enum import StrEnum
@@ -10,7 +10,8 @@ from typing import Any
 
 from bson import MinKey, ObjectId
 
-from exporter.core.model import HOLD_KINDS, HOLD_STATE, Fields, Hold, State
+from exporter.core.errors import InvalidInput
+from exporter.core.model import HOLD_KINDS, HOLD_STATE, Document, Fields, Hold, State, check_payload, classify
 from exporter.core.timeframe import TimeFrame
 
 IndexSpec = tuple[list[tuple[str, int]], str]
@@ -379,3 +380,52 @@ def unlock_update(fields: Fields, *, activate: bool = False) -> dict[str, Any]:
     if activate:
         changes = {fields.active: True, **changes}
     return {"$set": changes, "$unset": {fields.hold: ""}}
+
+
+def new_document(fields: Fields, frame: TimeFrame, data: Mapping[str, Any], now: datetime) -> Document:
+    """What `add` inserts, as the original library's `add()` wrote it: usable, never used, created `now`."""
+    f = fields
+    return {
+        f.active: True,
+        f.count_use: 0,
+        f.count_success: 0,
+        f.created: frame.to_stored(now),
+        f.last_use: None,
+        f.next_use: None,
+        **frame.for_storage(dict(data)),
+    }
+
+
+def fields_update(
+    frame: TimeFrame, payload: Mapping[str, Any], unset_payload: Mapping[str, Any] | Iterable[str] | None
+) -> dict[str, Any]:
+    """What `session_update` writes: `$set` the payload's paths (times in the pool's frame), `$unset` the others."""
+    update: dict[str, Any] = {}
+    values = check_payload(payload, "payload")
+    if values:
+        update["$set"] = frame.for_storage(values)
+    if unset_payload:
+        keys = list(unset_payload.keys() if isinstance(unset_payload, Mapping) else unset_payload)
+        check_payload(dict.fromkeys(keys, ""), "unset_payload")
+        overlap = set(keys) & set(values)
+        if overlap:
+            raise InvalidInput(f"fields both set and unset: {sorted(overlap)}", field="unset_payload")
+        update["$unset"] = dict.fromkeys(keys, "")
+    if not update:
+        raise InvalidInput("nothing to update: payload and unset_payload are empty", field="payload")
+    return update
+
+
+def state_of(rules: StateRules, doc: Mapping[str, Any], now: datetime) -> State:
+    """State of a document as a client returned it (naive stored or aware times) at the instant `now`."""
+    f, frame = rules.fields, rules.frame
+
+    def instant(value: Any) -> Any:
+        return frame.instant(value) if isinstance(value, datetime) else value
+
+    view = dict(doc)
+    view[f.next_use] = instant(doc.get(f.next_use))
+    hold = doc.get(f.hold)
+    if isinstance(hold, Mapping):
+        view[f.hold] = {**hold, "until": instant(hold.get("until"))}
+    return classify(view, instant(now), fields=f, lock_time=rules.lock_time, grace=rules.grace)

@@ -240,7 +240,7 @@ class MongoOperations:
         let: Mapping[str, Any] | None = None,
         comment: Any | None = None,
         *,
-        hint: IndexKeys | None = None,
+        hint: str | Mapping[str, Any] | None = None,
         collation: CollationIn | None = None,
         allow_disk_use: bool | None = None,
         batch_size: int | None = None,

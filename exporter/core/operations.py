@@ -53,11 +53,6 @@ def label(comment: Any, default: str) -> str:
     return comment if isinstance(comment, str) and comment else default
 
 
-def _given(**values: Any) -> dict[str, Any]:
-    """The options a caller set (PyMongo reads the absence of some, not their None)."""
-    return {k: v for k, v in values.items() if v is not None}
-
-
 class Runner:
     """Runs one driver call on the pool's collection: the timeout, the error mapping, a retry after a network timeout.
 
@@ -115,18 +110,13 @@ class MongoOperations:
         filter: Mapping[str, Any] | None = None,
         session: AsyncClientSession | None = None,
         comment: Any | None = None,
-        *,
-        skip: int | None = None,
-        limit: int | None = None,
-        hint: IndexKeys | None = None,
-        collation: CollationIn | None = None,
+        **kwargs: Any,
     ) -> int:
-        """`Collection.count_documents` (the filter defaults to every document)."""
-        options = _given(skip=skip, limit=limit, hint=hint, collation=collation)
+        """`Collection.count_documents` (the filter defaults to every document; `kwargs`: skip, limit, hint...)."""
         coll = self._runner.coll()
         return await self._runner.run(
             label(comment, "count_documents"),
-            lambda: coll.count_documents(filter or {}, session=session, comment=comment, **options),
+            lambda: coll.count_documents(filter or {}, session, comment, **kwargs),
         )
 
     async def update_one(
@@ -199,35 +189,54 @@ class MongoOperations:
         projection: Mapping[str, Any] | Iterable[str] | None = None,
         skip: int = 0,
         limit: int = 0,
-        *,
+        no_cursor_timeout: bool = False,
+        cursor_type: int = 0,
         sort: IndexList | None = None,
+        allow_partial_results: bool = False,
+        oplog_replay: bool = False,
         batch_size: int = 0,
         collation: CollationIn | None = None,
         hint: IndexKeys | None = None,
+        max_scan: int | None = None,
         max_time_ms: int | None = None,
+        max: IndexList | None = None,
+        min: IndexList | None = None,
+        return_key: bool | None = None,
+        show_record_id: bool | None = None,
+        snapshot: bool | None = None,
         comment: Any | None = None,
         session: AsyncClientSession | None = None,
         allow_disk_use: bool | None = None,
         let: Mapping[str, Any] | None = None,
     ) -> list[Document]:
-        """`Collection.find` as a list of documents."""
+        """`Collection.find` as a list of documents (the cursor's parameters, in its order)."""
         coll, out = self._runner.coll(), self._runner.out
 
         async def read() -> list[Document]:
             cursor = coll.find(
                 filter,
                 projection,
-                skip=skip,
-                limit=limit,
-                sort=sort,
-                batch_size=batch_size,
-                collation=collation,
-                hint=hint,
-                max_time_ms=max_time_ms,
-                comment=comment,
-                session=session,
-                allow_disk_use=allow_disk_use,
-                let=let,
+                skip,
+                limit,
+                no_cursor_timeout,
+                cursor_type,
+                sort,
+                allow_partial_results,
+                oplog_replay,
+                batch_size,
+                collation,
+                hint,
+                max_scan,
+                max_time_ms,
+                max,
+                min,
+                return_key,
+                show_record_id,
+                snapshot,
+                comment,
+                session,
+                allow_disk_use,
+                let,
             )
             return [out(doc) async for doc in cursor]
 
@@ -239,21 +248,13 @@ class MongoOperations:
         session: AsyncClientSession | None = None,
         let: Mapping[str, Any] | None = None,
         comment: Any | None = None,
-        *,
-        hint: str | Mapping[str, Any] | None = None,
-        collation: CollationIn | None = None,
-        allow_disk_use: bool | None = None,
-        batch_size: int | None = None,
-        max_time_ms: int | None = None,
+        **kwargs: Any,
     ) -> list[Document]:
-        """`Collection.aggregate` as a list of documents."""
+        """`Collection.aggregate` as a list of documents (`kwargs`: hint, allowDiskUse, maxTimeMS...)."""
         coll, out = self._runner.coll(), self._runner.out
-        options = _given(
-            hint=hint, collation=collation, allowDiskUse=allow_disk_use, batchSize=batch_size, maxTimeMS=max_time_ms
-        )
 
         async def read() -> list[Document]:
-            cursor = await coll.aggregate(pipeline, session, let, comment, **options)
+            cursor = await coll.aggregate(pipeline, session, let, comment, **kwargs)
             return [out(doc) async for doc in cursor]
 
         return await self._runner.run(label(comment, "aggregate"), read)
@@ -300,13 +301,25 @@ class MongoOperations:
         session: AsyncClientSession | None = None,
         let: Mapping[str, Any] | None = None,
         comment: Any | None = None,
+        **kwargs: Any,
     ) -> Document | None:
-        """`Collection.find_one_and_update`."""
+        """`Collection.find_one_and_update` (`kwargs`: e.g. maxTimeMS, collation)."""
         coll = self._runner.coll()
         doc = await self._runner.run(
             label(comment, "find_one_and_update"),
             lambda: coll.find_one_and_update(
-                filter, update, projection, sort, upsert, return_document, array_filters, hint, session, let, comment
+                filter,
+                update,
+                projection,
+                sort,
+                upsert,
+                return_document,
+                array_filters,
+                hint,
+                session,
+                let,
+                comment,
+                **kwargs,
             ),
         )
         return self._runner.out(doc) if doc is not None else None
@@ -323,33 +336,23 @@ class MongoOperations:
         )
 
     async def create_index(
-        self,
-        keys: IndexKeys,
-        session: AsyncClientSession | None = None,
-        comment: Any | None = None,
-        *,
-        name: str | None = None,
-        unique: bool | None = None,
-        sparse: bool | None = None,
-        partial_filter_expression: Mapping[str, Any] | None = None,
-        expire_after_seconds: int | None = None,
+        self, keys: IndexKeys, session: AsyncClientSession | None = None, comment: Any | None = None, **kwargs: Any
     ) -> str:
-        """`Collection.create_index` (the index options PyMongo takes as keywords, by their names)."""
+        """`Collection.create_index` (`kwargs`: the index's options, e.g. name, unique)."""
         coll = self._runner.coll()
-        options = _given(
-            name=name,
-            unique=unique,
-            sparse=sparse,
-            partialFilterExpression=partial_filter_expression,
-            expireAfterSeconds=expire_after_seconds,
-        )
         return await self._runner.run(
-            label(comment, "create_index"), lambda: coll.create_index(keys, session, comment, **options)
+            label(comment, "create_index"), lambda: coll.create_index(keys, session, comment, **kwargs)
         )
 
     async def drop_index(
-        self, index_or_name: IndexKeys, session: AsyncClientSession | None = None, comment: Any | None = None
+        self,
+        index_or_name: IndexKeys,
+        session: AsyncClientSession | None = None,
+        comment: Any | None = None,
+        **kwargs: Any,
     ) -> None:
         """`Collection.drop_index`."""
         coll = self._runner.coll()
-        await self._runner.run(label(comment, "drop_index"), lambda: coll.drop_index(index_or_name, session, comment))
+        await self._runner.run(
+            label(comment, "drop_index"), lambda: coll.drop_index(index_or_name, session, comment, **kwargs)
+        )

@@ -1,4 +1,4 @@
-"""A client's options in one object, each checked in one place: at construction and on every change."""
+"""A client's options in one object, each checked in one place (at construction and on every change)."""
 
 from __future__ import annotations
 

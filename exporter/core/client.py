@@ -21,27 +21,12 @@ from pymongo.write_concern import WriteConcern
 
 from exporter.core import browse, queries
 from exporter.core.clocks import MemberClocks
-from exporter.core.errors import (
-    CLOSE_TIMEOUT,
-    InvalidInput,
-    SessionNotFound,
-    guard,
-)
+from exporter.core.errors import CLOSE_TIMEOUT, InvalidInput, SessionNotFound, guard
 from exporter.core.failover import PrimaryWatch
 from exporter.core.fields import MongoFields
 from exporter.core.handouts import HandOuts
 from exporter.core.indexes import IndexKeeper
-from exporter.core.model import (
-    Document,
-    Fields,
-    Hold,
-    Period,
-    State,
-    Statistics,
-    Sums,
-    parse_period,
-    session_filter,
-)
+from exporter.core.model import Document, Fields, Hold, Period, State, Statistics, Sums, parse_period, session_filter
 from exporter.core.operations import DbSession, MongoOperations, Runner, Transaction, driver_session
 from exporter.core.options import (
     DEFAULT,
@@ -67,8 +52,9 @@ class MongoSessions(MongoOperations, MongoFields):
     Drop-in for mongo_client's MongoSessions: same constructor (extra keywords included), methods,
     settable options, hooks and `.db` / `.sessions` handles; the manual's "Migrating from
     mongo_client" lists every difference. Its options are checked once, in a `ClientOptions`; the
-    work is done by collaborators it owns: the operations `Runner`, the `ServerView`, the
-    `StatisticsReader`, the `IndexKeeper` and the `Leases` of its hand-outs.
+    work is done by collaborators it owns: the operations `Runner` (the driver wrappers of
+    `MongoOperations` use it), the `ServerView` (topology, clock), the `StatisticsReader`, the
+    `IndexKeeper`, the `HandOuts` (leases and reports) and `transactions.transaction`.
     """
 
     def __init__(

@@ -303,14 +303,14 @@ class AdminService:
                 self.read_searches.spend(caller.name, location="query.q")
             found = search_filter(f, search, query.q, exact)
             # Counting stops past the limit: a one-character search of a million phones costs 5001 keys.
-            matches = await sessions.count_documents(found, limit=SEARCH_SORT_LIMIT + 1, _op="search_sessions")
+            matches = await sessions.count_documents(found, limit=SEARCH_SORT_LIMIT + 1, comment="search_sessions")
             if matches > SEARCH_SORT_LIMIT:
                 raise InvalidRequest(
                     f"more than {SEARCH_SORT_LIMIT} sessions start with {query.q!r}; type more of it",
                     location="query.q",
                 )
             selector = and_filters(found, state_part)
-            total = await sessions.count_documents(selector, _op="list_sessions") if state_part else matches
+            total = await sessions.count_documents(selector, comment="list_sessions") if state_part else matches
         else:
             selector = state_part
             assert query.state is not None
@@ -323,14 +323,14 @@ class AdminService:
             elif query.state in HELD_STATES:
                 total = await self._held_count(pool, query.state, now)
             else:
-                total = await sessions.count_documents(selector, _op="list_sessions")
+                total = await sessions.count_documents(selector, comment="list_sessions")
         docs = await sessions.find(
             selector,
             self._projection(pool),
             sort=sort_of(f, order),
             skip=skip,
             limit=query.page_size,
-            _op="list_sessions",
+            comment="list_sessions",
         )
         page = SessionPage(
             pool=pool.name, state=query.state, q=query.q, underperforming=False, order=order, page=query.page,
@@ -347,11 +347,11 @@ class AdminService:
         pipeline = held_count_pipeline(sessions.rules, state, now)
         try:
             # The planner may pick the other index starting with `active` and read every document.
-            rows = await sessions.aggregate(pipeline, _op="list_sessions", hint=dict(hold_index(sessions.fields)))
+            rows = await sessions.aggregate(pipeline, comment="list_sessions", hint=dict(hold_index(sessions.fields)))
         except OperationFailed as exc:
             if exc.code != _BAD_HINT:
                 raise
-            rows = await sessions.aggregate(pipeline, _op="list_sessions")  # the index is missing (being rebuilt)
+            rows = await sessions.aggregate(pipeline, comment="list_sessions")  # the index is missing (being rebuilt)
         return int(rows[0]["n"]) if rows else 0
 
     async def _underperformers(self, pool: PoolState, query: SessionsQuery, skip: int) -> SessionPage:
@@ -376,18 +376,18 @@ class AdminService:
             total, as_of = 0, None
             if threshold is not None:
                 rows = await sessions.aggregate(
-                    underperforming_count_pipeline(f, settings.min_uses, threshold), _op="list_sessions"
+                    underperforming_count_pipeline(f, settings.min_uses, threshold), comment="list_sessions"
                 )
                 total = int(rows[0]["n"]) if rows else 0
         docs: list[Document] = []
         if threshold is not None:
             page = await sessions.aggregate(
                 underperforming_page_pipeline(f, settings.min_uses, threshold, skip, query.page_size),
-                _op="list_sessions",
+                comment="list_sessions",
             )
             ids = [row["_id"] for row in page]
             if ids:
-                fetched = await sessions.find({"_id": {"$in": ids}}, self._projection(pool), _op="list_sessions")
+                fetched = await sessions.find({"_id": {"$in": ids}}, self._projection(pool), comment="list_sessions")
                 by_id = {doc["_id"]: doc for doc in fetched}
                 docs = [by_id[i] for i in ids if i in by_id]
         return SessionPage(
@@ -508,7 +508,7 @@ class AdminService:
         target = State(state)
         cap = self.config.bulk_unlock_cap
         now = await sessions.server_time()
-        matched = await sessions.count_documents(filter=sessions.state_filter(target, now), _op=BULK_UNLOCK)
+        matched = await sessions.count_documents(filter=sessions.state_filter(target, now), comment=BULK_UNLOCK)
         over_cap = (
             f"{matched} sessions are {target}, more than admin.bulk_unlock_cap ({cap}); nothing was changed"
             if matched > cap

@@ -249,7 +249,7 @@ class AuditedWrites:
             try:
                 for oid, event_id in zip(ids, event_ids, strict=True):
                     still = {"_id": oid, **sessions.state_filter(state, await sessions.server_time())}
-                    result = await sessions.update_one(still, unlock, _op="bulk_unlock")
+                    result = await sessions.update_one(still, unlock, comment="bulk_unlock")
                     (changed if result.modified_count else unchanged).append(event_id)
             except SessionPoolError as exc:
                 done = set(changed) | set(unchanged)
@@ -271,7 +271,7 @@ class AuditedWrites:
             ids, now = await ids_now(txn.db_session)
             if ids:
                 await sessions.update_many(
-                    filter={"_id": {"$in": ids}}, update=unlock, session=txn.db_session, _op="bulk_unlock"
+                    filter={"_id": {"$in": ids}}, update=unlock, session=txn.db_session, comment="bulk_unlock"
                 )
                 async with sessions.guard("audit"):
                     await self.audit.record_many(events(ids, now, "changed"), db_session=txn.db_session)

@@ -30,7 +30,7 @@ async def run(pool: PoolState, ctx: Context) -> Underperformers | None:
             rows = (
                 await pool.sessions.aggregate(
                     underperforming_count_pipeline(pool.sessions.fields, settings.min_uses, threshold),
-                    _op="count_underperformers",
+                    comment="count_underperformers",
                 )
                 if threshold is not None
                 else []

@@ -40,7 +40,8 @@ from exporter.core.model import (
     recorded_hold,
     session_filter,
 )
-from exporter.core.operations import READ_PREFERENCES, DbSession, Transaction, read_preference, write_concern
+from exporter.core.operations import DbSession, Transaction
+from exporter.core.options import READ_PREFERENCES, read_preference, write_concern
 
 __all__ = [
     "CLOSE_TIMEOUT",

@@ -50,7 +50,7 @@ HOLD_KINDS = tuple(str(h) for h in Hold)
 
 @dataclass(frozen=True)
 class Fields:
-    """Names of the fields the pool logic reads and writes (the seed's MongoFields)."""
+    """Names of the fields the pool logic reads and writes (the original mongo_client library's MongoFields)."""
 
     next_use: str = "next_use"
     active: str = "active"
@@ -196,7 +196,7 @@ class Sums:
 
 
 def parse_period(period: Period | timedelta | None, default: timedelta, *, name: str = "period") -> timedelta:
-    """Turn the seed's period dict (`{"hours": 10}`) into a timedelta, rejecting bad ones."""
+    """Turn a period dict as the original library takes it (`{"hours": 10}`) into a timedelta, rejecting bad ones."""
     if period is None:
         return default
     if isinstance(period, timedelta):

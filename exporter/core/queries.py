@@ -2,17 +2,47 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from enum import StrEnum
 from typing import Any
 
 from bson import MinKey, ObjectId
 
-from exporter.core.model import HOLD_KINDS, HOLD_STATE, Fields, Hold, State
+from exporter.core.errors import InvalidInput
+from exporter.core.model import HOLD_KINDS, HOLD_STATE, Document, Fields, Hold, State, check_payload, classify
 from exporter.core.timeframe import TimeFrame
 
 IndexSpec = tuple[list[tuple[str, int]], str]
+
+
+class Row(StrEnum):
+    """What one row of the statistics and sums pipelines answers (its `k`)."""
+
+    HELD = "held"  # held sessions of one marker kind or one legacy bucket: n, first
+    INACTIVE = "inactive"  # `active` is not true: n
+    DEACTIVATED = "deactivated"  # `active` is false (the original's count_blocked): n
+    SUMS = "sums"  # one pass over every document: total, uses, successes, overruns
+    TOTAL = "total"  # the document count, from the metadata or the `_id` index: n
+    OLDEST = "oldest"  # the oldest `last_use` of a selectable session: v
+    LEGACY_ACTIVE = "legacy_active"  # the original's count_active, for a customised selection: n
+    LEGACY_LOCKED = "legacy_locked"  # the original's count_locked, for a customised selection: n
+
+
+class Total(StrEnum):
+    """How the statistics count the pool's total."""
+
+    SUMS = "sums"  # with the sums: one pass over every document
+    METADATA = "metadata"  # the collection's document count (O(1), $collStats)
+    COUNT = "count"  # a count of the `_id` index
+
+    @classmethod
+    def of(cls, *, sums: bool, fast_total: bool) -> Total:
+        """The mode of `aggregate_statistics(sums=..., fast_total=...)`."""
+        if sums:
+            return cls.SUMS
+        return cls.METADATA if fast_total else cls.COUNT
 
 
 @dataclass(frozen=True)
@@ -101,7 +131,7 @@ def held_groups(rules: StateRules, now: datetime) -> list[dict[str, Any]]:
     return [
         {"$match": held(rules, now)},
         {"$group": {"_id": key, "n": {"$sum": 1}, "first": {"$min": next_use}}},
-        {"$project": {"_id": 0, "k": "held", "kind": "$_id.kind", "bucket": "$_id.bucket", "n": 1, "first": 1}},
+        {"$project": {"_id": 0, "k": Row.HELD.value, "kind": "$_id.kind", "bucket": "$_id.bucket", "n": 1, "first": 1}},
     ]
 
 
@@ -126,13 +156,13 @@ def _union(collection: str, pipeline: list[dict[str, Any]]) -> dict[str, Any]:
     return {"$unionWith": {"coll": collection, "pipeline": pipeline}}
 
 
-def _count(collection: str, key: str, match: Mapping[str, Any]) -> dict[str, Any]:
-    return _union(collection, [{"$match": dict(match)}, {"$count": "n"}, {"$set": {"k": key}}])
+def _count(collection: str, key: Row, match: Mapping[str, Any]) -> dict[str, Any]:
+    return _union(collection, [{"$match": dict(match)}, {"$count": "n"}, {"$set": {"k": key.value}}])
 
 
-def _total(collection: str, how: str) -> dict[str, Any]:
+def _total(collection: str, how: Total) -> dict[str, Any]:
     """A row `{k: "total", n}`: from the collection's metadata (O(1)) or counted on the `_id` index."""
-    if how == "metadata":
+    if how is Total.METADATA:
         # $collStats answers one row per shard; their sum is the collection's document count.
         stages: list[dict[str, Any]] = [
             {"$collStats": {"count": {}}},
@@ -140,7 +170,7 @@ def _total(collection: str, how: str) -> dict[str, Any]:
         ]
     else:
         stages = [{"$match": {"_id": {"$gte": MinKey()}}}, {"$count": "n"}]
-    return _union(collection, [*stages, {"$project": {"_id": 0, "k": "total", "n": 1}}])
+    return _union(collection, [*stages, {"$project": {"_id": 0, "k": Row.TOTAL.value, "n": 1}}])
 
 
 def _sums(fields: Fields) -> list[dict[str, Any]]:
@@ -153,7 +183,7 @@ def _sums(fields: Fields) -> list[dict[str, Any]]:
         "successes": {"$sum": f"${f.count_success}"},
         "overruns": {"$sum": f"${f.count_overrun}"},
     }
-    return [{"$group": group}, {"$set": {"k": "sums"}}]
+    return [{"$group": group}, {"$set": {"k": Row.SUMS.value}}]
 
 
 def statistics_pipeline(
@@ -162,25 +192,26 @@ def statistics_pipeline(
     now: datetime,
     extra_counts: Mapping[str, Mapping[str, Any]] | None = None,
     *,
-    total: str = "sums",
+    total: Total | str = Total.SUMS,
 ) -> list[dict[str, Any]]:
     """One aggregation answering every state count and the key times at `now` (and the sums).
 
-    Rows: the held sessions' groups (`k: "held"`, see `held_groups`; `first`: earliest `next_use`), `inactive`,
-    `deactivated` (`active` is false), `oldest`, one per `extra_counts` filter, and the total:
-    with `total="sums"` a `sums` row (`total`, `uses`, `successes`: one pass over every document);
-    with `"metadata"` or `"count"` a `total` row from the collection's document count or from a
-    count of the `_id` index, and no sums. Every count but the total costs the held and inactive
+    Rows, tagged by `Row`: the held sessions' groups (HELD, see `held_groups`; `first`: earliest
+    `next_use`), INACTIVE, DEACTIVATED (`active` is false), OLDEST, one per `extra_counts` filter
+    (keyed by Row), and the total: with `Total.SUMS` a SUMS row (`total`, `uses`, `successes`: one
+    pass over every document); with METADATA or COUNT a TOTAL row from the collection's document
+    count or from a count of the `_id` index, and no sums. Every count but the total costs the held and inactive
     sessions' index keys, not the whole pool.
     """
     f = rules.fields
     now_s = rules.frame.to_stored(now)
+    how = Total(total)
     return [
         # Held sessions only, from the index alone: their count per state (see held_groups).
         *held_groups(rules, now),
-        _count(collection, "inactive", {f.active: {"$ne": True}}),
-        _count(collection, "deactivated", {f.active: False}),
-        _union(collection, _sums(f)) if total == "sums" else _total(collection, total),
+        _count(collection, Row.INACTIVE, {f.active: {"$ne": True}}),
+        _count(collection, Row.DEACTIVATED, {f.active: False}),
+        _union(collection, _sums(f)) if how is Total.SUMS else _total(collection, how),
         _union(
             collection,
             [
@@ -193,10 +224,10 @@ def statistics_pipeline(
                 },
                 {"$sort": {f.last_use: 1}},
                 {"$limit": 1},
-                {"$project": {"_id": 0, "k": "oldest", "v": f"${f.last_use}"}},
+                {"$project": {"_id": 0, "k": Row.OLDEST.value, "v": f"${f.last_use}"}},
             ],
         ),
-        *(_count(collection, key, match) for key, match in (extra_counts or {}).items()),
+        *(_count(collection, Row(key), match) for key, match in (extra_counts or {}).items()),
     ]
 
 
@@ -206,7 +237,7 @@ def sums_pipeline(fields: Fields, collection: str) -> list[dict[str, Any]]:
     The two totals differ only if documents came or went during the pass, or if the collection's
     metadata count is wrong (after an unclean shutdown): the caller compares them.
     """
-    return [*_sums(fields), _total(collection, "metadata")]
+    return [*_sums(fields), _total(collection, Total.METADATA)]
 
 
 def and_filters(base: Mapping[str, Any], extra: Mapping[str, Any]) -> dict[str, Any]:
@@ -349,3 +380,52 @@ def unlock_update(fields: Fields, *, activate: bool = False) -> dict[str, Any]:
     if activate:
         changes = {fields.active: True, **changes}
     return {"$set": changes, "$unset": {fields.hold: ""}}
+
+
+def new_document(fields: Fields, frame: TimeFrame, data: Mapping[str, Any], now: datetime) -> Document:
+    """What `add` inserts, as the original library's `add()` wrote it: usable, never used, created `now`."""
+    f = fields
+    return {
+        f.active: True,
+        f.count_use: 0,
+        f.count_success: 0,
+        f.created: frame.to_stored(now),
+        f.last_use: None,
+        f.next_use: None,
+        **frame.for_storage(dict(data)),
+    }
+
+
+def fields_update(
+    frame: TimeFrame, payload: Mapping[str, Any], unset_payload: Mapping[str, Any] | Iterable[str] | None
+) -> dict[str, Any]:
+    """What `session_update` writes: `$set` the payload's paths (times in the pool's frame), `$unset` the others."""
+    update: dict[str, Any] = {}
+    values = check_payload(payload, "payload")
+    if values:
+        update["$set"] = frame.for_storage(values)
+    if unset_payload:
+        keys = list(unset_payload.keys() if isinstance(unset_payload, Mapping) else unset_payload)
+        check_payload(dict.fromkeys(keys, ""), "unset_payload")
+        overlap = set(keys) & set(values)
+        if overlap:
+            raise InvalidInput(f"fields both set and unset: {sorted(overlap)}", field="unset_payload")
+        update["$unset"] = dict.fromkeys(keys, "")
+    if not update:
+        raise InvalidInput("nothing to update: payload and unset_payload are empty", field="payload")
+    return update
+
+
+def state_of(rules: StateRules, doc: Mapping[str, Any], now: datetime) -> State:
+    """State of a document as a client returned it (naive stored or aware times) at the instant `now`."""
+    f, frame = rules.fields, rules.frame
+
+    def instant(value: Any) -> Any:
+        return frame.instant(value) if isinstance(value, datetime) else value
+
+    view = dict(doc)
+    view[f.next_use] = instant(doc.get(f.next_use))
+    hold = doc.get(f.hold)
+    if isinstance(hold, Mapping):
+        view[f.hold] = {**hold, "until": instant(hold.get("until"))}
+    return classify(view, instant(now), fields=f, lock_time=rules.lock_time, grace=rules.grace)

@@ -31,7 +31,7 @@ def legacy_keys(fields: Fields) -> Keys:
 
 async def read_indexes(sessions: MongoSessions) -> Indexes:
     """List the pool's indexes (listIndexes) and the needed ones missing, as the daemon's check sees them."""
-    info = await sessions.index_information(_op="list_indexes")
+    info = await sessions.index_information(comment="list_indexes")
     present = {name: [(str(k), int(d)) for k, d in spec["key"]] for name, spec in info.items()}
     missing = await sessions.missing_indexes()
     return Indexes(present, missing)

@@ -159,6 +159,20 @@ def test_the_core_imports_only_the_driver_and_the_standard_library() -> None:
     assert not outside, f"the core imports beyond the driver: {sorted(outside)}"
 
 
+def test_each_module_opens_with_a_one_line_docstring_in_plain_words() -> None:
+    found = []
+    for path in _modules():
+        doc = ast.get_docstring(ast.parse(path.read_text(encoding="utf-8")))
+        name = str(path.relative_to(ROOT))
+        if not doc:
+            found.append(f"{name}: no docstring")
+        elif not doc.splitlines()[0].strip().endswith((".", ")", ":")):
+            found.append(f"{name}: the first line is not a sentence")
+        elif re.search(r"\bthe seed\b|\bseed's\b", doc, re.IGNORECASE):
+            found.append(f"{name}: say 'the original mongo_client library', not 'the seed'")
+    assert not found, found
+
+
 def test_no_module_is_past_the_size_that_means_two_jobs() -> None:
     long = {
         str(p.relative_to(ROOT)): n

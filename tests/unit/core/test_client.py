@@ -198,7 +198,7 @@ async def test_custom_default_filter_and_projection(pool_factory: PoolFactory) -
     assert [d["kind"] for d in await pool.get_sessions()] == ["phone"]
 
 
-# --- the original library's methods and state transitions -------------------------------------------------
+# --- the original library's methods and state transitions ------------------------------------
 
 
 async def test_add_writes_the_original_document_shape(pool_factory: PoolFactory, sync_client: SyncClient) -> None:

@@ -55,7 +55,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "--cost-batch-seconds", type=float, default=None, help="wall seconds of each CPU batch (default 1)"
     )
     parser.add_argument("--scale-pools", default=None, help="pool counts of the /metrics scaling (default 20,200,1000)")
-    parser.add_argument("--many-pools", type=int, default=None, help="pools found by discovery (default 500)")
+    parser.add_argument(
+        "--many-pools", type=int, default=None, help="pools configured and found by discovery (default 500)"
+    )
+    parser.add_argument(
+        "--many-configured", type=int, default=None, help="how many of them are configured (default: half)"
+    )
     parser.add_argument("--many-sessions", type=int, default=None, help="sessions in each of them (default 200)")
     parser.add_argument("--many-minutes", type=float, default=None, help="minutes the daemon watches them (default 4)")
     parser.add_argument(
@@ -84,6 +89,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     args.many_minutes = args.many_minutes if args.many_minutes is not None else (0.15 if q else 4)
     args.many_interval = 2.0 if q else float(PoolOptions().interval)
     args.many_concurrency = args.many_concurrency or 16
+    args.many_configured = args.many_pools // 2 if args.many_configured is None else args.many_configured
     return args
 
 
@@ -173,6 +179,7 @@ def main(argv: list[str] | None = None) -> int:
                 concurrency=args.many_concurrency,
                 reuse=reuse,
                 log=log,
+                configured=args.many_configured,
             )
         if "handlers" in args.benches:
             log(f"handlers ({args.callers} callers)")

@@ -24,6 +24,7 @@ from apscheduler.events import (
     JobEvent,
     JobSubmissionEvent,
 )
+from pymongo import MongoClient
 
 from bench.common import median, seed
 from bench.procs import Proc
@@ -46,6 +47,7 @@ class ManyResult:
     concurrency: int
     interval: float
     minutes: float
+    configured: int = 0
     seed_seconds: float = 0.0
     samples: list[tuple[float, float]] = field(default_factory=list)
     refreshes: list[dict[str, float]] = field(default_factory=list)
@@ -53,6 +55,8 @@ class ManyResult:
     discovered_after: float = math.nan
     failures: int = 0
     pools_seen: int = 0
+    # (s since start, the daemon's connections to mongod: its appName in $currentOp, idle ones included)
+    connections: list[tuple[float, int]] = field(default_factory=list)
 
     def lags(self, key: str, *, steady: bool) -> list[float]:
         """`key` ('start' or 'end' lag) of every refresh; `steady` leaves out the first two intervals (start-up)."""
@@ -79,6 +83,16 @@ class ManyResult:
         """Median seconds of one refresh (slot held)."""
         return median([r["duration"] for r in self.refreshes]) if self.refreshes else math.nan
 
+    @property
+    def first_round_bound(self) -> float:
+        """One interval plus what every pool's first refresh takes at `concurrency` at once (the goal)."""
+        return self.interval + self.pools * self.per_pool_refresh / self.concurrency
+
+    @property
+    def most_connections(self) -> int:
+        """The most connections the daemon held to mongod at once."""
+        return max((n for _, n in self.connections), default=-1)
+
 
 def seed_pools(mongo_uri: str, pools: int, sessions: int, *, reuse: bool) -> float:
     """`pools` collections `many_NNNN` of `sessions` sessions each in their own database; seconds taken."""
@@ -88,16 +102,36 @@ def seed_pools(mongo_uri: str, pools: int, sessions: int, *, reuse: bool) -> flo
     return time.monotonic() - started
 
 
-def daemon_config(mongo_uri: str, port: int, *, interval: float, concurrency: int) -> dict[str, Any]:
-    """Discovery of every `many_*` collection; the defaults otherwise (jitter, sums_interval)."""
+def daemon_config(
+    mongo_uri: str, port: int, *, interval: float, concurrency: int, configured: int = 0
+) -> dict[str, Any]:
+    """The first `configured` pools listed in the config, discovery of every other `many_*` collection; the
+    defaults otherwise (jitter, sums_interval)."""
     return {
         "listen": f"127.0.0.1:{port}",
         "log": {"level": "warning", "format": "json"},
         "mongodb": {"uri": mongo_uri, "timeout": 120},
         "defaults": {"interval": interval, "refresh_timeout": 120, "create_indexes": False},
+        "pools": [
+            {"name": f"{PREFIX}{i:04d}", "database": DATABASE, "collection": f"{PREFIX}{i:04d}"}
+            for i in range(configured)
+        ],
         "discovery": [{"databases": [DATABASE], "include": [f"{PREFIX}*"], "interval": 60}],
         "max_concurrent_refreshes": concurrency,
     }
+
+
+def daemon_connections(client: MongoClient[dict[str, Any]]) -> int:
+    """Connections mongod has from the daemon (its appName), idle ones and the driver's monitors included."""
+    rows = client.admin.aggregate(
+        [
+            {"$currentOp": {"allUsers": True, "idleConnections": True, "localOps": False}},
+            {"$match": {"appName": "session-pool-exporter"}},
+            {"$count": "n"},
+        ]
+    )
+    found = list(rows)
+    return int(found[0]["n"]) if found else 0
 
 
 def run(
@@ -110,23 +144,35 @@ def run(
     concurrency: int,
     reuse: bool,
     log: Callable[[str], None],
+    configured: int = 0,
 ) -> ManyResult:
-    """Seed, then run the probe daemon for `minutes`, sampling its RSS every second."""
-    out = ManyResult(pools=pools, sessions=sessions, concurrency=concurrency, interval=interval, minutes=minutes)
+    """Seed, then run the probe daemon for `minutes`, sampling its RSS and its MongoDB connections every second."""
+    out = ManyResult(
+        pools=pools,
+        sessions=sessions,
+        concurrency=concurrency,
+        interval=interval,
+        minutes=minutes,
+        configured=configured,
+    )
     out.seed_seconds = seed_pools(mongo_uri, pools, sessions, reuse=reuse)
     log(f"  seeded {pools} pools of {sessions} sessions in {out.seed_seconds:.1f} s")
     with tempfile.TemporaryDirectory(prefix="spe-bench-") as tmp:
         config = Path(tmp) / "config.yaml"
         result = Path(tmp) / "result.json"
         port = free_port()
-        config.write_text(yaml.safe_dump(daemon_config(mongo_uri, port, interval=interval, concurrency=concurrency)))
-        args = ["--config", str(config), "--seconds", str(minutes * 60), "--out", str(result)]
+        data = daemon_config(mongo_uri, port, interval=interval, concurrency=concurrency, configured=configured)
+        config.write_text(yaml.safe_dump(data))
+        args = ["--config", str(config), "--seconds", str(minutes * 60), "--out", str(result), "--expect", str(pools)]
         proc = Proc([sys.executable, "-m", "bench.manypools", *args], port=port).start()
+        watcher: MongoClient[dict[str, Any]] = MongoClient(mongo_uri, appname="bench")
         try:
             ps = psutil.Process(proc.pid)
             while proc.process is not None and proc.process.poll() is None:
                 try:
-                    out.samples.append((time.monotonic() - proc.started, ps.memory_info().rss / 2**20))
+                    at = time.monotonic() - proc.started
+                    out.samples.append((at, ps.memory_info().rss / 2**20))
+                    out.connections.append((at, daemon_connections(watcher)))
                 except psutil.Error:
                     break
                 time.sleep(1)
@@ -135,11 +181,16 @@ def run(
             data = json.loads(result.read_text())
         finally:
             proc.stop()
+            watcher.close()
     out.refreshes = data["refreshes"]
     out.skipped = int(data["skipped"])
     out.discovered_after = float(data["discovered_after"])
     out.failures = int(data["failures"])
     out.pools_seen = int(data["pools"])
+    log(
+        f"  connections to mongod at most {out.most_connections}; every pool refreshed once after"
+        f" {out.discovered_after:.1f} s (bound {out.first_round_bound:.1f} s)"
+    )
     log(
         f"  RSS end {out.end_rss:.1f} MiB (peak {out.peak:.1f}); {len(out.refreshes)} refreshes, start lag"
         f" p50 {out.stat('start', 50):.3f} s p99 {out.stat('start', 99):.3f} s max {out.stat('start', 100):.3f} s"
@@ -150,7 +201,7 @@ def run(
 # -- the probe: the real daemon in this process, its scheduler watched -------------------------------------
 
 
-async def probe(config_path: str, seconds: float) -> dict[str, Any]:
+async def probe(config_path: str, seconds: float, expect: int) -> dict[str, Any]:
     """Serve the daemon for `seconds`; record each scheduled refresh's due time, start and end."""
     daemon = build(load_config(config_path, {}, {}))
     collector = daemon.collector
@@ -193,16 +244,10 @@ async def probe(config_path: str, seconds: float) -> dict[str, Any]:
         if expected and len(seen) >= expected and not discovered:
             discovered.append(time.time() - t0)  # every pool discovery found has refreshed once
 
-    expected = 0
+    expected = expect
     collector.scheduler.listen(listen, EVENT_JOB_SUBMITTED | EVENT_JOB_MAX_INSTANCES | EVENT_JOB_EXECUTED)
     server = daemon.server(install_signals=False)
     task = asyncio.create_task(server.serve())
-    # How many pools discovery should find: wait for the first listing.
-    for _ in range(600):
-        if collector.pools:
-            break
-        await asyncio.sleep(0.1)
-    expected = len(collector.pools)
     await asyncio.sleep(max(0.0, seconds - (time.time() - t0)))
     server.should_exit = True
     await task
@@ -221,8 +266,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--config", required=True)
     parser.add_argument("--seconds", type=float, required=True)
     parser.add_argument("--out", required=True)
+    parser.add_argument("--expect", type=int, required=True, help="pools configured and discovered in all")
     args = parser.parse_args(argv)
-    result = asyncio.run(probe(args.config, args.seconds))
+    result = asyncio.run(probe(args.config, args.seconds, args.expect))
     Path(args.out).write_text(json.dumps(result))
 
 

@@ -151,6 +151,7 @@ _HEAVY = (
     "system/ops/test_release.py",
     "system/ops/test_bench_smoke.py",
     "system/docs/test_examples.py",
+    "system/e2e/test_sharding.py",
     "system/reliability/test_mixed_pool.py",
     "system/reliability/test_hostile.py",
     "unit/console/",

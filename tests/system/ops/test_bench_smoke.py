@@ -123,3 +123,29 @@ async def _states(uri: str, collection: str) -> dict[str, int]:
         return {str(s): stats.states[s] for s in STATES}
     finally:
         await client.close()
+
+
+def test_splice_carries_a_runs_sections_and_goal_rows_and_leaves_the_rest() -> None:
+    """bench.splice: the run's section replaces the page's, its goal rows replace the matching ones; the other
+    sections and goals stay byte for byte."""
+    from bench.splice import splice
+
+    page = (
+        "# Benchmarks\n\n## Goals\n\n| goal | measured | verdict |\n| --- | --- | --- |\n"
+        "| scrape fast | 1 ms | **met** |\n| 500 pools: RSS < 256 MiB | 70 MiB | **met** |\n\n"
+        "## 2. Scrape\n\nold scrape figures\n\n## Many pools on one daemon\n\nold many figures\n"
+    )
+    run = (
+        "# Benchmarks\n\n- Date: 2026-12-04 23:00 UTC; run time 6.0 min\n"
+        "- Reproduce: `.venv/bin/python -m bench --only manypools`\n\n## Machine\n\n"
+        "| load average (1/5/15 min) at the start | 0.5 0.4 0.3 |\n\n## Goals\n\n"
+        "| goal | measured | verdict |\n| --- | --- | --- |\n| 5000 pools: RSS < 256 MiB | 200 MiB | **met** |\n\n"
+        "## Many pools on one daemon\n\nnew many figures\n\n## Not run\n\nscrape\n"
+    )
+    out = splice(run, page, ["Many pools on one daemon"], r"\| \d+ pools:")
+    assert "old many figures" not in out and "new many figures" in out
+    assert "## 2. Scrape\n\nold scrape figures\n" in out
+    assert "| scrape fast | 1 ms | **met** |" in out
+    assert "500 pools" not in out and "| 5000 pools: RSS < 256 MiB | 200 MiB | **met** |" in out
+    assert "*From the run of 2026-12-04 23:00 UTC, `.venv/bin/python -m bench --only manypools`" in out
+    assert "## Not run" not in out

@@ -16,7 +16,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Route
 
-from exporter.admin.actions import Caller
+from exporter.admin.auth import Caller, Role
 from exporter.admin.console import Console
 from exporter.admin.endpoints import ENDPOINTS
 from exporter.admin.errors import (
@@ -113,7 +113,9 @@ class AdminHTTP:
     def __init__(self, config: AdminConfig, service: AdminService) -> None:
         self.service = service
         self.request_timeout = config.request_timeout
-        self._tokens = [(hashlib.sha256(t.secret().encode()).digest(), Caller(t.name, t.role)) for t in config.tokens]
+        self._tokens = [
+            (hashlib.sha256(t.secret().encode()).digest(), Caller(t.name, Role(t.role))) for t in config.tokens
+        ]
         self._console = Console()
 
     def routes(self) -> list[BaseRoute]:
@@ -154,7 +156,9 @@ class AdminHTTP:
         if found is None:
             raise Unauthorized("invalid token", location="header.Authorization")
         if write and found.role != "write":
-            raise Forbidden(f"token {found.name!r} has role {found.role!r}; this route needs 'write'", role=found.role)
+            raise Forbidden(
+                f"token {found.name!r} has role {found.role.value!r}; this route needs 'write'", role=found.role.value
+            )
         request.state.actor = found.name
         return found
 

@@ -9,7 +9,8 @@ from typing import Any, Literal
 import structlog
 from bson import ObjectId
 
-from exporter.admin.actions import ACTIONS, Caller, Plan
+from exporter.admin.actions import ACTIONS, Plan
+from exporter.admin.auth import Caller
 from exporter.admin.errors import AdminError, Conflict, InvalidRequest, PoolNotFound
 from exporter.admin.limits import PerMinute
 from exporter.admin.models import (
@@ -131,12 +132,12 @@ class AdminService:
     def period(self, action: Action, period: Mapping[str, float] | None, sessions: MongoSessions) -> timedelta | None:
         """The period of a lock or block (its default when not given), within admin.max_period."""
         spec = ACTIONS[action]
-        if spec.period is None:
+        if spec.default_period is None:
             if period is not None:
                 raise InvalidRequest(f"period only applies to lock and block, not {action}", location="body.period")
             return None
         try:
-            delta = parse_period(period, getattr(sessions, spec.period))
+            delta = parse_period(period, spec.default_period(sessions))
         except InvalidInput as exc:
             raise InvalidRequest(exc.message, location="body.period") from None
         limit = timedelta(seconds=self.config.max_period)

@@ -18,7 +18,8 @@ from starlette.routing import BaseRoute, Route
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from exporter.admin import AdminError, InvalidRequest, TooManyRequests
-from exporter.admin.http import ADMIN_OFF, invalid
+from exporter.admin.auth import ADMIN_OFF
+from exporter.admin.parsing import invalid
 from exporter.collector import Collector
 from exporter.config import Config
 from exporter.core import InvalidInput, SessionPoolError, Unavailable

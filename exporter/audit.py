@@ -47,8 +47,14 @@ class AuditFilters:
     def query(self) -> dict[str, Any]:
         """The MongoDB filter for these criteria (values are plain strings, never operators)."""
         query: dict[str, Any] = {}
-        for name in ("pool", "action", "session_id", "actor", "request_id"):
-            value = getattr(self, name)
+        exact: dict[str, object] = {
+            "pool": self.pool,
+            "action": self.action,
+            "session_id": self.session_id,
+            "actor": self.actor,
+            "request_id": self.request_id,
+        }
+        for name, value in exact.items():
             if value is not None:
                 if not isinstance(value, str):
                     raise InvalidInput(f"{name} must be a string", field=name)

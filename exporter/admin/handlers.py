@@ -30,6 +30,13 @@ class Context:
 Handler = Callable[[Context, Request, Caller], Awaitable[Response]]
 
 
+def _pool(context: Context, request: Request) -> str:
+    """The pool the path names, checked first: an unknown one is a 404 whatever else the request holds."""
+    name: str = request.path_params["pool"]
+    context.service.pool(name)
+    return name
+
+
 async def openapi(context: Context, request: Request, caller: Caller) -> Response:
     """GET /admin/openapi.json."""
     return JSONResponse(context.openapi())
@@ -57,16 +64,14 @@ async def pool_states(context: Context, request: Request, caller: Caller) -> Res
 
 async def list_sessions(context: Context, request: Request, caller: Caller) -> Response:
     """GET /admin/pools/{pool}/sessions."""
-    pool = request.path_params["pool"]
-    context.service.pool(pool)
+    pool = _pool(context, request)
     query = parsing.query(request, SessionsQuery)
     return parsing.answer(await context.service.list_sessions(pool, query, caller))
 
 
 async def session_history(context: Context, request: Request, caller: Caller) -> Response:
     """GET /admin/pools/{pool}/sessions/{session_id}/history."""
-    pool = request.path_params["pool"]
-    context.service.pool(pool)
+    pool = _pool(context, request)
     oid = parsing.session_id(request)
     query = parsing.query(request, HistoryQuery)
     return parsing.answer(await context.service.history(pool, oid, query))
@@ -74,8 +79,7 @@ async def session_history(context: Context, request: Request, caller: Caller) ->
 
 async def get_session(context: Context, request: Request, caller: Caller) -> Response:
     """GET /admin/pools/{pool}/sessions/{session_id}."""
-    pool = request.path_params["pool"]
-    context.service.pool(pool)
+    pool = _pool(context, request)
     oid = parsing.session_id(request)
     return parsing.answer(await context.service.session(pool, oid))
 
@@ -83,8 +87,7 @@ async def get_session(context: Context, request: Request, caller: Caller) -> Res
 async def act(context: Context, request: Request, caller: Caller) -> Response:
     """POST /admin/pools/{pool}/sessions/{session_id}/{action}."""
     rid = parsing.request_id(request)
-    pool = request.path_params["pool"]
-    context.service.pool(pool)
+    pool = _pool(context, request)
     action = parsing.action(request)
     oid = parsing.session_id(request)
     body = await parsing.body(request, ActionBody)
@@ -97,8 +100,7 @@ async def act(context: Context, request: Request, caller: Caller) -> Response:
 async def bulk_unlock(context: Context, request: Request, caller: Caller) -> Response:
     """POST /admin/pools/{pool}/unlock."""
     rid = parsing.request_id(request)
-    pool = request.path_params["pool"]
-    context.service.pool(pool)
+    pool = _pool(context, request)
     body = await parsing.body(request, BulkUnlockBody)
     result = await context.service.bulk_unlock(
         pool, body.state, dry_run=body.dry_run, reason=body.reason, caller=caller, request_id=rid

@@ -9,7 +9,7 @@ from typing import Literal
 import structlog
 from bson import ObjectId
 
-from exporter.admin.actions import ACTIONS, Plan
+from exporter.admin.actions import ACTIONS
 from exporter.admin.auth import Caller
 from exporter.admin.errors import AdminError, Conflict, InvalidRequest, PoolNotFound
 from exporter.admin.listing import SessionLists
@@ -30,7 +30,7 @@ from exporter.admin.models import (
 from exporter.admin.overview import pool_list, states_timeline
 from exporter.admin.views import audit_event, session_view
 from exporter.admin.writes import AuditedWrites, Outcome
-from exporter.audit import AuditFilters, AuditLog
+from exporter.audit import AuditFilters, AuditLog, Result
 from exporter.config import AdminConfig, WriteConcernConfig
 from exporter.core import (
     Document,
@@ -225,9 +225,9 @@ class AdminService:
         self.metrics.changed()
         log.info(
             "admin_action", pool=pool.name, action=str(action), actor=caller.name, session_id=str(oid),
-            result=result.result, request_id=request_id,
+            result=str(result.result), request_id=request_id,
         )  # fmt: skip
-        if result.result == "changed":
+        if result.result is Result.CHANGED:
             await self._after_write(pool.name)
         return result
 
@@ -236,7 +236,7 @@ class AdminService:
             pool=pool.name,
             id=str(oid),
             action=action,
-            result="changed" if outcome.plan is Plan.APPLY else "unchanged",
+            result=outcome.result,
             state_before=outcome.before,
             state_after=outcome.after,
             request_id=rid,

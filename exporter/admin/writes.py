@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import Any, TypeVar
+from typing import Any, Literal, TypeVar
 
 import structlog
 from bson import ObjectId
@@ -39,7 +39,7 @@ class Outcome:
     now: datetime
 
     @property
-    def result(self) -> Result:
+    def result(self) -> Literal[Result.CHANGED, Result.UNCHANGED]:
         """CHANGED or UNCHANGED, as the audit trail and the API say it."""
         return Result.CHANGED if self.plan is Plan.APPLY else Result.UNCHANGED
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import time
-from collections.abc import AsyncIterator, Mapping, Sequence
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -18,7 +18,8 @@ from starlette.routing import BaseRoute, Route
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from exporter.admin import AdminError, InvalidRequest, TooManyRequests
-from exporter.admin.http import ADMIN_OFF, invalid
+from exporter.admin.auth import ADMIN_OFF
+from exporter.admin.parsing import invalid
 from exporter.collector import Collector
 from exporter.config import Config
 from exporter.core import InvalidInput, SessionPoolError, Unavailable
@@ -32,11 +33,35 @@ RETRY_AFTER_SECONDS = 5
 
 @dataclass(frozen=True)
 class MainRoute:
-    """A route of the main listener (the admin routes are the admin package's endpoint table)."""
+    """A route of the main listener and its handler (the admin routes are the admin package's endpoint table)."""
 
     path: str
     methods: tuple[str, ...]
     summary: str
+    # The route's handler for a daemon's collector and metrics.
+    handler: Callable[[Collector, Metrics], Callable[..., Any]]
+
+
+def _scrape(collector: Collector, metrics: Metrics) -> Callable[..., Any]:
+    """GET /metrics for routing (the daemon's listener hands scrapes to `Scrape` before it: `ScrapeFirst`)."""
+    return Scrape(metrics)
+
+
+def _healthz(collector: Collector, metrics: Metrics) -> Callable[..., Any]:
+    """GET /healthz."""
+    return healthz
+
+
+def _readyz(collector: Collector, metrics: Metrics) -> Callable[..., Any]:
+    """GET /readyz of this collector."""
+
+    async def readyz(request: Request) -> Response:
+        """GET /readyz."""
+        ready, reasons = await collector.readiness()
+        body = {"ready": ready, "reasons": reasons, "pools": collector.pool_status()}
+        return JSONResponse(body, status_code=200 if ready else 503, headers={"Cache-Control": "no-store"})
+
+    return readyz
 
 
 MAIN_ROUTES: tuple[MainRoute, ...] = (
@@ -45,14 +70,18 @@ MAIN_ROUTES: tuple[MainRoute, ...] = (
         ("GET", "HEAD"),
         "The exposition, from memory (never waits for MongoDB): Prometheus text, or OpenMetrics on "
         "`Accept: application/openmetrics-text`; gzipped on `Accept-Encoding: gzip`.",
+        _scrape,
     ),
-    MainRoute("/healthz", ("GET",), "`200 ok`: the process is alive and serving (on the admin listener too)."),
+    MainRoute(
+        "/healthz", ("GET",), "`200 ok`: the process is alive and serving (on the admin listener too).", _healthz
+    ),
     MainRoute(
         "/readyz",
         ("GET",),
         "`200` JSON when every pool has refreshed successfully within its `max_age` and MongoDB answers a ping "
         "(1 s, cached 1 s); otherwise `503` JSON `{ready: false, reasons: [...], pools: {...}}`, each reason a "
         "cause in words (a missing collection, MongoDB unreachable and why).",
+        _readyz,
     ),
 )
 
@@ -240,12 +269,6 @@ def create_app(
 ) -> Starlette:
     """The main app (/metrics, /healthz, /readyz); `admin_routes` too when the admin API shares its listener."""
 
-    async def readyz(request: Request) -> Response:
-        """GET /readyz."""
-        ready, reasons = await collector.readiness()
-        body = {"ready": ready, "reasons": reasons, "pools": collector.pool_status()}
-        return JSONResponse(body, status_code=200 if ready else 503, headers={"Cache-Control": "no-store"})
-
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         """Start the collector with the server and stop it on shutdown."""
@@ -255,9 +278,8 @@ def create_app(
         finally:
             await collector.stop()
 
-    handlers: dict[str, Any] = {"/metrics": Scrape(metrics), "/healthz": healthz, "/readyz": readyz}
     routes: list[BaseRoute] = [
-        *(Route(r.path, handlers[r.path], methods=list(r.methods)) for r in MAIN_ROUTES),
+        *(Route(r.path, r.handler(collector, metrics), methods=list(r.methods)) for r in MAIN_ROUTES),
         *(admin_routes or []),
     ]
     if admin_routes is None:

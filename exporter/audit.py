@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from enum import StrEnum
 from typing import Any, Literal
 
 from bson import ObjectId
@@ -19,6 +20,16 @@ from exporter.core import Document, InvalidInput
 
 Order = Literal["asc", "desc"]
 MAX_PAGE_SIZE = 1000
+
+
+class Result(StrEnum):
+    """What an audited action came to, stored as its value (the audit documents and the API show the string)."""
+
+    CHANGED = "changed"
+    UNCHANGED = "unchanged"
+    FAILED = "failed"
+    # Recorded before the change on a server without transactions; settled once the change is known.
+    PENDING = "pending"
 
 
 @dataclass(frozen=True)
@@ -36,8 +47,14 @@ class AuditFilters:
     def query(self) -> dict[str, Any]:
         """The MongoDB filter for these criteria (values are plain strings, never operators)."""
         query: dict[str, Any] = {}
-        for name in ("pool", "action", "session_id", "actor", "request_id"):
-            value = getattr(self, name)
+        exact: dict[str, object] = {
+            "pool": self.pool,
+            "action": self.action,
+            "session_id": self.session_id,
+            "actor": self.actor,
+            "request_id": self.request_id,
+        }
+        for name, value in exact.items():
             if value is not None:
                 if not isinstance(value, str):
                     raise InvalidInput(f"{name} must be a string", field=name)
@@ -115,7 +132,7 @@ class AuditLog:
         """
         same = {key: event.get(key) for key in ("actor", "action", "pool", "session_id", "reason")}
         earlier = await self.collection.find_one_and_update(
-            {**same, "result": "unchanged", "time": {"$gte": event["time"] - within}},
+            {**same, "result": Result.UNCHANGED.value, "time": {"$gte": event["time"] - within}},
             {"$inc": {"repeats": 1}, "$set": {"last_time": event["time"], "last_request_id": event.get("request_id")}},
             projection={"_id": 1},
             session=db_session,
@@ -126,13 +143,23 @@ class AuditLog:
         return await self.record(event, db_session=db_session)
 
     async def settle(
-        self, event_ids: Sequence[ObjectId], changes: Mapping[str, Any], *, db_session: AsyncClientSession | None = None
+        self,
+        event_ids: Sequence[ObjectId],
+        result: Result,
+        *,
+        state_after: str | None = None,
+        error: str | None = None,
+        db_session: AsyncClientSession | None = None,
     ) -> None:
-        """Set fields of events by their own ids (never by a request id a caller may have chosen)."""
+        """Give pending events their result (and the state after, or the error), by their own ids (never by a
+        request id a caller may have chosen)."""
         if event_ids:
-            await self.collection.update_many(
-                {"_id": {"$in": list(event_ids)}}, {"$set": dict(changes)}, session=db_session
-            )
+            changes: dict[str, Any] = {"result": result.value}
+            if state_after is not None:
+                changes["state_after"] = state_after
+            if error is not None:
+                changes["error"] = error
+            await self.collection.update_many({"_id": {"$in": list(event_ids)}}, {"$set": changes}, session=db_session)
 
     async def search(
         self, filters: AuditFilters, *, page: int = 1, page_size: int = 100, order: Order = "desc"
@@ -166,7 +193,7 @@ def event_document(
     session_id: str | None,
     state_before: str | None,
     state_after: str | None,
-    result: str,
+    result: Result,
     reason: str | None,
     request_id: str,
     details: Mapping[str, Any] | None = None,
@@ -180,7 +207,7 @@ def event_document(
         "session_id": session_id,
         "state_before": state_before,
         "state_after": state_after,
-        "result": result,
+        "result": result.value,
         "reason": reason,
         "request_id": request_id,
         **(dict(details) if details else {}),

@@ -1,6 +1,7 @@
 """The admin API: a service applying operators' actions with an audit trail, and its HTTP routes."""
 
-from exporter.admin.actions import ACTIONS, Caller
+from exporter.admin.actions import ACTIONS
+from exporter.admin.auth import Caller
 from exporter.admin.errors import (
     AdminDisabled,
     AdminError,

@@ -1,4 +1,4 @@
-"""The admin API's route table: paths, what each takes and answers (routes and OpenAPI come from it)."""
+"""The admin API's route table: paths, the handler and role of each, what it takes and answers (routes, OpenAPI)."""
 
 from __future__ import annotations
 
@@ -7,6 +7,9 @@ from typing import Literal
 
 from pydantic import BaseModel
 
+from exporter.admin import handlers
+from exporter.admin.auth import Role
+from exporter.admin.handlers import Handler
 from exporter.admin.models import (
     SESSION_ID,
     Action,
@@ -35,14 +38,15 @@ PATH_PARAMETERS: dict[str, dict[str, object]] = {
 
 @dataclass(frozen=True)
 class Endpoint:
-    """One admin route: what it takes and answers (the OpenAPI document is built from this table)."""
+    """One admin route: its handler, the role it needs, what it takes and answers (routes and OpenAPI come from it)."""
 
     path: str
     method: Literal["GET", "POST"]
     operation_id: str
     summary: str
-    handler: str
-    write: bool = False
+    handler: Handler
+    # Checked for every route before its handler runs (admin/http.py), never by the handler.
+    role: Role = Role.READ
     body: type[BaseModel] | None = None
     body_required: bool = False
     query: type[BaseModel] | None = None
@@ -52,17 +56,43 @@ class Endpoint:
 
 
 ENDPOINTS: tuple[Endpoint, ...] = (
-    Endpoint("/admin/openapi.json", "GET", "openapi", "This document.", "openapi", documented=False),
-    Endpoint("/admin/ui", "GET", "console", "The operator console's page.", "console", documented=False),
-    Endpoint("/admin/ui/", "GET", "consoleSlash", "The operator console's page.", "console", documented=False),
-    Endpoint("/admin/ui/{asset}", "GET", "consoleAsset", "The console's scripts, styles.", "asset", documented=False),
-    Endpoint("/admin/pools", "GET", "listPools", "Every pool with its last statistics.", "list_pools", answer=PoolList),
+    Endpoint("/admin/openapi.json", "GET", "openapi", "This document.", handlers.openapi, documented=False),
+    Endpoint(
+        "/admin/ui",
+        "GET",
+        "console",
+        "The operator console's page.",
+        handlers.console,
+        role=Role.PUBLIC,
+        documented=False,
+    ),
+    Endpoint(
+        "/admin/ui/",
+        "GET",
+        "consoleSlash",
+        "The operator console's page.",
+        handlers.console,
+        role=Role.PUBLIC,
+        documented=False,
+    ),
+    Endpoint(
+        "/admin/ui/{asset}",
+        "GET",
+        "consoleAsset",
+        "The console's scripts, styles.",
+        handlers.asset,
+        role=Role.PUBLIC,
+        documented=False,
+    ),
+    Endpoint(
+        "/admin/pools", "GET", "listPools", "Every pool with its last statistics.", handlers.list_pools, answer=PoolList
+    ),
     Endpoint(
         "/admin/pools/{pool}/states",
         "GET",
         "poolStates",
         "The pool's state counts over the last hour (from the daemon's memory).",
-        "pool_states",
+        handlers.pool_states,
         answer=StatesTimeline,
     ),
     Endpoint(
@@ -70,7 +100,7 @@ ENDPOINTS: tuple[Endpoint, ...] = (
         "GET",
         "listSessions",
         "A page of the pool's sessions: in a state, found by a search field, or underperforming.",
-        "list_sessions",
+        handlers.list_sessions,
         query=SessionsQuery,
         answer=SessionPage,
         errors=(400, 401, 404, 409, 422, 429, 503, 504),
@@ -80,7 +110,7 @@ ENDPOINTS: tuple[Endpoint, ...] = (
         "GET",
         "sessionHistory",
         "A session's hold and what set it, and its audit events (newest first).",
-        "session_history",
+        handlers.session_history,
         query=HistoryQuery,
         answer=SessionHistory,
         errors=(400, 401, 404, 422, 503, 504),
@@ -90,8 +120,8 @@ ENDPOINTS: tuple[Endpoint, ...] = (
         "POST",
         "bulkUnlock",
         "Unlock every locked or blocked session of a pool.",
-        "bulk_unlock",
-        write=True,
+        handlers.bulk_unlock,
+        role=Role.WRITE,
         body=BulkUnlockBody,
         body_required=True,
         answer=BulkUnlockResult,
@@ -102,7 +132,7 @@ ENDPOINTS: tuple[Endpoint, ...] = (
         "GET",
         "getSession",
         "One session.",
-        "get_session",
+        handlers.get_session,
         answer=SessionView,
         errors=(400, 401, 404, 503, 504),
     ),
@@ -111,8 +141,8 @@ ENDPOINTS: tuple[Endpoint, ...] = (
         "POST",
         "sessionAction",
         "Unlock, deactivate, activate, lock or block one session.",
-        "act",
-        write=True,
+        handlers.act,
+        role=Role.WRITE,
         body=ActionBody,
         answer=ActionResult,
         errors=(400, 401, 403, 404, 409, 413, 415, 422, 502, 503, 504),
@@ -122,7 +152,7 @@ ENDPOINTS: tuple[Endpoint, ...] = (
         "GET",
         "searchAudit",
         "Search the audit trail.",
-        "search_audit",
+        handlers.search_audit,
         query=AuditQuery,
         answer=AuditPage,
         errors=(400, 401, 403, 404, 422, 503, 504),

@@ -10,6 +10,7 @@ from typing import Any, Literal
 from bson import ObjectId
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
+from exporter.audit import Result
 from exporter.config import NAME, check_name
 from exporter.core import PERIOD_UNITS, State
 from exporter.core.browse import Order
@@ -298,7 +299,7 @@ class ActionResult(Answer):
     pool: str
     id: str
     action: Action
-    result: Literal["changed", "unchanged"]
+    result: Literal[Result.CHANGED, Result.UNCHANGED]
     state_before: State
     state_after: State
     request_id: str

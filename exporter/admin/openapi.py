@@ -78,7 +78,7 @@ def _document() -> dict[str, Any]:
             "operationId": e.operation_id,
             "summary": e.summary,
             # The token role the route needs (read: GET routes; write: the actions).
-            "x-role": "write" if e.write else "read",
+            "x-role": e.role.value,
             "responses": {
                 "200": ok,
                 **{

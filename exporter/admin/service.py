@@ -3,88 +3,51 @@
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable, Mapping
-from datetime import UTC, datetime, timedelta
-from typing import Any, Literal
+from datetime import datetime, timedelta
+from typing import Literal
 
 import structlog
 from bson import ObjectId
 
-from exporter.admin.actions import ACTIONS, Caller, Plan
+from exporter.admin.actions import ACTIONS
+from exporter.admin.auth import Caller
 from exporter.admin.errors import AdminError, Conflict, InvalidRequest, PoolNotFound
-from exporter.admin.limits import PerMinute
+from exporter.admin.listing import SessionLists
 from exporter.admin.models import (
-    MAX_OFFSET,
     Action,
     ActionResult,
-    AuditEvent,
     AuditPage,
     AuditQuery,
     BulkUnlockResult,
     HistoryQuery,
     PoolList,
-    PoolView,
     SessionHistory,
     SessionPage,
     SessionsQuery,
     SessionView,
-    StatesPoint,
     StatesTimeline,
-    StatisticsView,
-    UnderperformersView,
 )
-from exporter.admin.views import SET_BY, UNKNOWN_CAUSE, plain, shown_fields, success_ratio
+from exporter.admin.overview import pool_list, states_timeline
+from exporter.admin.views import audit_event, session_view
 from exporter.admin.writes import AuditedWrites, Outcome
-from exporter.audit import AuditFilters, AuditLog
+from exporter.audit import AuditFilters, AuditLog, Result
 from exporter.config import AdminConfig, WriteConcernConfig
 from exporter.core import (
-    HELD_STATES,
     Document,
     InvalidInput,
     MongoSessions,
-    OperationFailed,
     SessionNotFound,
     SessionPoolError,
     State,
-    Statistics,
-    Sums,
     format_duration,
     parse_period,
-    recorded_hold,
 )
-from exporter.core.browse import (
-    Order,
-    held_count_pipeline,
-    hold_index,
-    list_filter,
-    search_filter,
-    sort_of,
-    underperforming_count_pipeline,
-    underperforming_page_pipeline,
-    underperforming_threshold,
-)
-from exporter.core.queries import and_filters
-from exporter.core.shapes import oddities
 from exporter.metrics import Metrics
-from exporter.state import HISTORY_STEP, PoolState
-
-# BadValue: the hinted index does not exist (dropped, not rebuilt yet, or create_indexes is off).
-_BAD_HINT = 2
-# A search is sorted in memory: past this many matches it asks for more of the value instead.
-SEARCH_SORT_LIMIT = 5000
+from exporter.state import PoolState
 
 log = structlog.get_logger("exporter.admin")
 
 BULK_UNLOCK = "bulk_unlock"
-
-
-def statistics_view(stats: Statistics, sums: Sums | None) -> StatisticsView:
-    """A pool's last counts, with the sums of its last sums pass (they have their own cadence)."""
-    body = stats.to_dict()
-    if stats.uses is None and sums is not None:
-        body.update(uses=sums.uses, successes=sums.successes)
-    body["sums_time"] = sums.time.isoformat() if sums else None
-    body["overruns"] = sums.overruns if sums else None
-    return StatisticsView.model_validate(body)
 
 
 class AdminService:
@@ -105,7 +68,7 @@ class AdminService:
         self.refresh = refresh
         self.metrics = metrics
         self.writes = AuditedWrites(audit, write_concern)
-        self.read_searches = PerMinute(config.read_searches_per_minute, "searches of masked fields")
+        self.lists = SessionLists(config)
         # Known label values start at 0, so rate() and increase() see the first action or failure.
         for name in pools:
             metrics.add_pool(name, actions=[*(a.value for a in Action), BULK_UNLOCK])
@@ -131,12 +94,12 @@ class AdminService:
     def period(self, action: Action, period: Mapping[str, float] | None, sessions: MongoSessions) -> timedelta | None:
         """The period of a lock or block (its default when not given), within admin.max_period."""
         spec = ACTIONS[action]
-        if spec.period is None:
+        if spec.default_period is None:
             if period is not None:
                 raise InvalidRequest(f"period only applies to lock and block, not {action}", location="body.period")
             return None
         try:
-            delta = parse_period(period, getattr(sessions, spec.period))
+            delta = parse_period(period, spec.default_period(sessions))
         except InvalidInput as exc:
             raise InvalidRequest(exc.message, location="body.period") from None
         limit = timedelta(seconds=self.config.max_period)
@@ -166,78 +129,15 @@ class AdminService:
 
     def list_pools(self) -> PoolList:
         """Every pool with its last statistics and refresh status."""
-        views = []
-        for name, pool in self.pools.items():
-            stats = pool.stats
-            found = pool.underperformers
-            views.append(
-                PoolView(
-                    name=name,
-                    database=pool.sessions.collection.database.name,
-                    collection=pool.sessions.collection.name,
-                    up=pool.up,
-                    fresh=pool.fresh,
-                    last_success=_iso(pool.last_success),
-                    last_error=pool.last_error,
-                    cause=None if pool.up else pool.last_cause or pool.last_error,
-                    collection_missing=pool.collection_missing,
-                    active=pool.active,
-                    min_active_sessions=pool.min_active_sessions,
-                    interval=pool.interval,
-                    search_fields=list(pool.config.session_fields.search),
-                    statistics=statistics_view(stats, pool.sums) if stats else None,
-                    underperformers=UnderperformersView(
-                        count=found.count,
-                        threshold=found.threshold,
-                        pool_ratio=found.pool_ratio,
-                        min_uses=pool.config.underperforming.min_uses,
-                        time=_iso(found.time) or "",
-                    )
-                    if found
-                    else None,
-                )
-            )
-        return PoolList(pools=views)
+        return pool_list(self.pools.values())
 
     def states(self, pool_name: str) -> StatesTimeline:
         """The pool's state counts over the last hour, as the daemon's refreshes saw them."""
-        pool = self.pool(pool_name)
-        return StatesTimeline(
-            pool=pool.name,
-            step_seconds=HISTORY_STEP,
-            min_active_sessions=pool.min_active_sessions,
-            points=[StatesPoint(time=_iso(p.time) or "", states=p.states) for p in pool.history],
-        )
+        return states_timeline(self.pool(pool_name))
 
     def view(self, pool: PoolState, doc: Document, now: datetime) -> SessionView:
         """What an operator sees of one session document, whatever shapes its fields have."""
-        sessions = pool.sessions
-        f = sessions.fields
-        recorded = recorded_hold(doc, f)
-        state = sessions.state_of(doc, now)
-        held = state in (State.LOCKED, State.BLOCKED, State.IN_USE)
-        extra: dict[str, Any] = {}
-        if self.config.expose_credentials:
-            extra["session"] = plain(doc.get(f.session))
-        console = pool.config.session_fields
-        return SessionView(
-            pool=pool.name,
-            id=str(doc["_id"]),
-            state=state,
-            active=plain(doc.get(f.active)),
-            next_use=plain(doc.get(f.next_use)),
-            last_use=plain(doc.get(f.last_use)),
-            created=plain(doc.get(f.created)),
-            count_use=plain(doc.get(f.count_use)),
-            count_success=plain(doc.get(f.count_success)),
-            count_overrun=plain(doc.get(f.count_overrun)),
-            hold=plain(doc.get(f.hold)),
-            set_by=SET_BY[recorded] if recorded is not None else (UNKNOWN_CAUSE if held else None),
-            problems=oddities(doc, f),
-            success_ratio=success_ratio(doc.get(f.count_use), doc.get(f.count_success)),
-            fields=shown_fields(doc.get(f.session), console.search, console.show, console.reveal),
-            **extra,
-        )
+        return session_view(pool, doc, now, expose_credentials=self.config.expose_credentials)
 
     async def session(self, pool_name: str, oid: ObjectId) -> SessionView:
         """One session as an operator sees it."""
@@ -246,155 +146,9 @@ class AdminService:
         now = await pool.sessions.server_time()
         return self.view(pool, doc, now)
 
-    def _projection(self, pool: PoolState) -> dict[str, int]:
-        """What a list reads of each document: never `session`, only the sub-fields the config names."""
-        f = pool.sessions.fields
-        wanted = [f.active, f.next_use, f.last_use, f.created, f.hold, f.count_use, f.count_success]
-        console = pool.config.session_fields
-        if self.config.expose_credentials:
-            wanted.append(f.session)
-        else:
-            wanted += [f"{f.session}.{name}" for name in (*console.search, *console.show)]
-        return dict.fromkeys(wanted, 1)
-
-    def exact_fields(self, pool: PoolState, caller: Caller) -> list[str]:
-        """The search fields `caller` matches whole, not by prefix: the masked ones, for a read token.
-
-        A prefix search answers "does this session's value start with this", so a read token could rebuild
-        a masked value a character at a time; it gets equality, and a limited number of tries, instead.
-        """
-        console = pool.config.session_fields
-        if caller.role == "write" or self.config.expose_credentials:
-            return []
-        return [name for name in console.search if name not in console.show]
-
     async def list_sessions(self, pool_name: str, query: SessionsQuery, caller: Caller) -> SessionPage:
         """One page of a pool's sessions: in a state, found by a search field, or underperforming."""
-        pool = self.pool(pool_name)
-        sessions, f = pool.sessions, pool.sessions.fields
-        search = pool.config.session_fields.search
-        if query.underperforming and (query.state is not None or query.q is not None):
-            raise InvalidRequest(
-                "underperforming lists every active session that lags; leave out state and q",
-                location="query.underperforming",
-            )
-        if query.q is not None and not search:
-            raise InvalidRequest(
-                f"pool {pool.name!r} has no search fields (configure pools[].session_fields.search)",
-                location="query.q",
-            )
-        if query.state is None and query.q is None and not query.underperforming:
-            raise InvalidRequest("give a state, a search (q) or underperforming=1", location="query.state")
-        skip = (query.page - 1) * query.page_size
-        if skip + query.page_size > MAX_OFFSET:
-            raise InvalidRequest(
-                f"a list pages through its first {MAX_OFFSET} sessions; search or filter for the rest",
-                location="query.page",
-            )
-        if query.underperforming:
-            return await self._underperformers(pool, query, skip)
-        order: Order = query.order or ("hold_desc" if query.state in HELD_STATES else "last_use_asc")
-        as_of: str | None = None
-        now = await sessions.server_time("list_sessions")
-        state_part = list_filter(sessions.rules, query.state, now) if query.state is not None else {}
-        exact = self.exact_fields(pool, caller) if query.q is not None else []
-        if query.q is not None:
-            if exact:
-                self.read_searches.spend(caller.name, location="query.q")
-            found = search_filter(f, search, query.q, exact)
-            # Counting stops past the limit: a one-character search of a million phones costs 5001 keys.
-            matches = await sessions.count_documents(found, limit=SEARCH_SORT_LIMIT + 1, comment="search_sessions")
-            if matches > SEARCH_SORT_LIMIT:
-                raise InvalidRequest(
-                    f"more than {SEARCH_SORT_LIMIT} sessions start with {query.q!r}; type more of it",
-                    location="query.q",
-                )
-            selector = and_filters(found, state_part)
-            total = await sessions.count_documents(selector, comment="list_sessions") if state_part else matches
-        else:
-            selector = state_part
-            assert query.state is not None
-            stats = pool.stats
-            if stats is not None and pool.fresh:
-                # The last refresh counted every state in one snapshot (at most `interval` seconds ago,
-                # and again right after every admin write): counting 750,000 keys again per page would not
-                # make the number truer.
-                total, as_of = stats.states[query.state], stats.time.isoformat()
-            elif query.state in HELD_STATES:
-                total = await self._held_count(pool, query.state, now)
-            else:
-                total = await sessions.count_documents(selector, comment="list_sessions")
-        docs = await sessions.find(
-            selector,
-            self._projection(pool),
-            sort=sort_of(f, order),
-            skip=skip,
-            limit=query.page_size,
-            comment="list_sessions",
-        )
-        page = SessionPage(
-            pool=pool.name, state=query.state, q=query.q, underperforming=False, order=order, page=query.page,
-            page_size=query.page_size, total=total, total_as_of=as_of,
-            sessions=[self.view(pool, doc, now) for doc in docs],
-        )  # fmt: skip
-        if query.q is not None:
-            page.match, page.exact_fields = ("exact" if exact else "prefix"), exact
-        return page
-
-    async def _held_count(self, pool: PoolState, state: State, now: datetime) -> int:
-        """How many sessions are in a held state, from the hold index's keys alone."""
-        sessions = pool.sessions
-        pipeline = held_count_pipeline(sessions.rules, state, now)
-        try:
-            # The planner may pick the other index starting with `active` and read every document.
-            rows = await sessions.aggregate(pipeline, comment="list_sessions", hint=dict(hold_index(sessions.fields)))
-        except OperationFailed as exc:
-            if exc.code != _BAD_HINT:
-                raise
-            rows = await sessions.aggregate(pipeline, comment="list_sessions")  # the index is missing (being rebuilt)
-        return int(rows[0]["n"]) if rows else 0
-
-    async def _underperformers(self, pool: PoolState, query: SessionsQuery, skip: int) -> SessionPage:
-        """Active sessions with min_uses uses whose success ratio lags the pool's, most used first.
-
-        The total and the threshold are the last scheduled count's (a scan of every often-used session's
-        keys); only before the first one is the count made for this answer.
-        """
-        sessions, f = pool.sessions, pool.sessions.fields
-        settings = pool.config.underperforming
-        counted = pool.underperformers
-        now = await sessions.server_time("list_sessions")
-        if counted is not None:
-            threshold, total, as_of = counted.threshold, counted.count, _iso(counted.time)
-        else:
-            source = pool.sums if pool.sums is not None else pool.stats
-            if source is None or source.uses is None or source.successes is None:
-                raise Conflict(
-                    f"pool {pool.name!r} has no sums of uses yet: the underperformers compare with its success ratio"
-                )
-            threshold = underperforming_threshold(source.uses, source.successes, settings.below)
-            total, as_of = 0, None
-            if threshold is not None:
-                rows = await sessions.aggregate(
-                    underperforming_count_pipeline(f, settings.min_uses, threshold), comment="list_sessions"
-                )
-                total = int(rows[0]["n"]) if rows else 0
-        docs: list[Document] = []
-        if threshold is not None:
-            page = await sessions.aggregate(
-                underperforming_page_pipeline(f, settings.min_uses, threshold, skip, query.page_size),
-                comment="list_sessions",
-            )
-            ids = [row["_id"] for row in page]
-            if ids:
-                fetched = await sessions.find({"_id": {"$in": ids}}, self._projection(pool), comment="list_sessions")
-                by_id = {doc["_id"]: doc for doc in fetched}
-                docs = [by_id[i] for i in ids if i in by_id]
-        return SessionPage(
-            pool=pool.name, state=None, q=None, underperforming=True, order="count_use_desc", page=query.page,
-            page_size=query.page_size, total=total, total_as_of=as_of,
-            sessions=[self.view(pool, doc, now) for doc in docs], threshold=threshold,
-        )  # fmt: skip
+        return await self.lists.page(self.pool(pool_name), query, caller)
 
     async def history(self, pool_name: str, oid: ObjectId, query: HistoryQuery) -> SessionHistory:
         """A session now (its hold and what set it) and the audit events of it, newest first."""
@@ -406,7 +160,7 @@ class AdminService:
             )
         return SessionHistory(
             session=current,
-            events=[_event(e) for e in events],
+            events=[audit_event(e) for e in events],
             page=query.page,
             page_size=query.page_size,
             total=total,
@@ -433,7 +187,7 @@ class AdminService:
                 filters, page=query.page, page_size=query.page_size, order=query.order
             )
         return AuditPage(
-            events=[_event(e) for e in events],
+            events=[audit_event(e) for e in events],
             page=query.page,
             page_size=query.page_size,
             order=query.order,
@@ -471,9 +225,9 @@ class AdminService:
         self.metrics.changed()
         log.info(
             "admin_action", pool=pool.name, action=str(action), actor=caller.name, session_id=str(oid),
-            result=result.result, request_id=request_id,
+            result=str(result.result), request_id=request_id,
         )  # fmt: skip
-        if result.result == "changed":
+        if result.result is Result.CHANGED:
             await self._after_write(pool.name)
         return result
 
@@ -482,7 +236,7 @@ class AdminService:
             pool=pool.name,
             id=str(oid),
             action=action,
-            result="changed" if outcome.plan is Plan.APPLY else "unchanged",
+            result=outcome.result,
             state_before=outcome.before,
             state_after=outcome.after,
             request_id=rid,
@@ -537,13 +291,3 @@ class AdminService:
         return BulkUnlockResult(
             pool=pool.name, state=state, dry_run=False, matched=changed, changed=changed, cap=cap, request_id=request_id
         )
-
-
-def _iso(when: float | None) -> str | None:
-    """A Unix time as ISO 8601 (UTC), or None."""
-    return datetime.fromtimestamp(when, UTC).isoformat() if when else None
-
-
-def _event(doc: Document) -> AuditEvent:
-    """A stored audit event as the API shows it."""
-    return AuditEvent.model_validate({**{k: plain(v) for k, v in doc.items() if k != "_id"}, "id": str(doc["_id"])})

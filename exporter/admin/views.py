@@ -16,7 +16,10 @@ from bson.int64 import Int64
 from bson.regex import Regex
 from bson.timestamp import Timestamp
 
-from exporter.core import Hold
+from exporter.admin.models import AuditEvent, SessionView
+from exporter.core import Document, Hold, State, recorded_hold
+from exporter.core.shapes import oddities
+from exporter.state import PoolState
 
 MASK = "•"
 
@@ -94,3 +97,39 @@ def success_ratio(uses: Any, successes: Any) -> float | None:
     if not numbers or uses <= 0:
         return None
     return round(float(successes) / float(uses), 4)
+
+
+def session_view(pool: PoolState, doc: Document, now: datetime, *, expose_credentials: bool) -> SessionView:
+    """What an operator sees of one session document, whatever shapes its fields have."""
+    sessions = pool.sessions
+    f = sessions.fields
+    recorded = recorded_hold(doc, f)
+    state = sessions.state_of(doc, now)
+    held = state in (State.LOCKED, State.BLOCKED, State.IN_USE)
+    extra: dict[str, Any] = {}
+    if expose_credentials:
+        extra["session"] = plain(doc.get(f.session))
+    console = pool.config.session_fields
+    return SessionView(
+        pool=pool.name,
+        id=str(doc["_id"]),
+        state=state,
+        active=plain(doc.get(f.active)),
+        next_use=plain(doc.get(f.next_use)),
+        last_use=plain(doc.get(f.last_use)),
+        created=plain(doc.get(f.created)),
+        count_use=plain(doc.get(f.count_use)),
+        count_success=plain(doc.get(f.count_success)),
+        count_overrun=plain(doc.get(f.count_overrun)),
+        hold=plain(doc.get(f.hold)),
+        set_by=SET_BY[recorded] if recorded is not None else (UNKNOWN_CAUSE if held else None),
+        problems=oddities(doc, f),
+        success_ratio=success_ratio(doc.get(f.count_use), doc.get(f.count_success)),
+        fields=shown_fields(doc.get(f.session), console.search, console.show, console.reveal),
+        **extra,
+    )
+
+
+def audit_event(doc: Document) -> AuditEvent:
+    """A stored audit event as the API shows it."""
+    return AuditEvent.model_validate({**{k: plain(v) for k, v in doc.items() if k != "_id"}, "id": str(doc["_id"])})

@@ -5,16 +5,17 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import Any, TypeVar
+from typing import Any, Literal, TypeVar
 
 import structlog
 from bson import ObjectId
 from pymongo.write_concern import WriteConcern
 
-from exporter.admin.actions import ACTIONS, Caller, Plan
+from exporter.admin.actions import ACTIONS, Plan
+from exporter.admin.auth import Caller
 from exporter.admin.errors import Conflict
 from exporter.admin.models import Action
-from exporter.audit import AuditLog, event_document
+from exporter.audit import AuditLog, Result, event_document
 from exporter.config import WriteConcernConfig
 from exporter.core import Document, MongoSessions, OperationFailed, SessionPoolError, State, Transaction, own_budget
 from exporter.core.queries import unlock_update
@@ -38,9 +39,9 @@ class Outcome:
     now: datetime
 
     @property
-    def result(self) -> str:
-        """'changed' or 'unchanged', as the audit trail and the API say it."""
-        return "changed" if self.plan is Plan.APPLY else "unchanged"
+    def result(self) -> Literal[Result.CHANGED, Result.UNCHANGED]:
+        """CHANGED or UNCHANGED, as the audit trail and the API say it."""
+        return Result.CHANGED if self.plan is Plan.APPLY else Result.UNCHANGED
 
 
 class AuditedWrites:
@@ -80,16 +81,6 @@ class AuditedWrites:
                     raise
         raise AssertionError("unreachable")  # pragma: no cover
 
-    @staticmethod
-    async def _change(
-        sessions: MongoSessions, oid: ObjectId, action: Action, period: timedelta | None, db_session: Any
-    ) -> None:
-        method = getattr(sessions, ACTIONS[action].method)
-        if period is not None:
-            await method(oid, {"seconds": period.total_seconds()}, db_session=db_session)
-        else:
-            await method(oid, db_session=db_session)
-
     async def apply(
         self,
         pool: PoolState,
@@ -105,7 +96,7 @@ class AuditedWrites:
         await self.prepare(sessions)
         details = {"period_seconds": period.total_seconds()} if period else None
 
-        def event(outcome_before: State, now: datetime, after: State | None, result: str) -> Document:
+        def event(outcome_before: State, now: datetime, after: State | None, result: Result) -> Document:
             return event_document(
                 time=now,
                 actor=caller.name,
@@ -131,7 +122,7 @@ class AuditedWrites:
             seen.update(before=before, now=now)
             plan = ACTIONS[action].plan(action, before)
             if plan is Plan.APPLY:
-                await self._change(sessions, oid, action, period, txn)
+                await ACTIONS[action].change(sessions, oid, period, txn)
                 doc = await sessions.get(oid, db_session=txn)
             outcome = Outcome(plan, before, sessions.state_of(doc, now), doc, now)
             recorded = event(before, now, outcome.after, outcome.result)
@@ -146,9 +137,9 @@ class AuditedWrites:
             return await self._in_transaction(sessions, unit)
         except OperationFailed as exc:
             if "before" in seen:
-                failed = event(seen["before"], seen["now"], None, "failed")
+                failed = event(seen["before"], seen["now"], None, Result.FAILED)
             else:
-                failed = {**event(State.ACTIVE, datetime.now(UTC), None, "failed"), "state_before": None}
+                failed = {**event(State.ACTIVE, datetime.now(UTC), None, Result.FAILED), "state_before": None}
             await self._record_refusal(sessions, failed, exc)
             raise
 
@@ -172,7 +163,7 @@ class AuditedWrites:
         oid: ObjectId,
         action: Action,
         period: timedelta | None,
-        event: Callable[[State, datetime, State | None, str], Document],
+        event: Callable[[State, datetime, State | None, Result], Document],
     ) -> Outcome:
         # No transactions: record the intent first, then change, then settle the event. A crash
         # in between leaves a "pending" event, never a change without an event.
@@ -183,23 +174,23 @@ class AuditedWrites:
         plan = ACTIONS[action].plan(action, before)
         if plan is Plan.UNCHANGED:
             async with sessions.guard("audit"):
-                await self.audit.record_unchanged(event(before, now, before, "unchanged"), within=COALESCE)
+                await self.audit.record_unchanged(event(before, now, before, Result.UNCHANGED), within=COALESCE)
             return Outcome(plan, before, before, doc, now)
         async with sessions.guard("audit"):
-            event_id = await self.audit.record(event(before, now, None, "pending"))
+            event_id = await self.audit.record(event(before, now, None, Result.PENDING))
         try:
-            await self._change(sessions, oid, action, period, None)
+            await ACTIONS[action].change(sessions, oid, period, None)
         except SessionPoolError as exc:
             with own_budget():
                 async with sessions.guard("audit"):
-                    await self.audit.settle([event_id], {"result": "failed", "error": exc.message})
+                    await self.audit.settle([event_id], Result.FAILED, error=exc.message)
             raise
         # The change is applied: reading it back and settling its event must not be cut short.
         with own_budget():
             doc = await sessions.get(oid)
             outcome = Outcome(plan, before, sessions.state_of(doc, now), doc, now)
             async with sessions.guard("audit"):
-                await self.audit.settle([event_id], {"result": outcome.result, "state_after": str(outcome.after)})
+                await self.audit.settle([event_id], outcome.result, state_after=str(outcome.after))
         return outcome
 
     async def unlock_state(
@@ -210,16 +201,16 @@ class AuditedWrites:
         await self.prepare(sessions)
         unlock = unlock_update(sessions.fields)
 
-        def events(ids: list[ObjectId], now: datetime, result: str) -> list[Document]:
+        def events(ids: list[ObjectId], now: datetime, result: Result) -> list[Document]:
             return [
                 event_document(
                     time=now,
                     actor=caller.name,
-                    action="unlock",
+                    action=str(Action.UNLOCK),
                     pool=pool.name,
                     session_id=str(oid),
                     state_before=str(state),
-                    state_after=str(State.ACTIVE) if result == "changed" else None,
+                    state_after=str(State.ACTIVE) if result is Result.CHANGED else None,
                     result=result,
                     reason=reason,
                     request_id=rid,
@@ -243,7 +234,7 @@ class AuditedWrites:
             # changed since it was listed), then every event settled by its own id.
             ids, now = await ids_now(None)
             async with sessions.guard("audit"):
-                event_ids = await self.audit.record_many(events(ids, now, "pending"))
+                event_ids = await self.audit.record_many(events(ids, now, Result.PENDING))
             changed: list[ObjectId] = []
             unchanged: list[ObjectId] = []
             try:
@@ -255,16 +246,16 @@ class AuditedWrites:
                 done = set(changed) | set(unchanged)
                 with own_budget():
                     async with sessions.guard("audit"):
-                        await self.audit.settle(changed, {"result": "changed", "state_after": str(State.ACTIVE)})
-                        await self.audit.settle(unchanged, {"result": "unchanged"})
+                        await self.audit.settle(changed, Result.CHANGED, state_after=str(State.ACTIVE))
+                        await self.audit.settle(unchanged, Result.UNCHANGED)
                         await self.audit.settle(
-                            [e for e in event_ids if e not in done], {"result": "failed", "error": exc.message}
+                            [e for e in event_ids if e not in done], Result.FAILED, error=exc.message
                         )
                 raise
             with own_budget():
                 async with sessions.guard("audit"):
-                    await self.audit.settle(changed, {"result": "changed", "state_after": str(State.ACTIVE)})
-                    await self.audit.settle(unchanged, {"result": "unchanged"})
+                    await self.audit.settle(changed, Result.CHANGED, state_after=str(State.ACTIVE))
+                    await self.audit.settle(unchanged, Result.UNCHANGED)
             return len(changed)
 
         async def unit(txn: Transaction) -> int:
@@ -274,13 +265,13 @@ class AuditedWrites:
                     filter={"_id": {"$in": ids}}, update=unlock, session=txn.db_session, comment="bulk_unlock"
                 )
                 async with sessions.guard("audit"):
-                    await self.audit.record_many(events(ids, now, "changed"), db_session=txn.db_session)
+                    await self.audit.record_many(events(ids, now, Result.CHANGED), db_session=txn.db_session)
             return len(ids)
 
         try:
             return await self._in_transaction(sessions, unit)
         except OperationFailed as exc:
             # Which sessions it would have changed is unknown once rolled back: one event for the attempt.
-            attempt = {**events([ObjectId()], datetime.now(UTC), "failed")[0], "session_id": None}
+            attempt = {**events([ObjectId()], datetime.now(UTC), Result.FAILED)[0], "session_id": None}
             await self._record_refusal(sessions, attempt, exc)
             raise

@@ -17,6 +17,7 @@ from typing import Any
 import pytest
 from bson import ObjectId
 from pymongo import MongoClient
+from pymongo.errors import OperationFailure
 
 from exporter.core import Fields
 from exporter.core.queries import index_specs
@@ -26,6 +27,7 @@ from tests.support.figures import Report
 
 SyncClient = MongoClient[dict[str, Any]]
 AUDIT = ("audit", "events")
+BACKGROUND_OPERATION_IN_PROGRESS = 12587
 
 
 class Standalone:
@@ -57,8 +59,21 @@ def standalone(mongod_factory: Callable[..., Mongod]) -> Iterator[Standalone]:
         # The daemon builds the pool's indexes in the background; a collMod meanwhile would be refused.
         wanted = len(index_specs(Fields())) + 1
         daemon.wait_for(lambda: len(client.db.pool.index_information()) >= wanted, "the pool's indexes")
+        # The list names an index while it is still being built: wait until a collMod (changing nothing) passes.
+        daemon.wait_for(lambda: _no_index_build(client), "the pool's index builds")
         yield Standalone(server, daemon, client, ids)
     client.close()
+
+
+def _no_index_build(client: SyncClient) -> bool:
+    """Whether the pool takes a collMod now (refused while one of its indexes is being built)."""
+    try:
+        client.db.command("collMod", "pool")
+    except OperationFailure as exc:
+        if exc.code == BACKGROUND_OPERATION_IN_PROGRESS:
+            return False
+        raise
+    return True
 
 
 def test_a_chosen_request_id_cannot_settle_another_actors_event(standalone: Standalone, report: Report) -> None:

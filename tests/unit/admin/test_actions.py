@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from datetime import timedelta
+
 import pytest
 
 from exporter.admin import ACTIONS, Action, Conflict
@@ -31,11 +33,15 @@ def test_plan_of_every_action_from_every_state(action: Action, before: State) ->
         assert spec.plan(action, before) is (Plan.APPLY if before in changes else Plan.UNCHANGED)
 
 
-def test_every_action_names_a_core_method() -> None:
-    """Each row calls a method MongoSessions has; only lock and block take a period, from the matching default."""
+async def test_every_action_carries_its_change_and_default_period() -> None:
+    """Each row carries the change it makes; only lock and block take a period, from the matching default."""
     assert set(ACTIONS) == set(Action)
+    sessions = MongoSessions(
+        "mongodb://127.0.0.1:9", "spe_actions", "pool", lock_time=timedelta(minutes=7), block_time=timedelta(hours=3)
+    )
     for action, spec in ACTIONS.items():
-        assert callable(getattr(MongoSessions, spec.method)), spec.method
-        assert (spec.period is not None) == (action in (Action.LOCK, Action.BLOCK))
-        if spec.period is not None:
-            assert isinstance(getattr(MongoSessions, spec.period), property)
+        assert callable(spec.change), action
+        assert (spec.default_period is not None) == (action in (Action.LOCK, Action.BLOCK))
+    lock, block = ACTIONS[Action.LOCK].default_period, ACTIONS[Action.BLOCK].default_period
+    assert lock is not None and lock(sessions) == sessions.lock_time == timedelta(minutes=7)
+    assert block is not None and block(sessions) == sessions.block_time == timedelta(hours=3)

@@ -13,6 +13,8 @@ from bson import ObjectId
 from pymongo import MongoClient
 
 from exporter import MongoSessions, State
+from exporter.admin.auth import Role
+from exporter.admin.endpoints import ENDPOINTS
 from exporter.mongod import Mongod
 from tests.support.daemon import READ_TOKEN, WRITE_TOKEN, config, serving, write_config
 from tests.support.daemon import InProcess as Daemon
@@ -104,6 +106,62 @@ async def test_auth_matrix(daemon: Daemon, pool_name: str, sync_client: SyncClie
     # Only the one authorised write happened, and it was audited under the token's name.
     events = audit(sync_client, pool_name)
     assert [(e["actor"], e["action"], e["result"]) for e in events] == [("alice", "lock", "changed")]
+
+
+def operations(document: dict[str, Any], values: dict[str, str]) -> list[tuple[str, str, str]]:
+    """Every (method, URL, role) the OpenAPI document describes, each enum path parameter at each of its values."""
+    found = []
+    for path, methods in document["paths"].items():
+        for method, operation in methods.items():
+            urls = [path]
+            for parameter in operation.get("parameters", []):
+                if parameter["in"] != "path":
+                    continue
+                name = parameter["name"]
+                choices = parameter["schema"].get("enum", [values.get(name)])
+                urls = [url.replace(f"{{{name}}}", str(choice)) for url in urls for choice in choices]
+            found += [(method.upper(), url, operation["x-role"]) for url in urls]
+    return found
+
+
+async def test_every_route_refuses_no_token_and_every_write_route_a_read_token(
+    daemon: Daemon, pool_name: str, sync_client: SyncClient
+) -> None:
+    """Walks the API's own OpenAPI document: without a token every route answers 401, with a read token every
+    write (non-GET) route answers 403, and nothing is written; the roles are the endpoint table's."""
+    sid = ids(sync_client, pool_name)[0]
+    before = list(sync_client["spe_admin"][pool_name].find().sort("_id", 1))
+    async with daemon.client(READ_TOKEN) as http:
+        document = (await http.get("/admin/openapi.json")).json()
+    routes = [
+        ("GET", "/admin/openapi.json", "read"),
+        *operations(document, {"pool": pool_name, "session_id": str(sid)}),
+    ]
+    table = {(e.path, e.method, e.role.value) for e in ENDPOINTS if e.role is not Role.PUBLIC}
+    described = {
+        (path, method.upper(), op["x-role"]) for path, ops in document["paths"].items() for method, op in ops.items()
+    }
+    assert table == described | {("/admin/openapi.json", "GET", "read")}
+    assert all((method != "GET") == (role == "write") for method, _, role in routes)
+    writes = [(method, url) for method, url, role in routes if role == "write"]
+    assert len(writes) == 1 + 5  # the bulk unlock and each of the five actions
+    bodies = {f"/admin/pools/{pool_name}/unlock": {"state": "locked"}}
+    async with daemon.client(None) as anonymous, daemon.client(READ_TOKEN) as reader:
+        for method, url, _ in routes:
+            response = await anonymous.request(method, url, json=bodies.get(url, {}) if method == "POST" else None)
+            assert response.status_code == 401, (method, url, response.text)
+            assert response.headers["www-authenticate"].startswith("Bearer"), (method, url)
+            assert response.json()["error"] == "unauthorized", (method, url)
+        for method, url in writes:
+            response = await reader.request(method, url, json=bodies.get(url, {}))
+            assert response.status_code == 403, (method, url, response.text)
+            assert response.json()["message"] == "token 'reader' has role 'read'; this route needs 'write'", url
+        for method, url, role in routes:
+            if role == "read":
+                response = await reader.request(method, url)
+                assert response.status_code not in (401, 403), (method, url, response.text)
+    assert list(sync_client["spe_admin"][pool_name].find().sort("_id", 1)) == before
+    assert audit(sync_client, pool_name) == []
 
 
 async def test_list_pools_and_openapi(daemon: Daemon, pool_name: str) -> None:

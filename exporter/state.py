@@ -119,6 +119,7 @@ class PoolState:
     sums_lock: asyncio.Lock = field(default_factory=asyncio.Lock)
     # False when other daemons watch the pool (shard): no jobs, no series here; the admin API still acts on it.
     watched: bool = True
+    watched_by: tuple[int, ...] = (0,)  # the shard indexes of the daemons that watch it
     added: float = field(init=False)  # monotonic: when the daemon began to watch the pool
 
     def __post_init__(self) -> None:

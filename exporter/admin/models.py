@@ -225,6 +225,12 @@ class PoolView(Answer):
     search_fields: list[str]
     statistics: StatisticsView | None
     underperformers: UnderperformersView | None
+    watched: bool = Field(
+        default=True,
+        description="This daemon watches the pool (refreshes it, exports its series); false when other daemons "
+        "sharing the pools do (shard): its statistics are then those of the last action here, if any.",
+    )
+    watched_by: list[int] = Field(default=[0], description="The shard indexes of the daemons that watch the pool.")
 
 
 class PoolList(Answer):

@@ -60,6 +60,8 @@ def pool_view(pool: PoolState) -> PoolView:
         )
         if found
         else None,
+        watched=pool.watched,
+        watched_by=list(pool.watched_by),
     )
 
 

@@ -70,8 +70,9 @@ class AdminService:
         self.writes = AuditedWrites(audit, write_concern)
         self.lists = SessionLists(config)
         # Known label values start at 0, so rate() and increase() see the first action or failure.
-        for name in pools:
-            metrics.add_pool(name, actions=[*(a.value for a in Action), BULK_UNLOCK])
+        for name, state in pools.items():
+            if state.watched:  # a pool other daemons watch has its series there (shard)
+                metrics.add_pool(name, actions=[*(a.value for a in Action), BULK_UNLOCK])
 
     # -- helpers --
 

@@ -73,7 +73,8 @@ class Collector:
     def _add(self, settings: PoolDefinition) -> PoolState:
         """A pool's state, with its own MongoSessions on the shared client, its metrics and (once started) jobs."""
         sessions = pool_sessions(self.config, settings, self.client, clocks=self.clocks if self._owns_client else None)
-        pool = PoolState(settings, sessions, self.clock, watched=self.config.shard.watches(settings.name))
+        owners = self.config.shard.owners(settings.name)
+        pool = PoolState(settings, sessions, self.clock, watched=self.config.shard.index in owners, watched_by=owners)
         self.pools[settings.name] = pool
         if pool.watched:
             self.metrics.add_pool(settings.name)
@@ -83,10 +84,6 @@ class Collector:
     def watched(self) -> list[PoolState]:
         """The pools this daemon watches (all of them unless several daemons share them: `shard`)."""
         return [pool for pool in self.pools.values() if pool.watched]
-
-    def owners(self, name: str) -> tuple[int, ...]:
-        """The shard indexes of the daemons that watch pool `name`."""
-        return self.config.shard.owners(name)
 
     async def _remove(self, name: str) -> None:
         """Stop watching a pool: its jobs, its state, its series (withdrawn, not left stale)."""
@@ -168,8 +165,11 @@ class Collector:
     # -- the jobs, run now --
 
     async def refresh(self, name: str) -> PoolState:
-        """Refresh one pool now (never raises; the outcome is in the returned state's `refresh`)."""
+        """Refresh one pool now (never raises; the outcome is in the returned state's `refresh`); a pool other
+        daemons watch is theirs to refresh (shard)."""
         pool = self.pools[name]
+        if not pool.watched:
+            return pool
         await refresh.run(pool, self._ctx)
         return pool
 

@@ -49,7 +49,12 @@ function card(pool, timeline) {
   // Counts a failed or late refresh left behind are shown dimmed, with their age: never as current.
   const old = Boolean(stats) && (!pool.up || !pool.fresh);
   const age = old ? h("p", { class: "health aged" }, `Counts as of ${relative(pool.last_success)}, not current.`) : null;
-  const health = pool.collection_missing
+  // Several daemons share the pools (shard): another one refreshes this pool; actions here still work.
+  const elsewhere = pool.watched === false
+    ? h("p", { class: "health elsewhere", role: "status" },
+      `Watched by daemon ${pool.watched_by.join(", ")} (shard), not this one: its counts are on that daemon's console and in Prometheus. Actions here still apply.`)
+    : null;
+  const health = elsewhere ? elsewhere : pool.collection_missing
     ? h("p", { class: "health down", role: "status" }, "Collection missing: ", pool.cause || pool.last_error,
       ". Nothing creates it: check the pool's database and collection.")
     : !pool.up

@@ -10,6 +10,7 @@ from typing import Any
 from bson import ObjectId
 from pymongo import MongoClient
 
+from exporter.config import owners
 from exporter.core import State
 from exporter.mongod import Mongod, free_port
 from tests.support.browser import PHONE, Watched, page, screenshot
@@ -350,3 +351,23 @@ def test_stale_counts_are_dimmed_with_their_age_and_causes_are_words(
         assert card.locator("[data-state='active']").inner_text() == "5"
         screenshot(tab, "pool-stale")
         tab.clean()  # the overview reads from memory: nothing is refused while MongoDB is down
+
+
+def test_a_pool_another_daemon_watches_says_which(chromium: Any, mongo_uri: str) -> None:
+    """Several daemons sharing the pools (shard): the card of a pool this daemon does not watch names the
+    daemons that do, instead of saying it is down or has no refresh."""
+    names = [f"shard_{n}" for n in range(8)]
+    shard = {"count": 2, "index": 0, "replicas": 1}
+    mine = [name for name in names if owners(name, 2, 1) == (0,)]
+    theirs = [name for name in names if owners(name, 2, 1) == (1,)]
+    assert mine and theirs
+    data = config(mongo_uri, [pool_entry(name, "spe_console_shard") for name in names], shard=shard)
+    with running(data, ready=True) as daemon, page(chromium) as tab:
+        p = tab.page
+        p.goto(f"{daemon.url}/admin/ui/#token={WRITE_TOKEN}")
+        elsewhere = p.locator(f"article[data-pool='{theirs[0]}'] .health.elsewhere")
+        elsewhere.wait_for(timeout=20_000)
+        assert elsewhere.inner_text().startswith("Watched by daemon 1 (shard), not this one"), elsewhere.inner_text()
+        p.locator(f"article[data-pool='{mine[0]}'] .health.ok").wait_for(timeout=20_000)
+        assert p.locator(".health.down").count() == 0
+        tab.clean()

@@ -157,7 +157,8 @@ def version_text() -> str:
 def _flags(args: argparse.Namespace) -> dict[str, Any]:
     """The configuration flags the user gave."""
     keys = ("mongo_uri", "database", "collection", "pool_name", "interval", "listen", "log_level", "log_format")
-    return {k: getattr(args, k) for k in keys if getattr(args, k, None) is not None}
+    given = vars(args)
+    return {k: given[k] for k in keys if given.get(k) is not None}
 
 
 def _load_or_report(args: argparse.Namespace, environ: Mapping[str, str]) -> Config | None:

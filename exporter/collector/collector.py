@@ -192,8 +192,16 @@ class Collector:
         await indexes.wait(self.pools[name])
 
     async def discover(self, index: int) -> None:
-        """Apply one listing of discovery source `index` (never raises; a failure keeps the pools it has)."""
-        await self._discovery[index].run(self.pools, self._add, self._remove)
+        """Apply one listing of discovery source `index` (never raises; a failure keeps the pools it has).
+
+        The pools of a source's first listing are the daemon's own from the start, like configured ones:
+        it is ready once each has refreshed (a rollout then moves on only when its pools are exported).
+        """
+        source = self._discovery[index]
+        first = not source.listed
+        found = await source.run(self.pools, self._add, self._remove)
+        if first and found is not None:
+            self._static |= set(found.pools)
 
     # -- readiness --
 
@@ -211,6 +219,9 @@ class Collector:
         ok, error = await self.mongodb.reachable()
         if not ok:
             reasons.append(error or "MongoDB unreachable")
+        for source in self._discovery:
+            if not source.listed:
+                reasons.append(f"discovery source {source.index}: its collections not listed yet")
         for pool in self.watched():
             age = pool.age()
             if pool.collection_missing:

@@ -81,6 +81,7 @@ class Discovery:
         self.source = ctx.config.discovery[index]
         self._ctx = ctx
         self.mine: set[str] = set()
+        self.listed = False  # whether one listing has succeeded: until then the daemon does not know its pools
         self._skipped: dict[str, str] = {}
 
     async def run(
@@ -129,5 +130,6 @@ class Discovery:
             await remove(name)
             self.mine.discard(name)
             log.info("pool_vanished", source=index, pool=name)
+        self.listed = True
         ctx.metrics.changed()
         return found

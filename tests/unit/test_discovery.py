@@ -133,17 +133,42 @@ async def test_unusable_names_are_skipped_and_said_once(
 async def test_a_just_discovered_pool_does_not_make_the_daemon_unready(
     mongo_uri: str, sync_client: MongoClient[Doc], database: str
 ) -> None:
-    """Until its max_age has passed without a refresh, a discovered pool is not a reason to be unready."""
-    sync_client[database]["p"].insert_one({})
+    """Until its max_age has passed without a refresh, a pool discovered while the daemon runs is not a reason
+    to be unready."""
+    sync_client[database]["first"].insert_one({})
     clock = ManualClock()
     collector = Collector(config(mongo_uri, database), Metrics(), clock=clock)
     try:
         await collector.discover(0)
+        await collector.refresh("first")
+        sync_client[database]["p"].insert_one({})
+        await collector.discover(0)
         ready, reasons = await collector.readiness()
         assert ready, reasons
         clock.advance(collector.pools["p"].max_age + 1)
+        await collector.refresh("first")  # the pool of the first listing stays fresh
         ready, reasons = await collector.readiness()
         assert not ready and reasons == ["pool p: no successful refresh yet"]
+    finally:
+        await collector.stop()
+
+
+async def test_the_daemon_is_ready_once_it_has_listed_and_refreshed_its_first_pools(
+    mongo_uri: str, sync_client: MongoClient[Doc], database: str
+) -> None:
+    """A daemon just started knows its pools only after discovery's first listing, and exports them only after
+    their first refresh: it is not ready before (a rollout of several daemons moves on when it is)."""
+    sync_client[database]["p"].insert_one({})
+    collector = Collector(config(mongo_uri, database), Metrics())
+    try:
+        ready, reasons = await collector.readiness()
+        assert not ready and reasons == ["discovery source 0: its collections not listed yet"]
+        await collector.discover(0)
+        ready, reasons = await collector.readiness()
+        assert not ready and reasons == ["pool p: no successful refresh yet"]
+        await collector.refresh("p")
+        ready, reasons = await collector.readiness()
+        assert ready, reasons
     finally:
         await collector.stop()
 

@@ -30,6 +30,7 @@ REPLICAS = int(os.environ.get("SHARDING_REPLICAS", "2"))
 INTERVAL = float(os.environ.get("SHARDING_INTERVAL", "2"))
 TOKEN = "a-write-token-for-the-sharding-test"
 JOB = "session-pool-exporter"
+SCRAPE = 1.0  # Prometheus' scrape interval in this test
 pytestmark = pytest.mark.timeout(600)
 
 
@@ -71,6 +72,9 @@ class Fleet:
         self.daemons[index] = Process(name, [str(EXPORTER), "run", "--config", str(path)], self.tmp, env)
         url = f"http://127.0.0.1:{self.ports[index]}/readyz"
         wait_for(f"{name} ready", lambda: http_json(url)[0] == 200, 120, self.logs)
+        # Ready means its pools are exported; what a rollout's minReadySeconds gives (the chart's default
+        # is 30 s): a scrape or two, so that Prometheus has them before the next daemon restarts.
+        time.sleep(SCRAPE * 2)
 
     def stop(self, index: int) -> None:
         daemon = self.daemons.pop(index)
@@ -80,7 +84,7 @@ class Fleet:
     def start_prometheus(self) -> None:
         port = free_port()
         config = {
-            "global": {"scrape_interval": "1s", "evaluation_interval": "1s"},
+            "global": {"scrape_interval": f"{SCRAPE:g}s", "evaluation_interval": f"{SCRAPE:g}s"},
             "scrape_configs": [
                 {"job_name": JOB, "static_configs": [{"targets": [f"127.0.0.1:{p}" for p in self.ports]}]}
             ],

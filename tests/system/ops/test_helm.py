@@ -918,6 +918,7 @@ def test_sharding_runs_a_stateful_set_whose_pods_split_the_pools(
     kubernetes_validate.validate({k: v for k, v in sts.items() if k != "__template__"}, KUBE_VERSION, strict=True)
     assert sts["spec"]["replicas"] == 4
     assert sts["spec"]["podManagementPolicy"] == "Parallel"
+    assert sts["spec"]["minReadySeconds"] == 30  # a scrape interval between one pod's restart and the next
     assert sts["spec"]["serviceName"] == one(docs, "Service")["metadata"]["name"]
     pod, plain_pod = sts["spec"]["template"], one(plain, "Deployment")["spec"]["template"]
     box = pod["spec"]["containers"][0]

@@ -129,5 +129,5 @@ class Discovery:
             await remove(name)
             self.mine.discard(name)
             log.info("pool_vanished", source=index, pool=name)
-        ctx.metrics.changed()
+        ctx.metrics.daemon_changed()  # added and removed pools told it themselves
         return found

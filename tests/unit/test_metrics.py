@@ -16,7 +16,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from exporter.clock import SYSTEM_CLOCK, Clock
 from exporter.config import PoolDefinition
 from exporter.core import STATES, MongoSessions, State, Statistics, Sums
-from exporter.exposition import SLOW_RENDER
+from exporter.exposition import FAST_PASS
 from exporter.metrics import COUNTERS, Metrics
 from exporter.state import HISTORY_POINTS, HISTORY_STEP, PoolState, Underperformers
 from tests.support.clock import ManualClock

@@ -247,6 +247,8 @@ class Exposition(Generic[P]):
         daemon = kind.daemon
         assert pools.body is not None
         plain = b"".join([daemon, *pools.body, pools.eof])
+        if kind.served is not None and kind.served.plain == plain:
+            plain = kind.served.plain  # the same bytes, served as the same object
         packed = None
         if pools.parts is not None:
             packed = gzip_member([deflate(daemon), *pools.parts, deflate(pools.eof)], plain)

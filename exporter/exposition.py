@@ -96,6 +96,7 @@ class Exposition(Generic[P]):
         self._order = itertools.count()
         self.render_seconds = 0.0  # the last pass's duration (steps summed)
         self.pool_renders = 0  # pools rendered so far, every content type (a change costs one per type)
+        self.daemon_seconds = 0.0  # the last rendering of the daemon's own families
 
     def members_changed(self) -> None:
         """Pools were added or removed: the next pass follows the pool set (else it looks every RENDER_TTL)."""
@@ -240,7 +241,9 @@ class Exposition(Generic[P]):
 
         yield from pools.work(render, lambda name, when: self._expires(name, when, clocks[name]))
         if kind.daemon_version != version or at - kind.daemon_at > RENDER_TTL:
+            started = time.perf_counter()
             daemon = self._daemon(kind.encode)
+            self.daemon_seconds = time.perf_counter() - started
             kind.daemon = daemon[: -len(pools.eof)] if pools.eof and daemon.endswith(pools.eof) else daemon
             kind.daemon_at = at
             yield

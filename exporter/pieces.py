@@ -5,7 +5,7 @@ from __future__ import annotations
 import struct
 import zlib
 from collections.abc import Callable, Iterable, Iterator, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 from prometheus_client import Counter
 from prometheus_client.core import Metric
@@ -115,7 +115,7 @@ class _Pool:
 
     state: object
     group: int
-    samples: list[bytes] = field(default_factory=list)
+    samples: tuple[bytes, ...] = ()  # tuples of bytes leave the garbage collector's watch
 
 
 class Assembly:
@@ -140,8 +140,8 @@ class Assembly:
         self._packed: list[list[bytes]] | None = None  # same, deflated; once gzip was asked for
         self.dirty: set[str] = set()  # pools to render again
         self._dirty_groups: set[int] = set()
-        self.body: list[bytes] | None = None  # the last join: the pool series, plain, in pieces
-        self.parts: list[bytes] | None = None  # and deflated (when gzip was asked for, and complete)
+        self.body: tuple[bytes, ...] | None = None  # the last join: the pool series, plain, in pieces
+        self.parts: tuple[bytes, ...] | None = None  # and deflated (when gzip was asked for, and complete)
 
     @property
     def gzip(self) -> bool:
@@ -212,7 +212,7 @@ class Assembly:
             cut = split(self._encode(Families(rendered.families)))
             if len(cut) != len(self.headers):
                 raise ValueError(f"pool {name!r}: expected {len(self.headers)} families, got {len(cut)}")
-            pool.samples = [samples for _, samples in cut]
+            pool.samples = tuple(samples for _, samples in cut)
             self._dirty_groups.add(pool.group)
             expires(name, rendered.expires)
             yield
@@ -232,6 +232,6 @@ class Assembly:
             if self._packed is not None:
                 parts.append(self._packed_headers[family])
                 parts.extend(self._packed[family])
-        self.body = body
+        self.body = tuple(body)
         # Gzip asked for during this pass: its groups are not all compressed yet (the next pass does it).
-        self.parts = parts if self._packed is not None and not self._dirty_groups else None
+        self.parts = tuple(parts) if self._packed is not None and not self._dirty_groups else None

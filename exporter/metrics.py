@@ -349,7 +349,7 @@ class Metrics:
             self.index_build_failures,
         )
         self._per_action = (self.admin_actions, self.admin_action_failures)
-        self._counters = (*self._per_pool, *self._per_action)  # in the order of COUNTERS
+        self._counters: tuple[TrackedCounter, ...] = tuple(getattr(self, spec.name) for spec in COUNTERS)
         self.registry.register(PoolCollector(lambda: self._pools()))
         headers = [*PoolCollector(list).describe(), *(Metric(PREFIX + c.name, c.help, "counter") for c in COUNTERS)]
         self.exposition: Exposition[PoolState] = Exposition(

@@ -22,10 +22,12 @@ RENDER_TTL = 1.0
 # at most INLINE_POOLS pools costs well under a millisecond: it is made on the spot, so a scrape
 # shows every change made before it. With more pools it is made aside, in steps of at most SLICE
 # seconds between which the event loop serves scrapes the previous bytes, and at most RENDER_SHARE
-# of the time (a pass of 2 ms at 1000 pools: at most one every 40 ms).
+# of the time (a pass of 2 ms at 1000 pools: at most one every 40 ms), so changes show within
+# MAX_GAP seconds at most.
 INLINE_POOLS = 64
 SLICE = 0.002
 RENDER_SHARE = 0.05
+MAX_GAP = 1.0
 
 
 class _Clock(Protocol):
@@ -221,7 +223,7 @@ class Exposition(Generic[P]):
 
     def _finish(self, kind: _Type, spent: float) -> None:
         kind.last_pass = self.render_seconds = spent
-        kind.next_pass = time.monotonic() + spent / RENDER_SHARE
+        kind.next_pass = time.monotonic() + min(spent / RENDER_SHARE, MAX_GAP)
 
     def _steps(self, kind: _Type) -> Iterable[None]:
         """One pass: the pool set followed, changed pools rendered, the daemon part, the body joined."""

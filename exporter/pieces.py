@@ -13,7 +13,7 @@ from prometheus_client.registry import Collector
 
 # Pools per group: the unit a change re-joins and re-compresses, one piece per family. Smaller
 # groups cost less per change, larger ones compress better (each piece is compressed alone).
-GROUP = 16
+GROUP = 32
 LEVEL = 6
 # A piece is a few KiB whose repeats are a line or two apart: a 4 KiB window and a smaller hash table
 # compress it as well as the defaults, and a compressor costs a sixth to set up (12 us instead of 70).

@@ -19,8 +19,8 @@ from exporter.pieces import Assembly, Rendered, deflate, gzip_member
 # Seconds the daemon's own families (process, connections, clocks...) are served again at most.
 RENDER_TTL = 1.0
 # A pass (the changed pools rendered, their groups re-joined and re-compressed, the body joined) over
-# at most INLINE_POOLS pools costs well under a millisecond: it is made on the spot, so a scrape
-# shows every change made before it. With more pools it is made aside, in steps of at most SLICE
+# at most INLINE_POOLS pools costs about a millisecond after one pool's change: it is made on the
+# spot, so a scrape shows every change made before it. With more pools it is made aside, in steps of at most SLICE
 # seconds between which the event loop serves scrapes the previous bytes, and at most RENDER_SHARE
 # of the time (a pass of 2 ms at 1000 pools: at most one every 40 ms), so changes show within
 # MAX_GAP seconds at most.

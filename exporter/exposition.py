@@ -7,7 +7,6 @@ import heapq
 import itertools
 import time
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass
 from typing import Generic, Protocol, TypeVar
 
 from prometheus_client.core import Metric
@@ -48,13 +47,23 @@ P = TypeVar("P", bound=Pool)
 Encoder = Callable[[Collector], bytes]
 
 
-@dataclass(frozen=True)
 class _Served:
-    """One content type's bytes as served: plain and gzipped (when asked for), and when they were joined."""
+    """One content type's bytes as served: gzipped (when asked for), plain (joined at the first plain scrape),
+    and when they were joined."""
 
-    plain: bytes
-    packed: bytes | None
-    at: float
+    def __init__(self, pieces: tuple[bytes, ...], packed: bytes | None, at: float, last: _Served | None) -> None:
+        self.pieces = pieces
+        self.packed = packed
+        self.at = at
+        # The same bytes as the last pass's are served as the same object.
+        self._plain: bytes | None = last._plain if last is not None and last.pieces == pieces else None
+
+    @property
+    def plain(self) -> bytes:
+        """The plain body."""
+        if self._plain is None:
+            self._plain = b"".join(self.pieces)
+        return self._plain
 
 
 class _Type:
@@ -63,9 +72,11 @@ class _Type:
     def __init__(self, encoder: Encoder, content_type: str, headers: Sequence[Metric]) -> None:
         self.encode = encoder
         self.content_type = content_type
-        self.daemon = b""  # the daemon's families, as last rendered
+        self.daemon = b""  # the daemon's families, as last rendered, and deflated
+        self.daemon_packed = b""
         self.daemon_at = -RENDER_TTL
         self.pools = Assembly(encoder, headers)
+        self.eof_packed = deflate(self.pools.eof)
         self.served: _Served | None = None
         self.daemon_version = -1
         self.task: asyncio.Task[None] | None = None
@@ -247,15 +258,13 @@ class Exposition(Generic[P]):
             daemon = self._daemon(kind.encode)
             self.daemon_seconds = time.perf_counter() - started
             kind.daemon = daemon[: -len(pools.eof)] if pools.eof and daemon.endswith(pools.eof) else daemon
+            kind.daemon_packed = deflate(kind.daemon)
             kind.daemon_at = at
             yield
-        daemon = kind.daemon
         assert pools.body is not None
-        plain = b"".join([daemon, *pools.body, pools.eof])
-        if kind.served is not None and kind.served.plain == plain:
-            plain = kind.served.plain  # the same bytes, served as the same object
+        pieces = (kind.daemon, *pools.body, pools.eof)
         packed = None
         if pools.parts is not None:
-            packed = gzip_member([deflate(daemon), *pools.parts, deflate(pools.eof)], plain)
-        kind.served = _Served(plain, packed, at)
+            packed = gzip_member([kind.daemon_packed, *pools.parts, kind.eof_packed], pieces)
+        kind.served = _Served(pieces, packed, at, kind.served)
         kind.daemon_version = version

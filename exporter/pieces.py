@@ -34,9 +34,13 @@ def deflate(data: bytes) -> bytes:
 _LAST_BLOCK = zlib.compressobj(LEVEL, zlib.DEFLATED, -WINDOW_BITS, MEMORY_LEVEL).flush()  # an empty final block
 
 
-def gzip_member(parts: Iterable[bytes], plain: bytes) -> bytes:
-    """One gzip member from deflate `parts` (see deflate) whose output is `plain` (CRC32 and size read from it)."""
-    trailer = struct.pack("<II", zlib.crc32(plain), len(plain) & 0xFFFFFFFF)
+def gzip_member(parts: Iterable[bytes], plain: Iterable[bytes]) -> bytes:
+    """One gzip member from deflate `parts` (see deflate) whose output is the concatenation of `plain`."""
+    crc, size = 0, 0
+    for piece in plain:
+        crc = zlib.crc32(piece, crc)
+        size += len(piece)
+    trailer = struct.pack("<II", crc, size & 0xFFFFFFFF)
     return b"".join([_GZIP_HEADER, *parts, _LAST_BLOCK, trailer])
 
 

@@ -48,10 +48,9 @@ Encoder = Callable[[Collector], bytes]
 
 
 class _Served:
-    """One content type's bytes as served: gzipped (when asked for), plain (joined at the first plain scrape),
-    and when they were joined."""
+    """One content type's bytes as served: gzipped, plain (joined at the first plain scrape), and when joined."""
 
-    def __init__(self, pieces: tuple[bytes, ...], packed: bytes | None, at: float, last: _Served | None) -> None:
+    def __init__(self, pieces: tuple[bytes, ...], packed: bytes, at: float, last: _Served | None) -> None:
         self.pieces = pieces
         self.packed = packed
         self.at = at
@@ -81,6 +80,7 @@ class _Type:
         self.daemon_version = -1
         self.task: asyncio.Task[None] | None = None
         self.last_pass = 0.0  # seconds the last pass took (the event loop's time, steps summed)
+        self.overhead = 0.0  # of which the daemon's families and the joins (not the changed pools)
         self.next_pass = 0.0  # monotonic time before which no pass is started aside
         self.members = -1  # the pool set it follows (Exposition.members_changed)
         self.synced = 0.0
@@ -150,52 +150,42 @@ class Exposition(Generic[P]):
             self._deadlines[name] = at
             heapq.heappush(self._expiring, (at, next(self._order), name, clock))
 
-    def _kind(self, accept: str | None, gzipped: bool) -> _Type:
+    def _kind(self, accept: str | None) -> _Type:
         encoder, content_type = choose_encoder(accept or "")
         kind = self._types.get(content_type)
         if kind is None:
             kind = self._types[content_type] = _Type(encoder, content_type, self._headers)
-        if gzipped:
-            kind.pools.want_gzip()
         self._expire()
         return kind
 
     @staticmethod
     def _outdated(kind: _Type, version: int, now: float) -> bool:
         served = kind.served
-        return (
-            served is None
-            or kind.pools.outdated
-            or kind.daemon_version != version
-            or now - served.at > RENDER_TTL
-            or (kind.pools.gzip and served.packed is None)
-        )
+        return served is None or kind.pools.outdated or kind.daemon_version != version or now - served.at > RENDER_TTL
 
     async def serve(self, accept: str | None, gzipped: bool) -> tuple[bytes, str]:
         """What a scrape of /metrics gets: the last bytes joined for its content type. With at most INLINE_POOLS
         pools they are brought up to date first (a scrape shows every change made before it); with more, a pass
         is made aside while the previous bytes are served, at most RENDER_SHARE of the time."""
-        kind = self._kind(accept, gzipped)
+        kind = self._kind(accept)
         now = time.monotonic()
         if kind.task is None and self._outdated(kind, self._daemon_version, now):
             if 0 <= kind.pools.size <= INLINE_POOLS:
                 self._pass(kind)
-            elif kind.served is None or (gzipped and kind.served.packed is None) or now >= kind.next_pass:
+            elif kind.served is None or now >= kind.next_pass:
                 kind.task = asyncio.create_task(self._aside(kind))
         served = kind.served
-        while served is None or (gzipped and served.packed is None):
-            # Nothing to serve yet (the first scrape of this content type, or of gzip): wait for a pass.
+        while served is None:
+            # Nothing to serve yet (the first scrape of this content type): wait for a pass.
             if kind.task is None:
                 kind.task = asyncio.create_task(self._aside(kind))
             await asyncio.shield(kind.task)
             served = kind.served
-        body = served.packed if gzipped else served.plain
-        assert body is not None
-        return body, kind.content_type
+        return (served.packed if gzipped else served.plain), kind.content_type
 
     async def latest(self, accept: str | None, gzipped: bool) -> tuple[bytes, str]:
         """What a scrape would get once every change made so far is rendered (tests; never used by /metrics)."""
-        kind = self._kind(accept, gzipped)
+        kind = self._kind(accept)
         if kind.task is not None:
             await asyncio.shield(kind.task)
         while self._outdated(kind, self._daemon_version, time.monotonic() - RENDER_TTL):
@@ -234,7 +224,9 @@ class Exposition(Generic[P]):
 
     def _finish(self, kind: _Type, spent: float) -> None:
         kind.last_pass = self.render_seconds = spent
-        kind.next_pass = time.monotonic() + min(spent / RENDER_SHARE, MAX_GAP)
+        # The work a change brings is done once whenever it is done; what a pass costs besides (the
+        # daemon's families, the joins, the CRC) is spread: passes at most RENDER_SHARE of the time.
+        kind.next_pass = time.monotonic() + min(kind.overhead / RENDER_SHARE, MAX_GAP)
 
     def _steps(self, kind: _Type) -> Iterable[None]:
         """One pass: the pool set followed, changed pools rendered, the daemon part, the body joined."""
@@ -253,18 +245,19 @@ class Exposition(Generic[P]):
             return self._render(pool)
 
         yield from pools.work(render, lambda name, when: self._expires(name, when, clocks[name]))
+        overhead = 0.0
         if kind.daemon_version != version or at - kind.daemon_at > RENDER_TTL:
             started = time.perf_counter()
             daemon = self._daemon(kind.encode)
-            self.daemon_seconds = time.perf_counter() - started
+            overhead = self.daemon_seconds = time.perf_counter() - started
             kind.daemon = daemon[: -len(pools.eof)] if pools.eof and daemon.endswith(pools.eof) else daemon
             kind.daemon_packed = deflate(kind.daemon)
             kind.daemon_at = at
             yield
         assert pools.body is not None
+        started = time.perf_counter()
         pieces = (kind.daemon, *pools.body, pools.eof)
-        packed = None
-        if pools.parts is not None:
-            packed = gzip_member([kind.daemon_packed, *pools.parts, kind.eof_packed], pieces)
+        packed = gzip_member([kind.daemon_packed, *pools.parts, kind.eof_packed], pieces)
         kind.served = _Served(pieces, packed, at, kind.served)
         kind.daemon_version = version
+        kind.overhead = overhead + time.perf_counter() - started

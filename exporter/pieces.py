@@ -145,22 +145,11 @@ class Assembly:
         self._synced = False
         self._groups: list[list[str]] = []
         self._plain: list[list[bytes]] = [[] for _ in headers]  # [family][group]
-        self._packed: list[list[bytes]] | None = None  # same, deflated; once gzip was asked for
+        self._packed: list[list[bytes]] = [[] for _ in headers]  # same, deflated
         self.dirty: set[str] = set()  # pools to render again
         self._dirty_groups: set[int] = set()
         self.body: tuple[bytes, ...] | None = None  # the last join: the pool series, plain, in pieces
-        self.parts: tuple[bytes, ...] | None = None  # and deflated (when gzip was asked for, and complete)
-
-    @property
-    def gzip(self) -> bool:
-        """Whether deflated pieces are kept (from the first gzipped scrape on)."""
-        return self._packed is not None
-
-    def want_gzip(self) -> None:
-        """Keep deflated pieces from now on (every group compressed at the next work())."""
-        if self._packed is None:
-            self._packed = [[b""] * len(self._groups) for _ in self.headers]
-            self._dirty_groups.update(range(len(self._groups)))
+        self.parts: tuple[bytes, ...] = ()  # and deflated
 
     @property
     def size(self) -> int:
@@ -204,9 +193,8 @@ class Assembly:
         self._groups.append([name])
         for plain in self._plain:
             plain.append(b"")
-        if self._packed is not None:
-            for packed in self._packed:
-                packed.append(b"")
+        for packed in self._packed:
+            packed.append(b"")
         return len(self._groups) - 1
 
     def work(self, render: Callable[[object], Rendered], expires: Callable[[str, float], None]) -> Iterator[None]:
@@ -229,17 +217,14 @@ class Assembly:
             members = [self._pools[n] for n in self._groups[group]]
             for family, plain in enumerate(self._plain):
                 plain[group] = b"".join(p.samples[family] for p in members if p.samples)
-                if self._packed is not None:
-                    self._packed[family][group] = deflate(plain[group])
+                self._packed[family][group] = deflate(plain[group])
             yield
         body: list[bytes] = []
         parts: list[bytes] = []
         for family, head in enumerate(self.headers):
             body.append(head)
             body.extend(self._plain[family])
-            if self._packed is not None:
-                parts.append(self._packed_headers[family])
-                parts.extend(self._packed[family])
+            parts.append(self._packed_headers[family])
+            parts.extend(self._packed[family])
         self.body = tuple(body)
-        # Gzip asked for during this pass: its groups are not all compressed yet (the next pass does it).
-        self.parts = tuple(parts) if self._packed is not None and not self._dirty_groups else None
+        self.parts = tuple(parts)

@@ -484,7 +484,7 @@ class Report:
                 "In-process, median of several: *whole rendering* is prometheus_client's `generate_latest` of the"
                 " registry (what the stock server does on every scrape; + gzip: with `gzip.compress`); *pass after"
                 " one change* is what ours does after a pool's refresh (that pool rendered in the format served,"
-                " its group's pieces re-joined and re-compressed, the body and its gzip joined), steps"
+                " its group's pieces re-joined and re-compressed, the gzip answer joined), steps"
                 " summed; *daemon families* is the part rendered by prometheus_client at most once a second or per"
                 " change (process, GC, platform, build and shard info, MongoDB, connections, clocks); *first pass*"
                 " renders every pool (once per content type, at start, made aside in steps).\n"
@@ -503,10 +503,11 @@ class Report:
             " lines) and kept per family and group of 32 pools; a refresh, a sums pass, an admin action or the pool"
             " going stale re-renders that pool only, re-joins its group's pieces and re-compresses them (each piece"
             " a raw deflate stream ended by a sync flush: concatenated between one gzip header and trailer, with"
-            " the CRC-32 of the plain body, they are one valid gzip member). The daemon's own families are rendered"
-            " by prometheus_client at most once a second. With more than 64 pools a pass is made aside on the"
-            " event loop in steps of at most 2 ms, at most 5 % of the time, while scrapes get the previous bytes:"
-            " a scrape never waits for a rendering.\n"
+            " the CRC-32 of the plain body, they are one valid gzip member; pieces compressed apart make the gzip"
+            " answer somewhat larger than one `gzip.compress` of the whole, see *body*). The daemon's own families"
+            " are rendered by prometheus_client at most once a second. With more than 64 pools a pass is made aside"
+            " on the event loop in steps of at most 2 ms while scrapes get the previous bytes (a scrape never waits"
+            " for a rendering), its own cost (daemon part, joins, CRC) at most 5 % of the time.\n"
         )
 
     def _many_section(self, w: Any) -> None:

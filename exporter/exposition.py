@@ -79,7 +79,6 @@ class _Type:
         self.served: _Served | None = None
         self.daemon_version = -1
         self.task: asyncio.Task[None] | None = None
-        self.last_pass = 0.0  # seconds the last pass took (the event loop's time, steps summed)
         self.overhead = 0.0  # of which the daemon's families and the joins (not the changed pools)
         self.next_pass = 0.0  # monotonic time before which no pass is started aside
         self.members = -1  # the pool set it follows (Exposition.members_changed)
@@ -223,7 +222,7 @@ class Exposition(Generic[P]):
         self._finish(kind, time.perf_counter() - started)
 
     def _finish(self, kind: _Type, spent: float) -> None:
-        kind.last_pass = self.render_seconds = spent
+        self.render_seconds = spent
         # The work a change brings is done once whenever it is done; what a pass costs besides (the
         # daemon's families, the joins, the CRC) is spread: passes at most RENDER_SHARE of the time.
         kind.next_pass = time.monotonic() + min(kind.overhead / RENDER_SHARE, MAX_GAP)

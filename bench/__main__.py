@@ -56,6 +56,15 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     )
     parser.add_argument("--scale-pools", default=None, help="pool counts of the /metrics scaling (default 20,200,1000)")
     parser.add_argument(
+        "--scale-connections", default=None, help="wrk connections of the /metrics scaling (default 4,16; quick: 4)"
+    )
+    parser.add_argument(
+        "--scale-refresh-interval",
+        type=float,
+        default=15.0,
+        help="seconds in which the /metrics scaling refreshes every synthetic pool once (default 15; 0: none)",
+    )
+    parser.add_argument(
         "--many-pools", type=int, default=None, help="pools configured and found by discovery (default 500)"
     )
     parser.add_argument(
@@ -84,6 +93,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         parser.error(f"unknown sections {sorted(unknown)}; choose from {', '.join(SECTIONS)}")
     args.cost_batch_seconds = args.cost_batch_seconds or (0.1 if q else 1.0)
     args.scale_list = [int(n) for n in (args.scale_pools or ("20,50" if q else "20,200,1000")).split(",") if n.strip()]
+    args.scale_conns = tuple(int(n) for n in (args.scale_connections or ("4" if q else "4,16")).split(",") if n.strip())
     args.many_pools = args.many_pools or (10 if q else 500)
     args.many_sessions = args.many_sessions or (20 if q else 200)
     args.many_minutes = args.many_minutes if args.many_minutes is not None else (0.15 if q else 4)
@@ -167,7 +177,13 @@ def main(argv: list[str] | None = None) -> int:
             )
         if "scaling" in args.benches:
             log(f"/metrics as pools grow ({args.scale_list}, wrk {args.wrk_seconds:g} s per run)")
-            report.scaling = scrape.scaling(args.scale_list, duration=args.wrk_seconds, log=log)
+            report.scaling = scrape.scaling(
+                args.scale_list,
+                duration=args.wrk_seconds,
+                log=log,
+                connections=args.scale_conns,
+                refresh_interval=args.scale_refresh_interval,
+            )
         if "manypools" in args.benches:
             log(f"many pools ({args.many_pools} x {args.many_sessions} sessions, {args.many_minutes:g} min)")
             report.many = manypools.run(

@@ -161,24 +161,28 @@ GZIP = "Accept-Encoding: gzip"
 
 @dataclass
 class ScaleRow:
-    """wrk against one server holding `pools` synthetic pools, plain or gzipped."""
+    """wrk against one server holding `pools` synthetic pools, plain or gzipped, over `connections`."""
 
     pools: int
     server: str
     gzip: bool
     result: WrkResult
-    render: float = float("nan")  # seconds of one fresh rendering, in-process (ours only)
+    render: float = float("nan")  # seconds of one whole rendering by prometheus_client, in-process
+    connections: int = 16
+    # Ours, in-process: the pass after one pool changed (text + gzip), the daemon's families, the first pass.
+    passes: tuple[float, float, float] = (float("nan"),) * 3
 
 
-def synthetic(pools: int, server: str) -> Proc:
-    """`python -m bench.synthetic`: a registry of `pools` filled pools served by `ours` or `stock`."""
+def synthetic(pools: int, server: str, refresh_interval: float = 0.0) -> Proc:
+    """`python -m bench.synthetic`: a registry of `pools` filled pools served by `ours` or `stock`, refreshed
+    once per `refresh_interval` seconds (0: never)."""
     import sys
 
     from exporter.mongod import free_port
 
     port = free_port()
     args = [sys.executable, "-m", "bench.synthetic", "--pools", str(pools), "--port", str(port), "--server", server]
-    return Proc(args, port=port)
+    return Proc([*args, "--refresh-interval", str(refresh_interval)], port=port)
 
 
 def gzipped_size(url: str) -> int:
@@ -190,30 +194,38 @@ def gzipped_size(url: str) -> int:
         return len(resp.read())
 
 
-def render_seconds(pools: int, gzipped: bool) -> float:
-    """bench.synthetic.render_seconds (imported late: it builds a daemon)."""
-    from bench.synthetic import render_seconds as measure
+def scaling(
+    counts: list[int],
+    *,
+    duration: float,
+    log: Any,
+    connections: tuple[int, ...] = (4, 16),
+    refresh_interval: float = 15.0,
+) -> list[ScaleRow]:
+    """Every pool count, our server then the stock one, each plain and with `Accept-Encoding: gzip`, over each
+    number of connections, while every pool is refreshed once per `refresh_interval` seconds."""
+    from bench.synthetic import pass_seconds, render_seconds
 
-    return measure(pools, gzipped)
-
-
-def scaling(counts: list[int], *, duration: float, log: Any) -> list[ScaleRow]:
-    """Every pool count, our server then the stock one, each plain and with `Accept-Encoding: gzip`."""
     rows: list[ScaleRow] = []
     for pools in counts:
+        renders = {gz: render_seconds(pools, gz) for gz in (False, True)}
+        passes = pass_seconds(pools)
         for server in ("ours", "stock"):
-            proc = synthetic(pools, server).start()
+            proc = synthetic(pools, server, refresh_interval).start()
             try:
                 wait_http(proc.url(), timeout=120, request_timeout=30)
-                for gz in (False, True):
-                    r = wrk(proc.url(), duration=duration, headers=(GZIP,) if gz else ())
-                    r.body_bytes = gzipped_size(proc.url()) if gz else len(http_get(proc.url(), timeout=60)[1])
-                    render = render_seconds(pools, gz) if server == "ours" else float("nan")
-                    rows.append(ScaleRow(pools, server, gz, r, render))
-                    log(
-                        f"  {pools:>5} pools {server:>5} {'gzip' if gz else 'plain':>5}: {r.rps:9.1f} req/s,"
-                        f" p99 {r.p99 * 1000:.2f} ms, {r.body_bytes:,} bytes"
-                    )
+                for conns in connections:
+                    for gz in (False, True):
+                        r = wrk(proc.url(), duration=duration, connections=conns, headers=(GZIP,) if gz else ())
+                        r.body_bytes = gzipped_size(proc.url()) if gz else len(http_get(proc.url(), timeout=60)[1])
+                        ours = server == "ours"
+                        rows.append(
+                            ScaleRow(pools, server, gz, r, renders[gz], conns, passes if ours else (float("nan"),) * 3)
+                        )
+                        log(
+                            f"  {pools:>5} pools {server:>5} {conns:>2} conns {'gzip' if gz else 'plain':>5}:"
+                            f" {r.rps:9.1f} req/s, p99 {r.p99 * 1000:.2f} ms, {r.body_bytes:,} bytes"
+                        )
             finally:
                 proc.stop()
     return rows

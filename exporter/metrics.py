@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import contextlib
 import gzip
+import math
 import platform
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from datetime import datetime
 
 import pymongo
-from prometheus_client import CollectorRegistry, Counter, Gauge, disable_created_metrics
+from prometheus_client import CollectorRegistry, Gauge, disable_created_metrics
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.exposition import choose_encoder
 from prometheus_client.gc_collector import GCCollector
@@ -22,6 +23,7 @@ from exporter import __version__
 from exporter.core import STATES
 from exporter.core.clocks import Reading
 from exporter.exposition import Exposition
+from exporter.pieces import Rendered, TrackedCounter
 from exporter.state import PoolState
 
 PREFIX = "session_pool_"
@@ -29,16 +31,6 @@ _EVERY = "Refreshed every session_pool_refresh_interval_seconds, not at scrape t
 _SUMS_EVERY = "Read every session_pool_sums_interval_seconds (one pass over the pool), not at scrape time."
 
 Samples = Iterable[tuple[tuple[str, ...], float]]
-
-
-def _children(counter: Counter) -> list[tuple[str, ...]]:
-    """The label values of a labelled counter's children, read from its samples (public API)."""
-    found: set[tuple[str, ...]] = set()
-    for family in counter.collect():
-        for sample in family.samples:
-            if sample.name.endswith("_total"):
-                found.add(tuple(sample.labels[name] for name in ("pool", "action") if name in sample.labels))
-    return sorted(found)
 
 
 def _ts(when: datetime | None) -> float | None:
@@ -281,11 +273,26 @@ class PoolCollector(Collector):
         for gauge in POOL_GAUGES:
             family = self._family(gauge)
             for pool in pools:
-                if gauge.stateful and not pool.fresh:
-                    continue
-                for labels, sample in gauge.samples(pool):
-                    family.add_metric([pool.name, *labels], sample)
+                self.add(family, gauge, pool)
             yield family
+
+    @staticmethod
+    def add(family: GaugeMetricFamily, gauge: PoolGauge, pool: PoolState) -> None:
+        """The pool's samples of one gauge (none of a stateful one once the pool is not fresh)."""
+        if gauge.stateful and not pool.fresh:
+            return
+        for labels, sample in gauge.samples(pool):
+            family.add_metric([pool.name, *labels], sample)
+
+    @classmethod
+    def of(cls, pool: PoolState) -> list[Metric]:
+        """One family per gauge, with the pool's samples only."""
+        families: list[Metric] = []
+        for gauge in POOL_GAUGES:
+            family = cls._family(gauge)
+            cls.add(family, gauge, pool)
+            families.append(family)
+        return families
 
 
 class FromMemory(Collector):
@@ -310,18 +317,19 @@ class Metrics:
     def __init__(self, version: str = __version__) -> None:
         # `_created` series only add noise to an exporter's counters.
         disable_created_metrics()  # type: ignore[no-untyped-call]
+        # Everything, as prometheus_client renders it (render(), tests, the stock server of the bench) ...
         self.registry = CollectorRegistry(auto_describe=True)
+        # ... and the daemon's own families only: /metrics renders these at scrape time, the pools apart.
+        self._daemon = CollectorRegistry(auto_describe=True)
         self._pools: Callable[[], Iterable[PoolState]] = list
-        ProcessCollector(registry=self.registry)
-        PlatformCollector(registry=self.registry)
-        GCCollector(registry=self.registry)
-        self.build_info = Gauge(
-            PREFIX + BUILD_INFO.name, BUILD_INFO.help, list(BUILD_INFO.labels), registry=self.registry
-        )
+        for collector in (ProcessCollector(registry=None), PlatformCollector(registry=None)):
+            self._register(collector)
+        self._daemon.register(GCCollector(registry=self.registry))
+        self.build_info = Gauge(PREFIX + BUILD_INFO.name, BUILD_INFO.help, list(BUILD_INFO.labels), registry=None)
         self.build_info.labels(version, platform.python_version(), pymongo.version).set(1)
-        self.shard_info = Gauge(
-            PREFIX + SHARD_INFO.name, SHARD_INFO.help, list(SHARD_INFO.labels), registry=self.registry
-        )
+        self.shard_info = Gauge(PREFIX + SHARD_INFO.name, SHARD_INFO.help, list(SHARD_INFO.labels), registry=None)
+        self._register(self.build_info)
+        self._register(self.shard_info)
         self.refreshes = self._counter(REFRESHES)
         self.refresh_failures = self._counter(REFRESH_FAILURES)
         self.sums_failures = self._counter(SUMS_FAILURES)
@@ -341,11 +349,37 @@ class Metrics:
             self.index_build_failures,
         )
         self._per_action = (self.admin_actions, self.admin_action_failures)
+        self._counters: tuple[TrackedCounter, ...] = tuple(getattr(self, spec.name) for spec in COUNTERS)
         self.registry.register(PoolCollector(lambda: self._pools()))
-        self.exposition = Exposition(self.render)
+        headers = [*PoolCollector(list).describe(), *(Metric(PREFIX + c.name, c.help, "counter") for c in COUNTERS)]
+        self.exposition: Exposition[PoolState] = Exposition(
+            lambda encode: encode(self._daemon), lambda: self._pools(), self._pool, headers
+        )
 
-    def _counter(self, spec: CounterSpec) -> Counter:
-        return Counter(PREFIX + spec.name, spec.help, list(spec.labels), registry=self.registry)
+    def _register(self, collector: Collector) -> None:
+        """A family of the daemon as a whole: in both registries."""
+        self.registry.register(collector)
+        self._daemon.register(collector)
+
+    def _pool(self, pool: PoolState) -> Rendered:
+        """One pool's series (gauges, then counters, in the order of the headers), and when its freshness lapses."""
+        families = PoolCollector.of(pool)
+        for spec, counter in zip(COUNTERS, self._counters, strict=True):
+            family = Metric(PREFIX + spec.name, spec.help, "counter")
+            for labels, count in counter.of(pool.name):
+                family.add_sample(PREFIX + spec.name + "_total", dict(zip(spec.labels, labels, strict=True)), count)
+            families.append(family)
+        lapses = [math.inf]
+        if pool.fresh and pool.refresh.success_monotonic is not None:
+            lapses.append(pool.refresh.success_monotonic + pool.max_age)
+        if pool.sums_fresh and pool.sums_pass.success_monotonic is not None:
+            lapses.append(pool.sums_pass.success_monotonic + pool.config.sums_staleness_limit)
+        return Rendered(families, min(lapses))
+
+    def _counter(self, spec: CounterSpec) -> TrackedCounter:
+        counter = TrackedCounter(PREFIX + spec.name, spec.help, list(spec.labels), registry=self.registry)
+        counter.track(spec.labels)
+        return counter
 
     def bind_connections(self, read: Callable[[], tuple[int, int, int]]) -> None:
         """Export the HTTP connection counts `read` returns (open, closed slow, evicted)."""
@@ -362,7 +396,7 @@ class Metrics:
             closed.add_metric(["evicted"], evicted)
             yield closed
 
-        self.registry.register(FromMemory(families))
+        self._register(FromMemory(families))
 
     def bind_mongodb(self, read: Callable[[], bool | None]) -> None:
         """Export whether MongoDB answers, as `read` says (None: not known yet): the daemon's own check every
@@ -375,7 +409,7 @@ class Metrics:
                 family.add_metric([], 1.0 if up else 0.0)
             yield family
 
-        self.registry.register(FromMemory(families))
+        self._register(FromMemory(families))
 
     def bind_clocks(self, read: Callable[[], Mapping[str, Reading]]) -> None:
         """Export each replica-set member's clock offset from the daemon's, as `read` returns it (from the
@@ -389,11 +423,12 @@ class Metrics:
                 family.add_metric([member], reading.offset)
             yield family
 
-        self.registry.register(FromMemory(families))
+        self._register(FromMemory(families))
 
     def bind(self, pools: Callable[[], Iterable[PoolState]]) -> None:
         """Tell the pool collector where the pools' states (PoolState) live."""
         self._pools = pools
+        self.exposition.members_changed()
 
     def add_pool(self, name: str, actions: Iterable[str] = ()) -> None:
         """Export the pool's counters at 0 from the start, so rate()/increase() see the first failure."""
@@ -409,13 +444,19 @@ class Metrics:
             with contextlib.suppress(KeyError):
                 counter.remove(name)
         for counter in self._per_action:
-            for labels in [k for k in _children(counter) if k[0] == name]:
+            for labels in list(counter.seen.get(name, ())):
                 counter.remove(*labels)
-        self.changed()
+        self.exposition.members_changed()
+        self.changed(name)
 
-    def changed(self) -> None:
-        """Something the exposition shows changed (a refresh, the sums, an admin action): render anew."""
-        self.exposition.changed()
+    def changed(self, pool: str | None = None) -> None:
+        """Something a pool's series show changed (a refresh, the sums, an admin action): that pool's part is
+        rendered again; with no name, every pool's."""
+        self.exposition.changed(pool)
+
+    def daemon_changed(self) -> None:
+        """Only the daemon's own families changed (e.g. mongodb_up): no pool is rendered again."""
+        self.exposition.daemon_changed()
 
     def render(self, accept: str | None = None, gzipped: bool = False) -> tuple[bytes, str]:
         """One rendering now: Prometheus text, or OpenMetrics if `accept` asks for it, gzipped on demand;

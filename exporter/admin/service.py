@@ -117,7 +117,7 @@ class AdminService:
         if isinstance(exc, InvalidInput | SessionNotFound | AdminError):
             return False
         self.metrics.admin_action_failures.labels(pool=pool, action=action).inc()
-        self.metrics.changed()
+        self.metrics.changed(pool)
         return True
 
     async def _after_write(self, pool: str) -> None:
@@ -223,7 +223,7 @@ class AdminService:
             raise
         result = self._result(pool, oid, action, outcome, request_id)
         self.metrics.admin_actions.labels(pool=pool.name, action=str(action)).inc()
-        self.metrics.changed()
+        self.metrics.changed(pool.name)
         log.info(
             "admin_action", pool=pool.name, action=str(action), actor=caller.name, session_id=str(oid),
             result=str(result.result), request_id=request_id,
@@ -283,7 +283,7 @@ class AdminService:
             self._count_failure(pool.name, BULK_UNLOCK, exc)
             raise
         self.metrics.admin_actions.labels(pool=pool.name, action=BULK_UNLOCK).inc()
-        self.metrics.changed()
+        self.metrics.changed(pool.name)
         log.info(
             "admin_bulk_unlock", pool=pool.name, state=state, actor=caller.name, changed=changed, request_id=request_id
         )

@@ -141,7 +141,7 @@ class Collector:
     async def _check_mongodb(self) -> None:
         """The scheduler's job: ask MongoDB whether it answers (session_pool_mongodb_up)."""
         await self.mongodb.reachable(fresh=True)
-        self.metrics.changed()
+        self.metrics.daemon_changed()
 
     def begin_stop(self) -> None:
         """The shutdown has begun: start no job, let those running go on for STOP_GRACE (see stop())."""

@@ -131,5 +131,5 @@ class Discovery:
             self.mine.discard(name)
             log.info("pool_vanished", source=index, pool=name)
         self.listed = True
-        ctx.metrics.changed()
+        ctx.metrics.daemon_changed()  # added and removed pools told it themselves
         return found

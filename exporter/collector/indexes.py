@@ -44,12 +44,12 @@ async def _build(pool: PoolState, ctx: Context) -> None:
             created = await pool.sessions.ensure_indexes()
     except SessionPoolError as exc:
         ctx.metrics.index_build_failures.labels(pool.name).inc()
-        ctx.metrics.changed()
+        ctx.metrics.changed(pool.name)
         pool.indexes.next_check = ctx.clock.monotonic() + INDEX_RETRY
         log.warning("create_indexes_failed", pool=pool.name, error=exc.message, retry_in_seconds=INDEX_RETRY)
         return
     ctx.metrics.index_builds.labels(pool.name).inc()
-    ctx.metrics.changed()
+    ctx.metrics.changed(pool.name)
     log.info("indexes_created", pool=pool.name, indexes=created)
 
 

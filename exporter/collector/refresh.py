@@ -24,7 +24,7 @@ async def run(pool: PoolState, ctx: Context) -> RefreshOutcome:
         try:
             await _refresh(pool, ctx)
         finally:
-            ctx.metrics.changed()
+            ctx.metrics.changed(pool.name)
     return pool.refresh
 
 

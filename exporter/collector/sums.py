@@ -25,12 +25,12 @@ async def run(pool: PoolState, ctx: Context) -> SumsOutcome:
             if pool.sums_pass.cause != cause_of(exc):
                 log.warning("sums_failed", pool=pool.name, error=exc.message, previous_error=pool.sums_pass.error)
             pool.sums_pass.failed(exc.message, cause_of(exc))
-            ctx.metrics.changed()
+            ctx.metrics.changed(pool.name)
             return pool.sums_pass
         _check_metadata_count(pool, sums, ctx)
         _count_overruns(pool, sums, ctx)
         pool.sums_read(sums)
-        ctx.metrics.changed()
+        ctx.metrics.changed(pool.name)
     if pool.underperformers is None:
         await underperformers.run(pool, ctx)  # the first count as soon as the pool's ratio is known
     return pool.sums_pass

@@ -38,9 +38,11 @@ async def run(pool: PoolState, ctx: Context) -> Underperformers | None:
     except SessionPoolError as exc:
         # Withdrawn rather than repeated: a count nobody could make is not a count.
         pool.underperformers = None
+        ctx.metrics.changed(pool.name)
         log.warning("underperformers_failed", pool=pool.name, error=exc.message)
         return None
     ratio = successes / uses if uses else None
     count = int(rows[0]["n"]) if rows else 0
     pool.underperformers = Underperformers(count, threshold, ratio, ctx.clock.time())
+    ctx.metrics.changed(pool.name)
     return pool.underperformers

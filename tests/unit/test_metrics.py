@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import gzip
 import itertools
 import subprocess
@@ -16,7 +15,6 @@ from prometheus_client.parser import text_string_to_metric_families
 from exporter.clock import SYSTEM_CLOCK, Clock
 from exporter.config import PoolDefinition
 from exporter.core import STATES, MongoSessions, State, Statistics, Sums
-from exporter.exposition import SLOW_RENDER
 from exporter.metrics import COUNTERS, Metrics
 from exporter.state import HISTORY_POINTS, HISTORY_STEP, PoolState, Underperformers
 from tests.support.clock import ManualClock
@@ -232,31 +230,6 @@ async def test_exposition_is_rendered_once_until_something_changes() -> None:
     metrics.changed()
     fresh_bytes, _ = await metrics.serve(None, gzipped=False)
     assert value(parse_metrics(fresh_bytes.decode()), "session_pool_sessions", pool="p", state="active") == 7
-
-
-async def test_slow_renderings_are_made_aside_while_the_last_one_is_served() -> None:
-    """With hundreds of pools a rendering takes tens of ms: after a change, scrapes get the previous
-    rendering at once while a new one is made in a thread; the change shows as soon as it is done."""
-    metrics = Metrics()
-    pools = [fresh(f"p{i}", active=2) for i in range(400)]
-    metrics.bind(lambda: pools)
-    first, _ = await metrics.serve(None, gzipped=False)
-    seconds = metrics.exposition.render_seconds
-    assert seconds >= SLOW_RENDER, seconds  # 400 pools: the slow path
-    pools[0].succeeded(stats(active=7))
-    metrics.changed()
-    stale, _ = await metrics.serve(None, gzipped=False)
-    assert stale == first  # not re-rendered on the event loop
-    shown = None
-    for _ in range(200):
-        body, _ = await metrics.serve(None, gzipped=False)
-        shown = value(parse_metrics(body.decode()), "session_pool_sessions", pool="p0", state="active")
-        if shown == 7:
-            break
-        await asyncio.sleep(0.02)
-    assert shown == 7
-    packed, _ = await metrics.serve(None, gzipped=True)
-    assert b"session_pool_sessions" in gzip.decompress(packed)
 
 
 def test_underperforming_gauge_follows_its_own_count() -> None:

@@ -68,9 +68,11 @@ def test_quick_bench_writes_every_section(tmp_path: Path) -> None:
     # Issue 14: mongod CPU of the scan, the counts and the sums pass, exact at the tiny size.
     assert re.search(r"\| 200 \| [\d.]+ \| [\d.]+ \| [\d.]+ \| [\d.]+ \| [\d.]+x \|", text)
     assert "sums pass exact | equal at every size | **met** |" in text
-    # /metrics: ours and the stock server, plain and gzipped, at 20 synthetic pools.
-    assert re.search(r"\| 20 \| identity \| \d+ \| [\d.]+ \| [\d.]+ \| \d+ \|", text)
-    assert re.search(r"\| 20 \| gzip \| \d+ \| [\d.]+ \| [\d.]+ \| \d+ \|", text)
+    # /metrics: ours and the stock server, plain and gzipped, at 20 synthetic pools refreshing, over 4 connections;
+    # the pass after one pool's change measured in-process.
+    assert re.search(r"\| 20 \| 4 \| identity \| \d+ \| [\d.]+ \| [\d.]+ \| \d+ \|", text)
+    assert re.search(r"\| 20 \| 4 \| gzip \| \d+ \| [\d.]+ \| [\d.]+ \| \d+ \|", text)
+    assert re.search(r"\| 20 \| [\d.]+ \| [\d.]+ \| [\d.]+ \| [\d.]+ \| [\d.]+ \|", text)
     # Many pools: configured and discovered, all of them watched, every refresh's lag recorded, the
     # daemon's connections to mongod counted.
     assert "| pools watched (configured + discovered) | 4 |" in text

@@ -1,9 +1,25 @@
-"""Figures the reliability and security suites measure, written to docs/reliability.md on request."""
+"""Figures the reliability, security and fault suites measure, and writing them out as a page and JSON."""
 
 from __future__ import annotations
 
+import json
 import threading
+from collections.abc import Callable
+from pathlib import Path
 from typing import Any
+
+Figures = dict[str, dict[str, Any]]
+
+
+def write_figures(data: Figures, target: Path, render: Callable[[Figures], str]) -> None:
+    """Write the figures: a .md target gets the page `render` makes and a .json beside it; anything else JSON."""
+    target.parent.mkdir(parents=True, exist_ok=True)
+    text = json.dumps(data, indent=2, sort_keys=True, default=str)
+    if target.suffix == ".md":
+        target.with_suffix(".json").write_text(text + "\n")
+        target.write_text(render(data))
+    else:
+        target.write_text(text + "\n")
 
 
 class Report:

@@ -7,11 +7,8 @@ Each case is a real fault: a replica-set name no server has, a host name DNS doe
 
 from __future__ import annotations
 
-import contextlib
 import json
-import os
-import signal
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -20,6 +17,7 @@ from exporter.mongod import Mongod
 from tests.support.auth import auth_server
 from tests.support.daemon import config, running, write_config
 from tests.support.doctor import doctor
+from tests.support.faults import frozen
 
 pytestmark = pytest.mark.integration
 
@@ -27,17 +25,6 @@ SET_NAME = "no member of the replica set named in the URI answered (check replic
 HOST = "host name not found"
 FROZEN = "no answer from the server (frozen or overloaded?)"
 AUTH = "authentication failed"
-
-
-@contextlib.contextmanager
-def frozen(server: Mongod) -> Iterator[None]:
-    """The server stopped with SIGSTOP (it takes connections, never answers), resumed afterwards."""
-    assert server.process is not None
-    os.kill(server.process.pid, signal.SIGSTOP)
-    try:
-        yield
-    finally:
-        os.kill(server.process.pid, signal.SIGCONT)
 
 
 def check(uri: str, cause: str, tmp_path: Path) -> None:

@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from tests.support.faultlab import ELECTION_TIMEOUT_MS, HEARTBEAT_MS, HEARTBEAT_TIMEOUT_S, SERVER_PARAMETERS
+from tests.support.figures import write_figures
 from tests.system.faults.faults import FAULTS
 
 COMMAND = (
@@ -31,14 +32,8 @@ WHY = {
 
 
 def write_report(data: dict[str, dict[str, Any]], target: Path) -> None:
-    """Write the figures: a .md target gets the page and a .json beside it; anything else gets JSON."""
-    target.parent.mkdir(parents=True, exist_ok=True)
-    text = json.dumps(data, indent=2, sort_keys=True, default=str)
-    if target.suffix == ".md":
-        target.with_suffix(".json").write_text(text + "\n")
-        target.write_text(render(data))
-    else:
-        target.write_text(text + "\n")
+    """The suite's figures as its page (.md target, with the .json beside it) or JSON."""
+    write_figures(data, target, render)
 
 
 def _v(value: Any) -> str:

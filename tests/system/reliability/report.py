@@ -3,23 +3,18 @@
 
 from __future__ import annotations
 
-import json
 import os
 import platform
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from tests.support.figures import write_figures
+
 
 def write_report(data: dict[str, dict[str, Any]], target: Path) -> None:
-    """Write the figures: JSON to a .json target; a .md target gets the doc and a .json beside it."""
-    target.parent.mkdir(parents=True, exist_ok=True)
-    text = json.dumps(data, indent=2, sort_keys=True, default=str)
-    if target.suffix == ".md":
-        target.with_suffix(".json").write_text(text + "\n")
-        target.write_text(render(data))
-    else:
-        target.write_text(text + "\n")
+    """The suite's figures as its page (.md target, with the .json beside it) or JSON."""
+    write_figures(data, target, render)
 
 
 def _get(data: dict[str, dict[str, Any]], section: str, name: str, default: Any = "not run") -> Any:

@@ -52,14 +52,9 @@ class ShardConfig(Section):
         if replicas > count:
             yield "replicas", f"is {replicas}, but only {count} daemons share the pools (count: {count})"
 
-    @property
-    def sharded(self) -> bool:
-        """Whether some pools are left to other daemons."""
-        return self.replicas < self.count
-
     def owners(self, pool: str) -> tuple[int, ...]:
-        """The indexes of the daemons that watch `pool`."""
-        return owners(pool, self.count, self.replicas) if self.sharded else tuple(range(self.count))
+        """The indexes of the daemons that watch `pool` (all of them when `replicas` equals `count`)."""
+        return owners(pool, self.count, self.replicas)
 
     def watches(self, pool: str) -> bool:
         """Whether this daemon watches `pool`."""

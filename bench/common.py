@@ -11,13 +11,14 @@ import sys
 import time
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from functools import cache
 from pathlib import Path
 from typing import Any
 
 import prometheus_client
 import psutil  # type: ignore[import-untyped]
 import pymongo
-from pymongo import MongoClient
+from pymongo import IndexModel, MongoClient
 
 from exporter.mongod import Mongod, free_port
 from tests.support.stats import percentile
@@ -180,17 +181,17 @@ def seed(
     reuse: bool = False,
     database: str = DATABASE,
     holds_kept: timedelta = HOLDS_KEPT,
+    client: MongoClient[dict[str, Any]] | None = None,
 ) -> SeedResult:
     """Fill `<database>.<collection>` with `size` sessions (insert_many, batches of 10 000), then index it.
 
     With `reuse`, a pool seeded earlier with the same size and seed (a persistent dbpath) is kept:
     its holds are moved forward by the time since seeding (once older than `holds_kept`) so the mix is
-    what it was, and the
-    result reports the original seeding time with `reused` set.
+    what it was, and the result reports the original seeding time with `reused` set. `client`: a
+    client of the caller's to seed with (thousands of small pools), left open; else one of its own.
     """
-    from exporter.core import MongoSessions
-
-    client: MongoClient[dict[str, Any]] = MongoClient(mongo_uri, tz_aware=True)
+    own = client is None
+    client = client if client is not None else MongoClient(mongo_uri, tz_aware=True)
     started = time.monotonic()
     expected = {"active": 0, "in_use": 0, "locked": 0, "blocked": 0, "inactive": 0}
     try:
@@ -214,9 +215,7 @@ def seed(
             coll.insert_many(batch, ordered=False)
             left -= len(batch)
         # The indexes MongoSessions.connect() creates, built once after the load (faster than during it).
-        keys = MongoSessions(client=_dummy_async(), db=DATABASE, collection=collection).index_specs()
-        for spec, _why in keys:
-            coll.create_index(spec)
+        coll.create_indexes(_index_models())
         seconds = time.monotonic() - started
         meta.replace_one(
             {"_id": collection},
@@ -224,7 +223,8 @@ def seed(
             upsert=True,
         )
     finally:
-        client.close()
+        if own:
+            client.close()
     return SeedResult(collection, size, seconds, expected)
 
 
@@ -275,11 +275,16 @@ def _reuse(
     )
 
 
-def _dummy_async() -> Any:
-    """An unconnected async client, only to ask MongoSessions for its index specs."""
+@cache
+def _index_models() -> list[IndexModel]:
+    """The indexes MongoSessions.connect() creates on a pool with the default field names."""
     from pymongo import AsyncMongoClient
 
-    return AsyncMongoClient("mongodb://127.0.0.1:1", connect=False)
+    from exporter.core import MongoSessions
+
+    unconnected: AsyncMongoClient[dict[str, Any]] = AsyncMongoClient("mongodb://127.0.0.1:1", connect=False)
+    specs = MongoSessions(client=unconnected, db=DATABASE, collection="any").index_specs()
+    return [IndexModel(list(keys)) for keys, _why in specs]
 
 
 def python() -> str:

@@ -6,13 +6,12 @@ import argparse
 import asyncio
 import json
 import math
-import random
 import sys
 import tempfile
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -25,14 +24,13 @@ from apscheduler.events import (
     JobEvent,
     JobSubmissionEvent,
 )
-from pymongo import IndexModel, MongoClient
+from pymongo import MongoClient
 
-from bench.common import _doc, _dummy_async, median
+from bench.common import median, seed
 from bench.procs import Proc
 from exporter.assembly import build
 from exporter.collector import PoolJob
 from exporter.config import load_config
-from exporter.core import MongoSessions
 from exporter.mongod import free_port
 from tests.support.stats import percentile
 
@@ -97,26 +95,14 @@ class ManyResult:
 
 
 def seed_pools(mongo_uri: str, pools: int, sessions: int, *, reuse: bool) -> float:
-    """`pools` collections `many_NNNN` of `sessions` sessions each (the bench's mix) in their own database, with
-    the indexes MongoSessions.connect() creates; seconds taken. One client for all of them: thousands of pools
-    are seeded in minutes. With `reuse`, a collection already holding `sessions` documents is kept."""
+    """`pools` collections `many_NNNN` of `sessions` sessions each in their own database; seconds taken.
+    One client seeds them all (thousands of pools in minutes)."""
     started = time.monotonic()
     client: MongoClient[dict[str, Any]] = MongoClient(mongo_uri, tz_aware=True)
     try:
-        database = client[DATABASE]
-        existing = set(database.list_collection_names()) if reuse else set()
-        specs = MongoSessions(client=_dummy_async(), db=DATABASE, collection="x").index_specs()
-        models = [IndexModel(list(spec)) for spec, _why in specs]
-        now = datetime.now(UTC)
         for i in range(pools):
-            name = f"{PREFIX}{i:04d}"
-            coll = database[name]
-            if name in existing and coll.estimated_document_count() == sessions:
-                continue
-            coll.drop()
-            rng = random.Random(1000 + i)
-            coll.insert_many([_doc(rng, now)[0] for _ in range(sessions)], ordered=False)
-            coll.create_indexes(models)
+            seed(mongo_uri, f"{PREFIX}{i:04d}", sessions, seed_value=1000 + i, reuse=reuse, database=DATABASE,
+                 client=client)  # fmt: skip
     finally:
         client.close()
     return time.monotonic() - started

@@ -234,7 +234,7 @@ class MongoSessions(MongoOperations, MongoFields):
         return self._options.frame.from_stored(when)
 
     async def server_time(self, operation: str = "server_time", *, read: _ServerMode | None = None) -> datetime:
-        """The server's clock (`hello.localTime`), aware UTC: the primary's, or that of a member `read` selects.
+        """The server's clock, aware UTC: the primary's (from a recent heartbeat), or that of a member `read` selects.
 
         `operation` names the reading in the core's errors (e.g. the admin request it serves).
         """

@@ -9,7 +9,7 @@ from contextvars import ContextVar
 from datetime import UTC, datetime, timedelta
 from typing import Any, Literal
 
-from pymongo.read_preferences import _ServerMode
+from pymongo.read_preferences import ReadPreference, _ServerMode
 
 from exporter.core.clocks import NO_SHIFT, MemberClocks, Shift
 from exporter.core.failover import primary_of
@@ -66,9 +66,23 @@ class ServerView:
             self._skew = server - midpoint
 
     async def time(self, operation: str, read: _ServerMode | None = None) -> datetime:
-        """The server's clock (`hello.localTime`), aware UTC: the primary's, or that of a member `read` selects."""
+        """The server's clock, aware UTC: the primary's, or that of a member `read` selects.
+
+        The primary's comes from the driver's last heartbeat when that is recent and precise (no call:
+        a refresh of many pools makes one round trip instead of two); otherwise `hello.localTime`.
+        """
+        estimate = self._estimate(read)
+        if estimate is not None:
+            return estimate
         now: datetime = (await self.hello(operation, read))["localTime"]
         return now if now.tzinfo else now.replace(tzinfo=UTC)
+
+    def _estimate(self, read: _ServerMode | None) -> datetime | None:
+        """The primary's clock from the heartbeats (for a read the primary serves), or None."""
+        if self._clocks is None or (read is not None and read.mode != ReadPreference.PRIMARY.mode):
+            return None
+        primary = self.primary()
+        return self._clocks.now_of(primary) if primary is not None else None
 
     @contextmanager
     def at(self, now: datetime) -> Iterator[None]:

@@ -12,7 +12,16 @@ from pymongo.hello import Hello
 from pymongo.server_description import ServerDescription
 from pymongo.topology_description import TOPOLOGY_TYPE, TopologyDescription
 
-from exporter.core.clocks import NO_SHIFT, MemberClocks, Reading, Shift, offset_of, outliers, shift_of
+from exporter.core.clocks import (
+    ESTIMATE_UNCERTAINTY,
+    NO_SHIFT,
+    MemberClocks,
+    Reading,
+    Shift,
+    offset_of,
+    outliers,
+    shift_of,
+)
 from exporter.core.failover import PrimaryReplaced, PrimaryWatch, on_primary, primary_of
 from exporter.core.timeframe import TimeFrame
 
@@ -89,6 +98,18 @@ def test_member_clocks_from_heartbeats() -> None:
     stale = MemberClocks(max_age=0)
     stale.succeeded(heartbeat(1, now, 0.002, awaited=False))
     assert stale.offsets() == {}
+
+
+def test_a_members_clock_now_from_a_recent_and_precise_reading() -> None:
+    """now_of: the member's clock read at its last heartbeat, moved on by ours; None when imprecise or unknown."""
+    clocks = MemberClocks()
+    ahead = datetime.now(UTC) + timedelta(seconds=90)
+    clocks.succeeded(heartbeat(1, ahead, 0.002, awaited=False))
+    clocks.succeeded(heartbeat(2, ahead, 2 * ESTIMATE_UNCERTAINTY + 0.1, awaited=False))  # too slow to trust
+    estimate = clocks.now_of("h:1")
+    assert estimate is not None
+    assert abs((estimate - (datetime.now(UTC) + timedelta(seconds=90))).total_seconds()) < 0.1
+    assert clocks.now_of("h:2") is None and clocks.now_of("h:9") is None
 
 
 def description(primary_port: int | None, ports: tuple[int, ...] = (1, 2, 3)) -> TopologyDescription:

@@ -2,30 +2,12 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 import pytest
-from pymongo import monitoring
 
 from exporter import OperationFailed
 from exporter.core.operations import label
 from tests.conftest import PoolFactory
-
-
-class Commands(monitoring.CommandListener):
-    """The commands a real client sent, as the server received them."""
-
-    def __init__(self) -> None:
-        self.sent: list[tuple[str, Any]] = []
-
-    def started(self, event: monitoring.CommandStartedEvent) -> None:
-        self.sent.append((event.command_name, event.command.get("comment")))
-
-    def succeeded(self, event: monitoring.CommandSucceededEvent) -> None:
-        pass
-
-    def failed(self, event: monitoring.CommandFailedEvent) -> None:
-        pass
+from tests.support.commands import Commands
 
 
 def test_label_is_the_comment_when_it_is_a_text() -> None:

@@ -1,15 +1,20 @@
-"""Folding the statistics pipeline's rows, each tagged by a Row, into one Statistics; the Total modes."""
+"""The statistics pipeline's rows folded into one Statistics (each tagged by a Row); Total modes; the server's time."""
 
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from exporter import State
+from pymongo import AsyncMongoClient, MongoClient
+
+from exporter import MongoSessions, State
+from exporter.core.clocks import ESTIMATE_UNCERTAINTY
 from exporter.core.model import Fields
 from exporter.core.queries import Row, StateRules, Total, statistics_pipeline
 from exporter.core.statistics import fold, sums_of
 from exporter.core.timeframe import TimeFrame
+from tests.conftest import PoolFactory
+from tests.support.commands import Commands
 
 NOW = datetime(2026, 1, 1, tzinfo=UTC)
 RULES = StateRules(Fields(), timedelta(minutes=10), timedelta(seconds=60), TimeFrame())
@@ -60,3 +65,32 @@ def test_total_modes() -> None:
     )
     tags = {str(stage) for stage in statistics_pipeline(RULES, "c", NOW, total=Total.COUNT)}
     assert not any("'sums'" in t for t in tags) and any("'total'" in t for t in tags)
+
+
+async def test_a_statistics_read_takes_the_primarys_clock_from_the_heartbeats(
+    pool_factory: PoolFactory, mongo_uri: str, sync_client: MongoClient[dict[str, Any]]
+) -> None:
+    """With the driver's heartbeats reading the primary's clock, a refresh is one round trip, at the server's time;
+    a client without those readings asks the server (`hello`) first."""
+    commands = Commands()
+    pool = await pool_factory(event_listeners=[commands])
+    await pool.add({"session": {"login": "a"}})
+    commands.sent.clear()
+    before = sync_client.admin.command("hello")["localTime"].replace(tzinfo=UTC)
+    stats = await pool.aggregate_statistics(sums=False)
+    after = sync_client.admin.command("hello")["localTime"].replace(tzinfo=UTC)
+    assert commands.names() == ["aggregate"]
+    slack = timedelta(seconds=ESTIMATE_UNCERTAINTY)
+    assert before - slack <= stats.time <= after + slack
+    assert stats.total == 1
+
+    asked = Commands()
+    client: AsyncMongoClient[dict[str, Any]] = AsyncMongoClient(mongo_uri, tz_aware=True, event_listeners=[asked])
+    try:
+        plain = MongoSessions(client=client, db=pool.db.name, collection=pool.collection.name)
+        assert (await plain.aggregate_statistics(sums=False)).total == 1
+        asked.sent.clear()  # the first read also waited for a server (ping)
+        await plain.aggregate_statistics(sums=False)
+        assert asked.names() == ["hello", "aggregate"]
+    finally:
+        await client.close()

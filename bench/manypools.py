@@ -31,6 +31,7 @@ from bench.procs import Proc
 from exporter.assembly import build
 from exporter.collector import PoolJob
 from exporter.config import load_config
+from exporter.log import setup_logging
 from exporter.mongod import free_port
 from tests.support.stats import percentile
 
@@ -209,7 +210,9 @@ def run(
 
 async def probe(config_path: str, seconds: float, expect: int) -> dict[str, Any]:
     """Serve the daemon for `seconds`; record each scheduled refresh's due time, start and end."""
-    daemon = build(load_config(config_path, {}, {}))
+    config = load_config(config_path, {}, {})
+    setup_logging(config.log.level, config.log.format)  # as `run` does: the daemon's own logging
+    daemon = build(config)
     collector = daemon.collector
     due: dict[str, datetime] = {}
     counts = {"skipped": 0}

@@ -3,25 +3,12 @@
 from __future__ import annotations
 
 import asyncio
-from collections import deque
 from dataclasses import dataclass, field
 
 from exporter.clock import SYSTEM_CLOCK, Clock
 from exporter.config import PoolDefinition
-from exporter.core import MongoSessions, State, Statistics, Sums
-
-# The overview's chart: the last hour of state counts, one point every 5 s at most (720 points per pool).
-HISTORY_SECONDS = 3600.0
-HISTORY_STEP = 5.0
-HISTORY_POINTS = int(HISTORY_SECONDS / HISTORY_STEP)
-
-
-@dataclass(frozen=True)
-class StatesPoint:
-    """The state counts of one successful refresh, for the overview's chart."""
-
-    time: float
-    states: dict[State, int]
+from exporter.core import MongoSessions, Statistics, Sums
+from exporter.history import StatesHistory
 
 
 @dataclass
@@ -109,7 +96,7 @@ class PoolState:
     refresh: RefreshOutcome = field(default_factory=RefreshOutcome)
     sums_pass: SumsOutcome = field(default_factory=SumsOutcome)
     underperformers: Underperformers | None = None
-    history: deque[StatesPoint] = field(default_factory=lambda: deque(maxlen=HISTORY_POINTS))
+    history: StatesHistory = field(default_factory=StatesHistory)
     # The state counts take the total from the collection's metadata count while it agrees with
     # the counted total of the last sums; otherwise they count the `_id` index.
     fast_total: bool = True
@@ -224,9 +211,4 @@ class PoolState:
 
     def remember(self, stats: Statistics) -> None:
         """Keep the refresh's state counts for the last hour (at most one point per HISTORY_STEP seconds)."""
-        now = stats.time.timestamp()
-        if self.history and now - self.history[-1].time < HISTORY_STEP:
-            return
-        self.history.append(StatesPoint(now, dict(stats.states)))
-        while self.history and now - self.history[0].time > HISTORY_SECONDS:
-            self.history.popleft()
+        self.history.add(stats.time.timestamp(), stats.states)

@@ -14,7 +14,8 @@ from exporter.admin.models import (
     UnderperformersView,
 )
 from exporter.core import Statistics, Sums
-from exporter.state import HISTORY_STEP, PoolState
+from exporter.history import HISTORY_STEP
+from exporter.state import PoolState
 
 
 def iso(when: float | None) -> str | None:

@@ -16,6 +16,7 @@ from exporter.collector.context import Context
 from exporter.collector.discovery import Discovery
 from exporter.collector.mongodb import MONGODB_CHECK_INTERVAL, MongoDBWatch
 from exporter.collector.scheduler import PoolJob, Scheduler
+from exporter.collector.slots import Slots
 from exporter.config import Config, PoolDefinition
 from exporter.core.clocks import MemberClocks
 from exporter.log import get_logger
@@ -54,7 +55,7 @@ class Collector:
             metrics=metrics,
             clock=clock,
             mongodb=self.mongodb,
-            slots=asyncio.Semaphore(config.max_concurrent_refreshes),
+            slots=Slots(config.max_concurrent_refreshes),
             stopping=lambda: self.scheduler.stopping,
         )
         self.pools: dict[str, PoolState] = {}

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -11,6 +10,7 @@ from pymongo import AsyncMongoClient
 
 from exporter.clock import Clock
 from exporter.collector.mongodb import MongoDBWatch
+from exporter.collector.slots import Slots
 from exporter.config import Config
 from exporter.core import SessionPoolError
 from exporter.metrics import Metrics
@@ -26,7 +26,7 @@ class Context:
     clock: Clock
     mongodb: MongoDBWatch
     # At most this many refreshes and sums passes talk to MongoDB at once (hundreds of pools).
-    slots: asyncio.Semaphore
+    slots: Slots
     stopping: Callable[[], bool]
 
 

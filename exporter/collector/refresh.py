@@ -8,6 +8,7 @@ from pymongo.errors import PyMongoError
 
 from exporter.collector import indexes
 from exporter.collector.context import Context, cause_of
+from exporter.collector.slots import Priority
 from exporter.core import CollectionMissing, SessionPoolError, Statistics, Unavailable, budget, redact
 from exporter.log import get_logger
 from exporter.state import PoolState, RefreshOutcome
@@ -38,7 +39,7 @@ async def _refresh(pool: PoolState, ctx: Context) -> None:
     cause: str | None = None
     missing: CollectionMissing | None = None
     queued = ctx.clock.monotonic()
-    await ctx.slots.acquire()
+    await ctx.slots.acquire(Priority.REFRESH if outcome.success is not None else Priority.FIRST_REFRESH)
     started = ctx.clock.monotonic()
     outcome.wait = started - queued
     try:

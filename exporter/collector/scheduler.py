@@ -26,6 +26,9 @@ STOP_GRACE = 0.3
 
 Run = Callable[[], Awaitable[Any]]
 
+# A job's second run comes at least this share of its interval after its first (never at once).
+PHASE_MIN = 0.05
+
 
 class PoolJob(StrEnum):
     """The periodic jobs of one pool."""
@@ -74,12 +77,25 @@ class Scheduler:
         if self._aps is not None:
             self._aps.add_listener(listener, mask)
 
-    def every(self, seconds: float, run: Run, *, name: str, first: datetime, jitter: float | None = None) -> Job | None:
-        """Run `run` every `seconds` from `first` on (None once stopped: nothing is scheduled any more)."""
+    def every(
+        self,
+        seconds: float,
+        run: Run,
+        *,
+        name: str,
+        first: datetime,
+        jitter: float | None = None,
+        phase: bool = False,
+    ) -> Job | None:
+        """Run `run` every `seconds` from `first` on (None once stopped: nothing is scheduled any more).
+
+        `phase`: after the first run, the next one comes at a random point of the interval (see add_pool).
+        """
         if self._aps is None:
             return None
-        return self._aps.add_job(
-            self._abandonable(run),
+        handle: list[Job] = []
+        job = self._aps.add_job(
+            self._abandonable(self._phased(run, seconds, handle) if phase else run),
             IntervalTrigger(seconds=seconds, jitter=jitter, timezone=UTC),
             name=name,
             next_run_time=first,
@@ -87,23 +103,31 @@ class Scheduler:
             coalesce=True,
             misfire_grace_time=None,
         )
+        handle.append(job)
+        return job
 
     def add_pool(
         self, pool: str, runs: Mapping[PoolJob, tuple[float, Run]], *, spread: float, jitter: float | None
     ) -> None:
-        """A pool's jobs (each: its interval, what it runs). The first runs come within `spread` seconds of
-        now, spread over the pools; the underperformers' comes one of its intervals later (the first count
-        follows the first sums pass instead). `jitter`: each later run's own (not the underperformers')."""
+        """A pool's jobs (each: its interval, what it runs).
+
+        The first refresh and sums pass come within `spread` seconds of now (the refresh goes first: see
+        slots.Priority); the first underperformers' count one of its intervals later (it follows the first
+        sums pass). After its first run, each job's next run comes at a random point of its interval, so
+        that thousands of pools started together run spread over the interval, not in step. `jitter`:
+        each later run's own (not the underperformers').
+        """
         first = self.now() + timedelta(seconds=random.uniform(0, spread))  # noqa: S311
         jobs: dict[PoolJob, Job] = {}
         for kind, (seconds, run) in runs.items():
-            counts = kind is PoolJob.UNDERPERFORMERS
+            delay = seconds if kind is PoolJob.UNDERPERFORMERS else 0.0
             job = self.every(
                 seconds,
                 run,
                 name=f"{kind} {pool}",
-                first=first + timedelta(seconds=seconds if counts else 0),
-                jitter=None if counts else jitter,
+                first=first + timedelta(seconds=delay),
+                jitter=None if kind is PoolJob.UNDERPERFORMERS else jitter,
+                phase=True,
             )
             if job is not None:
                 jobs[kind] = job
@@ -125,6 +149,22 @@ class Scheduler:
             self._owners.pop(job.id, None)
             with contextlib.suppress(JobLookupError):
                 job.remove()
+
+    def _phased(self, run: Run, seconds: float, handle: list[Job]) -> Run:
+        """`run`, moving its job's next run to a random point of the interval once its first run ends."""
+        phased = False
+
+        async def run_then_phase() -> None:
+            nonlocal phased
+            await run()
+            if phased or self.stopping or not handle:
+                return
+            phased = True
+            later = self.now() + timedelta(seconds=random.uniform(PHASE_MIN, 1.0) * seconds)  # noqa: S311
+            with contextlib.suppress(JobLookupError):
+                handle[0].modify(next_run_time=later)
+
+        return run_then_phase
 
     def _abandonable(self, run: Run) -> Callable[[], Awaitable[None]]:
         """`run` as the scheduler runs it: known to stop(), which may abandon it quietly (no traceback)."""

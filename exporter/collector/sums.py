@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from exporter.collector import underperformers
 from exporter.collector.context import Context, cause_of
+from exporter.collector.slots import Priority
 from exporter.core import SessionPoolError, Sums, budget
 from exporter.log import get_logger
 from exporter.state import PoolState, SumsOutcome
@@ -13,7 +14,7 @@ log = get_logger("exporter.collector")
 
 async def run(pool: PoolState, ctx: Context) -> SumsOutcome:
     """Read the pool's sums now (never raises; a failure is logged at its first time and when it changes)."""
-    async with pool.sums_lock, ctx.slots:
+    async with pool.sums_lock, ctx.slots.hold(Priority.SUMS):
         try:
             with budget("sums_timeout", pool.config.sums_timeout):
                 if not pool.connected:

@@ -150,6 +150,25 @@ async def test_jobs_are_kept_by_their_handles_and_scheduled_from_the_clock() -> 
     assert collector.scheduler.jobs("p") == {}
 
 
+async def test_after_their_first_run_the_pools_runs_spread_over_the_interval(mongo_uri: str) -> None:
+    """Pools started together run their first refresh at once, then each its next at a random point of the
+    interval (never at once): thousands of pools do not refresh in step."""
+    every = 4.0
+    names = {f"p{i}": f"c{i}" for i in range(40)}
+    collector = Collector(make_config(mongo_uri, names, interval=every, refresh_timeout=2), Metrics())
+    collector.start()
+    try:
+        await wait_until(lambda: all(p.refresh.attempts >= 1 for p in collector.pools.values()), "the first round")
+        await asyncio.sleep(0.2)  # the last first run re-phased its job
+        ended = datetime.now(UTC)
+        nexts = [collector.scheduler.jobs(name)[PoolJob.REFRESH].next_run_time for name in names]
+        assert all(ended - timedelta(seconds=every) < n <= ended + timedelta(seconds=every) for n in nexts)
+        spread = (max(nexts) - min(nexts)).total_seconds()
+        assert spread > every / 2, f"40 pools' next refreshes within {spread:.2f} s of each other"
+    finally:
+        await collector.stop()
+
+
 async def test_broken_and_slow_pools_do_not_delay_the_others(
     mongo_uri: str, sync_client: MongoClient[Doc], unique_name: str
 ) -> None:

@@ -15,8 +15,9 @@ from prometheus_client.parser import text_string_to_metric_families
 from exporter.clock import SYSTEM_CLOCK, Clock
 from exporter.config import PoolDefinition
 from exporter.core import STATES, MongoSessions, State, Statistics, Sums
+from exporter.history import HISTORY_POINTS, HISTORY_STEP
 from exporter.metrics import COUNTERS, Metrics
-from exporter.state import HISTORY_POINTS, HISTORY_STEP, PoolState, Underperformers
+from exporter.state import PoolState, Underperformers
 from tests.support.clock import ManualClock
 from tests.support.metrics import parse_metrics, value
 from tests.support.tools import require_binary

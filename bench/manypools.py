@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
 import math
 import sys
 import tempfile
 import time
+import urllib.request
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -31,11 +33,18 @@ from bench.procs import Proc
 from exporter.assembly import build
 from exporter.collector import PoolJob
 from exporter.config import load_config
+from exporter.history import HISTORY_SECONDS, HISTORY_STEP, StatesHistory
 from exporter.log import setup_logging
 from exporter.mongod import free_port
+from exporter.state import PoolState
 from tests.support.stats import percentile
 
 DATABASE = "bench_many"
+# What Prometheus asks for (its default scrape_protocols).
+PROMETHEUS_ACCEPT = (
+    "application/openmetrics-text;version=1.0.0;q=0.5,application/openmetrics-text;version=0.0.1;q=0.4,"
+    "text/plain;version=0.0.4;q=0.3,*/*;q=0.2"
+)
 PREFIX = "many_"
 
 
@@ -58,6 +67,9 @@ class ManyResult:
     pools_seen: int = 0
     # (s since start, the daemon's connections to mongod: its appName in $currentOp, idle ones included)
     connections: list[tuple[float, int]] = field(default_factory=list)
+    # (s since start, seconds, bytes): a scrape of /metrics as Prometheus makes it, every interval
+    scrapes: list[tuple[float, float, int]] = field(default_factory=list)
+    history_points: int = 0  # each pool's state history, filled to an hour's worth at its first refresh
 
     def lags(self, key: str, *, steady: bool) -> list[float]:
         """`key` ('start' or 'end' lag) of every refresh; `steady` leaves out the first two intervals (start-up)."""
@@ -88,6 +100,11 @@ class ManyResult:
     def first_round_bound(self) -> float:
         """One interval plus what every pool's first refresh takes at `concurrency` at once (the goal)."""
         return self.interval + self.pools * self.per_pool_refresh / self.concurrency
+
+    def scrape_stat(self, q: float) -> float:
+        """A percentile of the scrapes' durations (s)."""
+        values = [seconds for _, seconds, _ in self.scrapes]
+        return percentile(values, q) if values else math.nan
 
     @property
     def most_connections(self) -> int:
@@ -141,6 +158,17 @@ def daemon_connections(client: MongoClient[dict[str, Any]]) -> int:
     return int(found[0]["n"]) if found else 0
 
 
+def scrape(port: int) -> tuple[float, int]:
+    """One scrape of /metrics as Prometheus makes it (its Accept header, gzip): seconds, bytes received."""
+    request = urllib.request.Request(
+        f"http://127.0.0.1:{port}/metrics", headers={"Accept": PROMETHEUS_ACCEPT, "Accept-Encoding": "gzip"}
+    )
+    started = time.perf_counter()
+    with urllib.request.urlopen(request, timeout=30) as answer:  # noqa: S310
+        size = len(answer.read())
+    return time.perf_counter() - started, size
+
+
 def run(
     mongo_uri: str,
     *,
@@ -173,6 +201,7 @@ def run(
         args = ["--config", str(config), "--seconds", str(minutes * 60), "--out", str(result), "--expect", str(pools)]
         proc = Proc([sys.executable, "-m", "bench.manypools", *args], port=port).start()
         watcher: MongoClient[dict[str, Any]] = MongoClient(mongo_uri, appname="bench")
+        next_scrape = interval
         try:
             ps = psutil.Process(proc.pid)
             while proc.process is not None and proc.process.poll() is None:
@@ -182,6 +211,10 @@ def run(
                     out.connections.append((at, daemon_connections(watcher)))
                 except psutil.Error:
                     break
+                if at >= next_scrape:
+                    next_scrape += interval
+                    with contextlib.suppress(OSError):
+                        out.scrapes.append((at, *scrape(port)))
                 time.sleep(1)
             if not result.exists():
                 raise RuntimeError(f"probe wrote no result: {proc.tail()}")
@@ -194,6 +227,7 @@ def run(
     out.discovered_after = float(data["discovered_after"])
     out.failures = int(data["failures"])
     out.pools_seen = int(data["pools"])
+    out.history_points = int(data["history_points"])
     log(
         f"  connections to mongod at most {out.most_connections}; every pool refreshed once after"
         f" {out.discovered_after:.1f} s (bound {out.first_round_bound:.1f} s)"
@@ -201,6 +235,9 @@ def run(
     log(
         f"  RSS end {out.end_rss:.1f} MiB (peak {out.peak:.1f}); {len(out.refreshes)} refreshes, start lag"
         f" p50 {out.stat('start', 50):.3f} s p99 {out.stat('start', 99):.3f} s max {out.stat('start', 100):.3f} s"
+        f" (steady p99 {out.stat('start', 99, steady=True):.3f} s); {len(out.scrapes)} scrapes p50"
+        f" {out.scrape_stat(50) * 1000:.1f} ms max {out.scrape_stat(100) * 1000:.1f} ms; history {out.history_points}"
+        f" points a pool"
     )
     return out
 
@@ -249,11 +286,14 @@ async def probe(config_path: str, seconds: float, expect: int) -> dict[str, Any]
                 "duration": pool.refresh.duration,
             }
         )
+        if name not in seen:
+            points.append(an_hour_of_history(pool))
         seen.add(name)
         if expected and len(seen) >= expected and not discovered:
             discovered.append(time.time() - t0)  # every pool discovery found has refreshed once
 
     expected = expect
+    points: list[int] = []
     collector.scheduler.listen(listen, EVENT_JOB_SUBMITTED | EVENT_JOB_MAX_INSTANCES | EVENT_JOB_EXECUTED)
     server = daemon.server(install_signals=False)
     task = asyncio.create_task(server.serve())
@@ -266,7 +306,24 @@ async def probe(config_path: str, seconds: float, expect: int) -> dict[str, Any]
         "discovered_after": discovered[0] if discovered else math.nan,
         "failures": sum(1 for p in collector.pools.values() if not p.up),
         "pools": len(collector.pools),
+        "history_points": max(points, default=0),
     }
+
+
+def an_hour_of_history(pool: PoolState) -> int:
+    """Fill the pool's state history with the points an hour of refreshes at its interval leaves (its first
+    refresh's counts): the memory of a daemon that has run an hour, without running it an hour."""
+    stats = pool.stats
+    if stats is None:
+        return 0
+    step = max(pool.interval, HISTORY_STEP)
+    now = stats.time.timestamp()
+    filled = StatesHistory()
+    for k in range(int(HISTORY_SECONDS / step), 0, -1):
+        filled.add(now - k * step, stats.states)
+    filled.add(now, stats.states)
+    pool.history = filled
+    return len(filled)
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import contextlib
 import gzip
 import math
 import platform
@@ -22,8 +21,9 @@ from prometheus_client.registry import Collector
 from exporter import __version__
 from exporter.core import STATES
 from exporter.core.clocks import Reading
+from exporter.counters import PoolCounter
 from exporter.exposition import Exposition
-from exporter.pieces import Rendered, TrackedCounter
+from exporter.pieces import Rendered
 from exporter.state import PoolState
 
 PREFIX = "session_pool_"
@@ -349,7 +349,7 @@ class Metrics:
             self.index_build_failures,
         )
         self._per_action = (self.admin_actions, self.admin_action_failures)
-        self._counters: tuple[TrackedCounter, ...] = tuple(getattr(self, spec.name) for spec in COUNTERS)
+        self._counters: tuple[PoolCounter, ...] = tuple(getattr(self, spec.name) for spec in COUNTERS)
         self.registry.register(PoolCollector(lambda: self._pools()))
         headers = [*PoolCollector(list).describe(), *(Metric(PREFIX + c.name, c.help, "counter") for c in COUNTERS)]
         self.exposition: Exposition[PoolState] = Exposition(
@@ -364,11 +364,7 @@ class Metrics:
     def _pool(self, pool: PoolState) -> Rendered:
         """One pool's series (gauges, then counters, in the order of the headers), and when its freshness lapses."""
         families = PoolCollector.of(pool)
-        for spec, counter in zip(COUNTERS, self._counters, strict=True):
-            family = Metric(PREFIX + spec.name, spec.help, "counter")
-            for labels, count in counter.of(pool.name):
-                family.add_sample(PREFIX + spec.name + "_total", dict(zip(spec.labels, labels, strict=True)), count)
-            families.append(family)
+        families.extend(counter.family(counter.of(pool.name)) for counter in self._counters)
         lapses = [math.inf]
         if pool.fresh and pool.refresh.success_monotonic is not None:
             lapses.append(pool.refresh.success_monotonic + pool.max_age)
@@ -376,9 +372,9 @@ class Metrics:
             lapses.append(pool.sums_pass.success_monotonic + pool.config.sums_staleness_limit)
         return Rendered(families, min(lapses))
 
-    def _counter(self, spec: CounterSpec) -> TrackedCounter:
-        counter = TrackedCounter(PREFIX + spec.name, spec.help, list(spec.labels), registry=self.registry)
-        counter.track(spec.labels)
+    def _counter(self, spec: CounterSpec) -> PoolCounter:
+        counter = PoolCounter(PREFIX + spec.name, spec.help, spec.labels)
+        self.registry.register(counter)
         return counter
 
     def bind_connections(self, read: Callable[[], tuple[int, int, int]]) -> None:
@@ -440,12 +436,8 @@ class Metrics:
 
     def remove_pool(self, name: str) -> None:
         """Withdraw a pool's counters (its gauges go with its state): a vanished pool leaves no series."""
-        for counter in self._per_pool:
-            with contextlib.suppress(KeyError):
-                counter.remove(name)
-        for counter in self._per_action:
-            for labels in list(counter.seen.get(name, ())):
-                counter.remove(*labels)
+        for counter in (*self._per_pool, *self._per_action):
+            counter.remove_pool(name)
         self.exposition.members_changed()
         self.changed(name)
 

@@ -7,7 +7,6 @@ import zlib
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 
-from prometheus_client import Counter
 from prometheus_client.core import Metric
 from prometheus_client.registry import Collector
 
@@ -77,36 +76,6 @@ def split(text: bytes) -> list[tuple[bytes, bytes]]:
     if head:
         out.append((b"".join(head), b"".join(samples)))
     return out
-
-
-class TrackedCounter(Counter):
-    """A Counter that knows each pool's label values, so one pool's series can be rendered alone."""
-
-    def track(self, labels: tuple[str, ...]) -> None:
-        """Start keeping the label values of this (parent) counter's children, whose label names are `labels`."""
-        self.names = labels
-        self.seen: dict[str, dict[tuple[str, ...], None]] = {}
-
-    def labels(self, *values: object, **named: object) -> TrackedCounter:
-        """The child for these label values (created at 0 if new), remembered under its pool."""
-        child = super().labels(*values, **named)
-        key = tuple(str(v) for v in values) if values else tuple(str(named[n]) for n in self.names)
-        self.seen.setdefault(key[0], {})[key] = None
-        return child
-
-    def remove(self, *values: object) -> None:
-        """Withdraw one child."""
-        super().remove(*values)
-        key = tuple(str(v) for v in values)
-        self.seen.get(key[0], {}).pop(key, None)
-
-    def of(self, pool: str) -> list[tuple[tuple[str, ...], float]]:
-        """The pool's children: their label values and counts."""
-        found: list[tuple[tuple[str, ...], float]] = []
-        for key in list(self.seen.get(pool, ())):
-            for family in super().labels(*key).collect():
-                found.extend((key, sample.value) for sample in family.samples if sample.name.endswith("_total"))
-        return found
 
 
 @dataclass

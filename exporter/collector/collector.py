@@ -128,12 +128,9 @@ class Collector:
         self.scheduler.add_pool(
             name,
             {
-                PoolJob.REFRESH: (pool.interval, partial(self.refresh, name)),
-                PoolJob.SUMS: (pool.config.sums_interval, partial(self.read_sums, name)),
-                PoolJob.UNDERPERFORMERS: (
-                    pool.config.underperforming.interval,
-                    partial(self.count_underperformers, name),
-                ),
+                PoolJob.REFRESH: (pool.interval, self.refresh),
+                PoolJob.SUMS: (pool.config.sums_interval, self.read_sums),
+                PoolJob.UNDERPERFORMERS: (pool.config.underperforming.interval, self.count_underperformers),
             },
             spread=min(pool.config.jitter, pool.interval),
             jitter=pool.config.jitter or None,

@@ -25,6 +25,7 @@ from exporter.clock import Clock
 STOP_GRACE = 0.3
 
 Run = Callable[[], Awaitable[Any]]
+PoolRun = Callable[[str], Awaitable[Any]]
 
 # A job's second run comes at least this share of its interval after its first (never at once).
 PHASE_MIN = 0.05
@@ -52,7 +53,7 @@ class Scheduler:
         self._owners: dict[str, tuple[str, PoolJob]] = {}
         self._listeners: list[tuple[Callable[[JobEvent], None], int]] = []
         self._stop_began: float | None = None
-        self._running: set[asyncio.Task[Any]] = set()
+        self.running: set[asyncio.Task[Any]] = set()
 
     def now(self) -> datetime:
         """The clock's time, as the scheduler takes it."""
@@ -93,9 +94,9 @@ class Scheduler:
         """
         if self._aps is None:
             return None
-        handle: list[Job] = []
+        scheduled = _Run(self, run, seconds if phase else None)
         job = self._aps.add_job(
-            self._abandonable(self._phased(run, seconds, handle) if phase else run),
+            scheduled.execute,
             IntervalTrigger(seconds=seconds, jitter=jitter, timezone=UTC),
             name=name,
             next_run_time=first,
@@ -103,13 +104,13 @@ class Scheduler:
             coalesce=True,
             misfire_grace_time=None,
         )
-        handle.append(job)
+        scheduled.job = job
         return job
 
     def add_pool(
-        self, pool: str, runs: Mapping[PoolJob, tuple[float, Run]], *, spread: float, jitter: float | None
+        self, pool: str, runs: Mapping[PoolJob, tuple[float, PoolRun]], *, spread: float, jitter: float | None
     ) -> None:
-        """A pool's jobs (each: its interval, what it runs).
+        """A pool's jobs (each: its interval, what it runs, given the pool's name).
 
         The first refresh and sums pass come within `spread` seconds of now (the refresh goes first: see
         slots.Priority); the first underperformers' count one of its intervals later (it follows the first
@@ -123,7 +124,7 @@ class Scheduler:
             delay = seconds if kind is PoolJob.UNDERPERFORMERS else 0.0
             job = self.every(
                 seconds,
-                run,
+                _PoolCall(run, pool),
                 name=f"{kind} {pool}",
                 first=first + timedelta(seconds=delay),
                 jitter=None if kind is PoolJob.UNDERPERFORMERS else jitter,
@@ -150,42 +151,6 @@ class Scheduler:
             with contextlib.suppress(JobLookupError):
                 job.remove()
 
-    def _phased(self, run: Run, seconds: float, handle: list[Job]) -> Run:
-        """`run`, moving its job's next run to a random point of the interval once its first run ends."""
-        phased = False
-
-        async def run_then_phase() -> None:
-            nonlocal phased
-            await run()
-            if phased or self.stopping or not handle:
-                return
-            phased = True
-            later = self.now() + timedelta(seconds=random.uniform(PHASE_MIN, 1.0) * seconds)  # noqa: S311
-            with contextlib.suppress(JobLookupError):
-                handle[0].modify(next_run_time=later)
-
-        return run_then_phase
-
-    def _abandonable(self, run: Run) -> Callable[[], Awaitable[None]]:
-        """`run` as the scheduler runs it: known to stop(), which may abandon it quietly (no traceback)."""
-
-        async def scheduled() -> None:
-            if self.stopping:
-                return
-            task = asyncio.current_task()
-            assert task is not None
-            self._running.add(task)
-            try:
-                await run()
-            except asyncio.CancelledError:
-                if not self.stopping:
-                    raise
-                task.uncancel()  # abandoned by stop(): the scheduler would log the cancellation as a crash
-            finally:
-                self._running.discard(task)
-
-        return scheduled
-
     def begin_stop(self) -> None:
         """The shutdown has begun: start no job, let those running go on for STOP_GRACE (see stop())."""
         if self._stop_began is None:
@@ -200,7 +165,7 @@ class Scheduler:
         self.begin_stop()
         assert self._stop_began is not None
         aps, self._aps = self._aps, None
-        running = {task for task in self._running if not task.done()}
+        running = {task for task in self.running if not task.done()}
         if running:
             await asyncio.wait(running, timeout=max(0.0, self._stop_began + STOP_GRACE - time.monotonic()))
         abandoned = [task for task in running if not task.done()]
@@ -215,3 +180,51 @@ class Scheduler:
         self._pools.clear()
         self._owners.clear()
         return len(abandoned)
+
+
+class _PoolCall:
+    """A pool's job as it runs: `run(pool)` (a small object: thousands of pools have three jobs each)."""
+
+    __slots__ = ("pool", "run")
+
+    def __init__(self, run: PoolRun, pool: str) -> None:
+        self.run = run
+        self.pool = pool
+
+    def __call__(self) -> Awaitable[Any]:
+        return self.run(self.pool)
+
+
+class _Run:
+    """One job as the scheduler runs it: known to stop(), which may abandon it quietly (no traceback); with
+    `phase` (its interval), its next run moved to a random point of the interval once its first run ends."""
+
+    __slots__ = ("job", "phase", "run", "scheduler")
+
+    def __init__(self, scheduler: Scheduler, run: Run, phase: float | None) -> None:
+        self.scheduler = scheduler
+        self.run = run
+        self.phase = phase
+        self.job: Job | None = None
+
+    async def execute(self) -> None:
+        """Run the job once (APScheduler calls this)."""
+        scheduler = self.scheduler
+        if scheduler.stopping:
+            return
+        task = asyncio.current_task()
+        assert task is not None
+        scheduler.running.add(task)
+        try:
+            await self.run()
+        except asyncio.CancelledError:
+            if not scheduler.stopping:
+                raise
+            task.uncancel()  # abandoned by stop(): the scheduler would log the cancellation as a crash
+        finally:
+            scheduler.running.discard(task)
+        if self.phase is not None and self.job is not None and not scheduler.stopping:
+            seconds, self.phase = self.phase, None
+            later = scheduler.now() + timedelta(seconds=random.uniform(PHASE_MIN, 1.0) * seconds)  # noqa: S311
+            with contextlib.suppress(JobLookupError):
+                self.job.modify(next_run_time=later)

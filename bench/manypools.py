@@ -5,13 +5,15 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import copy
+import gc
 import json
 import math
 import sys
 import tempfile
 import time
 import urllib.request
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -31,12 +33,13 @@ from pymongo import MongoClient
 from bench.common import median, seed
 from bench.procs import Proc
 from exporter.assembly import build
+from exporter.cli import freeze_heap
 from exporter.collector import PoolJob
 from exporter.config import load_config
+from exporter.core import State
 from exporter.history import HISTORY_SECONDS, HISTORY_STEP, StatesHistory
 from exporter.log import setup_logging
 from exporter.mongod import free_port
-from exporter.state import PoolState
 from tests.support.stats import percentile
 
 DATABASE = "bench_many"
@@ -70,6 +73,7 @@ class ManyResult:
     # (s since start, seconds, bytes): a scrape of /metrics as Prometheus makes it, every interval
     scrapes: list[tuple[float, float, int]] = field(default_factory=list)
     history_points: int = 0  # each pool's state history, filled to an hour's worth at its first refresh
+    gc_pauses: list[float] = field(default_factory=list)  # seconds of each full garbage collection in the probe
 
     def lags(self, key: str, *, steady: bool) -> list[float]:
         """`key` ('start' or 'end' lag) of every refresh; `steady` leaves out the first two intervals (start-up)."""
@@ -228,6 +232,7 @@ def run(
     out.failures = int(data["failures"])
     out.pools_seen = int(data["pools"])
     out.history_points = int(data["history_points"])
+    out.gc_pauses = [float(p) for p in data["gc_pauses"]]
     log(
         f"  connections to mongod at most {out.most_connections}; every pool refreshed once after"
         f" {out.discovered_after:.1f} s (bound {out.first_round_bound:.1f} s)"
@@ -237,7 +242,7 @@ def run(
         f" p50 {out.stat('start', 50):.3f} s p99 {out.stat('start', 99):.3f} s max {out.stat('start', 100):.3f} s"
         f" (steady p99 {out.stat('start', 99, steady=True):.3f} s); {len(out.scrapes)} scrapes p50"
         f" {out.scrape_stat(50) * 1000:.1f} ms max {out.scrape_stat(100) * 1000:.1f} ms; history {out.history_points}"
-        f" points a pool"
+        f" points a pool; {len(out.gc_pauses)} full collections, longest {max(out.gc_pauses, default=0) * 1000:.0f} ms"
     )
     return out
 
@@ -250,6 +255,7 @@ async def probe(config_path: str, seconds: float, expect: int) -> dict[str, Any]
     config = load_config(config_path, {}, {})
     setup_logging(config.log.level, config.log.format)  # as `run` does: the daemon's own logging
     daemon = build(config)
+    daemon.collector.on_settled.append(freeze_heap)  # as `run` does
     collector = daemon.collector
     due: dict[str, datetime] = {}
     counts = {"skipped": 0}
@@ -287,14 +293,30 @@ async def probe(config_path: str, seconds: float, expect: int) -> dict[str, Any]
             }
         )
         if name not in seen:
-            points.append(an_hour_of_history(pool))
+            # The memory of a daemon that has run an hour, without running it an hour: a copy of the
+            # hour (its arrays copied whole, not rebuilt point by point during the first round).
+            pool.history = copy.deepcopy(hour)
+            points.append(len(pool.history))
         seen.add(name)
         if expected and len(seen) >= expected and not discovered:
             discovered.append(time.time() - t0)  # every pool discovery found has refreshed once
 
     expected = expect
     points: list[int] = []
+    interval = min((p.interval for p in collector.pools.values()), default=15.0)
+    hour = an_hour_of_history(interval, dict.fromkeys(State, 40))
     collector.scheduler.listen(listen, EVENT_JOB_SUBMITTED | EVENT_JOB_MAX_INSTANCES | EVENT_JOB_EXECUTED)
+    pauses: list[float] = []  # the full garbage collections (generation 2): seconds each
+    began: list[float] = []
+
+    def collected(phase: str, info: dict[str, int]) -> None:
+        if info["generation"] == 2:
+            if phase == "start":
+                began[:] = [time.perf_counter()]
+            elif began:
+                pauses.append(time.perf_counter() - began[0])
+
+    gc.callbacks.append(collected)
     server = daemon.server(install_signals=False)
     task = asyncio.create_task(server.serve())
     await asyncio.sleep(max(0.0, seconds - (time.time() - t0)))
@@ -307,23 +329,18 @@ async def probe(config_path: str, seconds: float, expect: int) -> dict[str, Any]
         "failures": sum(1 for p in collector.pools.values() if not p.up),
         "pools": len(collector.pools),
         "history_points": max(points, default=0),
+        "gc_pauses": pauses,
     }
 
 
-def an_hour_of_history(pool: PoolState) -> int:
-    """Fill the pool's state history with the points an hour of refreshes at its interval leaves (its first
-    refresh's counts): the memory of a daemon that has run an hour, without running it an hour."""
-    stats = pool.stats
-    if stats is None:
-        return 0
-    step = max(pool.interval, HISTORY_STEP)
-    now = stats.time.timestamp()
+def an_hour_of_history(interval: float, states: Mapping[State, int]) -> StatesHistory:
+    """The state history an hour of refreshes every `interval` seconds leaves, ending now (its counts: `states`)."""
+    step = max(interval, HISTORY_STEP)
+    now = time.time()
     filled = StatesHistory()
-    for k in range(int(HISTORY_SECONDS / step), 0, -1):
-        filled.add(now - k * step, stats.states)
-    filled.add(now, stats.states)
-    pool.history = filled
-    return len(filled)
+    for k in range(int(HISTORY_SECONDS / step), -1, -1):
+        filled.add(now - k * step, states)
+    return filled
 
 
 def main(argv: list[str] | None = None) -> None:

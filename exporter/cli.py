@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import difflib
+import gc
 import json
 import os
 import platform
@@ -213,9 +214,23 @@ def doctor(args: argparse.Namespace, environ: Mapping[str, str]) -> int:
     return run_doctor(config, as_json=args.json)
 
 
+def freeze_heap() -> None:
+    """Leave what start-up built out of every later full garbage collection (gc.freeze).
+
+    Thousands of pools make millions of long-lived objects (their states, clients, jobs, counters) that
+    each full collection would walk again: a pause of 300 ms at 5000 pools, felt by the refreshes and
+    scrapes due meanwhile. Done once per process, after the start-up round: a frozen object that later
+    ends in a reference cycle is never freed, and freezing once bounds that.
+    """
+    gc.collect()
+    gc.freeze()
+    log.info("heap_frozen", objects=gc.get_freeze_count())
+
+
 async def serve(config: Config) -> int:
     """Run the exporter until SIGTERM/SIGINT; 0 after a clean shutdown, EXIT_LISTEN when a port is not ours."""
     daemon = build(config)
+    daemon.collector.on_settled.append(freeze_heap)
     try:
         sockets = daemon.bind()
     except ListenError as exc:

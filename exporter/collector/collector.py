@@ -60,6 +60,11 @@ class Collector:
         )
         self.pools: dict[str, PoolState] = {}
         self._static = {p.name for p in config.pools}
+        # The pools of the start-up round (configured, then found by discovery's first listings) not refreshed
+        # yet; None once all have been (see _settled).
+        self._unrefreshed: set[str] | None = set()
+        # Called once the start-up round is over (the command line freezes the heap then: exporter.cli).
+        self.on_settled: list[Callable[[], None]] = []
         for settings in config.pools:
             self._add(settings)
         shard = config.shard
@@ -80,6 +85,8 @@ class Collector:
         if pool.watched:
             self.metrics.add_pool(settings.name)
             self._schedule(pool)
+            if self._unrefreshed is not None:
+                self._unrefreshed.add(settings.name)
         return pool
 
     def watched(self) -> list[PoolState]:
@@ -89,6 +96,8 @@ class Collector:
     async def _remove(self, name: str) -> None:
         """Stop watching a pool: its jobs, its state, its series (withdrawn, not left stale)."""
         self.scheduler.remove_pool(name)
+        if self._unrefreshed is not None:
+            self._unrefreshed.discard(name)
         pool = self.pools.pop(name)
         if pool.indexes.task is not None and pool.indexes.running:
             pool.indexes.task.cancel()
@@ -118,6 +127,7 @@ class Collector:
             elsewhere=len(self.pools) - len(self.watched()),
             discovery_sources=len(self.config.discovery),
         )
+        self._settle()  # nothing to wait for: no pool, no discovery
 
     def _schedule(self, pool: PoolState) -> None:
         """The pool's refresh, sums and underperformers jobs (nothing before start() or after stop(), nothing for
@@ -169,7 +179,19 @@ class Collector:
         if not pool.watched:
             return pool
         await refresh.run(pool, self._ctx)
+        if self._unrefreshed is not None:
+            self._unrefreshed.discard(name)
+            self._settle()
         return pool
+
+    def _settle(self) -> None:
+        """Once every pool of the start-up round has been refreshed (or tried): call the `on_settled` hooks."""
+        if self._unrefreshed or not all(source.listed for source in self._discovery):
+            return
+        self._unrefreshed = None
+        log.info("startup_settled", pools=len(self.watched()))
+        for hook in self.on_settled:
+            hook()
 
     async def refresh_all(self) -> None:
         """Refresh every pool concurrently."""
@@ -200,6 +222,8 @@ class Collector:
         found = await source.run(self.pools, self._add, self._remove)
         if first and found is not None:
             self._static |= set(found.pools)
+        if self._unrefreshed is not None:
+            self._settle()  # its pools may all have refreshed before the listing (or it found none)
 
     # -- readiness --
 

@@ -173,6 +173,32 @@ async def test_the_daemon_is_ready_once_it_has_listed_and_refreshed_its_first_po
         await collector.stop()
 
 
+async def test_the_settled_hooks_run_once_after_the_start_up_round(
+    mongo_uri: str, sync_client: MongoClient[Doc], database: str
+) -> None:
+    """on_settled runs once, when discovery has listed and every pool of the start-up round (static and
+    discovered) has refreshed; not before, and not again for a pool found later."""
+    sync_client[database]["found"].insert_one({})
+    sync_client[database]["kept"].insert_one({})
+    static = [{"name": "static", "database": database, "collection": "kept"}]
+    collector = Collector(config(mongo_uri, database, pools=static), Metrics())
+    calls: list[set[str]] = []
+    collector.on_settled.append(lambda: calls.append({p.name for p in collector.pools.values() if p.stats}))
+    try:
+        await collector.refresh("static")
+        assert calls == []  # discovery has not listed yet
+        await collector.discover(0)
+        assert calls == []  # `found` has not refreshed yet
+        await collector.refresh("found")
+        assert calls == [{"static", "found"}]
+        sync_client[database]["later"].insert_one({})
+        await collector.discover(0)
+        await collector.refresh("later")
+        assert len(calls) == 1
+    finally:
+        await collector.stop()
+
+
 async def test_refreshes_wait_for_one_of_the_slots(
     mongo_uri: str, sync_client: MongoClient[Doc], database: str
 ) -> None:

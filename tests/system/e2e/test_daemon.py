@@ -224,6 +224,10 @@ def test_gauges_equal_independent_counts_and_follow_changes(
     assert startup["config"]["pools"][1]["fields"]["active"] == "enabled"
     assert startup["config"]["admin"]["tokens"][0]["token"] != TOKEN
     assert not [e for e in events if e["event"] == "refresh_failed"]
+    # Once its first round is over the daemon leaves what start-up built out of later full collections.
+    names = [e["event"] for e in events]
+    assert names.count("heap_frozen") == 1 and names.index("startup_settled") < names.index("heap_frozen")
+    assert next(e for e in events if e["event"] == "heap_frozen")["objects"] > 10_000
 
 
 def test_outage_keeps_serving_and_recovers_without_restart(

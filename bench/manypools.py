@@ -111,6 +111,11 @@ class ManyResult:
         return percentile(values, q) if values else math.nan
 
     @property
+    def scrape_size(self) -> float:
+        """Median bytes of a scrape's (gzip) body."""
+        return median([size for _, _, size in self.scrapes]) if self.scrapes else math.nan
+
+    @property
     def most_connections(self) -> int:
         """The most connections the daemon held to mongod at once."""
         return max((n for _, n in self.connections), default=-1)

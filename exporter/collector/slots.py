@@ -35,7 +35,7 @@ class Slots:
 
     async def acquire(self, priority: Priority = Priority.REFRESH) -> None:
         """Take a slot, waiting behind every waiter of a lower or equal priority value."""
-        if self._free > 0 and not self.waiting:
+        if self._free > 0:  # a slot is free only when nobody waits (release hands it to a waiter first)
             self._free -= 1
             return
         future: asyncio.Future[None] = asyncio.get_running_loop().create_future()

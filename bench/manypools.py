@@ -13,6 +13,7 @@ import sys
 import tempfile
 import time
 import urllib.request
+from array import array
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -49,6 +50,8 @@ PROMETHEUS_ACCEPT = (
     "text/plain;version=0.0.4;q=0.3,*/*;q=0.2"
 )
 PREFIX = "many_"
+# A refresh's record: when it was due (s since start), its start and end lags, its wait for a slot, its duration.
+RECORD_FIELDS = ("due", "start", "end", "wait", "duration")
 
 
 @dataclass
@@ -74,6 +77,7 @@ class ManyResult:
     scrapes: list[tuple[float, float, int]] = field(default_factory=list)
     history_points: int = 0  # each pool's state history, filled to an hour's worth at its first refresh
     gc_pauses: list[float] = field(default_factory=list)  # seconds of each full garbage collection in the probe
+    cpu: list[tuple[float, float]] = field(default_factory=list)  # (s since start, the probe's CPU seconds so far)
 
     def lags(self, key: str, *, steady: bool) -> list[float]:
         """`key` ('start' or 'end' lag) of every refresh; `steady` leaves out the first two intervals (start-up)."""
@@ -104,6 +108,14 @@ class ManyResult:
     def first_round_bound(self) -> float:
         """One interval plus what every pool's first refresh takes at `concurrency` at once (the goal)."""
         return self.interval + self.pools * self.per_pool_refresh / self.concurrency
+
+    @property
+    def steady_cpu(self) -> float:
+        """The probe's CPU in steady state (after two intervals), as a share of one core."""
+        later = [(at, cpu) for at, cpu in self.cpu if at >= 2 * self.interval]
+        if len(later) < 2 or later[-1][0] <= later[0][0]:
+            return math.nan
+        return (later[-1][1] - later[0][1]) / (later[-1][0] - later[0][0])
 
     def scrape_stat(self, q: float) -> float:
         """A percentile of the scrapes' durations (s)."""
@@ -217,6 +229,8 @@ def run(
                 try:
                     at = time.monotonic() - proc.started
                     out.samples.append((at, ps.memory_info().rss / 2**20))
+                    cpu = ps.cpu_times()
+                    out.cpu.append((at, cpu.user + cpu.system))
                     out.connections.append((at, daemon_connections(watcher)))
                 except psutil.Error:
                     break
@@ -228,6 +242,7 @@ def run(
             if not result.exists():
                 raise RuntimeError(f"probe wrote no result: {proc.tail()}")
             data = json.loads(result.read_text())
+            data["refreshes"] = read_records(result)
         finally:
             proc.stop()
             watcher.close()
@@ -247,7 +262,8 @@ def run(
         f" p50 {out.stat('start', 50):.3f} s p99 {out.stat('start', 99):.3f} s max {out.stat('start', 100):.3f} s"
         f" (steady p99 {out.stat('start', 99, steady=True):.3f} s); {len(out.scrapes)} scrapes p50"
         f" {out.scrape_stat(50) * 1000:.1f} ms max {out.scrape_stat(100) * 1000:.1f} ms; history {out.history_points}"
-        f" points a pool; {len(out.gc_pauses)} full collections, longest {max(out.gc_pauses, default=0) * 1000:.0f} ms"
+        f" points a pool; {len(out.gc_pauses)} full collections, longest {max(out.gc_pauses, default=0) * 1000:.0f} ms;"
+        f" steady CPU {out.steady_cpu:.0%} of a core"
     )
     return out
 
@@ -264,7 +280,8 @@ async def probe(config_path: str, seconds: float, expect: int) -> dict[str, Any]
     collector = daemon.collector
     due: dict[str, datetime] = {}
     counts = {"skipped": 0}
-    records: list[dict[str, float]] = []
+    # One array per field, not a dict per refresh: the probe's bookkeeping must not weigh in the daemon's RSS.
+    records = {key: array("d") for key in RECORD_FIELDS}
     t0 = time.time()
     discovered: list[float] = []
     seen: set[str] = set()
@@ -288,15 +305,14 @@ async def probe(config_path: str, seconds: float, expect: int) -> dict[str, Any]
         if when is None or pool is None or pool.refresh.duration is None:
             return
         end = time.time()
-        records.append(
-            {
-                "due": when.timestamp() - t0,
-                "start": end - pool.refresh.duration - when.timestamp(),
-                "end": end - when.timestamp(),
-                "wait": pool.refresh.wait or 0.0,
-                "duration": pool.refresh.duration,
-            }
-        )
+        for key, value in (
+            ("due", when.timestamp() - t0),
+            ("start", end - pool.refresh.duration - when.timestamp()),
+            ("end", end - when.timestamp()),
+            ("wait", pool.refresh.wait or 0.0),
+            ("duration", pool.refresh.duration),
+        ):
+            records[key].append(value)
         if name not in seen:
             # The memory of a daemon that has run an hour, without running it an hour: a copy of the
             # hour (its arrays copied whole, not rebuilt point by point during the first round).
@@ -357,7 +373,25 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--expect", type=int, required=True, help="pools configured and discovered in all")
     args = parser.parse_args(argv)
     result = asyncio.run(probe(args.config, args.seconds, args.expect))
-    Path(args.out).write_text(json.dumps(result))
+    out = Path(args.out)
+    for key, values in result.pop("refreshes").items():
+        with record_path(out, key).open("wb") as f:
+            values.tofile(f)  # raw, not through JSON: no burst of memory while the parent still samples RSS
+    out.write_text(json.dumps(result))
+
+
+def record_path(out: Path, key: str) -> Path:
+    """Where the probe writes one field of its refresh records (raw doubles) beside its result `out`."""
+    return out.with_name(f"{out.name}.{key}")
+
+
+def read_records(out: Path) -> list[dict[str, float]]:
+    """The refresh records the probe wrote beside `out`, one dict each."""
+    fields: dict[str, array[float]] = {}
+    for key in RECORD_FIELDS:
+        fields[key] = array("d")
+        fields[key].frombytes(record_path(out, key).read_bytes())
+    return [dict(zip(RECORD_FIELDS, values, strict=True)) for values in zip(*fields.values(), strict=True)]
 
 
 if __name__ == "__main__":

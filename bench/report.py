@@ -557,6 +557,7 @@ class Report:
         w(f"| refreshes skipped (previous one still running) / pools down at the end | {m.skipped} / {m.failures} |")
         start = m.samples[0][1] if m.samples else math.nan
         w(f"| RSS first sample / end / peak (MiB) | {start:.1f} / {m.end_rss:.1f} / {m.peak:.1f} |")
+        w(f"| the daemon's CPU in steady state (share of one core) | {m.steady_cpu:.0%} |")
         w(f"| state history kept per pool (points: an hour at the interval) | {m.history_points} |")
         w(
             f"| scrapes of `/metrics` (gzip, Prometheus' Accept): count, p50 / p99 / max (ms), size (KiB) |"

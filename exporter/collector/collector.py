@@ -49,19 +49,21 @@ class Collector:
         self._owns_client = client is None
         self.scheduler = Scheduler(clock)
         self.mongodb = MongoDBWatch(self.client, config.mongodb.read_preference, clock)
+        # What the refreshes, sums passes and underperformers' counts share: at most so many reads at once.
+        self.slots = Slots(config.max_concurrent_refreshes)
         self._ctx = Context(
             config=config,
             client=self.client,
             metrics=metrics,
             clock=clock,
             mongodb=self.mongodb,
-            slots=Slots(config.max_concurrent_refreshes),
+            slots=self.slots,
             stopping=lambda: self.scheduler.stopping,
         )
         self.pools: dict[str, PoolState] = {}
         self._static = {p.name for p in config.pools}
         # The pools of the start-up round (configured, then found by discovery's first listings) not refreshed
-        # yet; None once all have been (see _settled).
+        # yet; None once all have been (see _settle).
         self._unrefreshed: set[str] | None = set()
         # Called once the start-up round is over (the command line freezes the heap then: exporter.cli).
         self.on_settled: list[Callable[[], None]] = []

@@ -113,22 +113,23 @@ class Scheduler:
         """A pool's jobs (each: its interval, what it runs, given the pool's name).
 
         The first refresh and sums pass come within `spread` seconds of now (the refresh goes first: see
-        slots.Priority); the first underperformers' count one of its intervals later (it follows the first
-        sums pass). After its first run, each job's next run comes at a random point of its interval, so
-        that thousands of pools started together run spread over the interval, not in step. `jitter`:
-        each later run's own (not the underperformers').
+        slots.Priority); the first underperformers' count at a random point of its first interval (the sums
+        pass makes the pool's first count: collector.sums). After its first run, each job's next run comes at
+        a random point of its interval, so that thousands of pools started together run spread over the
+        interval, not in step. `jitter`: each later run's own (not the underperformers').
         """
         first = self.now() + timedelta(seconds=random.uniform(0, spread))  # noqa: S311
         jobs: dict[PoolJob, Job] = {}
         for kind, (seconds, run) in runs.items():
-            delay = seconds if kind is PoolJob.UNDERPERFORMERS else 0.0
+            counts = kind is PoolJob.UNDERPERFORMERS
+            delay = random.uniform(PHASE_MIN, 1.0) * seconds if counts else 0.0  # noqa: S311
             job = self.every(
                 seconds,
                 _PoolCall(run, pool),
                 name=f"{kind} {pool}",
                 first=first + timedelta(seconds=delay),
-                jitter=None if kind is PoolJob.UNDERPERFORMERS else jitter,
-                phase=True,
+                jitter=None if counts else jitter,
+                phase=not counts,
             )
             if job is not None:
                 jobs[kind] = job

@@ -15,7 +15,7 @@ class Priority(IntEnum):
 
     FIRST_REFRESH = 0  # a pool never refreshed yet: at start, the first round finishes before anything else
     REFRESH = 1
-    SUMS = 2
+    SUMS = 2  # the slow jobs: sums passes and underperformers' counts
 
 
 class Slots:

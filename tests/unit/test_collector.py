@@ -129,7 +129,8 @@ async def test_readiness_follows_the_clock_not_a_sleep(
 
 async def test_jobs_are_kept_by_their_handles_and_scheduled_from_the_clock() -> None:
     """start() gives each pool its refresh, sums and underperformers jobs (first runs from the clock's time,
-    the underperformers' one interval later); stop() drops them. No MongoDB needed: nothing is due yet."""
+    the underperformers' at a random point of its first interval); stop() drops them. No MongoDB needed:
+    nothing is due yet."""
     clock = ManualClock()
     clock.advance(3600)  # every first run is an hour ahead of real time: none runs during the test
     config = make_config("mongodb://127.0.0.1:1/?connect=false", {"p": "c"}, sums_interval=60,
@@ -143,7 +144,9 @@ async def test_jobs_are_kept_by_their_handles_and_scheduled_from_the_clock() -> 
         assert jobs[PoolJob.REFRESH].next_run_time == now
         assert jobs[PoolJob.REFRESH].trigger.interval.total_seconds() == 0.3
         assert jobs[PoolJob.SUMS].trigger.interval.total_seconds() == 60
-        assert jobs[PoolJob.UNDERPERFORMERS].next_run_time == now + timedelta(seconds=600)
+        counts = jobs[PoolJob.UNDERPERFORMERS]
+        assert now + timedelta(seconds=0.05 * 600) <= counts.next_run_time <= now + timedelta(seconds=600)
+        assert counts.trigger.interval.total_seconds() == 600
         assert {collector.scheduler.owner(job.id) for job in jobs.values()} == {("p", kind) for kind in PoolJob}
     finally:
         await collector.stop()
@@ -165,6 +168,10 @@ async def test_after_their_first_run_the_pools_runs_spread_over_the_interval(mon
         assert all(ended - timedelta(seconds=every) < n <= ended + timedelta(seconds=every) for n in nexts)
         spread = (max(nexts) - min(nexts)).total_seconds()
         assert spread > every / 2, f"40 pools' next refreshes within {spread:.2f} s of each other"
+        # The underperformers' counts too, from their first (the sums pass made each pool's first count).
+        counts = [collector.scheduler.jobs(name)[PoolJob.UNDERPERFORMERS].next_run_time for name in names]
+        spread = (max(counts) - min(counts)).total_seconds()
+        assert spread > 300 / 2, f"40 pools' first underperformers' counts within {spread:.2f} s of each other"
     finally:
         await collector.stop()
 
@@ -312,6 +319,33 @@ async def test_underperformers_are_counted_on_their_own_cadence(
         assert pool.sums is not None and pool.sums.successes == 1800
         assert pool.underperformers.count == 2
         await collector.count_underperformers("p")
+        assert pool.underperformers.count == 0
+    finally:
+        await collector.stop()
+
+
+async def test_an_underperformers_count_waits_for_a_slot(
+    mongo_uri: str, sync_client: MongoClient[Doc], unique_name: str
+) -> None:
+    """Counts share the refreshes' slots: with every slot taken, a count waits (thousands of pools' counts
+    never crowd the refreshes out of the client's connections)."""
+    coll = sync_client["spe_collector"][unique_name]
+    good = {"active": True, "next_use": None, "count_use": 200, "count_success": 180}
+    coll.insert_many([dict(good) for _ in range(3)] + [{**good, "count_success": 20}])
+    config = make_config(mongo_uri, {"p": unique_name})
+    config.max_concurrent_refreshes = 1
+    collector = Collector(config, Metrics())
+    pool = collector.pools["p"]
+    try:
+        await collector.read_sums("p")
+        assert pool.underperformers is not None and pool.underperformers.count == 1
+        coll.update_many({"count_success": 20}, {"$set": {"count_success": 180}})
+        await collector.slots.acquire()
+        count = asyncio.create_task(collector.count_underperformers("p"))
+        await asyncio.sleep(0.5)
+        assert not count.done() and collector.slots.waiting == 1
+        collector.slots.release()
+        await count
         assert pool.underperformers.count == 0
     finally:
         await collector.stop()

@@ -76,7 +76,9 @@ class ManyResult:
     # (s since start, seconds, bytes): a scrape of /metrics as Prometheus makes it, every interval
     scrapes: list[tuple[float, float, int]] = field(default_factory=list)
     history_points: int = 0  # each pool's state history, filled to an hour's worth at its first refresh
-    gc_pauses: list[float] = field(default_factory=list)  # seconds of each full garbage collection in the probe
+    # (s since start, seconds) of each full garbage collection in the probe (the heap freeze's own included)
+    gc_pauses: list[tuple[float, float]] = field(default_factory=list)
+    frozen_at: float = math.nan  # s since start: the start-up round refreshed, the heap frozen
     cpu: list[tuple[float, float]] = field(default_factory=list)  # (s since start, the probe's CPU seconds so far)
 
     def lags(self, key: str, *, steady: bool) -> list[float]:
@@ -108,6 +110,10 @@ class ManyResult:
     def first_round_bound(self) -> float:
         """One interval plus what every pool's first refresh takes at `concurrency` at once (the goal)."""
         return self.interval + self.pools * self.per_pool_refresh / self.concurrency
+
+    def pauses(self, *, after: bool) -> list[float]:
+        """Seconds of the full collections before the heap was frozen (its own included), or `after` it."""
+        return [p for at, p in self.gc_pauses if (at > self.frozen_at) == after]
 
     @property
     def steady_cpu(self) -> float:
@@ -252,7 +258,8 @@ def run(
     out.failures = int(data["failures"])
     out.pools_seen = int(data["pools"])
     out.history_points = int(data["history_points"])
-    out.gc_pauses = [float(p) for p in data["gc_pauses"]]
+    out.gc_pauses = [(float(at), float(p)) for at, p in data["gc_pauses"]]
+    out.frozen_at = float(data["frozen_at"])
     log(
         f"  connections to mongod at most {out.most_connections}; every pool refreshed once after"
         f" {out.discovered_after:.1f} s (bound {out.first_round_bound:.1f} s)"
@@ -262,7 +269,8 @@ def run(
         f" p50 {out.stat('start', 50):.3f} s p99 {out.stat('start', 99):.3f} s max {out.stat('start', 100):.3f} s"
         f" (steady p99 {out.stat('start', 99, steady=True):.3f} s); {len(out.scrapes)} scrapes p50"
         f" {out.scrape_stat(50) * 1000:.1f} ms max {out.scrape_stat(100) * 1000:.1f} ms; history {out.history_points}"
-        f" points a pool; {len(out.gc_pauses)} full collections, longest {max(out.gc_pauses, default=0) * 1000:.0f} ms;"
+        f" points a pool; heap frozen at {out.frozen_at:.1f} s, then {len(out.pauses(after=True))} full collections,"
+        f" longest {max(out.pauses(after=True), default=0) * 1000:.0f} ms;"
         f" steady CPU {out.steady_cpu:.0%} of a core"
     )
     return out
@@ -327,7 +335,9 @@ async def probe(config_path: str, seconds: float, expect: int) -> dict[str, Any]
     interval = min((p.interval for p in collector.pools.values()), default=15.0)
     hour = an_hour_of_history(interval, dict.fromkeys(State, 40))
     collector.scheduler.listen(listen, EVENT_JOB_SUBMITTED | EVENT_JOB_MAX_INSTANCES | EVENT_JOB_EXECUTED)
-    pauses: list[float] = []  # the full garbage collections (generation 2): seconds each
+    pauses: list[tuple[float, float]] = []  # the full garbage collections (generation 2): when, seconds
+    frozen: list[float] = []
+    daemon.collector.on_settled.append(lambda: frozen.append(time.time() - t0))
     began: list[float] = []
 
     def collected(phase: str, info: dict[str, int]) -> None:
@@ -335,7 +345,7 @@ async def probe(config_path: str, seconds: float, expect: int) -> dict[str, Any]
             if phase == "start":
                 began[:] = [time.perf_counter()]
             elif began:
-                pauses.append(time.perf_counter() - began[0])
+                pauses.append((time.time() - t0, time.perf_counter() - began[0]))
 
     gc.callbacks.append(collected)
     server = daemon.server(install_signals=False)
@@ -351,6 +361,7 @@ async def probe(config_path: str, seconds: float, expect: int) -> dict[str, Any]
         "pools": len(collector.pools),
         "history_points": max(points, default=0),
         "gc_pauses": pauses,
+        "frozen_at": frozen[0] if frozen else math.nan,
     }
 
 

@@ -565,8 +565,10 @@ class Report:
             f" {m.scrape_size / 1024:.0f} |"
         )
         w(
-            f"| full garbage collections (generation 2) in the probe: count, longest (ms) |"
-            f" {len(m.gc_pauses)}, {ms(max(m.gc_pauses, default=0.0))} |\n"
+            f"| full garbage collections in the probe before the heap was frozen at {m.frozen_at:.1f} s (its own"
+            f" included) / after: count, longest (ms) | {len(m.pauses(after=False))},"
+            f" {ms(max(m.pauses(after=False), default=0.0))} / {len(m.pauses(after=True))},"
+            f" {ms(max(m.pauses(after=True), default=0.0))} |\n"
         )
         w(
             "What keeps these figures down at this size: a statistics read takes the primary's clock from the"

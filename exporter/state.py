@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 
 from exporter.clock import SYSTEM_CLOCK, Clock
 from exporter.config import PoolDefinition
-from exporter.core import MongoSessions, Statistics, Sums
+from exporter.core import MongoSessions, SessionPoolError, Statistics, Sums, budget
 from exporter.history import StatesHistory
 
 
@@ -104,6 +104,8 @@ class PoolState:
     indexes: IndexUpkeep = field(default_factory=IndexUpkeep)
     lock: asyncio.Lock = field(default_factory=asyncio.Lock)
     sums_lock: asyncio.Lock = field(default_factory=asyncio.Lock)
+    connect_lock: asyncio.Lock = field(default_factory=asyncio.Lock)  # held only while connecting (see connect)
+    connect_failure: SessionPoolError | None = None  # the last attempt's, for a job that waited for it
     # False when other daemons watch the pool (shard): no jobs, no series here; the admin API still acts on it.
     watched: bool = True
     watched_by: tuple[int, ...] = (0,)  # the shard indexes of the daemons that watch it
@@ -111,6 +113,28 @@ class PoolState:
 
     def __post_init__(self) -> None:
         self.added = self.clock.monotonic()
+
+    async def connect(self) -> None:
+        """Connect the pool's MongoSessions unless done: one job at a time (a pool's first refresh and first sums
+        pass start together: one `hello` for each of thousands of pools, not two). Bounded by refresh_timeout
+        whichever job connects; a job that waited for another's attempt which failed gets that failure (its
+        cause, within its own time) rather than trying again."""
+        if self.connected:
+            return
+        waited = self.connect_lock.locked()
+        async with self.connect_lock:
+            if self.connected:
+                return
+            if waited and self.connect_failure is not None:
+                raise self.connect_failure
+            try:
+                with budget("refresh_timeout", self.config.refresh_timeout):
+                    await self.sessions.connect()
+            except SessionPoolError as exc:
+                self.connect_failure = exc
+                raise
+            self.connect_failure = None
+            self.connected = True
 
     @property
     def name(self) -> str:

@@ -94,9 +94,7 @@ async def _fetch(pool: PoolState, ctx: Context) -> Statistics:
 
     The sums over every document are left to their own slower job (exporter.collector.sums).
     """
-    if not pool.connected:
-        await pool.sessions.connect()
-        pool.connected = True
+    await pool.connect()
     stats = await pool.sessions.aggregate_statistics(sums=False, fast_total=pool.fast_total)
     if stats.total == 0:
         # An empty pool may be a mistyped collection name: say so rather than look healthy.

@@ -17,9 +17,7 @@ async def run(pool: PoolState, ctx: Context) -> SumsOutcome:
     async with pool.sums_lock, ctx.slots.hold(Priority.SUMS):
         try:
             with budget("sums_timeout", pool.config.sums_timeout):
-                if not pool.connected:
-                    await pool.sessions.connect()
-                    pool.connected = True
+                await pool.connect()
                 sums = await pool.sessions.aggregate_sums()
         except SessionPoolError as exc:
             ctx.metrics.sums_failures.labels(pool.name).inc()

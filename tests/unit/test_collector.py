@@ -9,7 +9,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
-from pymongo import MongoClient
+from pymongo import AsyncMongoClient, MongoClient
 from structlog.testing import capture_logs
 
 from exporter.collector import Collector, PoolJob
@@ -17,6 +17,7 @@ from exporter.config import Config
 from exporter.core import MongoSessions, State
 from exporter.metrics import Metrics
 from tests.support.clock import ManualClock
+from tests.support.commands import Commands
 
 Doc = dict[str, Any]
 
@@ -349,3 +350,31 @@ async def test_an_underperformers_count_waits_for_a_slot(
         assert pool.underperformers.count == 0
     finally:
         await collector.stop()
+
+
+async def test_a_pools_first_refresh_and_sums_pass_connect_it_once(
+    mongo_uri: str, sync_client: MongoClient[Doc], unique_name: str
+) -> None:
+    """Started together (as at start-up), a pool's first refresh and first sums pass share one connect: they
+    ask `hello` as often as when they run one after the other (thousands of pools start at once)."""
+    seed_pool(sync_client, unique_name)
+    seed_pool(sync_client, f"{unique_name}_b")
+    commands = Commands()
+    client: AsyncMongoClient[Doc] = AsyncMongoClient(mongo_uri, tz_aware=True, tzinfo=UTC, event_listeners=[commands])
+    collector = Collector(
+        make_config(mongo_uri, {"apart": unique_name, "together": f"{unique_name}_b"}), Metrics(), client=client
+    )
+    try:
+        before = len(commands.sent)
+        await collector.refresh("apart")
+        await collector.read_sums("apart")
+        apart = commands.names()[before:].count("hello")
+        before = len(commands.sent)
+        await asyncio.gather(collector.refresh("together"), collector.read_sums("together"))
+        together = commands.names()[before:].count("hello")
+        pool = collector.pools["together"]
+        assert pool.up and pool.sums is not None and pool.sums.uses == 10
+        assert together == apart >= 1
+    finally:
+        await collector.stop()
+        await client.close()

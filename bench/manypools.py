@@ -123,9 +123,9 @@ class ManyResult:
             return math.nan
         return (later[-1][1] - later[0][1]) / (later[-1][0] - later[0][0])
 
-    def scrape_stat(self, q: float) -> float:
-        """A percentile of the scrapes' durations (s)."""
-        values = [seconds for _, seconds, _ in self.scrapes]
+    def scrape_stat(self, q: float, *, steady: bool = True) -> float:
+        """A percentile of the scrapes' durations (s); `steady`: those after the start-up round (heap frozen)."""
+        values = [seconds for at, seconds, _ in self.scrapes if at > self.frozen_at or not steady]
         return percentile(values, q) if values else math.nan
 
     @property

@@ -559,11 +559,13 @@ class Report:
         w(f"| RSS first sample / end / peak (MiB) | {start:.1f} / {m.end_rss:.1f} / {m.peak:.1f} |")
         w(f"| the daemon's CPU in steady state (share of one core) | {m.steady_cpu:.0%} |")
         w(f"| state history kept per pool (points: an hour at the interval) | {m.history_points} |")
+        first = m.scrapes[0][1] if m.scrapes else math.nan
         w(
-            f"| scrapes of `/metrics` (gzip, Prometheus' Accept): count, p50 / p99 / max (ms), size (KiB) |"
-            f" {len(m.scrapes)}, {ms(m.scrape_stat(50))} / {ms(m.scrape_stat(99))} / {ms(m.scrape_stat(100))},"
-            f" {m.scrape_size / 1024:.0f} |"
+            f"| scrapes of `/metrics` (gzip, Prometheus' Accept) after the start-up round: count, p50 / max (ms);"
+            f" size (KiB) | {sum(1 for at, _, _ in m.scrapes if at > m.frozen_at)}, {ms(m.scrape_stat(50))} /"
+            f" {ms(m.scrape_stat(100))}; {m.scrape_size / 1024:.0f} |"
         )
+        w(f"| the first scrape (it waits for the first whole rendering), ms | {ms(first)} |")
         w(
             f"| full garbage collections in the probe before the heap was frozen at {m.frozen_at:.1f} s (its own"
             f" included) / after: count, longest (ms) | {len(m.pauses(after=False))},"

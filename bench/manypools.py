@@ -123,9 +123,9 @@ class ManyResult:
             return math.nan
         return (later[-1][1] - later[0][1]) / (later[-1][0] - later[0][0])
 
-    def scrape_stat(self, q: float, *, steady: bool = True) -> float:
-        """A percentile of the scrapes' durations (s); `steady`: those after the start-up round (heap frozen)."""
-        values = [seconds for at, seconds, _ in self.scrapes if at > self.frozen_at or not steady]
+    def scrape_stat(self, q: float) -> float:
+        """A percentile of the durations (s) of the scrapes after the first (which waits for the first rendering)."""
+        values = [seconds for _, seconds, _ in self.scrapes[1:]]
         return percentile(values, q) if values else math.nan
 
     @property
@@ -268,8 +268,9 @@ def run(
         f"  RSS end {out.end_rss:.1f} MiB (peak {out.peak:.1f}); {len(out.refreshes)} refreshes, start lag"
         f" p50 {out.stat('start', 50):.3f} s p99 {out.stat('start', 99):.3f} s max {out.stat('start', 100):.3f} s"
         f" (steady p99 {out.stat('start', 99, steady=True):.3f} s); {len(out.scrapes)} scrapes p50"
-        f" {out.scrape_stat(50) * 1000:.1f} ms max {out.scrape_stat(100) * 1000:.1f} ms; history {out.history_points}"
-        f" points a pool; heap frozen at {out.frozen_at:.1f} s, then {len(out.pauses(after=True))} full collections,"
+        f" {out.scrape_stat(50) * 1000:.1f} ms max {out.scrape_stat(100) * 1000:.1f} ms after the first;"
+        f" history {out.history_points} points a pool; heap frozen at {out.frozen_at:.1f} s,"
+        f" then {len(out.pauses(after=True))} full collections,"
         f" longest {max(out.pauses(after=True), default=0) * 1000:.0f} ms;"
         f" steady CPU {out.steady_cpu:.0%} of a core"
     )

@@ -561,11 +561,10 @@ class Report:
         w(f"| state history kept per pool (points: an hour at the interval) | {m.history_points} |")
         first = m.scrapes[0][1] if m.scrapes else math.nan
         w(
-            f"| scrapes of `/metrics` (gzip, Prometheus' Accept) after the start-up round: count, p50 / max (ms);"
-            f" size (KiB) | {sum(1 for at, _, _ in m.scrapes if at > m.frozen_at)}, {ms(m.scrape_stat(50))} /"
-            f" {ms(m.scrape_stat(100))}; {m.scrape_size / 1024:.0f} |"
+            f"| scrapes of `/metrics` every interval (gzip, Prometheus' Accept): count; the first (it waits for the"
+            f" first whole rendering), ms; the others p50 / max (ms); size (KiB) | {len(m.scrapes)}; {ms(first)};"
+            f" {ms(m.scrape_stat(50))} / {ms(m.scrape_stat(100))}; {m.scrape_size / 1024:.0f} |"
         )
-        w(f"| the first scrape (it waits for the first whole rendering), ms | {ms(first)} |")
         w(
             f"| full garbage collections in the probe before the heap was frozen at {m.frozen_at:.1f} s (its own"
             f" included) / after: count, longest (ms) | {len(m.pauses(after=False))},"
@@ -580,7 +579,9 @@ class Report:
             " in arrays (28 bytes a point); per-pool counters are one dict each; and once the start-up round is"
             " refreshed the daemon freezes its heap (`gc.freeze`), so full collections no longer walk every pool's"
             " long-lived objects. The probe copies an hour of state history into each pool at its first refresh, so"
-            " RSS is that of a daemon that has run an hour; Prometheus' scrape runs every interval throughout.\n"
+            " RSS is that of a daemon that has run an hour; Prometheus' scrape runs every interval throughout. The"
+            " first scrape of a content type waits for its first whole rendering, made while the start-up round"
+            " still runs; later ones get the stored bytes while changed pools are rendered aside.\n"
         )
 
     def _refresh_section(self, w: Any) -> None:

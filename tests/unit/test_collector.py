@@ -10,6 +10,7 @@ from typing import Any
 
 import pytest
 from pymongo import AsyncMongoClient, MongoClient
+from pymongo.collection import Collection
 from structlog.testing import capture_logs
 
 from exporter.collector import Collector, PoolJob
@@ -47,6 +48,14 @@ def seed_pool(sync_client: MongoClient[Doc], collection: str) -> None:
     coll = sync_client["spe_collector"][collection]
     coll.insert_many([{"active": True, "next_use": None, "count_use": 2, "count_success": 1} for _ in range(4)])
     coll.insert_many([{"active": False, "count_use": 1} for _ in range(2)])
+
+
+def seed_ratios(sync_client: MongoClient[Doc], collection: str, *, good: int, bad: int) -> Collection[Doc]:
+    """`good` active sessions succeeding 90 % of 200 uses, `bad` ones 10 % (underperformers)."""
+    coll = sync_client["spe_collector"][collection]
+    ok = {"active": True, "next_use": None, "count_use": 200, "count_success": 180}
+    coll.insert_many([dict(ok) for _ in range(good)] + [{**ok, "count_success": 20} for _ in range(bad)])
+    return coll
 
 
 @pytest.fixture
@@ -301,9 +310,7 @@ async def test_underperformers_are_counted_on_their_own_cadence(
     """The first count follows the first sums pass (the pool's own ratio), then runs as a job of its
     own: with an interval of an hour, refreshes and sums go on and a change in the data leaves the
     count as it was."""
-    coll = sync_client["spe_collector"][unique_name]
-    good = {"active": True, "next_use": None, "count_use": 200, "count_success": 180}
-    coll.insert_many([dict(good) for _ in range(8)] + [{**good, "count_success": 20} for _ in range(2)])
+    coll = seed_ratios(sync_client, unique_name, good=8, bad=2)
     collector = Collector(make_config(mongo_uri, {"p": unique_name}, underperforming={"interval": 3600}), Metrics())
     pool = collector.pools["p"]
     collector.start()
@@ -330,9 +337,7 @@ async def test_an_underperformers_count_waits_for_a_slot(
 ) -> None:
     """Counts share the refreshes' slots: with every slot taken, a count waits (thousands of pools' counts
     never crowd the refreshes out of the client's connections)."""
-    coll = sync_client["spe_collector"][unique_name]
-    good = {"active": True, "next_use": None, "count_use": 200, "count_success": 180}
-    coll.insert_many([dict(good) for _ in range(3)] + [{**good, "count_success": 20}])
+    coll = seed_ratios(sync_client, unique_name, good=3, bad=1)
     config = make_config(mongo_uri, {"p": unique_name})
     config.max_concurrent_refreshes = 1
     collector = Collector(config, Metrics())

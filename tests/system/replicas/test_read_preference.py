@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import asyncio
+import time
 from typing import Any
 
 import pytest
-from pymongo import MongoClient
+from pymongo import MongoClient, ReadPreference
 
 from exporter.core import MongoSessions, SessionPoolError
 from exporter.mongod import Mongod
@@ -41,6 +43,13 @@ async def test_statistics_follow_the_read_preference(replica_set: ReplicaSet) ->
     }
     for pool in pools.values():
         await pool.connect()
+    # secondaryPreferred falls back to the primary while the client knows no secondary: on a set just
+    # started, its monitors may not have reached one yet.
+    client = pools["secondaryPreferred"].client
+    deadline = time.monotonic() + 30
+    while not client.topology_description.has_readable_server(ReadPreference.SECONDARY):
+        assert time.monotonic() < deadline, "the client never saw a readable secondary"
+        await asyncio.sleep(0.1)
     _fail_reads(primary, "alwaysOn")
     try:
         stats = await pools["secondaryPreferred"].aggregate_statistics(sums=False)

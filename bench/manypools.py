@@ -285,8 +285,8 @@ async def probe(config_path: str, seconds: float, expect: int) -> dict[str, Any]
     config = load_config(config_path, {}, {})
     setup_logging(config.log.level, config.log.format)  # as `run` does: the daemon's own logging
     daemon = build(config)
-    daemon.collector.on_settled.append(freeze_heap)  # as `run` does
     collector = daemon.collector
+    collector.on_settled.append(freeze_heap)  # as `run` does
     due: dict[str, datetime] = {}
     counts = {"skipped": 0}
     # One array per field, not a dict per refresh: the probe's bookkeeping must not weigh in the daemon's RSS.
@@ -338,7 +338,7 @@ async def probe(config_path: str, seconds: float, expect: int) -> dict[str, Any]
     collector.scheduler.listen(listen, EVENT_JOB_SUBMITTED | EVENT_JOB_MAX_INSTANCES | EVENT_JOB_EXECUTED)
     pauses: list[tuple[float, float]] = []  # the full garbage collections (generation 2): when, seconds
     frozen: list[float] = []
-    daemon.collector.on_settled.append(lambda: frozen.append(time.time() - t0))
+    collector.on_settled.append(lambda: frozen.append(time.time() - t0))
     began: list[float] = []
 
     def collected(phase: str, info: dict[str, int]) -> None:

@@ -27,17 +27,15 @@ async def run(pool: PoolState, ctx: Context) -> Underperformers | None:
     uses, successes = source.uses, source.successes
     threshold = underperforming_threshold(uses, successes, settings.below)
     try:
-        # A slot like a sums pass: thousands of pools' counts never crowd out the refreshes' connections.
-        async with ctx.slots.hold(Priority.SUMS):
-            with budget("refresh_timeout", pool.config.refresh_timeout):
-                rows = (
-                    await pool.sessions.aggregate(
+        rows = []
+        if threshold is not None:
+            # A slot like a sums pass: thousands of pools' counts never crowd out the refreshes' connections.
+            async with ctx.slots.hold(Priority.SUMS):
+                with budget("refresh_timeout", pool.config.refresh_timeout):
+                    rows = await pool.sessions.aggregate(
                         underperforming_count_pipeline(pool.sessions.fields, settings.min_uses, threshold),
                         comment="count_underperformers",
                     )
-                    if threshold is not None
-                    else []
-                )
     except SessionPoolError as exc:
         # Withdrawn rather than repeated: a count nobody could make is not a count.
         pool.underperformers = None
